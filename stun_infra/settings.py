@@ -1,0 +1,389 @@
+"""Stack settings: read once from config, validated, frozen.
+
+Pulumi.yaml's `config:` block is the single source of every key's type and
+default; this module mirrors it as a typed object and refuses bad input before a
+single resource exists. Every problem is reported at once, each naming the key,
+the value it got and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PROJECT = "stun-infra"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILE = PROJECT_ROOT / "Pulumi.yaml"
+
+MAX_FLEET = 100
+MIN_RELAY_PORTS = 100
+MIN_BOOT_SECONDS = 180  # measured boot (apt installs + agent) is ~2 min; see README
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+                      1096, 1827, 2192, 2557, 2922, 3288, 3653)
+_INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\.(?P<size>[a-z0-9]+)$")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+
+
+class ConfigError(ValueError):
+    """Bad stack config; `problems` holds one line per bad key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    name: str
+    type: str
+    default: Any
+    description: str
+
+
+@cache
+def key_specs() -> dict[str, KeySpec]:
+    """The `config:` block of Pulumi.yaml, by key."""
+    doc = yaml.safe_load(PROJECT_FILE.read_text())
+    return {name: KeySpec(name, d["type"], d.get("default"), d.get("description", ""))
+            for name, d in doc["config"].items()}
+
+
+def architecture_of(instance_type: str) -> str:
+    """arm64 for Graviton families (a `g` among the attributes after the generation)."""
+    m = _INSTANCE_TYPE.match(instance_type)
+    if not m:
+        raise ValueError(instance_type)
+    return "arm64" if "g" in m["attrs"] else "x86_64"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    stack: str
+    region: str
+    mode: str
+    instance_count: int
+    min_size: int
+    desired_capacity: int
+    max_size: int
+    instance_type: str
+    ssh_allowed_cidrs: tuple[str, ...]
+    turn: bool
+    vpc_cidr: str
+    availability_zones: int
+    realm: str
+    stun_port: int
+    tls_port: int
+    relay_min_port: int
+    relay_max_port: int
+    user_quota: int
+    total_quota: int
+    max_bps: int
+    tls_domain: str
+    tls_certificate: str
+    tls_private_key: str = field(repr=False)
+    root_volume_size: int
+    log_retention_days: int
+    alarm_email: str
+    cpu_high_percent: int
+    scaling_cpu_target: int
+    min_healthy_percentage: int
+    health_check_grace_period: int
+    dns_zone_id: str
+    dns_name: str
+    tags: tuple[tuple[str, str], ...]
+
+    @property
+    def prefix(self) -> str:
+        """The one name every resource name derives from."""
+        return f"{self.project}-{self.stack}"
+
+    @property
+    def architecture(self) -> str:
+        return architecture_of(self.instance_type)
+
+    @property
+    def autoscale(self) -> bool:
+        return self.mode == "autoscale"
+
+    @property
+    def user_tls(self) -> bool:
+        return bool(self.tls_certificate)
+
+    @property
+    def common_tags(self) -> dict[str, str]:
+        return {"Project": self.project, "Stack": self.stack, "ManagedBy": "pulumi", **dict(self.tags)}
+
+    @property
+    def ssm_path(self) -> str:
+        """Parameter Store folder for this stack's secrets."""
+        return f"/{self.project}/{self.stack}"
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+# -- parsing: text from Pulumi config into the declared types --------------------------
+
+def _parse(spec: KeySpec, raw: Any) -> Any:
+    """Raw config (strings from the engine, natives from YAML defaults) into spec.type."""
+    if spec.type == "string":
+        if not isinstance(raw, str):
+            raise ValueError("must be a string")
+        return raw
+    if spec.type == "integer":
+        if isinstance(raw, bool):
+            raise ValueError("must be a whole number")
+        if isinstance(raw, int):
+            return raw
+        if isinstance(raw, str) and re.fullmatch(r"[+-]?\d+", raw.strip()):
+            return int(raw)
+        raise ValueError("must be a whole number")
+    if spec.type == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            return raw.strip().lower() == "true"
+        raise ValueError("must be true or false")
+    if spec.type == "array":
+        value = raw
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw) if raw.strip() else []
+            except json.JSONDecodeError:
+                raise ValueError("must be a list of strings (YAML list or JSON array)") from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of strings (YAML list or JSON array)")
+        return tuple(value)
+    raise AssertionError(f"Pulumi.yaml declares an unsupported type {spec.type!r}")
+
+
+def _show(raw: Any) -> str:
+    return json.dumps(raw) if not isinstance(raw, str) else f'"{raw}"'
+
+
+# -- validation: each check returns a message or None ----------------------------------
+
+def _int_range(lo: int, hi: int):
+    def check(v: int) -> str | None:
+        return None if lo <= v <= hi else f"must be a whole number from {lo} to {hi}"
+    return check
+
+
+def _dns_name(v: str) -> str | None:
+    return None if _DNS_NAME.match(v.lower()) else "must be a DNS name such as turn.example.com"
+
+
+def _cidr_list(v: tuple[str, ...]) -> str | None:
+    for cidr in v:
+        try:
+            net = ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            return f"{cidr!r} is not a CIDR block such as 203.0.113.10/32 (host bits must be zero)"
+        if "/" not in cidr:
+            return f"{cidr!r} needs a prefix length, e.g. {cidr}/{net.max_prefixlen}"
+        if net.prefixlen == 0:
+            return (f"{cidr!r} opens SSH to the whole internet; list your own addresses "
+                    "(e.g. 203.0.113.10/32) or leave it empty and use Session Manager")
+    if len(set(v)) != len(v):
+        return "lists a CIDR twice"
+    return None
+
+
+def _vpc_cidr(v: str) -> str | None:
+    try:
+        net = ipaddress.IPv4Network(v, strict=True)
+    except ValueError:
+        return "must be an IPv4 CIDR block with zero host bits, e.g. 10.42.0.0/16"
+    if not 16 <= net.prefixlen <= 24:
+        return "must have a prefix length from /16 to /24"
+    if not any(net.subnet_of(ipaddress.IPv4Network(p)) for p in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")):
+        return "must be a private (RFC 1918) range: inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+    return None
+
+
+def _instance_type(v: str) -> str | None:
+    return None if _INSTANCE_TYPE.match(v) else "must be an EC2 instance type such as t4g.small or c7gn.medium"
+
+
+def _realm(v: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9._-]{1,128}", v) else \
+        "must be 1-128 characters of letters, digits, '.', '_' or '-'"
+
+
+def _email(v: str) -> str | None:
+    return None if not v or _EMAIL.match(v) else "must be an email address or empty"
+
+
+def _zone_id(v: str) -> str | None:
+    return None if not v or _ZONE_ID.match(v) else "must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ, or empty"
+
+
+def _optional_dns_name(v: str) -> str | None:
+    return None if not v else _dns_name(v)
+
+
+def _retention(v: int) -> str | None:
+    return None if v in LOG_RETENTION_DAYS else \
+        "must be one of the values CloudWatch Logs accepts: " + ", ".join(map(str, LOG_RETENTION_DAYS))
+
+
+def _tags(v: tuple[str, ...]) -> str | None:
+    seen: set[str] = set()
+    for item in v:
+        key, sep, value = item.partition("=")
+        if not sep or not key or len(key) > 128 or len(value) > 256:
+            return f"{item!r} must be Key=Value (key 1-128 characters, value up to 256)"
+        if key.lower().startswith("aws:"):
+            return f"{item!r}: keys starting with aws: are reserved by AWS"
+        if key in seen:
+            return f"tag {key!r} is given twice"
+        seen.add(key)
+    return None
+
+
+def _pem(kind: str):
+    def check(v: str) -> str | None:
+        return None if not v or f"-----BEGIN {kind}" in v or (kind == "PRIVATE KEY" and "PRIVATE KEY-----" in v) \
+            else f"must be a PEM {kind.lower()} (-----BEGIN {kind}-----), or empty"
+    return check
+
+
+_CHECKS = {
+    "mode": lambda v: None if v in ("static", "autoscale") else 'must be "static" or "autoscale"',
+    "instanceCount": _int_range(1, MAX_FLEET),
+    "minSize": _int_range(1, MAX_FLEET),
+    "desiredCapacity": _int_range(1, MAX_FLEET),
+    "maxSize": _int_range(1, MAX_FLEET),
+    "instanceType": _instance_type,
+    "sshAllowedCidrs": _cidr_list,
+    "vpcCidr": _vpc_cidr,
+    "availabilityZones": _int_range(2, 6),
+    "realm": _realm,
+    "stunPort": _int_range(1, 65535),
+    "tlsPort": _int_range(1, 65535),
+    "relayMinPort": _int_range(1024, 65535),
+    "relayMaxPort": _int_range(1024, 65535),
+    "userQuota": _int_range(0, 1_000_000),
+    "totalQuota": _int_range(0, 1_000_000),
+    "maxBps": _int_range(0, 10_000_000_000),
+    "tlsDomain": _dns_name,
+    "tlsCertificate": _pem("CERTIFICATE"),
+    "tlsPrivateKey": _pem("PRIVATE KEY"),
+    "rootVolumeSize": _int_range(8, 1024),
+    "logRetentionDays": _retention,
+    "alarmEmail": _email,
+    "cpuHighPercent": _int_range(1, 100),
+    "scalingCpuTarget": _int_range(10, 90),
+    "minHealthyPercentage": _int_range(0, 100),
+    "healthCheckGracePeriod": _int_range(MIN_BOOT_SECONDS, 7200),
+    "dnsZoneId": _zone_id,
+    "dnsName": _optional_dns_name,
+    "tags": _tags,
+}
+
+_MODE_ONLY = {"static": ("instanceCount",),
+              "autoscale": ("minSize", "desiredCapacity", "maxSize", "scalingCpuTarget",
+                            "minHealthyPercentage", "healthCheckGracePeriod")}
+
+
+def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> list[str]:
+    """Rules that involve more than one key."""
+    p = PROJECT
+    out: list[str] = []
+    if v["mode"] == "autoscale":
+        if v["minSize"] > v["maxSize"]:
+            out.append(f"{p}:minSize: got {v['minSize']}, must not exceed {p}:maxSize ({v['maxSize']})")
+        elif not v["minSize"] <= v["desiredCapacity"] <= v["maxSize"]:
+            out.append(f"{p}:desiredCapacity: got {v['desiredCapacity']}, must be between "
+                       f"{p}:minSize ({v['minSize']}) and {p}:maxSize ({v['maxSize']})")
+    for mode, keys in _MODE_ONLY.items():
+        if v["mode"] != mode:
+            for k in keys:
+                if k in given and v[k] != key_specs()[k].default:
+                    out.append(f"{p}:{k}: is only used in {mode} mode but this stack has mode "
+                               f"{v['mode']}; remove it (pulumi config rm {p}:{k})")
+    if v["stunPort"] == v["tlsPort"]:
+        out.append(f"{p}:tlsPort: got {v['tlsPort']}, must differ from {p}:stunPort")
+    lo, hi = v["relayMinPort"], v["relayMaxPort"]
+    if lo >= hi:
+        out.append(f"{p}:relayMinPort: got {lo}, must be below {p}:relayMaxPort ({hi})")
+    elif hi - lo + 1 < MIN_RELAY_PORTS:
+        out.append(f"{p}:relayMaxPort: the relay range {lo}-{hi} holds {hi - lo + 1} ports, "
+                   f"must hold at least {MIN_RELAY_PORTS}")
+    for port_key in ("stunPort", "tlsPort"):
+        if lo <= v[port_key] <= hi:
+            out.append(f"{p}:relayMinPort: the relay range {lo}-{hi} overlaps {p}:{port_key} "
+                       f"({v[port_key]}); move the range above it")
+    if bool(v["tlsCertificate"]) != bool(v["tlsPrivateKey"]):
+        out.append(f"{p}:tlsCertificate: tlsCertificate and tlsPrivateKey must be set together "
+                   "(or neither, for a self-signed certificate)")
+    if v["tlsPrivateKey"] and f"{p}:tlsPrivateKey" not in secret_keys:
+        out.append(f"{p}:tlsPrivateKey: is stored in plain text; set it with "
+                   f"`pulumi config set --secret {p}:tlsPrivateKey < key.pem`")
+    if bool(v["dnsZoneId"]) != bool(v["dnsName"]):
+        out.append(f"{p}:dnsZoneId: dnsZoneId and dnsName must be set together (or neither)")
+    return out
+
+
+def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
+                  secret_keys: set[str] = frozenset()) -> Settings:
+    """Settings from this project's config (keys without the `stun-infra:` prefix).
+
+    Raises ConfigError listing every problem.
+    """
+    specs = key_specs()
+    problems: list[str] = []
+    for key in sorted(set(raw) - set(specs)):
+        near = difflib.get_close_matches(key, specs, n=1, cutoff=0.6) or \
+            [k for k in specs if k.lower() == key.lower()]
+        hint = f"did you mean {PROJECT}:{near[0]}? " if near else ""
+        problems.append(f"{PROJECT}:{key}: unknown key; {hint}known keys: {', '.join(specs)}")
+    values: dict[str, Any] = {}
+    for key, spec in specs.items():
+        given = raw.get(key, spec.default)
+        try:
+            value = _parse(spec, given)
+        except ValueError as e:
+            problems.append(f"{PROJECT}:{key}: got {_show(given)}, {e}")
+            continue
+        message = _CHECKS[key](value) if key in _CHECKS else None
+        if message:
+            problems.append(f"{PROJECT}:{key}: got {_show(given)}, {message}")
+        values[key] = value
+    if not region:
+        problems.append("aws:region: not set; choose the region, e.g. `pulumi config set aws:region eu-west-3`")
+    if not problems:
+        problems += _cross_checks(values, set(raw), set(secret_keys))
+    if problems:
+        raise ConfigError(problems)
+    fields = {_snake(k): v for k, v in values.items()}
+    fields["tags"] = tuple(tuple(t.split("=", 1)) for t in values["tags"])
+    return Settings(project=PROJECT, stack=stack, region=region, **fields)
+
+
+def read_settings() -> Settings:
+    """Settings of the running Pulumi program: the one place that reads config."""
+    import os
+
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    if pulumi.get_project() != PROJECT:
+        raise ConfigError([f"project is {pulumi.get_project()!r}, expected {PROJECT!r} (Pulumi.yaml name)"])
+    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    ours = {k.split(":", 1)[1]: v for k, v in everything.items() if k.startswith(PROJECT + ":")}
+    region = everything.get("aws:region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    return load_settings(ours, stack=pulumi.get_stack(), region=region, secret_keys=secret_keys)
