@@ -1,0 +1,147 @@
+"""Monitoring: the dashboard and alarms, built from the fleet's own outputs.
+
+Binding counts come from kernel counters on each instance (0 log bytes per binding);
+session events from coturn's log through ServerLogs' metric filters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from stun_infra import metrics
+from stun_infra.components.base import PACKAGE, child_opts, tagged
+from stun_infra.components.fleet import GROUP_METRICS
+
+PERIOD = 60
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    region: str
+    metric_namespace: str
+    asg_name: pulumi.Input[str] | None       # autoscale mode
+    instance_ids: Sequence[pulumi.Input[str]]  # static mode
+    min_size: int
+    cpu_high_percent: int
+    alarm_email: str
+    tags: dict[str, str]
+
+
+def _widget(title: str, metric_rows: list, y: int, x: int, stat: str = "Sum") -> dict:
+    return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
+            "properties": {"title": title, "region": "__REGION__", "stat": stat, "period": PERIOD,
+                           "view": "timeSeries", "stacked": False, "metrics": metric_rows}}
+
+
+def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_ids: list[str]) -> str:
+    """CloudWatch dashboard JSON; every name comes from the arguments."""
+    fleet = ["AutoScalingGroupName", asg_name] if asg_name else []
+    bindings = [[namespace, m, *fleet] for m in (metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS,
+                                                metrics.BINDING_REQUESTS)]
+    sessions = [[namespace, m.name] for m in metrics.LOG_METRICS]
+    if asg_name:
+        capacity = [["AWS/AutoScaling", m, "AutoScalingGroupName", asg_name] for m in GROUP_METRICS]
+        cpu = [["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", asg_name]]
+        packets = [["AWS/EC2", m, "AutoScalingGroupName", asg_name] for m in ("NetworkPacketsIn", "NetworkPacketsOut")]
+    else:
+        capacity = [["AWS/EC2", "StatusCheckFailed", "InstanceId", i] for i in instance_ids]
+        cpu = [["AWS/EC2", "CPUUtilization", "InstanceId", i] for i in instance_ids]
+        packets = [["AWS/EC2", m, "InstanceId", i] for i in instance_ids
+                   for m in ("NetworkPacketsIn", "NetworkPacketsOut")]
+    widgets = [
+        _widget("STUN bindings per minute (kernel counters)", bindings, 0, 0),
+        _widget("TURN sessions closed, allocations, auth failures", sessions, 0, 12),
+        _widget("Group capacity" if asg_name else "Status check failures", capacity, 6, 0,
+                "Maximum"),
+        _widget("CPU utilization (%)", cpu, 6, 12, "Average"),
+        _widget("Network packets in/out", packets, 12, 0),
+    ]
+    return json.dumps({"widgets": widgets}).replace("__REGION__", region)
+
+
+def dashboard_url(region: str, name: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards:name={name}"
+
+
+class Monitoring(pulumi.ComponentResource):
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:monitoring:Monitoring", name, None, opts)
+        body = pulumi.Output.all(args.asg_name, list(args.instance_ids)).apply(
+            lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1]))
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=name, dashboard_body=body, opts=child_opts(self))
+        self.dashboard_url = self.dashboard.dashboard_name.apply(lambda n: dashboard_url(args.region, n))
+
+        self.topic = aws.sns.Topic(f"{name}-alarms", tags=tagged(args.tags, f"{name}-alarms"),
+                                   opts=child_opts(self))
+        if args.alarm_email:
+            aws.sns.TopicSubscription(f"{name}-alarms-email", topic=self.topic.arn, protocol="email",
+                                      endpoint=args.alarm_email, opts=child_opts(self))
+        self.alarms: list[aws.cloudwatch.MetricAlarm] = []
+        actions = [self.topic.arn]
+        if args.asg_name is not None:
+            group = {"AutoScalingGroupName": args.asg_name}
+            self._alarm(name, "in-service-low", args, actions,
+                        alarm_description=f"Fewer than {args.min_size} instances in service",
+                        namespace="AWS/AutoScaling", metric_name="GroupInServiceInstances", dimensions=group,
+                        statistic="Minimum", comparison_operator="LessThanThreshold",
+                        threshold=args.min_size, evaluation_periods=3, datapoints_to_alarm=3,
+                        treat_missing_data="breaching")
+            self._alarm(name, "cpu-high", args, actions,
+                        alarm_description=f"Average CPU above {args.cpu_high_percent}% for 5 minutes",
+                        namespace="AWS/EC2", metric_name="CPUUtilization", dimensions=group,
+                        statistic="Average", comparison_operator="GreaterThanThreshold",
+                        threshold=args.cpu_high_percent, evaluation_periods=5, datapoints_to_alarm=5,
+                        treat_missing_data="missing")
+        for i, instance_id in enumerate(args.instance_ids):
+            instance = {"InstanceId": instance_id}
+            self._alarm(name, f"status-check-{i}", args, actions,
+                        alarm_description=f"Instance {i} failed its status checks",
+                        namespace="AWS/EC2", metric_name="StatusCheckFailed", dimensions=instance,
+                        statistic="Maximum", comparison_operator="GreaterThanOrEqualToThreshold",
+                        threshold=1, evaluation_periods=2, datapoints_to_alarm=2,
+                        treat_missing_data="breaching")
+            self._alarm(name, f"cpu-high-{i}", args, actions,
+                        alarm_description=f"Instance {i} CPU above {args.cpu_high_percent}% for 5 minutes",
+                        namespace="AWS/EC2", metric_name="CPUUtilization", dimensions=instance,
+                        statistic="Average", comparison_operator="GreaterThanThreshold",
+                        threshold=args.cpu_high_percent, evaluation_periods=5, datapoints_to_alarm=5,
+                        treat_missing_data="missing")
+        self._bindings_stalled(name, args, actions)
+        self.register_outputs({"dashboard_url": self.dashboard_url, "alarm_topic_arn": self.topic.arn})
+
+    def _alarm(self, name: str, key: str, args: MonitoringArgs, actions: list, **kwargs) -> None:
+        self.alarms.append(aws.cloudwatch.MetricAlarm(
+            f"{name}-{key}", period=PERIOD, alarm_actions=actions, ok_actions=actions,
+            tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self), **kwargs))
+
+    def _bindings_stalled(self, name: str, args: MonitoringArgs, actions: list) -> None:
+        """Requests still arrive but nothing succeeds: the server is up for the kernel, down for clients."""
+        fleet = {"AutoScalingGroupName": args.asg_name} if args.asg_name is not None else None
+
+        def query(id_: str, metric: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=id_, return_data=False,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=args.metric_namespace, metric_name=metric, dimensions=fleet,
+                    period=PERIOD, stat="Sum"))
+
+        self.alarms.append(aws.cloudwatch.MetricAlarm(
+            f"{name}-bindings-stalled",
+            alarm_description="Binding requests arrive but no binding succeeds",
+            comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
+            evaluation_periods=3, datapoints_to_alarm=3, treat_missing_data="notBreaching",
+            metric_queries=[
+                query("requests", metrics.BINDING_REQUESTS),
+                query("successes", metrics.BINDING_SUCCESSES),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="stalled", return_data=True, label="Requests without successes",
+                    expression="IF(FILL(requests, 0) > 0 AND FILL(successes, 0) == 0, 1, 0)"),
+            ],
+            alarm_actions=actions, ok_actions=actions,
+            tags=tagged(args.tags, f"{name}-bindings-stalled"), opts=child_opts(self)))

@@ -1,0 +1,159 @@
+"""The whole stack: look everything up, then build the components in dependency order.
+
+Every lookup and every check runs before the first resource is registered, so a bad
+region or zone count fails with nothing half-deployed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from stun_infra import metrics
+from stun_infra.components.access import AccessArgs, InstanceAccess
+from stun_infra.components.endpoint import DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs
+from stun_infra.components.firewall import Firewall, FirewallArgs
+from stun_infra.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, LaunchSpec, StaticFleet,
+                                         StaticFleetArgs)
+from stun_infra.components.keypair import KeyPairArgs, SshKeyPair
+from stun_infra.components.logs import LogsArgs, ServerLogs
+from stun_infra.components.monitoring import Monitoring, MonitoringArgs
+from stun_infra.components.network import Network, NetworkArgs
+from stun_infra.components.secrets import SecretsArgs, ServerSecrets
+from stun_infra.components.tls import TlsArgs, TlsCertificate
+from stun_infra.settings import PROJECT, ConfigError, Settings
+from stun_infra.userdata import BootInputs, render_user_data
+
+DEBIAN_OWNER = "136693071363"  # Debian's official AWS account
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+
+@dataclass(frozen=True)
+class Lookups:
+    zones: tuple[str, ...]
+    ami_id: str
+    ami_name: str
+    root_device_name: str
+
+
+def look_up(settings: Settings) -> Lookups:
+    available = aws.get_availability_zones(
+        state="available", filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status",
+                                                                         values=["opt-in-not-required"])])
+    if len(available.names) < settings.availability_zones:
+        raise ConfigError([
+            f"{PROJECT}:availabilityZones: got {settings.availability_zones}, but region {settings.region} "
+            f"has {len(available.names)} available zones ({', '.join(available.names)}); "
+            f"choose at most {len(available.names)} (and at least 2)"])
+    ami = aws.ec2.get_ami(
+        owners=[DEBIAN_OWNER], most_recent=True,
+        filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[f"debian-12-{DEBIAN_ARCH[settings.architecture]}-*"]),
+                 aws.ec2.GetAmiFilterArgs(name="architecture", values=[settings.architecture]),
+                 aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+                 aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"])])
+    return Lookups(zones=tuple(sorted(available.names)[:settings.availability_zones]), ami_id=ami.id,
+                   ami_name=ami.name, root_device_name=ami.root_device_name)
+
+
+def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Output, pulumi.Output]:
+    """(stun_uris, turn_uris) for the given hosts."""
+    def stun(hs: list[str]) -> list[str]:
+        return [f"stun:{h}:{settings.stun_port}" for h in hs]
+
+    def turn(hs: list[str]) -> list[str]:
+        return [u for h in hs for u in (f"turn:{h}:{settings.stun_port}?transport=udp",
+                                          f"turn:{h}:{settings.stun_port}?transport=tcp",
+                                          f"turns:{h}:{settings.tls_port}?transport=tcp")]
+    every = pulumi.Output.all(*hosts)
+    return every.apply(stun), every.apply(turn)
+
+
+def build_stack(settings: Settings) -> dict[str, Any]:
+    """Create every resource; returns the stack outputs."""
+    found = look_up(settings)
+    prefix = settings.prefix
+    tags = settings.common_tags
+    namespace = metrics.namespace(settings.stack)
+
+    network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags))
+    firewall = Firewall(prefix, FirewallArgs(
+        vpc_id=network.vpc.id, stun_port=settings.stun_port, tls_port=settings.tls_port,
+        relay_ports=(settings.relay_min_port, settings.relay_max_port) if settings.turn else None,
+        ssh_cidrs=settings.ssh_allowed_cidrs, tags=tags))
+    key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags))
+    certificate = TlsCertificate(prefix, TlsArgs(
+        domain=settings.tls_domain, certificate_pem=settings.tls_certificate,
+        private_key_pem=pulumi.Output.secret(settings.tls_private_key) if settings.user_tls else None))
+    secrets = ServerSecrets(prefix, SecretsArgs(
+        path=settings.ssm_path, turn=settings.turn, tls_certificate_pem=certificate.certificate_pem,
+        tls_private_key_pem=certificate.private_key_pem, tags=tags))
+    logs = ServerLogs(prefix, LogsArgs(
+        log_group_name=metrics.log_group_name(settings.project, settings.stack),
+        retention_days=settings.log_retention_days, metric_namespace=namespace, tags=tags))
+    access = InstanceAccess(prefix, AccessArgs(
+        parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,
+        metric_namespace=namespace, tags=tags))
+    spec = LaunchSpec(
+        ami_id=found.ami_id, root_device_name=found.root_device_name, instance_type=settings.instance_type,
+        key_name=key_pair.key_name, instance_profile_name=access.profile.name,
+        instance_profile_arn=access.profile.arn, security_group_id=firewall.security_group.id,
+        root_volume_size=settings.root_volume_size, tags=tags)
+    boot = BootInputs(parameters=secrets.names)
+    # Instances boot only once the role may read what the script fetches.
+    fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs])
+
+    outputs: dict[str, Any] = {"mode": settings.mode, "region": settings.region}
+    if settings.autoscale:
+        endpoint = LoadBalancedEndpoint(prefix, LoadBalancerArgs(
+            vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
+            tls_port=settings.tls_port, tags=tags))
+        fleet = AutoscaleFleet(prefix, AutoscaleFleetArgs(
+            spec=spec, subnet_ids=network.subnet_ids, min_size=settings.min_size,
+            desired_capacity=settings.desired_capacity, max_size=settings.max_size,
+            user_data=render_user_data(settings, boot), target_group_arns=endpoint.target_group_arns,
+            health_check_grace_period=settings.health_check_grace_period,
+            min_healthy_percentage=settings.min_healthy_percentage, cpu_target=settings.scaling_cpu_target),
+            opts=fleet_opts)
+        hosts: list[pulumi.Input[str]] = [endpoint.dns_name]
+        if settings.dns_name:
+            DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
+                                        alias_target=(endpoint.dns_name, endpoint.zone_id)))
+        outputs.update(asg_name=fleet.group_name, load_balancer_dns_name=endpoint.dns_name)
+        monitored = MonitoringArgs(region=settings.region, metric_namespace=namespace, asg_name=fleet.group_name,
+                                   instance_ids=[], min_size=settings.min_size,
+                                   cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
+                                   tags=tags)
+    else:
+        fleet = StaticFleet(prefix, StaticFleetArgs(
+            spec=spec, subnet_ids=network.subnet_ids, count=settings.instance_count,
+            user_data_for=lambda ip: render_user_data(settings, BootInputs(parameters=secrets.names,
+                                                                             expected_public_ip=ip))),
+            opts=fleet_opts)
+        hosts = list(fleet.public_ips)
+        if settings.dns_name:
+            DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
+                                        addresses=fleet.public_ips))
+        outputs.update(instance_ids=fleet.instance_ids, public_ips=fleet.public_ips)
+        monitored = MonitoringArgs(region=settings.region, metric_namespace=namespace, asg_name=None,
+                                   instance_ids=fleet.instance_ids, min_size=settings.instance_count,
+                                   cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
+                                   tags=tags)
+    if settings.dns_name:
+        hosts = [settings.dns_name]
+    monitoring = Monitoring(prefix, monitored)
+
+    stun_uris, turn_uris = uris(settings, hosts)
+    outputs.update(
+        stun_uris=stun_uris,
+        key_pair_name=key_pair.key_name,
+        private_key_pem=key_pair.private_key_pem,
+        tls_certificate_pem=certificate.certificate_pem,
+        dashboard_url=monitoring.dashboard_url,
+        ami_name=found.ami_name,
+    )
+    if settings.turn:
+        outputs.update(turn_uris=turn_uris, turn_shared_secret=secrets.turn_secret)
+    return outputs

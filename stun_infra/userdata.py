@@ -1,0 +1,76 @@
+"""The boot script: templates/user-data.sh.j2 with coturn's config, the CloudWatch agent's
+config and the service files embedded, so one rendering holds all an instance does.
+
+It carries parameter names, never a secret: the instance reads the values from
+Parameter Store with its role at boot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from stun_infra import metrics
+from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
+from stun_infra.settings import Settings
+from stun_infra.templating import render
+
+CLOUDWATCH_AGENT_BASE_URL = "https://amazoncloudwatch-agent.amazonaws.com"
+# {region} and {arch} are filled in on the instance: Debian AMIs ship no SSM agent.
+SSM_AGENT_URL = "https://s3.{region}.amazonaws.com/amazon-ssm-{region}/latest/debian_{arch}/amazon-ssm-agent.deb"
+PACKAGES = ("coturn", "awscli", "nftables", "curl", "ca-certificates", "logrotate", "python3")
+MAX_USER_DATA_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class ParameterNames:
+    """Where the boot script finds each value; "" when there is none (STUN only)."""
+
+    turn_secret: str
+    tls_certificate: str
+    tls_private_key: str
+
+    @classmethod
+    def under(cls, path: str, turn: bool) -> "ParameterNames":
+        return cls(turn_secret=f"{path}/turn-shared-secret" if turn else "",
+                   tls_certificate=f"{path}/tls-certificate",
+                   tls_private_key=f"{path}/tls-private-key")
+
+
+@dataclass(frozen=True)
+class BootInputs:
+    """What the boot script needs besides the settings."""
+
+    parameters: ParameterNames
+    expected_public_ip: str = ""  # static mode: the Elastic IP to wait for
+    agent_base_url: str = CLOUDWATCH_AGENT_BASE_URL
+    ssm_agent_url: str = SSM_AGENT_URL
+
+
+def agent_config(settings: Settings, log_file: str = INSTANCE_PATHS.log_file) -> str:
+    """The CloudWatch agent's JSON config."""
+    text = render(
+        "amazon-cloudwatch-agent.json.j2",
+        namespace=metrics.namespace(settings.stack),
+        log_group_name=metrics.log_group_name(settings.project, settings.stack),
+        log_file=log_file,
+        autoscale=settings.autoscale,
+    )
+    return json.dumps(json.loads(text), indent=2) + "\n"
+
+
+def render_user_data(settings: Settings, boot: BootInputs) -> str:
+    conf = turnserver_conf(settings, public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}",
+                           turn_secret="${TURN_SECRET}", paths=INSTANCE_PATHS)
+    text = render(
+        "user-data.sh.j2",
+        settings=settings,
+        boot=boot,
+        packages=" ".join(PACKAGES),
+        turnserver_conf=conf,
+        agent_config=agent_config(settings),
+        paths=INSTANCE_PATHS,
+    )
+    if len(text.encode()) > MAX_USER_DATA_BYTES:
+        raise ValueError(f"user-data is {len(text.encode())} bytes; EC2 accepts at most {MAX_USER_DATA_BYTES}")
+    return text
