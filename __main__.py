@@ -2,8 +2,12 @@
 
 import pulumi
 
-from stun_infra.settings import read_settings
+from stun_infra.settings import ConfigError, read_settings
 from stun_infra.stack import build_stack
 
-for name, value in build_stack(read_settings()).items():
+try:
+    outputs = build_stack(read_settings())
+except ConfigError as error:  # a clear message, no traceback, nothing created
+    raise pulumi.RunError(str(error)) from None
+for name, value in outputs.items():
     pulumi.export(name, value)

@@ -28,6 +28,10 @@ OFFLINE_ZONES = {"eu-west-3": ["eu-west-3a", "eu-west-3b", "eu-west-3c"]}
 DEFAULT_ZONE_LETTERS = "abc"
 OFFLINE_ACCOUNT = "123456789012"
 SECRET_PLACEHOLDER = "offline-placeholder-for-a-secret"
+# A `secure:` value in a stack file cannot be decrypted offline; the only secret key
+# the project takes is a PEM private key, so the stand-in has that shape.
+SECURE_VALUE_PLACEHOLDER = (f"-----BEGIN PRIVATE KEY-----\n{SECRET_PLACEHOLDER}\n"
+                            "-----END PRIVATE KEY-----\n")
 
 
 class UnknownInvoke(RuntimeError):
@@ -169,7 +173,8 @@ def stack_config(stack: str, overrides: Mapping[str, str] = (), project_root: Pa
         doc = yaml.safe_load(path.read_text()) or {}
         for key, value in (doc.get("config") or {}).items():
             if isinstance(value, dict) and set(value) == {"secure"}:
-                values[key], _ = SECRET_PLACEHOLDER, secret_keys.add(key)
+                values[key] = SECURE_VALUE_PLACEHOLDER
+                secret_keys.add(key)
             else:
                 values[key] = engine_string(value)
     for key, value in dict(overrides).items():

@@ -1,0 +1,111 @@
+"""`stun-infra plan`: what `pulumi up` would create, computed offline on Pulumi's mock engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from typing import Any
+
+from stun_infra.commands.common import add_stack_arguments, fail, overrides
+from stun_infra.settings import ConfigError
+
+COMPONENT_ORDER = ["network", "access", "tls", "secrets", "monitoring", "endpoint", "fleet"]
+
+# The inputs worth a glance, per resource type; everything else is in the code.
+KEY_INPUTS: dict[str, tuple[str, ...]] = {
+    "aws:ec2/vpc:Vpc": ("cidrBlock",),
+    "aws:ec2/subnet:Subnet": ("availabilityZone", "cidrBlock", "mapPublicIpOnLaunch"),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ("ipProtocol", "fromPort", "toPort", "cidrIpv4",
+                                                                  "cidrIpv6"),
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("ipProtocol", "cidrIpv4"),
+    "aws:ec2/instance:Instance": ("instanceType", "ami", "metadataOptions.httpTokens",
+                                  "rootBlockDevice.volumeType", "rootBlockDevice.encrypted"),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("instanceType", "imageId", "metadataOptions.httpTokens"),
+    "aws:autoscaling/group:Group": ("minSize", "desiredCapacity", "maxSize", "healthCheckType",
+                                    "instanceRefresh.preferences.minHealthyPercentage"),
+    "aws:autoscaling/policy:Policy": ("policyType", "targetTrackingConfiguration.targetValue"),
+    "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "enableCrossZoneLoadBalancing"),
+    "aws:lb/targetGroup:TargetGroup": ("protocol", "port", "healthCheck.protocol"),
+    "aws:lb/listener:Listener": ("protocol", "port"),
+    "aws:ssm/parameter:Parameter": ("name", "type"),
+    "aws:cloudwatch/logGroup:LogGroup": ("name", "retentionInDays"),
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter": ("pattern",),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("metricName", "comparisonOperator", "threshold"),
+    "aws:route53/record:Record": ("name", "type"),
+    "tls:index/privateKey:PrivateKey": ("algorithm",),
+    "tls:index/selfSignedCert:SelfSignedCert": ("validityPeriodHours",),
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="show what `pulumi up` would create (offline, no AWS account)",
+                       description=__doc__)
+    add_stack_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def _dig(inputs: dict[str, Any], path: str) -> Any:
+    value: Any = inputs
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def summary(typ: str, inputs: dict[str, Any]) -> str:
+    parts = []
+    for path in KEY_INPUTS.get(typ, ()):
+        value = _dig(inputs, path)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # the engine speaks JSON numbers
+        if value not in (None, ""):
+            parts.append(f"{'.'.join(path.split('.')[-2:])}={value}")
+    return " ".join(parts)
+
+
+def _one_line(value: Any) -> str:
+    if not isinstance(value, str):
+        return json.dumps(value)
+    return value.splitlines()[0] + " ..." if "\n" in value.strip() else value
+
+
+def run(args: argparse.Namespace) -> int:
+    from stun_infra.offline import run_offline, stack_config
+
+    try:
+        config, secret_keys = stack_config(args.stack, overrides(args))
+        result = run_offline(config, stack=args.stack, secret_keys=secret_keys)
+    except ConfigError as e:
+        return fail(str(e))
+    outputs = {k: ("[secret]" if k in result.secret_outputs else v) for k, v in result.outputs.items()}
+    components = {r.urn: r for r in sorted((r for r in result.registrations if not r.custom),
+                                           key=lambda r: COMPONENT_ORDER.index(r.type.split(":")[1]))}
+    by_component: dict[str, list] = defaultdict(list)
+    for r in result.registrations:
+        if r.custom:
+            by_component[r.parent].append(r)
+    if args.json:
+        print(json.dumps({
+            "stack": args.stack,
+            "resources": [{"type": r.type, "name": r.name, "component": components[r.parent].type
+                           if r.parent in components else None} for r in result.registrations if r.custom],
+            "outputs": outputs}, indent=2))
+        return 0
+    print(f"stun-infra plan: stack {args.stack}, {outputs['mode']} mode, {outputs['region']} "
+          "(offline on Pulumi's mock engine: nothing is created; ids and addresses are stand-ins)\n")
+    for urn, component in components.items():
+        children = by_component.get(urn, [])
+        print(f"{component.type}  {component.name}  ({len(children)} resources)")
+        for r in children:
+            print(f"  + {r.type:<58} {r.name:<34} {summary(r.type, r.inputs)}".rstrip())
+        print()
+    custom = [r for r in result.registrations if r.custom]
+    print(f"Resources: {len(custom)} to create in {len(components)} components\n")
+    print("Outputs:")
+    width = max(map(len, outputs))
+    for key, value in outputs.items():
+        print(f"  {key:<{width}}  {_one_line(value)}")
+    return 0
