@@ -57,6 +57,11 @@ def local_paths(out_dir: Path) -> CoturnPaths:
 # 203.0.113.0/24, 2001:db8::/32) are deliberately absent: they are never routed on
 # the internet, so denying them protects nothing, and the tests give the relay a
 # peer inside them to prove that an allowed relay still works.
+#
+# coturn 4.6.1 reads an all-zero bound (0.0.0.0 or ::) as "no bound", and sorts every
+# IPv4 address below every IPv6 address: a range starting at `::` denies every IPv4
+# peer (a `::/96` line silently turns TURN off). So a range never starts at the zero
+# address; it starts one above, and coturn refuses the zero address itself (tested).
 DENIED_PEER_NETWORKS: tuple[tuple[str, str], ...] = (
     ("0.0.0.0/8", "'this network', includes 0.0.0.0"),
     ("10.0.0.0/8", "private (RFC 1918), VPC addresses"),
@@ -70,7 +75,7 @@ DENIED_PEER_NETWORKS: tuple[tuple[str, str], ...] = (
     ("198.18.0.0/15", "benchmarking"),
     ("224.0.0.0/4", "multicast"),
     ("240.0.0.0/4", "reserved, includes broadcast 255.255.255.255"),
-    ("::/96", "unspecified ::, loopback ::1 and IPv4-compatible ::a.b.c.d (deprecated)"),
+    ("::/96", "loopback ::1 and IPv4-compatible ::a.b.c.d (deprecated)"),
     ("::ffff:0:0/96", "IPv4-mapped ::ffff:a.b.c.d: bypasses IPv4 denies below coturn 4.9.0 (CVE-2026-27624)"),
     ("64:ff9b::/96", "NAT64 well-known prefix: embeds an IPv4 address"),
     ("64:ff9b:1::/48", "NAT64 local-use prefix (RFC 8215): embeds an IPv4 address"),
@@ -91,9 +96,15 @@ def _address(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 
 
 def address_range(cidr: str) -> str:
-    """`first-last` for a CIDR block: the only range notation coturn 4.6.1 accepts."""
+    """`first-last` for a CIDR block: the only range notation coturn 4.6.1 accepts.
+
+    A block starting at the zero address starts one above it (see above).
+    """
     net = ipaddress.ip_network(cidr, strict=True)
-    return f"{_address(net.network_address)}-{_address(net.broadcast_address)}"
+    first = net.network_address
+    if int(first) == 0:
+        first += 1
+    return f"{_address(first)}-{_address(net.broadcast_address)}"
 
 
 DENIED_PEER_RANGES: tuple[str, ...] = tuple(address_range(cidr) for cidr, _ in DENIED_PEER_NETWORKS)
