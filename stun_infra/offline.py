@@ -18,6 +18,7 @@ import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
 from pulumi.runtime.settings import reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -41,11 +42,13 @@ class UnknownInvoke(RuntimeError):
 @dataclass(frozen=True)
 class Registration:
     urn: str
+    id: str
     type: str
     name: str
     parent: str
     custom: bool
-    inputs: dict[str, Any]
+    inputs: dict[str, Any]  # secrets unwrapped
+    secret_inputs: frozenset[str]  # top-level input names whose value is secret
     state: dict[str, Any]
 
 
@@ -133,12 +136,28 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            from pulumi.runtime import rpc
+            raw = rpc.deserialize_properties(request.object)
             self.registrations.append(Registration(
-                urn=response.urn, type=request.type, name=request.name, parent=request.parent,
-                custom=bool(request.custom), inputs=rpc.deserialize_properties(request.object),
-                state=self.resources[response.urn].state))
+                urn=response.urn, id=response.id, type=request.type, name=request.name, parent=request.parent,
+                custom=bool(request.custom), inputs=unwrap_secrets(raw),
+                secret_inputs=frozenset(k for k, v in raw.items() if _is_secret(v)),
+                state=unwrap_secrets(self.resources[response.urn].state)))
         return response
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """The engine's wire form of a secret is {sig: secret, value: v}; tests want v."""
+    if _is_secret(value):
+        return unwrap_secrets(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
 
 
 @dataclass

@@ -40,6 +40,6 @@ class TlsCertificate(pulumi.ComponentResource):
                 early_renewal_hours=RENEW_BEFORE_HOURS,
                 allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
                 opts=child_opts(self))
-            self.certificate_pem = cert.cert_pem
+            self.certificate_pem = pulumi.Output.unsecret(cert.cert_pem)  # public by nature
             self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
         self.register_outputs({"certificate_pem": self.certificate_pem})

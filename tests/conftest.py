@@ -1,0 +1,53 @@
+"""Shared fixtures: the whole Pulumi program run on the mock engine (stun_infra.offline).
+
+The mocks are the ones `stun-infra plan` uses: computed outputs by resource type,
+the two lookups the program makes, and an error for any other invoke.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stun_infra.offline import OfflineRun, run_offline
+from stun_infra.settings import PROJECT
+
+REGION = "eu-west-3"
+
+
+def program(stack: str = "test", *, secret_keys: tuple[str, ...] = (), **config: Any) -> OfflineRun:
+    """Run the program with these `stun-infra:` keys (camelCase) on top of the defaults."""
+    raw = {"aws:region": REGION}
+    for key, value in config.items():
+        raw[key if ":" in key else f"{PROJECT}:{key}"] = value if isinstance(value, str) else _engine(value)
+    return run_offline(raw, stack=stack, secret_keys={k if ":" in k else f"{PROJECT}:{k}" for k in secret_keys})
+
+
+def _engine(value: Any) -> str:
+    from stun_infra.offline import engine_string
+    return engine_string(value)
+
+
+def inputs_of(run: OfflineRun, typ: str) -> list[dict[str, Any]]:
+    return [r.inputs for r in run.of_type(typ)]
+
+
+@pytest.fixture(scope="session")
+def static_run() -> OfflineRun:
+    return program(mode="static", instanceCount=3)
+
+
+@pytest.fixture(scope="session")
+def autoscale_run() -> OfflineRun:
+    return program(mode="autoscale", availabilityZones=3, minSize=2, desiredCapacity=3, maxSize=6)
+
+
+@pytest.fixture(scope="session")
+def stun_only_run() -> OfflineRun:
+    return program(turn=False)
+
+
+@pytest.fixture(scope="session", params=["static", "autoscale", "stun-only"])
+def any_run(request, static_run, autoscale_run, stun_only_run) -> OfflineRun:
+    return {"static": static_run, "autoscale": autoscale_run, "stun-only": stun_only_run}[request.param]

@@ -1,0 +1,243 @@
+"""Bad input is refused before any resource exists, with a message naming the key,
+the value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from stun_infra.offline import stack_config
+from stun_infra.settings import (PROJECT_ROOT, ConfigError, Settings, _snake, architecture_of, key_specs,
+                                 load_settings)
+
+from .conftest import program
+
+
+def problems(**raw) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({k: v for k, v in raw.items()}, stack="test", region="eu-west-3")
+    return caught.value.problems
+
+
+def only_problem(**raw) -> str:
+    found = problems(**raw)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_defaults_load_without_any_config():
+    s = load_settings({}, stack="test", region="eu-west-3")
+    assert (s.mode, s.instance_count, s.min_size, s.desired_capacity, s.max_size) == ("static", 2, 2, 2, 4)
+    assert s.ssh_allowed_cidrs == () and s.turn is True
+
+
+def test_every_pulumi_yaml_key_is_a_settings_field_and_back():
+    fields = set(Settings.__dataclass_fields__) - {"project", "stack", "region"}
+    assert {_snake(k) for k in key_specs()} == fields
+
+
+def test_every_pulumi_yaml_key_has_type_default_and_description():
+    for spec in key_specs().values():
+        assert spec.type in {"string", "integer", "boolean", "array"}, spec
+        assert spec.default is not None and spec.description, spec
+
+
+def test_unknown_mode_is_refused():
+    assert only_problem(mode="blue-green") == \
+        'stun-infra:mode: got "blue-green", must be "static" or "autoscale"'
+
+
+def test_instance_count_below_one_is_refused():
+    assert only_problem(instanceCount="0") == 'stun-infra:instanceCount: got "0", must be a whole number from 1 to 100'
+
+
+def test_a_string_where_a_number_belongs_is_refused():
+    assert only_problem(instanceCount="two") == 'stun-infra:instanceCount: got "two", must be a whole number'
+
+
+def test_a_fractional_number_is_refused():
+    assert only_problem(maxSize="2.5") == 'stun-infra:maxSize: got "2.5", must be a whole number'
+
+
+def test_a_non_boolean_turn_flag_is_refused():
+    assert only_problem(turn="yes") == 'stun-infra:turn: got "yes", must be true or false'
+
+
+def test_min_size_above_max_size_is_refused():
+    assert only_problem(mode="autoscale", minSize="5", maxSize="3", desiredCapacity="3") == \
+        "stun-infra:minSize: got 5, must not exceed stun-infra:maxSize (3)"
+
+
+def test_desired_capacity_outside_min_and_max_is_refused():
+    assert only_problem(mode="autoscale", minSize="2", maxSize="4", desiredCapacity="5") == \
+        "stun-infra:desiredCapacity: got 5, must be between stun-infra:minSize (2) and stun-infra:maxSize (4)"
+
+
+def test_fewer_than_two_zones_is_refused():
+    assert only_problem(availabilityZones="1") == \
+        'stun-infra:availabilityZones: got "1", must be a whole number from 2 to 6'
+
+
+def test_more_zones_than_the_region_has_is_refused_before_any_resource():
+    with pytest.raises(ConfigError) as caught:
+        program(availabilityZones=6)
+    assert "stun-infra:availabilityZones: got 6, but region eu-west-3 has 3 available zones" in str(caught.value)
+
+
+def test_an_invalid_vpc_cidr_is_refused():
+    assert only_problem(vpcCidr="10.42.0.0/33") == \
+        'stun-infra:vpcCidr: got "10.42.0.0/33", must be an IPv4 CIDR block with zero host bits, e.g. 10.42.0.0/16'
+
+
+def test_a_public_vpc_cidr_is_refused():
+    assert "must be a private (RFC 1918) range" in only_problem(vpcCidr="8.8.0.0/16")
+
+
+def test_an_invalid_ssh_cidr_is_refused():
+    assert only_problem(sshAllowedCidrs='["203.0.113.300/32"]') == (
+        'stun-infra:sshAllowedCidrs: got "["203.0.113.300/32"]", \'203.0.113.300/32\' is not a CIDR block '
+        "such as 203.0.113.10/32 (host bits must be zero)")
+
+
+@pytest.mark.parametrize("world", ["0.0.0.0/0", "::/0"])
+def test_ssh_open_to_the_world_is_refused(world):
+    assert f"'{world}' opens SSH to the whole internet" in only_problem(sshAllowedCidrs=f'["{world}"]')
+
+
+def test_ssh_list_must_be_a_list_of_strings():
+    assert only_problem(sshAllowedCidrs="203.0.113.7/32") == (
+        'stun-infra:sshAllowedCidrs: got "203.0.113.7/32", must be a list of strings (YAML list or JSON array)')
+
+
+def test_relay_range_upside_down_is_refused():
+    assert only_problem(relayMinPort="60000", relayMaxPort="50000") == \
+        "stun-infra:relayMinPort: got 60000, must be below stun-infra:relayMaxPort (50000)"
+
+
+def test_relay_range_too_small_is_refused():
+    assert only_problem(relayMinPort="50000", relayMaxPort="50010") == \
+        "stun-infra:relayMaxPort: the relay range 50000-50010 holds 11 ports, must hold at least 100"
+
+
+def test_relay_range_overlapping_the_stun_port_is_refused():
+    assert only_problem(relayMinPort="3000", relayMaxPort="4000") == (
+        "stun-infra:relayMinPort: the relay range 3000-4000 overlaps stun-infra:stunPort (3478); "
+        "move the range above it")
+
+
+def test_relay_range_overlapping_the_tls_port_is_refused():
+    assert "overlaps stun-infra:tlsPort (5349)" in only_problem(relayMinPort="5000", relayMaxPort="6000")
+
+
+def test_relay_port_below_1024_is_refused():
+    assert only_problem(relayMinPort="80") == 'stun-infra:relayMinPort: got "80", must be a whole number from 1024 to 65535'
+
+
+def test_a_misspelt_key_is_refused_with_a_suggestion():
+    message = only_problem(instancecount="3")
+    assert message.startswith("stun-infra:instancecount: unknown key; did you mean stun-infra:instanceCount?")
+
+
+def test_a_key_of_the_other_mode_is_refused():
+    assert only_problem(mode="autoscale", instanceCount="5") == (
+        "stun-infra:instanceCount: is only used in static mode but this stack has mode autoscale; "
+        "remove it (pulumi config rm stun-infra:instanceCount)")
+
+
+def test_a_certificate_without_its_key_is_refused():
+    assert "tlsCertificate and tlsPrivateKey must be set together" in only_problem(
+        tlsCertificate="-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----")
+
+
+def test_a_private_key_in_plain_text_config_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"tlsCertificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
+                       "tlsPrivateKey": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"},
+                      stack="test", region="eu-west-3", secret_keys=set())
+    assert caught.value.problems == [
+        "stun-infra:tlsPrivateKey: is stored in plain text; set it with "
+        "`pulumi config set --secret stun-infra:tlsPrivateKey < key.pem`"]
+
+
+def test_a_dns_zone_without_a_name_is_refused():
+    assert only_problem(dnsZoneId="Z0123456789ABCDEFGHIJ") == \
+        "stun-infra:dnsZoneId: dnsZoneId and dnsName must be set together (or neither)"
+
+
+def test_a_dns_name_without_a_zone_is_refused():
+    assert only_problem(dnsName="turn.example.com") == \
+        "stun-infra:dnsZoneId: dnsZoneId and dnsName must be set together (or neither)"
+
+
+def test_min_healthy_percentage_outside_0_to_100_is_refused():
+    assert only_problem(mode="autoscale", minHealthyPercentage="101") == \
+        'stun-infra:minHealthyPercentage: got "101", must be a whole number from 0 to 100'
+
+
+def test_grace_period_below_the_boot_time_is_refused():
+    assert only_problem(mode="autoscale", healthCheckGracePeriod="60") == \
+        'stun-infra:healthCheckGracePeriod: got "60", must be a whole number from 180 to 7200'
+
+
+def test_an_unsupported_log_retention_is_refused():
+    assert only_problem(logRetentionDays="10").startswith(
+        'stun-infra:logRetentionDays: got "10", must be one of the values CloudWatch Logs accepts: 1, 3, 5, 7, 14')
+
+
+def test_a_malformed_tag_is_refused():
+    assert only_problem(tags='["team"]') == \
+        "stun-infra:tags: got \"[\"team\"]\", 'team' must be Key=Value (key 1-128 characters, value up to 256)"
+
+
+def test_a_missing_region_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, stack="test", region="")
+    assert caught.value.problems == [
+        "aws:region: not set; choose the region, e.g. `pulumi config set aws:region eu-west-3`"]
+
+
+def test_every_problem_is_reported_at_once():
+    assert len(problems(mode="x", instanceCount="0", vpcCidr="nope")) == 3
+
+
+@pytest.mark.parametrize("bad", [{"instanceCount": 0}, {"availabilityZones": 6}],
+                         ids=["settings-check", "zone-lookup-check"])
+def test_bad_config_creates_no_resource(bad, monkeypatch):
+    from stun_infra.offline import RecordingMonitor
+    created: list[str] = []
+    original = RecordingMonitor.RegisterResource
+
+    def spy(self, request):
+        if request.type != "pulumi:pulumi:Stack":
+            created.append(request.type)
+        return original(self, request)
+
+    monkeypatch.setattr(RecordingMonitor, "RegisterResource", spy)
+    with pytest.raises(ConfigError):
+        program(**bad)
+    assert created == []
+
+
+@pytest.mark.parametrize("instance_type,arch", [
+    ("t4g.small", "arm64"), ("c7gn.medium", "arm64"), ("m6gd.large", "arm64"), ("c7g.xlarge", "arm64"),
+    ("t3.micro", "x86_64"), ("c6i.large", "x86_64"), ("g4dn.xlarge", "x86_64"), ("m7a.medium", "x86_64")])
+def test_graviton_types_are_arm64_and_others_x86_64(instance_type, arch):
+    assert architecture_of(instance_type) == arch
+
+
+def test_an_invalid_instance_type_is_refused():
+    assert only_problem(instanceType="large") == \
+        'stun-infra:instanceType: got "large", must be an EC2 instance type such as t4g.small or c7gn.medium'
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_example_stack_files_are_valid(stack):
+    config, secret_keys = stack_config(stack)
+    ours = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("stun-infra:")}
+    load_settings(ours, stack=stack, region=config["aws:region"], secret_keys=secret_keys)
+
+
+def test_dev_stack_is_small_and_prod_is_autoscale():
+    dev = yaml.safe_load((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    prod = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    assert dev["stun-infra:mode"] == "static" and prod["stun-infra:mode"] == "autoscale"
