@@ -52,6 +52,8 @@ class ServerSecrets(pulumi.ComponentResource):
     def _parameter(self, name: str, suffix: str, path: str, kind: str, value: pulumi.Input[str],
                    description: str, tags: dict[str, str]) -> aws.ssm.Parameter:
         # Intelligent-Tiering moves a chain over 4 KB to the advanced tier instead of failing.
+        # A public value goes in insecure_value so diffs show it; `value` is always a secret.
+        content = {"value": value} if kind == "SecureString" else {"insecure_value": value}
         return aws.ssm.Parameter(
-            f"{name}-{suffix}", name=path, type=kind, value=value, description=description,
+            f"{name}-{suffix}", name=path, type=kind, description=description, **content,
             tier="Intelligent-Tiering", tags=tagged(tags, path), opts=child_opts(self))
