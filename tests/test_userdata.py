@@ -1,0 +1,137 @@
+"""The boot script and the files it writes, rendered from templates/."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from stun_infra.cli import main
+from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
+from stun_infra.offline import stack_config
+from stun_infra.settings import load_settings
+from stun_infra.userdata import MAX_USER_DATA_BYTES, BootInputs, ParameterNames, agent_config, render_user_data
+
+AGENT_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "amazon-cloudwatch-agent.schema.json"
+MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}
+
+
+def settings(**raw):
+    return load_settings(raw, stack="test", region="eu-west-3")
+
+
+def user_data(**raw) -> str:
+    s = settings(**raw)
+    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
+                                          expected_public_ip="" if s.autoscale else "203.0.113.5"))
+
+
+def embedded_conf(script: str) -> str:
+    match = re.search(r"<<TURNSERVER_CONF\n(.*?)^TURNSERVER_CONF$", script, re.S | re.M)
+    assert match, "turnserver.conf heredoc not found"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_user_data_is_shellcheck_clean(mode, tmp_path):
+    if not shutil.which("shellcheck"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run shellcheck (apt-get install shellcheck)")
+        pytest.skip("shellcheck is not installed")
+    script = tmp_path / "user-data.sh"
+    script.write_text(user_data(**MODES[mode]))
+    result = subprocess.run(["shellcheck", "--severity=info", str(script)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_user_data_fits_in_ec2s_limit(mode):
+    assert len(user_data(**MODES[mode]).encode()) < MAX_USER_DATA_BYTES
+
+
+@pytest.mark.parametrize("mode", ["static", "autoscale"])
+def test_agent_config_validates_against_the_agents_schema(mode):
+    schema = json.loads(AGENT_SCHEMA.read_text())
+    jsonschema.Draft4Validator(schema).validate(json.loads(agent_config(settings(**MODES[mode]))))
+
+
+def test_agent_ships_coturns_log_to_the_stacks_log_group():
+    config = json.loads(agent_config(settings()))
+    (entry,) = config["logs"]["logs_collected"]["files"]["collect_list"]
+    assert entry["file_path"] == INSTANCE_PATHS.log_file and entry["log_group_name"] == "/stun-infra/test/coturn"
+
+
+def test_embedded_conf_is_the_rendered_conf_once_the_shell_fills_it_in():
+    s = settings()
+    filled = (embedded_conf(user_data()).replace("${PUBLIC_IPV4}", "203.0.113.5")
+              .replace("${PRIVATE_IPV4}", "10.42.0.9").replace("${TURN_SECRET}", "s3cr3t-from-ssm"))
+    assert filled == turnserver_conf(s, public_ip="203.0.113.5", private_ip="10.42.0.9",
+                                     turn_secret="s3cr3t-from-ssm", paths=INSTANCE_PATHS)
+
+
+def test_embedded_conf_has_no_shell_syntax_but_the_three_boot_values():
+    references = set(re.findall(r"\$\{?\w+\}?|`", embedded_conf(user_data())))
+    assert references == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}", "${TURN_SECRET}"}
+
+
+def test_user_data_reads_the_secrets_from_their_parameters():
+    script = user_data()
+    for name in ("turn-shared-secret", "tls-certificate", "tls-private-key"):
+        assert f'parameter "/stun-infra/test/{name}"' in script
+
+
+def test_stun_only_user_data_reads_no_turn_secret():
+    script = user_data(turn="false")
+    assert "turn-shared-secret" not in script and "TURN_SECRET=" not in script
+
+
+def test_user_data_uses_imdsv2_tokens():
+    script = user_data()
+    assert "X-aws-ec2-metadata-token-ttl-seconds" in script and "X-aws-ec2-metadata-token:" in script
+
+
+def test_user_data_keeps_coturn_running():
+    script = user_data()
+    assert "Restart=always" in script and "LimitNOFILE=" in script and "RestartSec=" in script
+
+
+def test_user_data_rotates_coturns_log():
+    assert f"{INSTANCE_PATHS.log_file} {{" in user_data() and "kill -s HUP coturn" in user_data()
+
+
+def test_render_writes_the_three_files_and_a_local_certificate(tmp_path, capsys):
+    assert main(["render", "--out", str(tmp_path), "--turn-secret", "from-the-test"]) == 0
+    assert {p.name for p in tmp_path.iterdir()} >= {"user-data.sh", "turnserver.conf",
+                                                     "amazon-cloudwatch-agent.json", "cert.pem", "key.pem"}
+    conf = (tmp_path / "turnserver.conf").read_text()
+    assert f"cert={tmp_path}/cert.pem" in conf and "static-auth-secret=from-the-test" in conf
+    assert oct((tmp_path / "turnserver.conf").stat().st_mode & 0o777) == "0o600"
+
+
+def test_render_with_instance_paths_equals_what_the_instance_writes(tmp_path):
+    assert main(["render", "--out", str(tmp_path), "--instance-paths", "--public-ip", "203.0.113.5",
+                 "--private-ip", "10.42.0.9", "--turn-secret", "from-the-test"]) == 0
+    config, _ = stack_config("dev")
+    dev = load_settings({k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("stun-infra:")},
+                        stack="dev", region=config["aws:region"])
+    assert (tmp_path / "turnserver.conf").read_text() == turnserver_conf(
+        dev, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="from-the-test", paths=INSTANCE_PATHS)
+    assert (tmp_path / "user-data.sh").read_text() == render_user_data(
+        dev, BootInputs(ParameterNames.under(dev.ssm_path, True), expected_public_ip="203.0.113.5"))
+
+
+def test_render_refuses_a_bad_address(tmp_path, capsys):
+    assert main(["render", "--out", str(tmp_path), "--public-ip", "not-an-ip"]) == 2
+    assert "--public-ip: got 'not-an-ip', must be an IPv4 address" in capsys.readouterr().err
+
+
+def test_render_refuses_bad_config_like_pulumi_up(tmp_path, capsys):
+    assert main(["render", "--out", str(tmp_path), "--set", "relayMinPort=3000"]) == 2
+    assert "stun-infra:relayMinPort: the relay range 3000-65535 overlaps stun-infra:stunPort" in capsys.readouterr().err
