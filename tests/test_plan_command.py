@@ -1,0 +1,50 @@
+"""`stun-infra plan`: the offline preview users run before `pulumi up`."""
+
+from __future__ import annotations
+
+import json
+
+from stun_infra.cli import main
+
+
+def test_plan_lists_resources_by_component_and_the_outputs(capsys):
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "stun-infra:network:Network  stun-infra-dev" in out
+    assert "aws:ec2/instance:Instance" in out and "httpTokens=required" in out
+    assert "Resources: " in out and "Outputs:" in out
+
+
+def test_plan_masks_secret_outputs(capsys):
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["private_key_pem", "[secret]"] in lines and ["turn_shared_secret", "[secret]"] in lines
+    assert "offline-placeholder-for-a-secret" not in out
+
+
+def test_plan_json_is_machine_readable(capsys):
+    assert main(["plan", "--stack", "prod", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["outputs"]["mode"] == "autoscale" and doc["outputs"]["turn_shared_secret"] == "[secret]"
+    assert {"type": "aws:autoscaling/group:Group", "name": "stun-infra-prod-asg",
+            "component": "stun-infra:fleet:AutoscaleFleet"} in doc["resources"]
+
+
+def test_plan_applies_overrides(capsys):
+    assert main(["plan", "--set", "instanceCount=4", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["outputs"]["instance_ids"]) == 4
+
+
+def test_plan_shows_config_errors_and_creates_nothing(capsys):
+    assert main(["plan", "--set", "mode=blue"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: invalid stack config:\n")
+    assert 'stun-infra:mode: got "blue", must be "static" or "autoscale"' in captured.err
+
+
+def test_plan_refuses_a_malformed_override(capsys):
+    assert main(["plan", "--set", "instanceCount"]) == 2
+    assert "--set 'instanceCount': expected KEY=VALUE" in capsys.readouterr().err
