@@ -23,7 +23,7 @@ from pulumi.runtime.settings import reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from stun_infra.settings import PROJECT, PROJECT_ROOT
+from stun_infra.settings import PROJECT, PROJECT_ROOT, Settings
 
 OFFLINE_ZONES = {"eu-west-3": ["eu-west-3a", "eu-west-3b", "eu-west-3c"]}
 DEFAULT_ZONE_LETTERS = "abc"
@@ -200,6 +200,15 @@ def stack_config(stack: str, overrides: Mapping[str, str] = (), project_root: Pa
         full = key if ":" in key else f"{PROJECT}:{key}"
         values[full] = value
     return values, secret_keys
+
+
+def stack_settings(stack: str, overrides: Mapping[str, str] = ()) -> Settings:
+    """Validated settings of a stack file plus overrides, as `pulumi up` would read them."""
+    from stun_infra.settings import load_settings
+
+    config, secret_keys = stack_config(stack, overrides)
+    ours = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(PROJECT + ":")}
+    return load_settings(ours, stack=stack, region=config.get("aws:region", ""), secret_keys=secret_keys)
 
 
 def engine_string(value: Any) -> str:

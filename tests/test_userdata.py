@@ -14,7 +14,7 @@ import pytest
 
 from stun_infra.cli import main
 from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
-from stun_infra.offline import stack_config
+from stun_infra.offline import stack_settings
 from stun_infra.settings import load_settings
 from stun_infra.userdata import MAX_USER_DATA_BYTES, BootInputs, ParameterNames, agent_config, render_user_data
 
@@ -118,9 +118,7 @@ def test_render_writes_the_three_files_and_a_local_certificate(tmp_path, capsys)
 def test_render_with_instance_paths_equals_what_the_instance_writes(tmp_path):
     assert main(["render", "--out", str(tmp_path), "--instance-paths", "--public-ip", "203.0.113.5",
                  "--private-ip", "10.42.0.9", "--turn-secret", "from-the-test"]) == 0
-    config, _ = stack_config("dev")
-    dev = load_settings({k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("stun-infra:")},
-                        stack="dev", region=config["aws:region"])
+    dev = stack_settings("dev")
     assert (tmp_path / "turnserver.conf").read_text() == turnserver_conf(
         dev, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="from-the-test", paths=INSTANCE_PATHS)
     assert (tmp_path / "user-data.sh").read_text() == render_user_data(

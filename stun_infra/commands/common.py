@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stun_infra.settings import ConfigError, Settings, load_settings
+from stun_infra.settings import ConfigError, Settings
 
 DEFAULT_STACK = "dev"
 
@@ -29,12 +29,9 @@ def overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def stack_settings(args: argparse.Namespace) -> Settings:
     """Settings for --stack and --set, validated exactly as `pulumi up` would."""
-    from stun_infra.offline import stack_config
-    from stun_infra.settings import PROJECT
+    from stun_infra.offline import stack_settings as settings_of
 
-    config, secret_keys = stack_config(args.stack, overrides(args))
-    ours = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(PROJECT + ":")}
-    return load_settings(ours, stack=args.stack, region=config.get("aws:region", ""), secret_keys=secret_keys)
+    return settings_of(args.stack, overrides(args))
 
 
 def fail(message: str, code: int = 2) -> int:
