@@ -1,0 +1,865 @@
+"""A throwaway EC2-like instance on this machine, for running the boot script for real.
+
+Pieces (each is torn down by the one who made it, always):
+
+- Root filesystem cache (`ensure_rootfs`): `debootstrap --variant=minbase` of Debian 12
+  from the mirror apt is configured with (or $STUN_INFRA_DEBIAN_MIRROR), plus the few
+  packages a Debian 12 AMI already has and the script uses before apt runs (curl,
+  ca-certificates). In the same build, on the host network, `apt-get update` fills the
+  package lists and `apt-get install --download-only` fetches every .deb the script
+  will install. Stored under $STUN_INFRA_CACHE (default <repo>/.cache/boot), keyed by
+  the package sets, and never modified afterwards.
+- `Sandbox`: an overlay on the cached rootfs (so the cache stays pristine), a network
+  namespace with no route off the machine, and stand-ins inside it:
+    169.254.169.254:80   IMDSv2 (boot_standins.py imds)
+    192.0.2.10:80        the Debian mirror (its host name maps here in the chroot's
+                         /etc/hosts): the package lists captured at build time and the
+                         downloaded .debs, so `apt-get update/install` run unchanged
+    192.0.2.20:443       AWS Systems Manager, moto behind TLS (ssm.<region>.amazonaws.com)
+    192.0.2.30:80,443    the CloudWatch agent and SSM agent download hosts, serving
+                         stub .debs built by the test
+  TLS uses a CA made per run and added to the chroot's trust store, so the script's
+  production URLs stay untouched. Only the init system is stubbed: `systemctl` and
+  policy-rc.d (apt's postinst scripts start nothing), both recording their calls.
+- `run_script`: runs the user-data as cloud-init would (root, executable, minimal env)
+  in the chroot inside the namespace, timestamping each output line to time the
+  `stun-infra: stage NAME begin/end` markers.
+- `start_unit`: starts a service the way its systemd unit (plus drop-ins) says:
+  ExecStart, User/Group, LimitNOFILE, Environment, PrivateTmp, Inaccessible*.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+REPO = Path(__file__).resolve().parents[2]
+STANDINS = Path(__file__).resolve().with_name("boot_standins.py")
+SUITE = "bookworm"
+BUILD_VERSION = 1  # bump when the build procedure changes, to invalidate old caches
+# What a Debian 12 AMI already has and the script needs before its own apt-get runs.
+BASE_PACKAGES = ("ca-certificates", "curl", "iproute2", "procps")
+CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CALLS_LOG = "/var/log/stun-infra-sandbox/calls.log"
+
+# Addresses inside the namespace (documentation / link-local ranges only).
+IMDS_IP = "169.254.169.254"
+MIRROR_IP = "192.0.2.10"
+AWS_API_IP = "192.0.2.20"
+DOWNLOADS_IP = "192.0.2.30"
+CLIENT_IP = "198.51.100.7"
+
+
+def log(msg: str) -> None:
+    print(f"[boot-sandbox] {msg}", file=sys.stderr, flush=True)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("STUN_INFRA_CACHE") or REPO / ".cache" / "boot")
+
+
+def host_arch() -> str:
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def run(cmd: list[str], *, timeout: float = 600, check: bool = True, env: dict | None = None,
+        capture: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"command failed ({p.returncode}): {shlex.join(cmd)}\n"
+                           f"{(p.stdout or '')[-3000:]}\n{(p.stderr or '')[-3000:]}")
+    return p
+
+
+# -- the Debian mirror apt is configured with -----------------------------------------
+
+def parse_apt_sources(files: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """(URI, suites) of every enabled `deb` source, one-line and deb822 formats."""
+    out: list[tuple[str, list[str]]] = []
+    for name, text in files.items():
+        if name.endswith(".list"):
+            for line in text.splitlines():
+                parts = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+                if len(parts) >= 3 and parts[0] == "deb":
+                    out.append((parts[1], [parts[2]]))
+        elif name.endswith(".sources"):
+            for stanza in re.split(r"\n\s*\n", text):
+                fields: dict[str, str] = {}
+                for line in stanza.splitlines():
+                    if line.startswith("#") or ":" not in line or line[0].isspace():
+                        continue
+                    k, v = line.split(":", 1)
+                    fields[k.strip().lower()] = v.strip()
+                if fields.get("enabled", "yes").lower() == "no":
+                    continue
+                if "deb" in fields.get("types", "").split():
+                    for uri in fields.get("uris", "").split():
+                        out.append((uri, fields.get("suites", "").split()))
+    return out
+
+
+def debian_mirror() -> str:
+    """$STUN_INFRA_DEBIAN_MIRROR, else the first apt source serving `bookworm` itself."""
+    if os.environ.get("STUN_INFRA_DEBIAN_MIRROR"):
+        return os.environ["STUN_INFRA_DEBIAN_MIRROR"].rstrip("/")
+    files: dict[str, str] = {}
+    for p in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        if p.is_file() and p.name.endswith((".list", ".sources")):
+            files[p.name] = p.read_text(errors="replace")
+    for uri, suites in parse_apt_sources(files):
+        if SUITE in suites and uri.startswith(("http://", "https://")):
+            return uri.rstrip("/")
+    raise RuntimeError(f"no apt source for {SUITE} in /etc/apt; set STUN_INFRA_DEBIAN_MIRROR")
+
+
+# -- mounts ----------------------------------------------------------------------------
+
+def mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        target = line.split()[4].replace("\\040", " ")
+        if target == prefix or target.startswith(prefix + "/"):
+            found.append(target)
+    return found
+
+
+def umount_all(path: Path) -> None:
+    """Unmount everything at or under `path`, deepest first; lazily if busy."""
+    for _ in range(5):
+        targets = sorted(set(mounts_under(path)), key=len, reverse=True)
+        if not targets:
+            return
+        for t in targets:
+            if subprocess.run(["umount", t], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", t], capture_output=True)
+    left = mounts_under(path)
+    if left:
+        raise RuntimeError(f"could not unmount {left}")
+
+
+def mount_api_filesystems(root: Path, netns: str | None = None) -> None:
+    """/proc, /sys (seen from `netns`), a private /dev and /run, like a booted system."""
+    run(["mount", "-t", "proc", "proc", str(root / "proc")])
+    sysfs = ["mount", "-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", str(root / "sys")]
+    run(["nsenter", f"--net=/run/netns/{netns}", *sysfs] if netns else sysfs)
+    dev = root / "dev"
+    run(["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid", "sandbox-dev", str(dev)])
+    for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+                               ("urandom", 1, 9), ("tty", 5, 0)):
+        os.mknod(dev / name, 0o666 | 0o020000, os.makedev(major, minor))
+        os.chmod(dev / name, 0o666)
+    (dev / "pts").mkdir()
+    (dev / "shm").mkdir(mode=0o1777)
+    run(["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620", "devpts", str(dev / "pts")])
+    os.symlink("pts/ptmx", dev / "ptmx")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, dev / name)
+    run(["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid,nodev", "sandbox-run", str(root / "run")])
+    (root / "run" / "lock").mkdir()
+
+
+# -- root filesystem cache -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RootfsCache:
+    dir: Path
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    @property
+    def debs(self) -> Path:
+        return self.dir / "debs"
+
+    @property
+    def mirror(self) -> Path:
+        return self.dir / "mirror"
+
+    @property
+    def info(self) -> dict:
+        return json.loads((self.dir / "build.json").read_text())
+
+
+def cache_key(packages: Iterable[str], arch: str) -> str:
+    doc = json.dumps({"v": BUILD_VERSION, "suite": SUITE, "arch": arch, "base": sorted(BASE_PACKAGES),
+                      "packages": sorted(set(packages))}, sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:12]
+
+
+def apt_list_to_path(filename: str, host: str) -> str | None:
+    """apt's list file name (URItoFileName) back to the URL path, for lists of `host`."""
+    prefix = host + "_"
+    if not filename.startswith(prefix):
+        return None
+    return "/" + "/".join(urllib.parse.unquote(p) for p in filename[len(prefix):].split("_"))
+
+
+def ensure_rootfs(packages: Iterable[str]) -> RootfsCache:
+    """The cached rootfs for this package set, built now if missing (needs the mirror)."""
+    packages = sorted(set(packages))
+    arch = host_arch()
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{SUITE}-{arch}-{cache_key(packages, arch)}"
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time per machine
+        if (final / "build.json").is_file():
+            return RootfsCache(final)
+        building = root / f".building-{final.name}"
+        if building.exists():
+            umount_all(building)
+            shutil.rmtree(building)
+        building.mkdir()
+        try:
+            _build(RootfsCache(building), packages, arch)
+            building.rename(final)
+        except BaseException:
+            umount_all(building)
+            raise
+    return RootfsCache(final)
+
+
+def _build(cache: RootfsCache, packages: list[str], arch: str) -> None:
+    mirror = debian_mirror()
+    rootfs = cache.rootfs
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    log(f"debootstrap {SUITE} ({arch}) from {mirror} into {rootfs} ...")
+    run(["debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={','.join(BASE_PACKAGES)}",
+         SUITE, str(rootfs), mirror], timeout=1800)
+    timings["debootstrap"] = round(time.monotonic() - t0, 1)
+    env = {"PATH": CHROOT_PATH, "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
+    t1 = time.monotonic()
+    mount_api_filesystems(rootfs)
+    try:
+        chroot = ["chroot", str(rootfs)]
+        run([*chroot, "apt-get", "clean"], env=env)
+        run([*chroot, "apt-get", "update", "-q"], env=env, timeout=900)
+        # With recommends: a superset of what the script installs, whatever its flags.
+        run([*chroot, "apt-get", "install", "-y", "-q", "--download-only", *packages], env=env, timeout=1800)
+    finally:
+        umount_all(rootfs)
+    archives = rootfs / "var/cache/apt/archives"
+    cache.debs.mkdir()
+    for deb in archives.glob("*.deb"):
+        shutil.move(str(deb), cache.debs / deb.name)
+    # The pool stand-in finds a .deb by the file name the mirror's Filename: field ends
+    # with, which has no epoch; apt's archive names carry it encoded (%3a).
+    for deb in list(cache.debs.glob("*%3a*.deb")):
+        deb.rename(cache.debs / re.sub(r"_\d+%3a", "_", deb.name))
+    run(["chroot", str(rootfs), "apt-get", "clean"], env=env)
+    host = urllib.parse.urlsplit(mirror).netloc
+    for f in (rootfs / "var/lib/apt/lists").iterdir():
+        path = apt_list_to_path(f.name, host.replace(":", "%3a")) if f.is_file() else None
+        if path:
+            dest = cache.mirror / path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest)
+    timings["download_debs"] = round(time.monotonic() - t1, 1)
+    (cache.dir / "build.json").write_text(json.dumps({
+        "suite": SUITE, "arch": arch, "mirror": mirror, "base": list(BASE_PACKAGES), "packages": packages,
+        "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": timings, "debs": len(list(cache.debs.glob("*.deb"))),
+    }, indent=2))
+    log(f"rootfs built: {timings}")
+
+
+# -- test PKI --------------------------------------------------------------------------
+
+def make_pki(out: Path, names: list[str]) -> dict[str, Path]:
+    """A CA and one server certificate for `names`; the chroot trusts the CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stun-infra boot sandbox CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"ca": out / "ca.crt", "cert": out / "server.crt", "key": out / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+def self_signed(common_name: str) -> tuple[str, str]:
+    """(certificate PEM, private key PEM) for the TLS parameters."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode().strip(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode().strip())
+
+
+# -- stub packages ---------------------------------------------------------------------
+
+RECORDER = f"""#!/bin/sh
+# stun-infra boot sandbox stub: records its call, does nothing else.
+mkdir -p {os.path.dirname(CALLS_LOG)}
+{{ printf '%s' "${{0##*/}}"; for a in "$@"; do printf ' %s' "$a"; done; printf '\\n'; }} >> {CALLS_LOG}
+exit 0
+"""
+
+
+def build_stub_deb(out_dir: Path, package: str, arch: str, files: dict[str, str],
+                   postinst: str = "") -> Path:
+    """A tiny .deb holding `files` ({path: text}; executables if they start with #!)."""
+    tree = out_dir / f"{package}-tree"
+    if tree.exists():
+        shutil.rmtree(tree)
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN/control").write_text(
+        f"Package: {package}\nVersion: 1.0.0-sandbox\nArchitecture: {arch}\n"
+        f"Maintainer: stun-infra boot sandbox <sandbox@example.invalid>\n"
+        f"Description: stand-in for {package} built by the stun-infra boot test\n")
+    if postinst:
+        (tree / "DEBIAN/postinst").write_text(postinst)
+        (tree / "DEBIAN/postinst").chmod(0o755)
+    for path, text in files.items():
+        dest = tree / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text)
+        dest.chmod(0o755 if text.startswith("#!") else 0o644)
+    deb = out_dir / f"{package}_{arch}.deb"
+    run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)])
+    return deb
+
+
+def cloudwatch_agent_deb(out_dir: Path, arch: str) -> Path:
+    base = "/opt/aws/amazon-cloudwatch-agent"
+    return build_stub_deb(out_dir, "amazon-cloudwatch-agent", arch, {
+        f"{base}/bin/amazon-cloudwatch-agent-ctl": RECORDER,
+        f"{base}/bin/amazon-cloudwatch-agent": RECORDER,
+        f"{base}/etc/.keep": "",
+        "/etc/systemd/system/amazon-cloudwatch-agent.service":
+            f"[Unit]\nDescription=Amazon CloudWatch Agent (sandbox stub)\n[Service]\n"
+            f"ExecStart={base}/bin/amazon-cloudwatch-agent\n[Install]\nWantedBy=multi-user.target\n",
+    }, postinst="#!/bin/sh\nset -e\ngetent group cwagent >/dev/null || groupadd -r cwagent\n"
+                "getent passwd cwagent >/dev/null || useradd -r -g cwagent -d /home/cwagent -s /bin/false cwagent\n")
+
+
+def ssm_agent_deb(out_dir: Path, arch: str) -> Path:
+    return build_stub_deb(out_dir, "amazon-ssm-agent", arch, {
+        "/usr/bin/amazon-ssm-agent": RECORDER,
+        "/lib/systemd/system/amazon-ssm-agent.service":
+            "[Unit]\nDescription=amazon-ssm-agent (sandbox stub)\n[Service]\n"
+            "ExecStart=/usr/bin/amazon-ssm-agent\n[Install]\nWantedBy=multi-user.target\n",
+    })
+
+
+# -- systemd units ---------------------------------------------------------------------
+
+def read_unit(root: Path, unit: str) -> dict[str, list[str]]:
+    """[Service] settings of `unit` as systemd would see them: the unit file (first of
+    /etc, /run, /lib search paths) then its drop-ins in name order; an empty assignment
+    resets a list setting."""
+    dirs = ["etc/systemd/system", "run/systemd/system", "usr/lib/systemd/system", "lib/systemd/system"]
+    main = next((root / d / unit for d in dirs if (root / d / unit).is_file()), None)
+    if main is None:
+        raise FileNotFoundError(f"no unit file for {unit} in {root}")
+    drop_ins: dict[str, Path] = {}
+    for d in reversed(dirs):  # earlier directories override same-named drop-ins
+        for f in sorted((root / d / f"{unit}.d").glob("*.conf")):
+            drop_ins[f.name] = f
+    service: dict[str, list[str]] = {}
+    for f in [main, *(drop_ins[n] for n in sorted(drop_ins))]:
+        section = ""
+        for raw in f.read_text().splitlines():
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            if line.startswith("["):
+                section = line.strip("[]")
+                continue
+            if section != "Service" or "=" not in line:
+                continue
+            k, v = (s.strip() for s in line.split("=", 1))
+            if v == "":
+                service[k] = []
+            else:
+                service.setdefault(k, []).append(v)
+    return service
+
+
+# Settings start_unit applies, and those it knowingly leaves to a real systemd.
+UNIT_APPLIED = {"ExecStart", "User", "Group", "LimitNOFILE", "Environment", "EnvironmentFile",
+                "PrivateTmp", "InaccessibleDirectories", "InaccessiblePaths", "NoNewPrivileges",
+                "WorkingDirectory", "Type"}
+UNIT_NOT_APPLICABLE = {"Restart", "RestartSec", "PIDFile", "TimeoutStartSec", "TimeoutStopSec",
+                       "ExecReload", "KillMode", "KillSignal"}
+
+
+# -- STUN ------------------------------------------------------------------------------
+
+def stun_binding_request(txid: bytes) -> bytes:
+    return struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, txid)
+
+
+def parse_binding_response(data: bytes, txid: bytes) -> tuple[str, int]:
+    """XOR-MAPPED-ADDRESS (or MAPPED-ADDRESS) of a binding success response."""
+    mtype, length, cookie, rtxid = struct.unpack("!HHI12s", data[:20])
+    if mtype != 0x0101 or cookie != 0x2112A442 or rtxid != txid:
+        raise ValueError(f"not a binding success for our request: type {mtype:#06x}")
+    pos, mapped = 20, None
+    while pos + 4 <= 20 + length:
+        atype, alen = struct.unpack("!HH", data[pos:pos + 4])
+        value = data[pos + 4:pos + 4 + alen]
+        if atype in (0x0020, 0x0001) and value[1] == 0x01:
+            port = struct.unpack("!H", value[2:4])[0]
+            raw = value[4:8]
+            if atype == 0x0020:
+                port ^= 0x2112
+                raw = bytes(b ^ m for b, m in zip(raw, struct.pack("!I", 0x2112A442)))
+            addr = (str(ipaddress.IPv4Address(raw)), port)
+            if atype == 0x0020 or mapped is None:
+                mapped = addr
+        pos += 4 + alen + (-alen % 4)
+    if mapped is None:
+        raise ValueError("binding success without a mapped address")
+    return mapped
+
+
+# -- the sandbox -----------------------------------------------------------------------
+
+@dataclass
+class Instance:
+    """What the metadata service says about the instance."""
+
+    public_ip: str = "203.0.113.45"
+    private_ip: str = "10.42.1.23"
+    prefix_len: int = 24
+    instance_id: str = "i-0123456789abcdef0"
+    region: str = "eu-west-3"
+    availability_zone: str = "eu-west-3a"
+    instance_type: str = "t3.small"
+    image_id: str = "ami-0sandbox0000000"
+    role: str = "stun-infra-boot-instance"
+    mac: str = "0a:00:00:00:00:01"
+    ipv6: str = ""
+
+    def imds_document(self, arch: str) -> dict:
+        return {**self.__dict__, "architecture": "x86_64" if arch == "amd64" else arch,
+                "local_hostname": f"ip-{self.private_ip.replace('.', '-')}.{self.region}.compute.internal",
+                "access_key_id": "ASIASANDBOXINSTANCE1", "secret_access_key": "sandbox-secret-key",
+                "session_token": "sandbox-session-token"}
+
+
+@dataclass
+class ScriptRun:
+    returncode: int
+    seconds: float
+    lines: list[tuple[float, str]]
+    stages: dict[str, float]
+
+    @property
+    def output(self) -> str:
+        return "\n".join(text for _, text in self.lines)
+
+
+_STAGE = re.compile(r"^stun-infra: stage (\S+) (begin|end)$")
+
+
+def stage_timings(lines: list[tuple[float, str]]) -> dict[str, float]:
+    begun: dict[str, float] = {}
+    out: dict[str, float] = {}
+    for t, text in lines:
+        m = _STAGE.match(text.strip())
+        if m and m[2] == "begin":
+            begun[m[1]] = t
+        elif m and m[1] in begun:
+            out[m[1]] = round(t - begun.pop(m[1]), 2)
+    for name in begun:
+        out[name + " (no end)"] = round(lines[-1][0] - begun[name], 2) if lines else 0.0
+    return out
+
+
+@dataclass
+class Sandbox:
+    cache: RootfsCache
+    workdir: Path
+    instance: Instance = field(default_factory=Instance)
+    parameters: dict[str, str] = field(default_factory=dict)
+    extra_hosts: dict[str, str] = field(default_factory=dict)  # name -> stand-in address
+    name: str = field(default_factory=lambda: f"stun-infra-boot-{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        self.arch = host_arch()
+        self.root = self.workdir / "merged"
+        self.logs = self.workdir / "logs"
+        self._procs: list[tuple[str, subprocess.Popen]] = []
+        self._netns = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> "Sandbox":
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _setup(self) -> None:
+        for d in ("upper", "work", "merged", "logs", "www", "mirror-pool"):
+            (self.workdir / d).mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "overlay", "stun-infra-boot", "-o",
+             f"lowerdir={self.cache.rootfs},upperdir={self.workdir / 'upper'},workdir={self.workdir / 'work'}",
+             str(self.root)])
+        self._make_netns()
+        mount_api_filesystems(self.root, self.name)
+        self._prepare_rootfs()
+        self._start_standins()
+
+    def close(self) -> None:
+        errors: list[str] = []
+        for label, p in reversed(self._procs):
+            self._stop(p)
+        self._procs.clear()
+        if self._netns:
+            pids = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True).stdout.split()
+            for pid in pids:  # anything still running in our namespace was started by us
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.2 if pids else 0)
+        try:
+            umount_all(self.workdir)
+        except RuntimeError as e:
+            errors.append(str(e))
+        if self._netns:
+            p = subprocess.run(["ip", "netns", "del", self.name], capture_output=True, text=True)
+            if p.returncode != 0:
+                errors.append(f"ip netns del {self.name}: {p.stderr.strip()}")
+            self._netns = False
+        if not errors and os.environ.get("STUN_INFRA_BOOT_KEEP") != "1" and not mounts_under(self.workdir):
+            for d in ("upper", "work", "merged"):
+                shutil.rmtree(self.workdir / d, ignore_errors=True)
+        if errors:
+            raise RuntimeError("sandbox teardown: " + "; ".join(errors))
+
+    @staticmethod
+    def _stop(p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=5)
+
+    # -- network namespace -------------------------------------------------------------
+
+    def _make_netns(self) -> None:
+        if subprocess.run(["ip", "netns", "pids", self.name], capture_output=True).returncode == 0:
+            raise RuntimeError(f"network namespace {self.name} already exists")
+        run(["ip", "netns", "add", self.name])
+        self._netns = True
+        ns = ["ip", "-n", self.name]
+        run([*ns, "link", "set", "lo", "up"])
+        for addr in (IMDS_IP, MIRROR_IP, AWS_API_IP, DOWNLOADS_IP, CLIENT_IP):
+            run([*ns, "addr", "add", f"{addr}/32", "dev", "lo"])
+        # The instance's own interface: only its private address, as on EC2 (the public
+        # address is 1:1 NAT outside the instance). A veth pair with both ends inside the
+        # namespace: a link that is up, yet leads nowhere off the machine.
+        run([*ns, "link", "add", "eth0", "address", self.instance.mac, "type", "veth", "peer", "name", "eth0-peer"])
+        run([*ns, "addr", "add", f"{self.instance.private_ip}/{self.instance.prefix_len}", "dev", "eth0"])
+        run([*ns, "link", "set", "eth0-peer", "up"])
+        run([*ns, "link", "set", "eth0", "up"])
+
+    def ns(self, *cmd: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *cmd]
+
+    def chroot(self, *cmd: str) -> list[str]:
+        return self.ns("env", "-i", f"PATH={CHROOT_PATH}", "LANG=C.UTF-8", "chroot", str(self.root), *cmd)
+
+    # -- root filesystem ---------------------------------------------------------------
+
+    def aws_hosts(self) -> dict[str, str]:
+        from stun_infra import userdata  # the production URLs, so the script runs unchanged
+
+        region = self.instance.region
+        agent_host = urllib.parse.urlsplit(userdata.CLOUDWATCH_AGENT_BASE_URL).hostname
+        ssm_agent_host = urllib.parse.urlsplit(userdata.SSM_AGENT_URL.format(region=region, arch=self.arch)).hostname
+        return {f"ssm.{region}.amazonaws.com": AWS_API_IP, agent_host: DOWNLOADS_IP,
+                ssm_agent_host: DOWNLOADS_IP, **self.extra_hosts}
+
+    def _prepare_rootfs(self) -> None:
+        root = self.root
+        mirror_host = urllib.parse.urlsplit(self.cache.info["mirror"]).hostname
+        hosts = {mirror_host: MIRROR_IP, **self.aws_hosts()}
+        self.hosts = hosts
+        with open(root / "etc/hosts", "a") as f:
+            f.write("\n# stun-infra boot sandbox: stand-ins inside the test's network namespace\n")
+            for name, ip in hosts.items():
+                f.write(f"{ip} {name}\n")
+        # No DNS server exists in the namespace: names resolve through /etc/hosts only.
+        (root / "etc/resolv.conf").unlink(missing_ok=True)
+        (root / "etc/resolv.conf").write_text("nameserver 127.0.0.1\n")
+        names = [n for n, ip in hosts.items() if ip in (AWS_API_IP, DOWNLOADS_IP)]
+        self.pki = make_pki(self.workdir / "pki", names)
+        shutil.copy(self.pki["ca"], root / "usr/local/share/ca-certificates/stun-infra-sandbox-ca.crt")
+        run(self.chroot("update-ca-certificates"))
+        # Init system stand-ins: apt's maintainer scripts start nothing (policy-rc.d), and
+        # systemctl records what the script asks of it.
+        (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\n# stun-infra boot sandbox: no init system\nexit 101\n")
+        (root / "usr/sbin/policy-rc.d").chmod(0o755)
+        run(self.chroot("dpkg-divert", "--local", "--rename", "--add", "/usr/bin/systemctl"))
+        (root / "usr/bin/systemctl").write_text(RECORDER)
+        (root / "usr/bin/systemctl").chmod(0o755)
+        (root / "var/lib/cloud/instance/scripts").mkdir(parents=True, exist_ok=True)
+
+    # -- stand-ins ---------------------------------------------------------------------
+
+    def _spawn(self, label: str, *args: str, timeout: float = 30) -> None:
+        out = open(self.logs / f"{label}.out", "w")
+        p = subprocess.Popen(self.ns(sys.executable, str(STANDINS), *args), stdout=subprocess.PIPE,
+                             stderr=out, text=True, start_new_session=True)
+        self._procs.append((label, p))
+        ready: list[str] = []
+        reader = threading.Thread(target=lambda: ready.append(p.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not ready or ready[0].strip() != "ready":
+            raise RuntimeError(f"stand-in {label} did not start within {timeout}s:\n"
+                               f"{(self.logs / f'{label}.out').read_text()[-3000:]}")
+
+    def _start_standins(self) -> None:
+        doc = self.workdir / "instance.json"
+        doc.write_text(json.dumps(self.instance.imds_document(self.arch)))
+        self._spawn("imds", "imds", "--instance", str(doc), "--log", str(self.logs / "imds.jsonl"))
+        self._spawn("mirror", "files", "--bind", MIRROR_IP, "--port", "80", "--root", str(self.cache.mirror),
+                    "--pool-dir", str(self.cache.debs), "--log", str(self.logs / "mirror.jsonl"))
+        www = self.workdir / "www"
+        from stun_infra import userdata
+
+        agent = cloudwatch_agent_deb(self.workdir, self.arch)
+        dest = www / urllib.parse.urlsplit(
+            f"{userdata.CLOUDWATCH_AGENT_BASE_URL}/debian/{self.arch}/latest/amazon-cloudwatch-agent.deb").path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(agent, dest)
+        ssm_agent = ssm_agent_deb(self.workdir, self.arch)
+        dest = www / urllib.parse.urlsplit(
+            userdata.SSM_AGENT_URL.format(region=self.instance.region, arch=self.arch)).path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ssm_agent, dest)
+        self._spawn("downloads", "files", "--bind", DOWNLOADS_IP, "--port", "80", "--tls-port", "443",
+                    "--cert", str(self.pki["cert"]), "--key", str(self.pki["key"]), "--root", str(www),
+                    "--log", str(self.logs / "downloads.jsonl"))
+        seed = self.workdir / "ssm-seed.json"
+        seed.write_text(json.dumps(self.parameters))
+        seed.chmod(0o600)
+        self._spawn("ssm", "ssm", "--bind", AWS_API_IP, "--cert", str(self.pki["cert"]), "--key",
+                    str(self.pki["key"]), "--region", self.instance.region, "--seed", str(seed),
+                    "--log", str(self.logs / "ssm.jsonl"), timeout=90)
+
+    def requests(self, label: str) -> list[dict]:
+        f = self.logs / f"{label}.jsonl"
+        return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+    def calls(self) -> list[str]:
+        f = self.root / CALLS_LOG.lstrip("/")
+        return f.read_text().splitlines() if f.exists() else []
+
+    # -- running things ----------------------------------------------------------------
+
+    def run_script(self, text: str, *, timeout: float = 900,
+                   echo: Callable[[str], None] | None = None) -> ScriptRun:
+        """Run user-data as cloud-init does: an executable file, run as root."""
+        script = self.root / "var/lib/cloud/instance/scripts/part-001"
+        script.write_text(text)
+        script.chmod(0o700)
+        lines: list[tuple[float, str]] = []
+        t0 = time.monotonic()
+        p = subprocess.Popen(self.chroot("/var/lib/cloud/instance/scripts/part-001"), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._procs.append(("user-data", p))
+
+        def read() -> None:
+            for raw in p.stdout:
+                line = raw.decode(errors="replace").rstrip("\n")
+                lines.append((time.monotonic() - t0, line))
+                if echo:
+                    echo(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._stop(p)
+            rc = -1
+            lines.append((time.monotonic() - t0, f"[sandbox] user-data killed after {timeout}s"))
+        seconds = time.monotonic() - t0
+        reader.join(30)  # the script's `tee` may flush after bash exits
+        return ScriptRun(rc, round(seconds, 2), lines, stage_timings(lines))
+
+    def start_unit(self, unit: str, *, stdout: Path) -> tuple[subprocess.Popen, list[str]]:
+        """Start `unit` as systemd would; returns the process and the settings not applied."""
+        svc = read_unit(self.root, unit)
+        ignored = sorted(k for k in svc if k not in UNIT_APPLIED | UNIT_NOT_APPLICABLE)
+        if svc.get("Type", ["simple"])[-1] not in ("simple", "exec", "notify"):
+            raise NotImplementedError(f"{unit}: Type={svc['Type'][-1]} (expected a foreground service)")
+        execs = svc.get("ExecStart", [])
+        if len(execs) != 1:
+            raise ValueError(f"{unit}: {len(execs)} ExecStart lines after drop-ins: {execs}")
+        argv = shlex.split(execs[0].lstrip("-@:+!"))
+        user = svc.get("User", ["root"])[-1]
+        group = svc.get("Group", [""])[-1]
+        env = {"PATH": CHROOT_PATH, "LANG": "C.UTF-8"}
+        if user != "root":
+            home = run(self.chroot("getent", "passwd", user)).stdout.split(":")[5]
+            env.update(USER=user, LOGNAME=user, HOME=home, SHELL="/usr/sbin/nologin")
+        for f in svc.get("EnvironmentFile", []):
+            path = self.root / f.lstrip("-").lstrip("/")
+            if path.is_file():
+                for line in path.read_text().splitlines():
+                    if "=" in line and not line.lstrip().startswith("#"):
+                        k, v = line.split("=", 1)
+                        env[k.strip()] = v.strip().strip('"')
+            elif not f.startswith("-"):
+                raise FileNotFoundError(f"{unit}: EnvironmentFile {f} missing")
+        for e in svc.get("Environment", []):
+            for kv in shlex.split(e):
+                k, v = kv.split("=", 1)
+                env[k] = v
+        # Namespaced mounts of the unit, made in the mount namespace `ip netns exec` creates.
+        prep = []
+        if svc.get("PrivateTmp", ["no"])[-1] in ("yes", "true", "1", "on"):
+            prep.append(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {shlex.quote(str(self.root / 'tmp'))}")
+            prep.append(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {shlex.quote(str(self.root / 'var/tmp'))}")
+        for d in (*svc.get("InaccessibleDirectories", []), *svc.get("InaccessiblePaths", [])):
+            for path in d.split():
+                target = self.root / path.lstrip("-/")
+                if target.is_dir():
+                    prep.append(f"mount -t tmpfs -o ro,mode=000,nosuid,nodev,noexec tmpfs {shlex.quote(str(target))}")
+        setpriv = ["setpriv"]
+        if user != "root":
+            setpriv += [f"--reuid={user}", f"--regid={group or user}", "--init-groups"]
+        if svc.get("NoNewPrivileges", ["no"])[-1] in ("yes", "true", "1", "on"):
+            setpriv.append("--no-new-privs")
+        workdir = svc.get("WorkingDirectory", ["/"])[-1].lstrip("-")
+        inner = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "chroot", str(self.root),
+                 *setpriv, "--", "sh", "-c", f'cd {shlex.quote(workdir)} && exec "$@"', "sh", *argv]
+        shell = " && ".join([*prep, "exec " + shlex.join(inner)])
+        nofile = svc.get("LimitNOFILE", [""])[-1]
+
+        def limits() -> None:
+            if nofile:
+                n = resource.RLIM_INFINITY if nofile == "infinity" else int(nofile.split(":")[-1])
+                soft = int(nofile.split(":")[0]) if ":" in nofile else n
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, n))
+
+        out = open(stdout, "w")
+        p = subprocess.Popen(self.ns("sh", "-c", shell), stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=limits)
+        self._procs.append((unit, p))
+        return p, ignored
+
+    def stun_binding(self, server: str, port: int, *, client_ip: str = CLIENT_IP,
+                     attempts: int = 20, interval: float = 0.5) -> tuple[str, int]:
+        """A STUN binding request from `client_ip` inside the namespace; the mapped address."""
+        code = (
+            "import os,socket,sys,json\n"
+            f"sys.path.insert(0, {str(STANDINS.parent)!r})\n"
+            "import boot_sandbox as b\n"
+            f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(({client_ip!r},0)); s.settimeout(1.0)\n"
+            f"for _ in range({attempts}):\n"
+            "    tx=os.urandom(12)\n"
+            f"    s.sendto(b.stun_binding_request(tx),({server!r},{port}))\n"
+            "    try:\n"
+            "        data,_=s.recvfrom(2048)\n"
+            "    except (socket.timeout, ConnectionRefusedError):\n"
+            f"        import time; time.sleep({interval}); continue\n"
+            "    print(json.dumps({'local': s.getsockname()[:2], 'mapped': b.parse_binding_response(data,tx)})); break\n"
+            "else:\n    sys.exit('no STUN answer')\n"
+        )
+        p = run(self.ns(sys.executable, "-c", code), timeout=attempts * (1 + interval) + 30)
+        doc = json.loads(p.stdout)
+        return tuple(doc["local"]), tuple(doc["mapped"])  # type: ignore[return-value]
+
+    def manifest(self, exclude: Iterable[str]) -> dict[str, tuple]:
+        """(type, mode, uid, gid, sha256 or link target) of every path the overlay holds
+        changed since the pristine rootfs, read through the merged view."""
+        upper = self.workdir / "upper"
+        excluded = tuple(e.strip("/") for e in exclude)
+        out: dict[str, tuple] = {}
+        for dirpath, dirnames, filenames in os.walk(upper):
+            rel_dir = os.path.relpath(dirpath, upper)
+            for name in dirnames + filenames:
+                rel = os.path.normpath(os.path.join(rel_dir, name))
+                if rel == excluded or any(rel == e or rel.startswith(e + "/") for e in excluded):
+                    continue
+                path = self.root / rel
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    out[rel] = ("deleted",)
+                    continue
+                if os.path.islink(path):
+                    out[rel] = ("link", os.readlink(path))
+                elif os.path.isdir(path):
+                    out[rel] = ("dir", oct(st.st_mode), st.st_uid, st.st_gid)
+                else:
+                    out[rel] = ("file", oct(st.st_mode), st.st_uid, st.st_gid,
+                                hashlib.sha256(path.read_bytes()).hexdigest())
+        return out

@@ -1,0 +1,287 @@
+"""Stand-ins for the services an EC2 instance reaches at boot, run inside the test's
+network namespace (`ip netns exec NS python boot_standins.py KIND ...`).
+
+- `imds`: the instance metadata service, IMDSv2 only (a GET without a valid token is
+  401, like an instance launched with http_tokens=required), serving the instance's
+  addresses, id, region and its role's temporary credentials.
+- `ssm`: moto's server (AWS Systems Manager and the rest of moto) behind TLS on the
+  regional endpoint address, plus a plain-HTTP listener on the namespace's loopback
+  for seeding. Both listeners share moto's in-process state.
+- `files`: a static file server (HTTP or HTTPS) for the Debian mirror stand-in and
+  the agent packages. With --pool-dir, any `.../pool/.../<name>.deb` request is
+  answered from that directory by file name.
+
+Every stand-in appends one JSON line per request to --log and prints `ready` on
+stdout once it listens. Each is started and killed by pid by boot_sandbox.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+_log_lock = threading.Lock()
+
+
+def _log(path: str, **entry: object) -> None:
+    entry["t"] = round(time.time(), 3)
+    with _log_lock, open(path, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def _serve(server: ThreadingHTTPServer, tls: tuple[str, str] | None) -> threading.Thread:
+    if tls:
+        server.socket = _tls_context(*tls).wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+# -- IMDS ------------------------------------------------------------------------------
+
+def imds(args: argparse.Namespace) -> None:
+    doc = json.loads(Path(args.instance).read_text())
+    tokens: dict[str, float] = {}
+    role = doc["role"]
+    credentials = {
+        "Code": "Success", "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "Type": "AWS-HMAC", "AccessKeyId": doc["access_key_id"], "SecretAccessKey": doc["secret_access_key"],
+        "Token": doc["session_token"],
+        "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600)),
+    }
+    identity = {
+        "accountId": "123456789012", "architecture": doc["architecture"], "availabilityZone": doc["availability_zone"],
+        "imageId": doc["image_id"], "instanceId": doc["instance_id"], "instanceType": doc["instance_type"],
+        "privateIp": doc["private_ip"], "region": doc["region"], "version": "2017-09-30",
+    }
+    mac = doc["mac"]
+    meta: dict[str, str] = {
+        "ami-id": doc["image_id"],
+        "hostname": doc["local_hostname"],
+        "instance-id": doc["instance_id"],
+        "instance-type": doc["instance_type"],
+        "local-hostname": doc["local_hostname"],
+        "local-ipv4": doc["private_ip"],
+        "mac": mac,
+        "placement/availability-zone": doc["availability_zone"],
+        "placement/region": doc["region"],
+        "public-ipv4": doc["public_ip"],
+        "iam/info": json.dumps({"Code": "Success", "InstanceProfileArn":
+                                f"arn:aws:iam::123456789012:instance-profile/{role}",
+                                "InstanceProfileId": "AIPAEXAMPLE"}),
+        "iam/security-credentials/": role,
+        f"iam/security-credentials/{role}": json.dumps(credentials),
+        f"network/interfaces/macs/{mac}/local-ipv4s": doc["private_ip"],
+        f"network/interfaces/macs/{mac}/public-ipv4s": doc["public_ip"],
+    }
+    if doc.get("ipv6"):
+        meta["ipv6"] = doc["ipv6"]
+    listing = sorted({k.split("/")[0] + ("/" if "/" in k else "") for k in meta})
+    meta[""] = "\n".join(listing)
+    dynamic = {"instance-identity/document": json.dumps(identity, indent=2)}
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "EC2ws"
+        sys_version = ""
+
+        def log_message(self, *a: object) -> None:  # requests go to the JSON log
+            pass
+
+        def _reply(self, status: int, body: str = "", headers: dict[str, str] | None = None) -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+            _log(args.log, method=self.command, path=self.path, status=status,
+                 token=bool(self.headers.get("X-aws-ec2-metadata-token")))
+
+        def do_PUT(self) -> None:
+            if self.path != "/latest/api/token":
+                return self._reply(404, "Not Found")
+            if self.headers.get("X-Forwarded-For"):
+                return self._reply(403, "Forbidden")
+            ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
+            if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+                return self._reply(400, "Bad Request")
+            token = secrets.token_urlsafe(40)
+            tokens[token] = time.time() + int(ttl)
+            self._reply(200, token, {"X-aws-ec2-metadata-token-ttl-seconds": ttl})
+
+        def do_GET(self) -> None:
+            token = self.headers.get("X-aws-ec2-metadata-token", "")
+            if tokens.get(token, 0) < time.time():
+                return self._reply(401, "Unauthorized")
+            path = self.path.split("?", 1)[0]
+            for prefix, table in (("/latest/meta-data/", meta), ("/latest/dynamic/", dynamic)):
+                if path.startswith(prefix) and path[len(prefix):] in table:
+                    return self._reply(200, table[path[len(prefix):]])
+            self._reply(404, "Not Found")
+
+    server = ThreadingHTTPServer((args.bind, args.port), Handler)
+    _serve(server, None)
+    _ready()
+
+
+# -- SSM (moto) ------------------------------------------------------------------------
+
+def ssm(args: argparse.Namespace) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def logged(environ, start_response):  # noqa: ANN001
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        import io
+        environ["wsgi.input"] = io.BytesIO(body)
+        entry = {"host": environ.get("HTTP_HOST", ""), "target": environ.get("HTTP_X_AMZ_TARGET", ""),
+                 "scheme": environ.get("wsgi.url_scheme", ""),
+                 "access_key_id": _access_key(environ.get("HTTP_AUTHORIZATION", "")),
+                 "session_token": bool(environ.get("HTTP_X_AMZ_SECURITY_TOKEN"))}
+        try:
+            doc = json.loads(body or b"{}")
+            entry["name"] = doc.get("Name", "")
+            entry["with_decryption"] = doc.get("WithDecryption", False)
+        except ValueError:
+            pass
+        status_box: list[str] = []
+
+        def sr(status, headers, exc_info=None):  # noqa: ANN001
+            status_box.append(status)
+            return start_response(status, headers, exc_info)
+
+        out = app(environ, sr)
+        entry["status"] = int(status_box[0].split()[0]) if status_box else 0
+        _log(args.log, **entry)
+        return out
+
+    servers = [
+        make_server(args.bind, 443, logged, threaded=True, request_handler=MotoRequestHandler,
+                    ssl_context=(args.cert, args.key)),
+        make_server("127.0.0.1", args.seed_port, logged, threaded=True, request_handler=MotoRequestHandler),
+    ]
+    for s in servers:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+
+    if args.seed:
+        import boto3
+        client = boto3.client("ssm", region_name=args.region, endpoint_url=f"http://127.0.0.1:{args.seed_port}",
+                              aws_access_key_id="seed", aws_secret_access_key="seed")
+        for name, value in json.loads(Path(args.seed).read_text()).items():
+            client.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+    _ready()
+
+
+def _access_key(authorization: str) -> str:
+    # "AWS4-HMAC-SHA256 Credential=AKID/20250101/eu-west-3/ssm/aws4_request, ..."
+    if "Credential=" not in authorization:
+        return ""
+    return authorization.split("Credential=", 1)[1].split("/", 1)[0]
+
+
+# -- static files ----------------------------------------------------------------------
+
+def files(args: argparse.Namespace) -> None:
+    root = Path(args.root).resolve()
+    pool = Path(args.pool_dir).resolve() if args.pool_dir else None
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "stun-infra-sandbox"
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def _find(self) -> Path | None:
+            path = urllib.parse.unquote(self.path.split("?", 1)[0])
+            if ".." in path.split("/"):
+                return None
+            if pool and "/pool/" in path and path.endswith(".deb"):
+                candidate = pool / path.rsplit("/", 1)[1]
+            else:
+                candidate = root / path.lstrip("/")
+            return candidate if candidate.is_file() else None
+
+        def _send(self, body: bool) -> None:
+            found = self._find()
+            status = 200 if found else 404
+            data = found.read_bytes() if found else b"not found\n"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+            _log(args.log, method=self.command, host=self.headers.get("Host", ""), path=self.path,
+                 status=status, bytes=len(data))
+
+        def do_GET(self) -> None:
+            self._send(True)
+
+        def do_HEAD(self) -> None:
+            self._send(False)
+
+    if args.port:
+        _serve(ThreadingHTTPServer((args.bind, args.port), Handler), None)
+    if args.tls_port:
+        _serve(ThreadingHTTPServer((args.bind, args.tls_port), Handler), (args.cert, args.key))
+    _ready()
+
+
+def _ready() -> None:
+    print("ready", flush=True)
+    threading.Event().wait()  # until killed
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="kind", required=True)
+    a = sub.add_parser("imds")
+    a.add_argument("--bind", default="169.254.169.254")
+    a.add_argument("--port", type=int, default=80)
+    a.add_argument("--instance", required=True, help="JSON file describing the instance")
+    a.add_argument("--log", required=True)
+    a.set_defaults(run=imds)
+    a = sub.add_parser("ssm")
+    a.add_argument("--bind", required=True)
+    a.add_argument("--seed-port", type=int, default=4566)
+    a.add_argument("--cert", required=True)
+    a.add_argument("--key", required=True)
+    a.add_argument("--region", required=True)
+    a.add_argument("--seed", help="JSON {name: value} put as SecureString parameters")
+    a.add_argument("--log", required=True)
+    a.set_defaults(run=ssm)
+    a = sub.add_parser("files")
+    a.add_argument("--bind", required=True)
+    a.add_argument("--port", type=int, default=0)
+    a.add_argument("--tls-port", type=int, default=0)
+    a.add_argument("--cert", default="")
+    a.add_argument("--key", default="")
+    a.add_argument("--root", required=True)
+    a.add_argument("--pool-dir", default="")
+    a.add_argument("--log", required=True)
+    a.set_defaults(run=files)
+    args = p.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

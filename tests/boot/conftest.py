@@ -1,0 +1,143 @@
+"""Fixtures for the boot test: a cached Debian 12 rootfs, and one sandboxed instance that
+has run the rendered user-data twice and started coturn from its unit file.
+
+Needs root, debootstrap, `ip netns`, overlayfs and dpkg-deb. Without them the tests skip,
+except under CI=true, where a missing requirement is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import boot_sandbox as sb
+
+# Paths the script may legitimately change on every run: logs, caches, the script
+# itself, the sandbox's own call log, API filesystems.
+VOLATILE = ("proc", "sys", "dev", "run", "tmp", "var/tmp", "var/log", "var/cache", "var/lib/apt/lists",
+            "var/lib/cloud", "root/.cache", "root/.aws/cli/cache")
+
+STAGE_REPORT: list[str] = []
+
+
+def _missing_requirements() -> list[str]:
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root")
+    for tool in ("debootstrap", "ip", "dpkg-deb", "nsenter", "chroot", "mount"):
+        if not shutil.which(tool):
+            missing.append(tool)
+    if shutil.which("ip") and subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        missing.append("ip netns")
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        missing.append("overlayfs")
+    return missing
+
+
+def pytest_collection_modifyitems(config, items):
+    boot_items = [i for i in items if i.get_closest_marker("boot")]
+    if not boot_items:
+        return
+    missing = _missing_requirements()
+    if not missing:
+        return
+    reason = "boot sandbox needs: " + ", ".join(missing)
+    if os.environ.get("CI") == "true":
+        for item in boot_items:
+            item.add_marker(pytest.mark.usefixtures("_fail_missing_requirements"))
+    else:
+        for item in boot_items:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def _fail_missing_requirements():
+    pytest.fail("CI=true but the boot sandbox cannot run here; missing: " + ", ".join(_missing_requirements()))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if STAGE_REPORT:
+        terminalreporter.section("boot script timings")
+        for line in STAGE_REPORT:
+            terminalreporter.write_line(line)
+
+
+@dataclass
+class Booted:
+    sandbox: sb.Sandbox
+    settings: object
+    user_data: str
+    parameters: dict[str, str]
+    parameter_names: object
+    first: sb.ScriptRun
+    second: sb.ScriptRun
+    manifest_first: dict
+    manifest_second: dict
+    conf_after_first: str
+    coturn_log: Path
+    unit_ignored: list[str]
+    imds_requests_during_script: list[dict] = field(default_factory=list)
+
+    def conf(self) -> str:
+        return (self.sandbox.root / "etc/turnserver.conf").read_text()
+
+
+def _report_run(label: str, r: sb.ScriptRun) -> None:
+    STAGE_REPORT.append(f"{label}: exit {r.returncode} in {r.seconds:.1f}s")
+    for name, seconds in r.stages.items():
+        STAGE_REPORT.append(f"  {name:<26} {seconds:7.2f}s")
+    for line in STAGE_REPORT[-(len(r.stages) + 1):]:
+        print(line)
+
+
+@pytest.fixture(scope="session")
+def rootfs_cache() -> sb.RootfsCache:
+    from stun_infra.userdata import PACKAGES
+
+    t0 = time.monotonic()
+    cache = sb.ensure_rootfs(PACKAGES)
+    info = cache.info
+    took = time.monotonic() - t0
+    STAGE_REPORT.append(f"rootfs cache {cache.dir.name}: ready in {took:.1f}s "
+                        f"(built {info['built']}: {info['seconds']})")
+    print(STAGE_REPORT[-1])
+    return cache
+
+
+@pytest.fixture(scope="module")
+def booted(rootfs_cache, tmp_path_factory):
+    from stun_infra.settings import load_settings
+    from stun_infra.userdata import BootInputs, ParameterNames, render_user_data
+
+    instance = sb.Instance()
+    settings = load_settings({}, stack="boot", region=instance.region)
+    names = ParameterNames.under(settings.ssm_path, settings.turn)
+    cert, key = sb.self_signed(settings.tls_domain)
+    parameters = {names.tls_certificate: cert, names.tls_private_key: key}
+    if names.turn_secret:
+        parameters[names.turn_secret] = "sandbox-turn-secret-" + os.urandom(12).hex()
+    user_data = render_user_data(settings, BootInputs(parameters=names))
+
+    workdir = tmp_path_factory.mktemp("boot")
+    with sb.Sandbox(rootfs_cache, workdir, instance=instance, parameters=parameters) as box:
+        echo = (lambda line: print(f"  | {line}")) if os.environ.get("STUN_INFRA_BOOT_ECHO") == "1" else None
+        first = box.run_script(user_data, echo=echo)
+        _report_run("user-data, first run", first)
+        imds_during = box.requests("imds")
+        manifest_first = box.manifest(VOLATILE)
+        conf_after_first = (box.root / "etc/turnserver.conf").read_text() if first.returncode == 0 else ""
+        second = box.run_script(user_data, echo=echo) if first.returncode == 0 else first
+        _report_run("user-data, second run", second)
+        manifest_second = box.manifest(VOLATILE)
+        coturn_log = workdir / "logs" / "coturn.stdout"
+        ignored: list[str] = []
+        if first.returncode == 0 and second.returncode == 0:
+            _, ignored = box.start_unit("coturn.service", stdout=coturn_log)
+        yield Booted(box, settings, user_data, parameters, names, first, second, manifest_first,
+                     manifest_second, conf_after_first, coturn_log, ignored, imds_during)

@@ -1,0 +1,169 @@
+"""The rendered user-data, executed for real in a Debian 12 sandbox (see boot_sandbox.py):
+it must bring up a working coturn from nothing but the metadata service and Parameter Store.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+import boot_sandbox as sb
+
+pytestmark = pytest.mark.boot
+
+# coturn 4.6.1 fails open: these startup lines mean a setting was dropped (FIELD-NOTES.md).
+COTURN_BAD_LINES = ("Bad configuration format", "Wrong address format", "CONFIG ERROR",
+                    "cannot start TLS and DTLS listeners", "Cannot bind", "cannot bind")
+
+
+def _tail(run: sb.ScriptRun, n: int = 60) -> str:
+    return "\n".join(text for _, text in run.lines[-n:])
+
+
+def _conf_value(conf: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in conf.splitlines() if line.startswith(key + "=")]
+
+
+def test_script_runs_to_completion(booted):
+    r = booted.first
+    assert r.returncode == 0, f"user-data failed (exit {r.returncode}):\n{_tail(r)}"
+    assert "stun-infra: boot complete" in r.output
+    assert not any(name.endswith("(no end)") for name in r.stages), r.stages
+    assert r.stages, "no `stun-infra: stage NAME begin/end` markers in the output"
+    log = (booted.sandbox.root / "var/log/stun-infra-boot.log").read_text()
+    assert "stun-infra: boot complete" in log, "the boot log does not hold the script's output"
+
+
+def test_packages_came_from_the_mirror_standin(booted):
+    """apt-get update and install really ran, against the mirror's host name."""
+    assert booted.first.returncode == 0, _tail(booted.first)
+    mirror = booted.sandbox.requests("mirror")
+    assert any(r["path"].endswith("/InRelease") and r["status"] == 200 for r in mirror), mirror[:5]
+    debs = [r for r in mirror if r["path"].endswith(".deb")]
+    missing = [r["path"] for r in debs if r["status"] != 200]
+    assert not missing, f"the script installs packages the rootfs cache did not download: {missing}"
+    assert any("/coturn_" in r["path"] for r in debs)
+    from stun_infra.userdata import PACKAGES
+    status = booted.sandbox.root.joinpath("var/lib/dpkg/status").read_text()
+    for pkg in PACKAGES:
+        assert re.search(rf"^Package: {re.escape(pkg)}\nStatus: install ok installed$", status, re.M), pkg
+
+
+def test_metadata_service_is_used_with_imdsv2_tokens(booted):
+    reqs = booted.imds_requests_during_script
+    assert any(r["method"] == "PUT" and r["status"] == 200 for r in reqs), "no IMDSv2 token request"
+    gets = [r for r in reqs if r["method"] == "GET"]
+    assert gets and all(r["token"] for r in gets), [r for r in gets if not r["token"]]
+    assert not [r for r in reqs if r["status"] == 401], "the script made requests the IMDSv2 stand-in refused"
+    paths = {r["path"] for r in gets}
+    for needed in ("public-ipv4", "local-ipv4", "instance-id", "placement/region"):
+        assert f"/latest/meta-data/{needed}" in paths, needed
+    # The stand-in enforces IMDSv2 as an instance with http_tokens=required would.
+    p = sb.run(booted.sandbox.chroot("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                     f"http://{sb.IMDS_IP}/latest/meta-data/instance-id"), check=False)
+    assert p.stdout.strip() == "401"
+
+
+def test_external_ip_is_the_instance_public_private_pair(booted):
+    assert booted.first.returncode == 0, _tail(booted.first)
+    inst = booted.sandbox.instance
+    assert _conf_value(booted.conf(), "external-ip") == [f"{inst.public_ip}/{inst.private_ip}"]
+
+
+def test_written_conf_equals_the_renderer(booted):
+    """The heredoc in the script expands to exactly what `stun-infra render` prints."""
+    from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
+
+    assert booted.first.returncode == 0, _tail(booted.first)
+    inst = booted.sandbox.instance
+    expected = turnserver_conf(booted.settings, public_ip=inst.public_ip, private_ip=inst.private_ip,
+                               turn_secret=booted.parameters.get(booted.parameter_names.turn_secret, ""),
+                               paths=INSTANCE_PATHS)
+    assert booted.conf() == expected
+
+
+def test_secrets_come_from_parameter_store_not_user_data(booted):
+    assert booted.first.returncode == 0, _tail(booted.first)
+    names = booted.parameter_names
+    secret = booted.parameters.get(names.turn_secret, "")
+    if booted.settings.turn:
+        assert _conf_value(booted.conf(), "static-auth-secret") == [secret]
+    for value in booted.parameters.values():
+        for line in value.splitlines():
+            if "-----" not in line:
+                assert line not in booted.user_data
+    assert secret not in booted.sandbox.root.joinpath("var/lib/cloud/instance/scripts/part-001").read_text()
+    root = booted.sandbox.root
+    assert root.joinpath("etc/coturn/tls/cert.pem").read_text().strip() == booted.parameters[names.tls_certificate]
+    assert root.joinpath("etc/coturn/tls/key.pem").read_text().strip() == booted.parameters[names.tls_private_key]
+    # Every parameter was read over the regional endpoint, decrypted, signed with the
+    # instance role's credentials from the metadata service.
+    role_key = booted.sandbox.instance.imds_document(booted.sandbox.arch)["access_key_id"]
+    reads = [r for r in booted.sandbox.requests("ssm") if r.get("target") == "AmazonSSM.GetParameter"]
+    for name in booted.parameters:
+        mine = [r for r in reads if r.get("name") == name]
+        assert mine, f"{name} was never read from Parameter Store"
+        assert all(r["status"] == 200 and r["with_decryption"] and r["scheme"] == "https" for r in mine), mine
+        assert all(r["access_key_id"] == role_key and r["session_token"] for r in mine), mine
+        assert all(r["host"] == f"ssm.{booted.sandbox.instance.region}.amazonaws.com" for r in mine), mine
+
+
+def test_services_are_enabled_through_the_init_system(booted):
+    assert booted.first.returncode == 0, _tail(booted.first)
+    calls = booted.sandbox.calls()
+    assert any(c.startswith("systemctl enable") and "coturn" in c for c in calls), calls
+    assert any(c.startswith("systemctl restart coturn") for c in calls), calls
+    assert any(c.startswith("amazon-cloudwatch-agent-ctl") and "fetch-config" in c for c in calls), calls
+    drop_in = booted.sandbox.root / "etc/systemd/system/coturn.service.d"
+    assert drop_in.is_dir() and list(drop_in.glob("*.conf"))
+
+
+def test_second_run_is_idempotent(booted):
+    assert booted.first.returncode == 0, _tail(booted.first)
+    assert booted.second.returncode == 0, f"second run failed:\n{_tail(booted.second)}"
+    first, second = booted.manifest_first, booted.manifest_second
+    changed = sorted(k for k in set(first) | set(second) if first.get(k) != second.get(k))
+    assert not changed, "the second run changed: " + ", ".join(changed[:40])
+    assert booted.conf() == booted.conf_after_first
+
+
+def test_coturn_started_from_its_unit_answers_stun(booted):
+    """coturn as systemd starts it (unit + drop-in); a binding from inside the namespace
+    is answered with the client's own address."""
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box = booted.sandbox
+    local, mapped = box.stun_binding(box.instance.private_ip, booted.settings.stun_port)
+    assert mapped == local and local[0] == sb.CLIENT_IP, (local, mapped)
+    # coturn's own client, from the chroot, agrees.
+    p = sb.run(box.chroot("turnutils_stunclient", "-p", str(booted.settings.stun_port), "-L", sb.CLIENT_IP,
+                          box.instance.private_ip), check=False, timeout=60)
+    assert re.search(rf"UDP reflexive addr: {re.escape(sb.CLIENT_IP)}:\d+", p.stdout), p.stdout + p.stderr
+    # Running as the unit's user, with the unit's open-file limit from the drop-in.
+    pids = sb.run(["ip", "netns", "pids", box.name]).stdout.split()
+    coturn = [pid for pid in pids if open(f"/proc/{pid}/comm").read().strip() == "turnserver"]
+    assert len(coturn) == 1, coturn
+    status = open(f"/proc/{coturn[0]}/status").read()
+    uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M)[1])
+    turnserver_uid = int(sb.run(box.chroot("id", "-u", "turnserver")).stdout)
+    assert uid == turnserver_uid
+    unit = sb.read_unit(box.root, "coturn.service")
+    if unit.get("LimitNOFILE"):
+        limits = open(f"/proc/{coturn[0]}/limits").read()
+        n = unit["LimitNOFILE"][-1].split(":")[-1]
+        assert re.search(rf"^Max open files\s+\d+\s+{n}\s", limits, re.M), limits
+    assert not booted.unit_ignored, f"unit settings the sandbox does not apply: {booted.unit_ignored}"
+
+
+def test_coturn_accepts_every_line_of_the_written_conf(booted):
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box = booted.sandbox
+    box.stun_binding(box.instance.private_ip, booted.settings.stun_port)  # it is up
+    log_file = box.root / "var/log/coturn/turnserver.log"
+    deadline = time.monotonic() + 10
+    while not log_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    text = log_file.read_text() + booted.coturn_log.read_text()
+    bad = [line for line in text.splitlines() if any(b in line for b in COTURN_BAD_LINES)]
+    assert not bad, "\n".join(bad)
