@@ -1,5 +1,11 @@
 """Access: the instance role, least privilege for the CloudWatch agent, Session Manager
-and reading exactly this stack's parameters."""
+and reading exactly this stack's parameters.
+
+No kms:Decrypt statement: the SecureStrings use the AWS managed key aws/ssm, whose key
+policy already lets the account's principals decrypt through Parameter Store. No AWS
+managed policies either: AmazonSSMManagedInstanceCore would allow ssm:GetParameter on
+every parameter in the account.
+"""
 
 from __future__ import annotations
 
