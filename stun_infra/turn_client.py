@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ def _stun_error(exc: stun.TransactionFailed) -> StunError:
 
 async def _open(server: Address, *, transport: Transport, timeout: float,
                 username: str | None = None, password: str | None = None,
-                ssl_context: ssl.SSLContext | None = None) -> TurnClientProtocol:
+                ssl_context: ssl.SSLContext | None = None,
+                local_address: Address | None = None) -> TurnClientProtocol:
     """A connected aioice client protocol (it runs STUN transactions, with or without TURN auth)."""
     loop = asyncio.get_running_loop()
     args = dict(username=username, password=password, lifetime=ALLOCATION_LIFETIME,
@@ -63,11 +65,13 @@ async def _open(server: Address, *, transport: Transport, timeout: float,
         if ssl_context is not None:
             raise ValueError("ssl_context: TLS needs transport='tcp'")
         _, protocol = await asyncio.wait_for(loop.create_datagram_endpoint(
-            lambda: TurnClientUdpProtocol(server, **args), remote_addr=server), timeout)
+            lambda: TurnClientUdpProtocol(server, **args), remote_addr=server,
+            local_addr=local_address), timeout)
     elif transport == "tcp":
         _, protocol = await asyncio.wait_for(loop.create_connection(
             lambda: TurnClientTcpProtocol(server, **args), host=server[0], port=server[1],
-            ssl=ssl_context, server_hostname="" if ssl_context else None), timeout)
+            ssl=ssl_context, server_hostname="" if ssl_context else None,
+            local_addr=local_address), timeout)
     else:
         raise ValueError(f"transport: got {transport!r}, must be 'udp' or 'tcp'")
     return protocol
@@ -89,14 +93,19 @@ async def _request(protocol: TurnClientProtocol, request: stun.Message, timeout:
 @dataclass(frozen=True)
 class Binding:
     mapped_address: Address  # the client's address as the server saw it
+    local_address: Address   # the client socket's own address
     rtt: float               # seconds, request to response
 
 
 async def stun_binding(server: Address, *, transport: Transport = "udp", timeout: float = 3.0,
-                       ssl_context: ssl.SSLContext | None = None) -> Binding:
-    """A STUN Binding request over UDP, TCP or TLS (tcp + ssl_context)."""
-    protocol = await _open(server, transport=transport, timeout=timeout, ssl_context=ssl_context)
+                       ssl_context: ssl.SSLContext | None = None,
+                       local_address: Address | None = None) -> Binding:
+    """A STUN Binding request over UDP, TCP or TLS (tcp + ssl_context), optionally from
+    `local_address`."""
+    protocol = await _open(server, transport=transport, timeout=timeout, ssl_context=ssl_context,
+                           local_address=local_address)
     try:
+        sockname = protocol.transport.get_extra_info("sockname")
         request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
         started = time.monotonic()
         response = await _request(protocol, request, timeout)
@@ -106,7 +115,7 @@ async def stun_binding(server: Address, *, transport: Transport = "udp", timeout
     mapped = response.attributes.get("XOR-MAPPED-ADDRESS") or response.attributes.get("MAPPED-ADDRESS")
     if mapped is None:
         raise ConnectionError("binding response carries no (XOR-)MAPPED-ADDRESS")
-    return Binding(mapped_address=mapped, rtt=rtt)
+    return Binding(mapped_address=mapped, local_address=(sockname[0], sockname[1]), rtt=rtt)
 
 
 # -- TURN -------------------------------------------------------------------------------
@@ -236,8 +245,10 @@ def tls_context(*, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
         context.verify_mode = ssl.CERT_NONE
     if minimum < ssl.TLSVersion.TLSv1_2:
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    context.minimum_version = minimum
-    context.maximum_version = maximum
+    with warnings.catch_warnings():  # the ssl module deprecates naming TLS 1.0/1.1: here it is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = minimum
+        context.maximum_version = maximum
     return context
 
 
