@@ -201,7 +201,7 @@ class _Echo(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.senders.append(addr)
+        self.senders.append((addr[0], addr[1]))
         self.transport.sendto(data, addr)  # type: ignore[attr-defined]
 
 
