@@ -19,7 +19,7 @@ from stun_infra.turn_client import (StunError, allocate, make_self_signed, stun_
                                     tls_handshake, turn_allocation)
 
 from .conftest import (CoturnServer, channel_bind_code, permission_code, rejected_lines,
-                       relay_round_trip)
+                       relay_round_trip, require_coturn)
 from .netns import PEER_IPV4, PUBLIC_IPV4
 
 pytestmark = pytest.mark.coturn
@@ -94,6 +94,7 @@ def test_tls_below_1_2_is_refused(turn_server: CoturnServer, version):
 @pytest.mark.parametrize("version", OLD_TLS, ids=["TLSv1.0", "TLSv1.1"])
 def test_the_old_tls_client_really_offers_that_version(tmp_path, version):
     """Control: the refusal above comes from coturn, not from this machine's OpenSSL."""
+    require_coturn()  # same tools (openssl) and the same skip/fail rule
     cert, key = make_self_signed(tmp_path, "control.test")
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.set_ciphers("DEFAULT:@SECLEVEL=0")
