@@ -1,5 +1,5 @@
 """One module per command; each has add_parser(subparsers) and sets `run` on its parser."""
 
-from stun_infra.commands import plan, render
+from stun_infra.commands import credentials, local, plan, probe, render
 
-COMMANDS = [plan, render]
+COMMANDS = [plan, render, local, probe, credentials]

@@ -1,0 +1,105 @@
+"""`stun-infra probe`: test live STUN/TURN servers from here.
+
+For every endpoint: a STUN binding over UDP and TCP (round-trip time, mapped
+address), a TLS handshake on the TLS port (protocol, certificate expiry; a
+self-signed certificate is reported, not failed), and a TURN ALLOCATE with freshly
+minted credentials when the secret is known. Targets come from the command line
+(`host`, `host:port`, `stun:host:port`, `turn:host:port?transport=udp`,
+`turns:host:port`) or, with `-`, from stdin: `pulumi stack output --json
+--show-secrets`, or the `iceServers` block `stun-infra local` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from stun_infra.commands.common import fail
+from stun_infra.credentials import mint
+from stun_infra.endpoints import DEFAULT_TLS_PORT, InputError, Servers, plan_checks, read_servers
+from stun_infra.probing import as_json, failure_line, progress_line, run_checks, summary, table
+
+SECRET_ENV = "STUN_INFRA_TURN_SECRET"
+PROBE_USER = "stun-infra-probe"
+PROBE_TTL = 600
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds, e.g. 3 or 0.5") from None
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 and at most 60 seconds")
+    return value
+
+
+def _retries(text: str) -> int:
+    if not text.isdigit() or int(text) > 10:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 10")
+    return int(text)
+
+
+def add_secret_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--secret", default=os.environ.get(SECRET_ENV) or None,
+                   help=f"the stack's TURN shared secret (turn_shared_secret); default: ${SECRET_ENV}, "
+                        "else the stack outputs on stdin")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="test live STUN/TURN/TLS endpoints (a deployment, or `local`)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="host, host:port, stun:/turn:/turns: URI, or - for stack outputs on stdin")
+    add_secret_argument(p)
+    p.add_argument("--user", default=PROBE_USER, help=f"name in the minted TURN username (default: {PROBE_USER})")
+    p.add_argument("--tls-port", type=int, default=DEFAULT_TLS_PORT,
+                   help=f"TLS port for hosts given without a turns: URI (default: {DEFAULT_TLS_PORT})")
+    p.add_argument("--timeout", type=_positive_seconds, default=3.0, help="seconds per attempt (default: 3)")
+    p.add_argument("--retries", type=_retries, default=1, help="extra attempts after a timeout (default: 1)")
+    p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    p.set_defaults(run=run)
+
+
+def read_stdin_servers() -> Servers:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError("`-` reads stack outputs from stdin, but stdin is a terminal; "
+                         "pipe `pulumi stack output --json --show-secrets`")
+    return read_servers(sys.stdin.read())
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        targets: list[str] = []
+        servers = Servers()
+        for target in args.targets:
+            if target == "-":
+                servers = read_stdin_servers()
+                targets += servers.targets()
+            else:
+                targets.append(target)
+        if not targets:
+            return fail("nothing to probe: give TARGETs (e.g. stun.example.com or turns:203.0.113.10:5349) "
+                        "or `-` with `pulumi stack output --json --show-secrets` on stdin")
+        secret = args.secret or servers.secret
+        auth = mint(secret, user=args.user, ttl_seconds=PROBE_TTL) if secret else None
+        checks = plan_checks(targets, tls_port=args.tls_port, auth=auth, auth_by_uri=dict(servers.auth_by_uri))
+    except (InputError, ValueError) as e:
+        return fail(str(e))
+
+    hosts = len({c.host for c in checks})
+    print(f"probe: {len(checks)} checks on {hosts} host{'s' * (hosts != 1)} (timeout {args.timeout:g}s, "
+          f"{args.retries} retr{'y' if args.retries == 1 else 'ies'})", file=sys.stderr, flush=True)
+    results = asyncio.run(run_checks(checks, timeout=args.timeout, retries=args.retries,
+                                     progress=lambda r: print(progress_line(r), file=sys.stderr, flush=True)))
+    if args.json:
+        print(json.dumps(as_json(results), indent=2))
+    else:
+        print(table(results))
+        print(summary(results))
+    if not all(r.ok for r in results):
+        return fail(failure_line(results), 1)
+    return 0

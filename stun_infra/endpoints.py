@@ -1,0 +1,285 @@
+"""What the client-side commands (`probe`, `credentials`, `local`) take in.
+
+Targets on the command line, stack outputs (or an `iceServers` block) on stdin, TTLs.
+Everything here is pure: it parses text and returns values or raises `InputError`,
+whose message is one line meant to follow `error: `.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+DEFAULT_STUN_PORT = 3478
+DEFAULT_TLS_PORT = 5349
+MAX_TTL_SECONDS = 7 * 86400
+TTL_FORMS = "a whole number with a unit, such as 30s, 15m, 1h or 2d (from 1s to 7d)"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+PIPE_HINT = "pipe `pulumi stack output --json --show-secrets`"
+
+CheckKind = Literal["stun-udp", "stun-tcp", "tls", "turn-udp", "turn-tcp", "turn-tls"]
+CHECK_KINDS: tuple[str, ...] = ("stun-udp", "stun-tcp", "tls", "turn-udp", "turn-tcp", "turn-tls")
+
+
+class InputError(ValueError):
+    """Bad user input; the message is one line."""
+
+
+# -- TTL --------------------------------------------------------------------------------
+
+def parse_ttl(text: str) -> int:
+    """Seconds for `30s`, `15m`, `1h`, `2d` (a bare number is seconds); 1s to 7d."""
+    m = re.fullmatch(r"\s*(\d{1,9})\s*([smhd]?)\s*", text.lower())
+    if not m:
+        raise InputError(f"--ttl {text!r}: expected {TTL_FORMS}")
+    seconds = int(m[1]) * _UNITS[m[2] or "s"]
+    if seconds < 1:
+        raise InputError(f"--ttl {text!r}: must be at least 1s; expected {TTL_FORMS}")
+    if seconds > MAX_TTL_SECONDS:
+        raise InputError(f"--ttl {text!r}: at most 7d (short-lived credentials are the point); "
+                         f"expected {TTL_FORMS}")
+    return seconds
+
+
+# -- hosts and URIs ---------------------------------------------------------------------
+
+def uri_host(host: str) -> str:
+    """`host` as it appears in a URI: IPv6 literals in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def endpoint_label(host: str, port: int) -> str:
+    return f"{uri_host(host)}:{port}"
+
+
+def server_uris(host: str, *, stun_port: int = DEFAULT_STUN_PORT, tls_port: int = DEFAULT_TLS_PORT,
+                turn: bool = True) -> tuple[list[str], list[str]]:
+    """(stun_uris, turn_uris) of one server, in the form the stack outputs use."""
+    h = uri_host(host)
+    stun = [f"stun:{h}:{stun_port}"]
+    if not turn:
+        return stun, []
+    return stun, [f"turn:{h}:{stun_port}?transport=udp", f"turn:{h}:{stun_port}?transport=tcp",
+                  f"turns:{h}:{tls_port}?transport=tcp"]
+
+
+def _port(text: str, what: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise InputError(f"{what}: port {text!r} must be a number from 1 to 65535")
+    return int(text)
+
+
+def split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise InputError(f"{what}: unclosed '[' in {text!r}")
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise InputError(f"{what}: expected [IPv6]:port, got {text!r}")
+        port = _port(rest[1:], what) if rest else default_port
+    elif text.count(":") > 1:
+        host, port = text, default_port  # a bare IPv6 literal
+    elif ":" in text:
+        host, _, p = text.partition(":")
+        port = _port(p, what)
+    else:
+        host, port = text, default_port
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InputError(f"{what}: {host!r} is not an IPv6 address") from None
+    elif not re.fullmatch(r"[A-Za-z0-9._-]{1,253}", host or ""):
+        raise InputError(f"{what}: {host!r} is not a host name or address")
+    return host, port
+
+
+@dataclass(frozen=True)
+class Uri:
+    """One parsed stun:/stuns:/turn:/turns: URI (RFC 7064, RFC 7065)."""
+
+    scheme: str      # stun, stuns, turn, turns
+    host: str
+    port: int
+    transport: str   # udp or tcp (tls for stuns/turns)
+
+
+def parse_uri(text: str) -> Uri:
+    m = re.fullmatch(r"(stuns?|turns?):(?!//)([^?]+)(?:\?transport=(udp|tcp))?", text.strip(), re.IGNORECASE)
+    if not m:
+        raise InputError(f"{text!r}: expected stun:HOST[:PORT], turn:HOST[:PORT]?transport=udp|tcp "
+                         "or turns:HOST[:PORT]")
+    scheme = m[1].lower()
+    secure = scheme.endswith("s")
+    host, port = split_host_port(m[2], DEFAULT_TLS_PORT if secure else DEFAULT_STUN_PORT, text)
+    transport = (m[3] or "").lower()
+    if secure:
+        if transport == "udp":
+            raise InputError(f"{text!r}: {scheme} runs over TLS, transport=udp is not possible")
+        transport = "tls"
+    else:
+        transport = transport or "udp"
+    return Uri(scheme, host, port, transport)
+
+
+# -- checks -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    """One thing `probe` tests: a STUN binding, a TLS handshake or a TURN allocation."""
+
+    kind: str                     # one of CHECK_KINDS
+    host: str
+    port: int
+    auth: tuple[str, str] | None = None  # TURN username and password
+
+    @property
+    def endpoint(self) -> str:
+        return endpoint_label(self.host, self.port)
+
+    @property
+    def turn(self) -> bool:
+        return self.kind.startswith("turn")
+
+
+def _checks_for(target: str, tls_port: int) -> list[Check]:
+    if re.match(r"(?i)(stuns?|turns?):", target):
+        uri = parse_uri(target)
+        if uri.scheme == "stun":
+            return [Check("stun-udp", uri.host, uri.port), Check("stun-tcp", uri.host, uri.port)]
+        if uri.scheme == "stuns":
+            return [Check("tls", uri.host, uri.port)]
+        if uri.scheme == "turns":
+            return [Check("tls", uri.host, uri.port), Check("turn-tls", uri.host, uri.port)]
+        return [Check(f"turn-{uri.transport}", uri.host, uri.port)]
+    if "://" in target:
+        raise InputError(f"{target!r}: expected host, host:port or a stun:/turn:/turns: URI")
+    host, port = split_host_port(target, DEFAULT_STUN_PORT, target)
+    return [Check("stun-udp", host, port), Check("stun-tcp", host, port)]
+
+
+def plan_checks(targets: Iterable[str], *, tls_port: int = DEFAULT_TLS_PORT,
+                auth: tuple[str, str] | None = None,
+                auth_by_uri: dict[str, tuple[str, str]] | None = None) -> list[Check]:
+    """Every check for these targets, in order, without duplicates.
+
+    A host that gets a STUN binding and no TLS check also gets a TLS check on `tls_port`;
+    with credentials, a host without any TURN check gets a UDP allocation on its STUN
+    port. `auth_by_uri` gives credentials per URI (from an iceServers block), `auth`
+    for every TURN check.
+    """
+    planned: list[Check] = []
+    for target in targets:
+        uri_auth = (auth_by_uri or {}).get(target)
+        for check in _checks_for(target, tls_port):
+            if check.turn:
+                check = replace(check, auth=uri_auth or auth)
+            planned.append(check)
+    hosts = list(dict.fromkeys(c.host for c in planned))
+    for host in hosts:
+        mine = [c for c in planned if c.host == host]
+        stun = [c for c in mine if c.kind.startswith("stun")]
+        if stun and not any(c.kind == "tls" for c in mine):
+            planned.append(Check("tls", host, tls_port))
+        if stun and auth and not any(c.turn for c in mine):
+            planned.append(Check("turn-udp", host, stun[0].port, auth))
+    order = {h: i for i, h in enumerate(hosts)}
+    unique = list(dict.fromkeys(planned))
+    return sorted(unique, key=lambda c: (order[c.host], CHECK_KINDS.index(c.kind), c.port))
+
+
+# -- stdin: stack outputs or an iceServers block -----------------------------------------
+
+@dataclass(frozen=True)
+class Servers:
+    """What stdin named: URIs, the TURN secret (stack outputs) or fixed credentials (iceServers)."""
+
+    stun_uris: tuple[str, ...] = ()
+    turn_uris: tuple[str, ...] = ()
+    secret: str | None = None
+    public_ips: tuple[str, ...] = ()
+    auth_by_uri: tuple[tuple[str, tuple[str, str]], ...] = ()
+
+    @property
+    def uris(self) -> list[str]:
+        return [*self.stun_uris, *self.turn_uris]
+
+    def targets(self) -> list[str]:
+        """The URIs, plus the same URIs for every public IP they do not already name
+        (behind a DNS name, each instance is probed directly too)."""
+        out = self.uris
+        named = {parse_uri(u).host for u in out}
+        first_host = parse_uri(out[0]).host if out else None
+        for ip in self.public_ips:
+            if ip not in named and first_host is not None:
+                out += [u.replace(uri_host(first_host), uri_host(ip), 1)
+                        for u in self.uris if parse_uri(u).host == first_host]
+        return list(dict.fromkeys(out))
+
+
+def _string_list(outputs: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = outputs.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"stack outputs on stdin: {key} must be a list of strings, got {json.dumps(value)[:60]}")
+    return tuple(value)
+
+
+def read_servers(text: str) -> Servers:
+    """Stack outputs (`pulumi stack output --json --show-secrets`) or an `{"iceServers": [...]}` block."""
+    if not text.strip():
+        raise InputError(f"stdin is empty; {PIPE_HINT}")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"stack outputs on stdin are not JSON (line {e.lineno} column {e.colno}: {e.msg}); "
+                         f"{PIPE_HINT}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"stack outputs on stdin: expected a JSON object, got {type(doc).__name__}; {PIPE_HINT}")
+    if "iceServers" in doc:
+        return _ice_servers(doc["iceServers"])
+    stun_uris, turn_uris = _string_list(doc, "stun_uris"), _string_list(doc, "turn_uris")
+    if not stun_uris and not turn_uris:
+        keys = ", ".join(sorted(doc)[:8]) or "none"
+        raise InputError(f"stack outputs on stdin have no stun_uris or turn_uris (keys: {keys}); {PIPE_HINT}")
+    secret = doc.get("turn_shared_secret")
+    if secret == "[secret]":
+        raise InputError("turn_shared_secret is hidden ([secret]); run `pulumi stack output --json --show-secrets`")
+    if secret is not None and (not isinstance(secret, str) or not secret):
+        raise InputError("stack outputs on stdin: turn_shared_secret must be a non-empty string")
+    for uri in (*stun_uris, *turn_uris):
+        parse_uri(uri)
+    public_ips = _string_list(doc, "public_ips")
+    for ip in public_ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise InputError(f"stack outputs on stdin: public_ips holds {ip!r}, not an IP address") from None
+    return Servers(stun_uris, turn_uris, secret, public_ips)
+
+
+def _ice_servers(entries: Any) -> Servers:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError("iceServers on stdin: expected a list of {\"urls\": ...} objects")
+    stun: list[str] = []
+    turn: list[str] = []
+    auth: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        urls = entry.get("urls", [])
+        urls = [urls] if isinstance(urls, str) else urls
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise InputError("iceServers on stdin: urls must be a string or a list of strings")
+        for url in urls:
+            uri = parse_uri(url)
+            (turn if uri.scheme.startswith("turn") else stun).append(url)
+            if uri.scheme.startswith("turn") and isinstance(entry.get("username"), str) \
+                    and isinstance(entry.get("credential"), str):
+                auth[url] = (entry["username"], entry["credential"])
+    if not stun and not turn:
+        raise InputError("iceServers on stdin: no URLs")
+    return Servers(tuple(stun), tuple(turn), auth_by_uri=tuple(auth.items()))
