@@ -31,9 +31,9 @@ from pathlib import Path
 _log_lock = threading.Lock()
 
 
-def _log(path: str, **entry: object) -> None:
+def _log(log_file: str, **entry: object) -> None:
     entry["t"] = round(time.time(), 3)
-    with _log_lock, open(path, "a") as f:
+    with _log_lock, open(log_file, "a") as f:
         f.write(json.dumps(entry) + "\n")
 
 
