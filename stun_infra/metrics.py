@@ -22,12 +22,42 @@ class LogMetric:
     description: str
 
 
-# Low-volume session events from coturn's log (bindings are never logged).
+# Low-volume session events from coturn's log (bindings are never logged). Each pattern is
+# ONE quoted term: a plain substring match, the form moto evaluates faithfully, so
+# tests/metrics checks each against real coturn 4.6.1 log lines with exact counts.
+# - AuthFailures: coturn logs this ERROR line for a wrong password and for an expired REST
+#   credential, with or without `verbose`. The 401 challenge that opens every allocation
+#   ("error 401: Unauthorized", user <>) is not a failure and does not match.
+# - Allocations and SessionsClosed: coturn 4.6.1 writes these lines only with `verbose`.
+#   "delete: realm=" is logged once per allocation that ends (released with lifetime 0 or
+#   expired); "closed (2nd stage)" would also count every binding-only client and every
+#   refused session, so it is not used.
 LOG_METRICS = (
-    LogMetric(SESSIONS_CLOSED, '"closed (2nd stage)"', "TURN sessions closed"),
+    LogMetric(SESSIONS_CLOSED, '"delete: realm="', "TURN allocations ended (released or expired)"),
     LogMetric(ALLOCATIONS, '"ALLOCATE processed, success"', "TURN allocations granted"),
-    LogMetric(AUTH_FAILURES, '"error 401" "Unauthorized" -"nonce"', "TURN requests refused for bad credentials"),
+    LogMetric(AUTH_FAILURES, '"check_stun_auth: Cannot find credentials"',
+              "TURN requests refused for a wrong or expired credential"),
 )
+
+# How the binding counters land in CloudWatch. The on-instance reporter
+# (stun_infra.binding_counters) sends them as StatsD counters to the CloudWatch agent;
+# the agent's statsd input names each metric after the StatsD bucket and tags it
+# metric_type=counter, its append_dimensions add InstanceId (and AutoScalingGroupName in
+# autoscale mode), and its aggregation_dimensions publish the fleet rollups, which keep
+# only the listed dimensions (metric_type is dropped).
+STATSD_TYPE_DIMENSION = ("metric_type", "counter")
+
+
+def fleet_dimensions(autoscale: bool) -> list[str]:
+    """Dimension names of the fleet-wide binding metrics the dashboard and alarms read."""
+    return ["AutoScalingGroupName"] if autoscale else []
+
+
+def binding_dimension_sets(autoscale: bool) -> list[list[str]]:
+    """Every dimension-name set a binding metric is published with: per instance, then rollups."""
+    per_instance = sorted([*fleet_dimensions(autoscale), "InstanceId", STATSD_TYPE_DIMENSION[0]])
+    rollups = [["AutoScalingGroupName"], []] if autoscale else [[]]
+    return [per_instance, *rollups]
 
 
 def namespace(stack: str) -> str:

@@ -1,0 +1,72 @@
+"""Exact STUN binding counts at 0 log bytes per binding: kernel counters and their reporter.
+
+On each instance:
+- templates/stun-counters.nft.j2 is a table `inet stun_infra` with one named counter per
+  binding message class on UDP `stun_port`. The STUN message type is the first 2 bytes
+  of the UDP payload (`@th,64,16`): requests (0x0001) are counted inbound to the port,
+  success (0x0101) and error (0x0111) responses outbound from it. A datagram to the port
+  whose first two bytes are 0x0001 is a request whatever follows (a truncated or
+  malformed request is still one that arrived); coturn's answers are counted as it sends
+  them. TCP and TLS bindings are not counted (a stream has no per-message header to match).
+- stun-counters.service loads the table at boot, before coturn;
+- stun-metrics.timer runs templates/stun-metrics-reporter.py.j2 every 60 s: it reads the
+  counters (`nft -j list table inet stun_infra`), computes the packets counted since its
+  last run (a reboot or a reloaded table restarts the counters: the reading is then the
+  delta) and sends them as StatsD counters to the CloudWatch agent on 127.0.0.1:8125.
+
+How they land in CloudWatch is described in stun_infra.metrics (`binding_dimension_sets`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stun_infra import metrics
+from stun_infra.settings import Settings
+from stun_infra.templating import render
+
+TABLE = "stun_infra"
+RULESET_PATH = "/etc/stun-infra/stun-counters.nft"
+REPORTER_PATH = "/usr/local/sbin/stun-metrics-reporter"
+STATE_PATH = "/var/lib/stun-infra/stun-metrics.json"
+STATSD_ADDRESS = "127.0.0.1:8125"  # the agent's statsd service_address
+REPORT_INTERVAL_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class BindingCounter:
+    name: str          # nft counter name
+    metric: str        # CloudWatch metric name
+    message_type: str  # STUN message type, first 2 bytes of the UDP payload
+    inbound: bool      # requests arrive on the port; responses leave from it
+    comment: str
+
+
+COUNTERS = (
+    BindingCounter("binding_requests", metrics.BINDING_REQUESTS, "0x0001", True, "STUN binding requests in"),
+    BindingCounter("binding_successes", metrics.BINDING_SUCCESSES, "0x0101", False, "binding success responses out"),
+    BindingCounter("binding_errors", metrics.BINDING_ERRORS, "0x0111", False, "binding error responses out"),
+)
+
+
+def nft_ruleset(settings: Settings) -> str:
+    """The nftables file that creates (or recreates) the counting table."""
+    return render("stun-counters.nft.j2", table=TABLE, port=settings.stun_port, counters=COUNTERS,
+                  requests=[c for c in COUNTERS if c.inbound], responses=[c for c in COUNTERS if not c.inbound],
+                  reporter_path=REPORTER_PATH)
+
+
+def reporter_script() -> str:
+    """The reporter, a python3 script (standard library only: Debian's python3 runs it)."""
+    return render("stun-metrics-reporter.py.j2", table=TABLE, metrics={c.name: c.metric for c in COUNTERS},
+                  ruleset_path=RULESET_PATH, state_path=STATE_PATH, statsd_address=STATSD_ADDRESS)
+
+
+UNITS = ("stun-counters.service", "stun-metrics.service", "stun-metrics.timer")
+
+
+def systemd_units() -> dict[str, str]:
+    """Unit file name -> text: the table at boot (before coturn), the reporter every 60 s."""
+    values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH,
+                  interval=REPORT_INTERVAL_SECONDS)
+    return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
