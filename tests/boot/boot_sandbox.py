@@ -56,8 +56,10 @@ REPO = Path(__file__).resolve().parents[2]
 STANDINS = Path(__file__).resolve().with_name("boot_standins.py")
 SUITE = "bookworm"
 BUILD_VERSION = 1  # bump when the build procedure changes, to invalidate old caches
-# What a Debian 12 AMI already has and the script needs before its own apt-get runs.
-BASE_PACKAGES = ("ca-certificates", "curl", "iproute2", "procps")
+# What a Debian 12 AMI already has that matters here: what the script needs before its own
+# apt-get runs, and systemd (which decides what apt pulls in: logrotate wants a cron
+# daemon unless systemd-sysv is there). systemctl itself is stubbed per run.
+BASE_PACKAGES = ("ca-certificates", "curl", "iproute2", "procps", "systemd-sysv")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CALLS_LOG = "/var/log/stun-infra-sandbox/calls.log"
 
