@@ -19,6 +19,9 @@ How they land in CloudWatch is described in stun_infra.metrics (`binding_dimensi
 
 from __future__ import annotations
 
+import base64
+import gzip
+import textwrap
 from dataclasses import dataclass
 
 from stun_infra import metrics
@@ -39,21 +42,19 @@ class BindingCounter:
     metric: str        # CloudWatch metric name
     message_type: str  # STUN message type, first 2 bytes of the UDP payload
     inbound: bool      # requests arrive on the port; responses leave from it
-    comment: str
 
 
 COUNTERS = (
-    BindingCounter("binding_requests", metrics.BINDING_REQUESTS, "0x0001", True, "STUN binding requests in"),
-    BindingCounter("binding_successes", metrics.BINDING_SUCCESSES, "0x0101", False, "binding success responses out"),
-    BindingCounter("binding_errors", metrics.BINDING_ERRORS, "0x0111", False, "binding error responses out"),
+    BindingCounter("binding_requests", metrics.BINDING_REQUESTS, "0x0001", True),
+    BindingCounter("binding_successes", metrics.BINDING_SUCCESSES, "0x0101", False),
+    BindingCounter("binding_errors", metrics.BINDING_ERRORS, "0x0111", False),
 )
 
 
 def nft_ruleset(settings: Settings) -> str:
     """The nftables file that creates (or recreates) the counting table."""
     return render("stun-counters.nft.j2", table=TABLE, port=settings.stun_port, counters=COUNTERS,
-                  requests=[c for c in COUNTERS if c.inbound], responses=[c for c in COUNTERS if not c.inbound],
-                  reporter_path=REPORTER_PATH)
+                  requests=[c for c in COUNTERS if c.inbound], responses=[c for c in COUNTERS if not c.inbound])
 
 
 def reporter_script() -> str:
@@ -70,3 +71,23 @@ def systemd_units() -> dict[str, str]:
     values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH,
                   interval=REPORT_INTERVAL_SECONDS)
     return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """What the boot script's `metrics` stage writes; the reporter travels gzipped + base64
+    (EC2 takes 16 KB of user-data) and is decoded back to exactly `reporter_script()`."""
+
+    ruleset_path: str
+    ruleset: str
+    reporter_path: str
+    reporter_gzip_base64: str
+    state_dir: str
+    units: dict[str, str]
+
+
+def boot_files(settings: Settings) -> BootFiles:
+    packed = base64.b64encode(gzip.compress(reporter_script().encode(), compresslevel=9, mtime=0)).decode()
+    return BootFiles(ruleset_path=RULESET_PATH, ruleset=nft_ruleset(settings), reporter_path=REPORTER_PATH,
+                     reporter_gzip_base64="\n".join(textwrap.wrap(packed, 76)) + "\n",
+                     state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from stun_infra import metrics
+from stun_infra import binding_counters, metrics
 from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
 from stun_infra.settings import Settings
 from stun_infra.templating import render
@@ -70,6 +70,7 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         turnserver_conf=conf,
         agent_config=agent_config(settings),
         paths=INSTANCE_PATHS,
+        counters=binding_counters.boot_files(settings),
     )
     if len(text.encode()) > MAX_USER_DATA_BYTES:
         raise ValueError(f"user-data is {len(text.encode())} bytes; EC2 accepts at most {MAX_USER_DATA_BYTES}")

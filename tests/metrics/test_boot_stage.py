@@ -1,0 +1,74 @@
+"""The boot script's `metrics` stage writes exactly the rendered counter files and units."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+
+import pytest
+
+from stun_infra import binding_counters
+from stun_infra.settings import load_settings
+from stun_infra.userdata import BootInputs, ParameterNames, render_user_data
+
+MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}
+
+
+def settings(**raw):
+    return load_settings(raw, stack="test", region="eu-west-3")
+
+
+def user_data(**raw) -> str:
+    s = settings(**raw)
+    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
+                                          expected_public_ip="" if s.autoscale else "203.0.113.5"))
+
+
+def heredoc(script: str, target: str, delimiter: str) -> str:
+    """The body of the quoted heredoc that writes `target`."""
+    match = re.search(rf'{re.escape(target)}"? <<\'{delimiter}\'\n(.*?)^{delimiter}$', script, re.S | re.M)
+    assert match, f"no heredoc {delimiter} for {target}"
+    return match.group(1)
+
+
+def stage(script: str, name: str) -> str:
+    match = re.search(rf"^stage {name}\n(.*?)^stage ", script, re.S | re.M)
+    assert match, f"no stage {name}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_metrics_stage_writes_the_rendered_ruleset_reporter_and_units(mode):
+    s = settings(**MODES[mode])
+    body = stage(user_data(**MODES[mode]), "metrics")
+    assert heredoc(body, binding_counters.RULESET_PATH, "STUN_COUNTERS") == binding_counters.nft_ruleset(s)
+    packed = re.search(r"<<'STUN_METRICS_REPORTER'[^\n]*\n(.*?)^STUN_METRICS_REPORTER$", body, re.S | re.M).group(1)
+    assert gzip.decompress(base64.b64decode(packed)).decode() == binding_counters.reporter_script()
+    assert f'| gunzip > "{binding_counters.REPORTER_PATH}"' in body
+    for unit, text in binding_counters.systemd_units().items():
+        assert heredoc(body, f"/etc/systemd/system/{unit}", "UNIT") == text
+
+
+def test_metrics_stage_enables_the_table_and_the_timer_before_coturn_starts():
+    script = user_data()
+    body = stage(script, "metrics")
+    assert "systemctl enable stun-counters.service stun-metrics.service stun-metrics.timer" in body
+    assert "systemctl restart stun-counters.service stun-metrics.timer" in body
+    assert script.index("stage metrics") < script.index("systemctl restart coturn.service")
+
+
+def test_units_order_the_table_before_coturn_and_run_the_reporter_every_minute():
+    units = binding_counters.systemd_units()
+    assert "Before=coturn.service" in units["stun-counters.service"]
+    assert "RemainAfterExit=yes" in units["stun-counters.service"]
+    assert f"ExecStart=/usr/sbin/nft -f {binding_counters.RULESET_PATH}" in units["stun-counters.service"]
+    assert f"ExecStart=/usr/bin/python3 {binding_counters.REPORTER_PATH}" in units["stun-metrics.service"]
+    assert "OnUnitActiveSec=60" in units["stun-metrics.timer"] and "WantedBy=timers.target" in units["stun-metrics.timer"]
+
+
+def test_ruleset_counts_on_the_configured_stun_port():
+    ruleset = binding_counters.nft_ruleset(settings(stunPort=3479, relayMinPort=50000, relayMaxPort=50099))
+    assert "udp dport 3479 @th,64,16 0x0001" in ruleset
+    assert "udp sport 3479 @th,64,16 0x0101" in ruleset and "udp sport 3479 @th,64,16 0x0111" in ruleset
+    assert "3478" not in ruleset
