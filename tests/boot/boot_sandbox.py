@@ -847,6 +847,14 @@ class Sandbox:
         doc = json.loads(p.stdout)
         return tuple(doc["local"]), tuple(doc["mapped"])  # type: ignore[return-value]
 
+    def ns_python(self, code: str, *, timeout: float = 60) -> object:
+        """Run `code` with this venv's Python inside the namespace (repo importable); it
+        must print one JSON document, which is returned."""
+        env = {"PATH": os.environ.get("PATH", CHROOT_PATH), "PYTHONPATH": f"{REPO}:{STANDINS.parent}"}
+        p = run(self.ns("env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-c", code),
+                timeout=timeout)
+        return json.loads(p.stdout)
+
     def manifest(self, exclude: Iterable[str]) -> dict[str, tuple]:
         """(type, mode, uid, gid, sha256 or link target) of every path the overlay holds
         changed since the pristine rootfs, read through the merged view."""

@@ -164,6 +164,46 @@ def test_coturn_started_from_its_unit_answers_stun(booted):
     assert not booted.unit_ignored, f"unit settings the sandbox does not apply: {booted.unit_ignored}"
 
 
+def test_coturn_serves_the_project_client(booted):
+    """stun_infra.turn_client against the booted server, from inside the namespace: STUN
+    over UDP and TCP, TLS with the certificate from Parameter Store, and a TURN
+    allocation with a credential minted from the secret in Parameter Store, relayed on
+    the instance's public address (external-ip)."""
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box, settings = booted.sandbox, booted.settings
+    box.stun_binding(box.instance.private_ip, settings.stun_port)  # it is up
+    cafile = box.workdir / "tls-certificate.pem"
+    cafile.write_text(booted.parameters[booted.parameter_names.tls_certificate] + "\n")
+    secret = booted.parameters.get(booted.parameter_names.turn_secret, "")
+    code = f"""
+import asyncio, json
+from stun_infra import credentials, turn_client as tc
+server = ({box.instance.private_ip!r}, {settings.stun_port})
+async def main():
+    out = {{}}
+    b = await tc.stun_binding(server, local_address=({sb.CLIENT_IP!r}, 0))
+    out["udp"] = [list(b.mapped_address), list(b.local_address)]
+    b = await tc.stun_binding(server, transport="tcp", local_address=({sb.CLIENT_IP!r}, 0))
+    out["tcp"] = [list(b.mapped_address), list(b.local_address)]
+    h = tc.tls_handshake(({box.instance.private_ip!r}, {settings.tls_port}),
+                         context=tc.tls_context(cafile={str(cafile)!r}), server_name={settings.tls_domain!r})
+    out["tls"] = h.version
+    if {bool(settings.turn and secret)!r}:
+        user, password = credentials.mint({secret!r}, ttl_seconds=600)
+        out["relayed"] = list(await tc.allocate(server, user, password))
+    print(json.dumps(out))
+asyncio.run(main())
+"""
+    out = box.ns_python(code)
+    for transport in ("udp", "tcp"):
+        mapped, local = out[transport]
+        assert mapped == local and local[0] == sb.CLIENT_IP, (transport, out)
+    assert out["tls"] in ("TLSv1.2", "TLSv1.3"), out
+    if settings.turn:
+        assert out["relayed"][0] == box.instance.public_ip, out
+        assert settings.relay_min_port <= out["relayed"][1] <= settings.relay_max_port, out
+
+
 def test_coturn_accepts_every_line_of_the_written_conf(booted):
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox
