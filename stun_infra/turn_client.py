@@ -34,6 +34,7 @@ Transport = Literal["udp", "tcp"]
 
 ALLOCATION_LIFETIME = 600  # seconds asked for in ALLOCATE; refreshes are aioice's job
 FIRST_CHANNEL = 0x4000     # channel numbers run 0x4000-0x4FFF (RFC 8656 section 12)
+ALLOCATE_TRIES = 3         # client ports to try when the server answers 437 (RFC 8656 section 7.4)
 
 
 class StunError(Exception):
@@ -70,8 +71,7 @@ async def _open(server: Address, *, transport: Transport, timeout: float,
     elif transport == "tcp":
         _, protocol = await asyncio.wait_for(loop.create_connection(
             lambda: TurnClientTcpProtocol(server, **args), host=server[0], port=server[1],
-            ssl=ssl_context, server_hostname="" if ssl_context else None,
-            local_addr=local_address), timeout)
+            ssl=ssl_context, local_addr=local_address), timeout)
     else:
         raise ValueError(f"transport: got {transport!r}, must be 'udp' or 'tcp'")
     return protocol
@@ -186,14 +186,8 @@ class _Inbox(asyncio.DatagramProtocol):
         self._queue.put_nowait((data, addr))
 
 
-@asynccontextmanager
-async def turn_allocation(server: Address, username: str, password: str, *,
-                          transport: Transport = "udp", timeout: float = 3.0,
-                          ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Allocation]:
-    """ALLOCATE a UDP relay with long-term credentials; released on exit.
-
-    Raises StunError (e.g. 401 for a wrong or expired credential) or TimeoutError.
-    """
+async def _allocate_once(server: Address, username: str, password: str, *, transport: Transport,
+                         timeout: float, ssl_context: ssl.SSLContext | None) -> Allocation:
     protocol = await _open(server, transport=transport, timeout=timeout, username=username,
                            password=password, ssl_context=ssl_context)
     try:
@@ -204,10 +198,30 @@ async def turn_allocation(server: Address, username: str, password: str, *,
         except stun.TransactionTimeout:
             raise TimeoutError("no ALLOCATE response") from None
         assert protocol.mapped_address is not None
-        allocation = Allocation(protocol, relayed, protocol.mapped_address, timeout)
+        return Allocation(protocol, relayed, protocol.mapped_address, timeout)
     except BaseException:
         protocol.transport.close()
         raise
+
+
+@asynccontextmanager
+async def turn_allocation(server: Address, username: str, password: str, *,
+                          transport: Transport = "udp", timeout: float = 3.0,
+                          ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Allocation]:
+    """ALLOCATE a UDP relay with long-term credentials; released on exit.
+
+    Raises StunError (e.g. 401 for a wrong or expired credential) or TimeoutError. A 437
+    (the server still holds an allocation on this client port, e.g. one just deleted) is
+    retried from new ports, three tries in all, as RFC 8656 section 7.4 asks.
+    """
+    for attempt in range(1, ALLOCATE_TRIES + 1):
+        try:
+            allocation = await _allocate_once(server, username, password, transport=transport,
+                                              timeout=timeout, ssl_context=ssl_context)
+            break
+        except StunError as exc:
+            if exc.code != 437 or attempt == ALLOCATE_TRIES:
+                raise
     try:
         yield allocation
     finally:

@@ -195,3 +195,14 @@ def test_every_option_name_is_one_coturn_knows():
     known = set(re.findall(r"--([a-z0-9_-]+)", usage.stdout + usage.stderr))
     for name in set(names(turn_conf())) | set(names(stun_only_conf())):
         assert name in known, name
+
+
+def test_boot_script_heredoc_expands_to_the_same_file_as_a_direct_render():
+    values = dict(public_ip="203.0.113.10", private_ip="10.0.1.5", turn_secret="test-only-secret")
+    heredoc = turnserver_conf(settings_for(), paths=INSTANCE_PATHS, **SHELL_VALUES)
+    script = "set -eu\ncat <<EOF\n" + heredoc + "EOF\n"
+    env = {"PUBLIC_IPV4": values["public_ip"], "PRIVATE_IPV4": values["private_ip"],
+           "TURN_SECRET": values["turn_secret"], "PATH": "/usr/bin:/bin"}
+    expanded = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                              timeout=10, check=True).stdout
+    assert expanded == turnserver_conf(settings_for(), paths=INSTANCE_PATHS, **values)
