@@ -96,9 +96,13 @@ def ensure_coturn(*, may_install: bool) -> str:
 
 def check_address(address: str) -> str:
     try:
-        return str(ipaddress.ip_address(address))
+        ip = ipaddress.ip_address(address)
     except ValueError:
         raise LocalError(f"--address {address!r}: expected an IP address of this machine, e.g. 127.0.0.1") from None
+    if ip.is_unspecified or ip.is_multicast:
+        raise LocalError(f"--address {address}: give one address of this machine (coturn advertises it to "
+                         "clients), e.g. 127.0.0.1")
+    return str(ip)
 
 
 def check_ports_free(settings: Settings, address: str) -> None:
@@ -269,6 +273,10 @@ def serve(args: argparse.Namespace, settings: Settings, server: LocalServer, add
         print(f"local check passed: coturn with stack {settings.stack}'s config answers on {address}", file=out)
         return 0
     print(json.dumps(ice_servers(stun_uris, turn_uris, username, password), indent=2), flush=True)
+    print("local: the block above is an RTCConfiguration: `new RTCPeerConnection({...})`", file=sys.stderr)
+    if not ipaddress.ip_address(address).is_loopback:
+        print(f"local: {address} is reachable from the network: anyone holding these credentials can relay "
+              "through this machine until they expire", file=sys.stderr)
     print(f"local: serving on {address} until Ctrl-C (credentials valid for {args.ttl}; "
           f"log: {server.log_path if args.dir else 'removed on exit, keep it with --dir'})",
           file=sys.stderr, flush=True)
