@@ -182,6 +182,47 @@ def mount_api_filesystems(root: Path, netns: str | None = None) -> None:
     (root / "run" / "lock").mkdir()
 
 
+OVERLAY_SOURCE = "stun-infra-boot"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_stale() -> list[str]:
+    """Undo what a killed earlier run (its pid is gone) left: its namespace, the
+    processes in it, its overlay and the mounts inside. Touches only names this module
+    makes (`stun-infra-boot-<pid>`)."""
+    done = []
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for name in re.findall(rf"^({OVERLAY_SOURCE}-(\d+))\b", listing, re.M):
+        ns, pid = name[0], int(name[1])
+        if _alive(pid):
+            continue
+        for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(p), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        done.append(f"netns {ns}")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        pre, _, post = line.partition(" - ")
+        fstype, source = post.split()[:2]
+        m = re.fullmatch(rf"{OVERLAY_SOURCE}-(\d+)", source)
+        if fstype == "overlay" and m and not _alive(int(m[1])):
+            target = Path(pre.split()[4].replace("\\040", " "))
+            umount_all(target)
+            done.append(f"mount {target}")
+    for item in done:
+        log(f"cleaned up after a killed run: {item}")
+    return done
+
+
 # -- root filesystem cache -------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -538,7 +579,7 @@ class Sandbox:
     instance: Instance = field(default_factory=Instance)
     parameters: dict[str, str] = field(default_factory=dict)
     extra_hosts: dict[str, str] = field(default_factory=dict)  # name -> stand-in address
-    name: str = field(default_factory=lambda: f"stun-infra-boot-{os.getpid()}")
+    name: str = field(default_factory=lambda: f"{OVERLAY_SOURCE}-{os.getpid()}")
 
     def __post_init__(self) -> None:
         self.arch = host_arch()
@@ -563,7 +604,8 @@ class Sandbox:
     def _setup(self) -> None:
         for d in ("upper", "work", "merged", "logs", "www", "mirror-pool"):
             (self.workdir / d).mkdir(parents=True, exist_ok=True)
-        run(["mount", "-t", "overlay", "stun-infra-boot", "-o",
+        cleanup_stale()
+        run(["mount", "-t", "overlay", f"{OVERLAY_SOURCE}-{os.getpid()}", "-o",
              f"lowerdir={self.cache.rootfs},upperdir={self.workdir / 'upper'},workdir={self.workdir / 'work'}",
              str(self.root)])
         self._make_netns()

@@ -40,25 +40,15 @@ def _missing_requirements() -> list[str]:
     return missing
 
 
-def pytest_collection_modifyitems(config, items):
-    boot_items = [i for i in items if i.get_closest_marker("boot")]
-    if not boot_items:
-        return
+@pytest.fixture(scope="session", autouse=True)
+def _boot_requirements():
+    """Skip without the sandbox's requirements; under CI=true, fail instead."""
     missing = _missing_requirements()
-    if not missing:
-        return
-    reason = "boot sandbox needs: " + ", ".join(missing)
-    if os.environ.get("CI") == "true":
-        for item in boot_items:
-            item.add_marker(pytest.mark.usefixtures("_fail_missing_requirements"))
-    else:
-        for item in boot_items:
-            item.add_marker(pytest.mark.skip(reason=reason))
-
-
-@pytest.fixture(scope="session")
-def _fail_missing_requirements():
-    pytest.fail("CI=true but the boot sandbox cannot run here; missing: " + ", ".join(_missing_requirements()))
+    if missing:
+        message = "boot sandbox needs: " + ", ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {message}", pytrace=False)
+        pytest.skip(message)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -83,6 +73,7 @@ class Booted:
     coturn_log: Path
     unit_ignored: list[str]
     imds_requests_during_script: list[dict] = field(default_factory=list)
+    mirror_requests_during_second: list[dict] = field(default_factory=list)
 
     def conf(self) -> str:
         return (self.sandbox.root / "etc/turnserver.conf").read_text()
@@ -131,13 +122,16 @@ def booted(rootfs_cache, tmp_path_factory):
         _report_run("user-data, first run", first)
         imds_during = box.requests("imds")
         manifest_first = box.manifest(VOLATILE)
+        mirror_requests_first = len(box.requests("mirror"))
         conf_after_first = (box.root / "etc/turnserver.conf").read_text() if first.returncode == 0 else ""
         second = box.run_script(user_data, echo=echo) if first.returncode == 0 else first
         _report_run("user-data, second run", second)
         manifest_second = box.manifest(VOLATILE)
+        mirror_during_second = box.requests("mirror")[mirror_requests_first:]
         coturn_log = workdir / "logs" / "coturn.stdout"
         ignored: list[str] = []
         if first.returncode == 0 and second.returncode == 0:
             _, ignored = box.start_unit("coturn.service", stdout=coturn_log)
         yield Booted(box, settings, user_data, parameters, names, first, second, manifest_first,
-                     manifest_second, conf_after_first, coturn_log, ignored, imds_during)
+                     manifest_second, conf_after_first, coturn_log, ignored, imds_during,
+                     mirror_during_second)

@@ -129,6 +129,8 @@ def test_second_run_is_idempotent(booted):
     changed = sorted(k for k in set(first) | set(second) if first.get(k) != second.get(k))
     assert not changed, "the second run changed: " + ", ".join(changed[:40])
     assert booted.conf() == booted.conf_after_first
+    refetched = [r["path"] for r in booted.mirror_requests_during_second if r["path"].endswith(".deb")]
+    assert not refetched, f"the second run downloaded packages again: {refetched}"
 
 
 def test_coturn_started_from_its_unit_answers_stun(booted):
