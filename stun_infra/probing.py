@@ -27,7 +27,7 @@ class Result:
     check: Check
     status: str                    # ok, fail, skipped
     detail: str
-    rtt_ms: float | None = None
+    rtt_ms: float | None = None    # STUN: the binding's round trip; TLS, TURN: the whole exchange
     attempts: int = 0
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +77,7 @@ async def _stun(check: Check, timeout: float) -> tuple[str, dict[str, Any]]:
     transport = "udp" if check.kind == "stun-udp" else "tcp"
     binding = await stun_binding((check.host, check.port), transport=transport, timeout=timeout)
     mapped = _addr(binding.mapped_address)
-    return f"mapped {mapped}", {"mapped_address": mapped}
+    return f"mapped {mapped}", {"mapped_address": mapped, "rtt_ms": binding.rtt * 1000}
 
 
 def _tls(check: Check, timeout: float) -> tuple[str, dict[str, Any]]:
@@ -143,23 +143,30 @@ async def run_check(check: Check, *, timeout: float, retries: int) -> Result:
             return Result(check, "fail", describe(e, check, timeout) + tries, attempts=attempts)
         except Exception as e:  # noqa: BLE001 - every failure becomes one line of the report
             return Result(check, "fail", describe(e, check, timeout), attempts=attempts)
-        rtt = (time.monotonic() - started) * 1000
-        return Result(check, "ok", detail, rtt_ms=rtt, attempts=attempts, facts=facts)
+        elapsed = (time.monotonic() - started) * 1000
+        rtt = facts.pop("rtt_ms", elapsed)
+        return Result(check, "ok", detail, rtt_ms=rtt, attempts=attempts, facts={**facts, "elapsed_ms": round(elapsed, 2)})
 
 
 async def run_checks(checks: Sequence[Check], *, timeout: float, retries: int,
                      progress: Callable[[Result], None] | None = None) -> list[Result]:
-    """All checks, at most CONCURRENCY at once; results in the order of `checks`."""
+    """All checks, at most CONCURRENCY at once; results in the order of `checks`.
+
+    The STUN bindings run first, on their own, so that TLS handshakes and TURN
+    allocations in flight do not inflate the round-trip times they measure.
+    """
     gate = asyncio.Semaphore(CONCURRENCY)
+    results: dict[int, Result] = {}
 
-    async def one(check: Check) -> Result:
+    async def one(index: int, check: Check) -> None:
         async with gate:
-            result = await run_check(check, timeout=timeout, retries=retries)
+            results[index] = await run_check(check, timeout=timeout, retries=retries)
         if progress:
-            progress(result)
-        return result
+            progress(results[index])
 
-    return list(await asyncio.gather(*(one(c) for c in checks)))
+    for phase in (True, False):
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(checks) if c.kind.startswith("stun") is phase))
+    return [results[i] for i in range(len(checks))]
 
 
 def progress_line(result: Result) -> str:
@@ -169,7 +176,7 @@ def progress_line(result: Result) -> str:
 
 
 def table(results: Sequence[Result]) -> str:
-    rows = [("ENDPOINT", "CHECK", "RESULT", "RTT", "DETAIL")]
+    rows = [("ENDPOINT", "CHECK", "RESULT", "TIME", "DETAIL")]
     for r in results:
         rows.append((r.check.endpoint, r.check.kind, r.status.upper() if r.status == "fail" else r.status,
                      "" if r.rtt_ms is None else f"{r.rtt_ms:.1f} ms", r.detail))
