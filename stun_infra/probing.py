@@ -38,7 +38,8 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         return {"endpoint": self.check.endpoint, "host": self.check.host, "port": self.check.port,
                 "check": self.check.kind, "status": self.status, "ok": self.ok,
-                "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2),
+                "rtt_ms": round(self.rtt_ms, 2) if self.rtt_ms is not None and self.check.kind.startswith("stun")
+                else None,
                 "attempts": self.attempts, "detail": self.detail, **self.facts}
 
 
