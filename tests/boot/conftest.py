@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class Booted:
     unit_ignored: list[str]
     imds_requests_during_script: list[dict] = field(default_factory=list)
     mirror_requests_during_second: list[dict] = field(default_factory=list)
+    rendered_conf: str = ""  # `stun-infra render` for the same stack, addresses and secret
 
     def conf(self) -> str:
         return (self.sandbox.root / "etc/turnserver.conf").read_text()
@@ -101,31 +103,51 @@ def rootfs_cache() -> sb.RootfsCache:
     return cache
 
 
-@pytest.fixture(scope="module")
-def booted(rootfs_cache, tmp_path_factory):
-    from stun_infra.settings import load_settings
-    from stun_infra.userdata import BootInputs, ParameterNames, render_user_data
+# The stacks booted: (id, stack file, overrides). Instance types are x86 ones because the
+# sandbox runs this machine's architecture (the script reads it from dpkg).
+STACKS = [
+    ("dev-static-turn", "dev", {"instanceType": "t3.small"}),
+    ("prod-autoscale-stun-only", "prod", {"instanceType": "c7i.large", "turn": "false"}),
+]
 
-    instance = sb.Instance()
-    settings = load_settings({}, stack="boot", region=instance.region)
+
+@pytest.fixture(scope="module", params=STACKS, ids=[s[0] for s in STACKS])
+def booted(request, rootfs_cache, tmp_path_factory):
+    """One instance of a stack, booted by the user-data `stun-infra render` writes."""
+    from stun_infra.offline import stack_settings
+    from stun_infra.userdata import ParameterNames
+
+    label, stack, overrides = request.param
+    settings = stack_settings(stack, overrides)
+    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
+                           instance_type=overrides["instanceType"])
     names = ParameterNames.under(settings.ssm_path, settings.turn)
     cert, key = sb.self_signed(settings.tls_domain)
     parameters = {names.tls_certificate: cert, names.tls_private_key: key}
+    secret = "sandbox-turn-secret-" + os.urandom(12).hex()
     if names.turn_secret:
-        parameters[names.turn_secret] = "sandbox-turn-secret-" + os.urandom(12).hex()
-    user_data = render_user_data(settings, BootInputs(parameters=names))
+        parameters[names.turn_secret] = secret
 
     workdir = tmp_path_factory.mktemp("boot")
+    rendered = workdir / "render"
+    cli = Path(sys.executable).with_name("stun-infra")
+    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]
+    sb.run([str(cli), "render", "--stack", stack, *sets, "--instance-paths", "--out", str(rendered),
+            "--public-ip", instance.public_ip, "--private-ip", instance.private_ip],
+           env={**os.environ, "STUN_INFRA_TURN_SECRET": secret})
+    user_data = (rendered / "user-data.sh").read_text()
+    STAGE_REPORT.append(f"[{label}] user-data {len(user_data.encode())} bytes")
+
     with sb.Sandbox(rootfs_cache, workdir, instance=instance, parameters=parameters) as box:
         echo = (lambda line: print(f"  | {line}")) if os.environ.get("STUN_INFRA_BOOT_ECHO") == "1" else None
         first = box.run_script(user_data, echo=echo)
-        _report_run("user-data, first run", first)
+        _report_run(f"[{label}] user-data, first run", first)
         imds_during = box.requests("imds")
         manifest_first = box.manifest(VOLATILE)
         mirror_requests_first = len(box.requests("mirror"))
         conf_after_first = (box.root / "etc/turnserver.conf").read_text() if first.returncode == 0 else ""
         second = box.run_script(user_data, echo=echo) if first.returncode == 0 else first
-        _report_run("user-data, second run", second)
+        _report_run(f"[{label}] user-data, second run", second)
         manifest_second = box.manifest(VOLATILE)
         mirror_during_second = box.requests("mirror")[mirror_requests_first:]
         coturn_log = workdir / "logs" / "coturn.stdout"
@@ -134,4 +156,4 @@ def booted(rootfs_cache, tmp_path_factory):
             _, ignored = box.start_unit("coturn.service", stdout=coturn_log)
         yield Booted(box, settings, user_data, parameters, names, first, second, manifest_first,
                      manifest_second, conf_after_first, coturn_log, ignored, imds_during,
-                     mirror_during_second)
+                     mirror_during_second, (rendered / "turnserver.conf").read_text())
