@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from stun_infra.commands.common import add_stack_arguments, fail, stack_settings
-from stun_infra.commands.probe import _positive_seconds
+from stun_infra.commands.probe import timeout_seconds
 from stun_infra.coturn import local_paths, turnserver_conf
 from stun_infra.credentials import ice_servers, mint
 from stun_infra.endpoints import InputError, plan_checks, parse_ttl, server_uris
@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", type=Path, default=None,
                    help="keep the config, certificate and log here (default: a temporary folder, removed on exit)")
     p.add_argument("--ttl", default="1h", help="lifetime of the printed TURN credentials (default: 1h)")
-    p.add_argument("--timeout", type=_positive_seconds, default=2.0, help="seconds per probe attempt (default: 2)")
+    p.add_argument("--timeout", default="2", help="seconds per probe attempt, at most 60 (default: 2)")
     p.add_argument("--no-install", action="store_true",
                    help="never install coturn; just say how when it is missing")
     p.set_defaults(run=run)
@@ -196,9 +196,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = stack_settings(args)
         ttl = parse_ttl(args.ttl)
+        timeout = timeout_seconds(args.timeout)
         address = check_address(args.address)
     except ConfigError as e:
-        return fail(str(e))
+        return fail(f"invalid stack config for {args.stack}: " + "; ".join(e.problems))
     except (InputError, LocalError) as e:
         return fail(str(e))
 
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         turnserver = ensure_coturn(may_install=not args.no_install)
         check_ports_free(settings, address)
         server = start(settings, turnserver, workdir, address)
-        return serve(args, settings, server, address, ttl)
+        return serve(args, settings, server, address, ttl, timeout)
     except LocalError as e:
         return fail(str(e), 1)
     except KeyboardInterrupt:
@@ -255,7 +256,8 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str) -> L
     return server
 
 
-def serve(args: argparse.Namespace, settings: Settings, server: LocalServer, address: str, ttl: int) -> int:
+def serve(args: argparse.Namespace, settings: Settings, server: LocalServer, address: str, ttl: int,
+          timeout: float) -> int:
     stun_uris, turn_uris = server_uris(address, stun_port=settings.stun_port, tls_port=settings.tls_port,
                                        turn=settings.turn)
     username, password = mint(server.secret, user=LOCAL_USER, ttl_seconds=ttl)
@@ -263,7 +265,7 @@ def serve(args: argparse.Namespace, settings: Settings, server: LocalServer, add
                          auth=(username, password) if settings.turn else None)
     out = sys.stdout if args.check else sys.stderr
     print(f"local: probing {len(checks)} checks", file=sys.stderr, flush=True)
-    results = asyncio.run(run_checks(checks, timeout=args.timeout, retries=1,
+    results = asyncio.run(run_checks(checks, timeout=timeout, retries=1,
                                      progress=lambda r: print(progress_line(r), file=sys.stderr, flush=True)))
     print(table(results), file=out)
     print(summary(results), file=out, flush=True)

@@ -27,19 +27,20 @@ PROBE_USER = "stun-infra-probe"
 PROBE_TTL = 600
 
 
-def _positive_seconds(text: str) -> float:
+def timeout_seconds(text: str) -> float:
+    """--timeout: seconds, more than 0 and at most 60."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds, e.g. 3 or 0.5") from None
+        value = float("nan")
     if not 0 < value <= 60:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 and at most 60 seconds")
+        raise InputError(f"--timeout {text!r}: expected seconds, more than 0 and at most 60, e.g. 3 or 0.5")
     return value
 
 
-def _retries(text: str) -> int:
+def retry_count(text: str) -> int:
     if not text.isdigit() or int(text) > 10:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 10")
+        raise InputError(f"--retries {text!r}: expected a whole number from 0 to 10")
     return int(text)
 
 
@@ -58,8 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user", default=PROBE_USER, help=f"name in the minted TURN username (default: {PROBE_USER})")
     p.add_argument("--tls-port", type=int, default=DEFAULT_TLS_PORT,
                    help=f"TLS port for hosts given without a turns: URI (default: {DEFAULT_TLS_PORT})")
-    p.add_argument("--timeout", type=_positive_seconds, default=3.0, help="seconds per attempt (default: 3)")
-    p.add_argument("--retries", type=_retries, default=1, help="extra attempts after a timeout (default: 1)")
+    p.add_argument("--timeout", default="3", help="seconds per attempt, at most 60 (default: 3)")
+    p.add_argument("--retries", default="1", help="extra attempts after a timeout, 0-10 (default: 1)")
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     p.set_defaults(run=run)
 
@@ -73,6 +74,7 @@ def read_stdin_servers() -> Servers:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        timeout, retries = timeout_seconds(args.timeout), retry_count(args.retries)
         targets: list[str] = []
         servers = Servers()
         for target in args.targets:
@@ -91,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(e))
 
     hosts = len({c.host for c in checks})
-    print(f"probe: {len(checks)} checks on {hosts} host{'s' * (hosts != 1)} (timeout {args.timeout:g}s, "
-          f"{args.retries} retr{'y' if args.retries == 1 else 'ies'})", file=sys.stderr, flush=True)
-    results = asyncio.run(run_checks(checks, timeout=args.timeout, retries=args.retries,
+    print(f"probe: {len(checks)} checks on {hosts} host{'s' * (hosts != 1)} (timeout {timeout:g}s, "
+          f"{retries} retr{'y' if retries == 1 else 'ies'})", file=sys.stderr, flush=True)
+    results = asyncio.run(run_checks(checks, timeout=timeout, retries=retries,
                                      progress=lambda r: print(progress_line(r), file=sys.stderr, flush=True)))
     if args.json:
         print(json.dumps(as_json(results), indent=2))

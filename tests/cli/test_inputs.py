@@ -92,6 +92,12 @@ def test_credentials_for_a_host_name_every_transport():
     (["probe", "http://example.com"], None, "expected host, host:port or a stun:/turn:/turns: URI"),
     (["probe", "[::1"], None, "unclosed '['"),
     (["probe", "turns:a:1?transport=udp"], None, "transport=udp is not possible"),
+    (["probe", "a.example", "--timeout", "abc"], None, "--timeout 'abc': expected seconds"),
+    (["probe", "a.example", "--timeout", "0"], None, "more than 0 and at most 60"),
+    (["probe", "a.example", "--retries", "many"], None, "--retries 'many': expected a whole number from 0 to 10"),
+    (["local", "--check", "--no-install", "--ttl", "10y"], None, "--ttl '10y'"),
+    (["local", "--check", "--no-install", "--address", "0.0.0.0"], None, "give one address of this machine"),
+    (["local", "--check", "--no-install", "--set", "stunPort=abc"], None, "stun-infra:stunPort"),
 ])
 def test_other_bad_input_is_one_line(args, stdin, fragment):
     assert_one_line_error(cli(*args, stdin=stdin, timeout=20), fragment)
