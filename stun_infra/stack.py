@@ -24,6 +24,7 @@ from stun_infra.components.monitoring import Monitoring, MonitoringArgs
 from stun_infra.components.network import Network, NetworkArgs
 from stun_infra.components.secrets import SecretsArgs, ServerSecrets
 from stun_infra.components.tls import TlsArgs, TlsCertificate
+from stun_infra.endpoints import server_uris
 from stun_infra.settings import PROJECT, ConfigError, Settings
 from stun_infra.userdata import BootInputs, render_user_data
 
@@ -59,16 +60,12 @@ def look_up(settings: Settings) -> Lookups:
 
 
 def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Output, pulumi.Output]:
-    """(stun_uris, turn_uris) for the given hosts."""
-    def stun(hs: list[str]) -> list[str]:
-        return [f"stun:{h}:{settings.stun_port}" for h in hs]
-
-    def turn(hs: list[str]) -> list[str]:
-        return [u for h in hs for u in (f"turn:{h}:{settings.stun_port}?transport=udp",
-                                          f"turn:{h}:{settings.stun_port}?transport=tcp",
-                                          f"turns:{h}:{settings.tls_port}?transport=tcp")]
+    """(stun_uris, turn_uris) for the given hosts, in the one form endpoints.server_uris writes."""
+    def each(hs: list[str], which: int) -> list[str]:
+        return [u for h in hs for u in server_uris(h, stun_port=settings.stun_port, tls_port=settings.tls_port,
+                                                   turn=settings.turn)[which]]
     every = pulumi.Output.all(*hosts)
-    return every.apply(stun), every.apply(turn)
+    return every.apply(lambda hs: each(hs, 0)), every.apply(lambda hs: each(hs, 1))
 
 
 def build_stack(settings: Settings) -> dict[str, Any]:
