@@ -7,6 +7,7 @@ except under CI=true, where a missing requirement is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ def _missing_requirements() -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def _boot_requirements():
     """Skip without the sandbox's requirements; under CI=true, fail instead."""
     missing = _missing_requirements()
@@ -53,6 +54,9 @@ def _boot_requirements():
 
 
 def pytest_terminal_summary(terminalreporter):
+    report = os.environ.get("STUN_INFRA_BOOT_REPORT")
+    if report and TIMINGS:
+        Path(report).write_text(json.dumps(TIMINGS, indent=2) + "\n")
     if STAGE_REPORT:
         terminalreporter.section("boot script timings")
         for line in STAGE_REPORT:
@@ -81,7 +85,11 @@ class Booted:
         return (self.sandbox.root / "etc/turnserver.conf").read_text()
 
 
+TIMINGS: dict[str, object] = {}
+
+
 def _report_run(label: str, r: sb.ScriptRun) -> None:
+    TIMINGS[label] = {"returncode": r.returncode, "seconds": r.seconds, "stages": r.stages}
     STAGE_REPORT.append(f"{label}: exit {r.returncode} in {r.seconds:.1f}s")
     for name, seconds in r.stages.items():
         STAGE_REPORT.append(f"  {name:<26} {seconds:7.2f}s")
@@ -90,13 +98,14 @@ def _report_run(label: str, r: sb.ScriptRun) -> None:
 
 
 @pytest.fixture(scope="session")
-def rootfs_cache() -> sb.RootfsCache:
+def rootfs_cache(_boot_requirements) -> sb.RootfsCache:
     from stun_infra.userdata import PACKAGES
 
     t0 = time.monotonic()
     cache = sb.ensure_rootfs(PACKAGES)
     info = cache.info
     took = time.monotonic() - t0
+    TIMINGS["rootfs"] = {"cache": cache.dir.name, "ready_seconds": round(took, 1), "build": info["seconds"]}
     STAGE_REPORT.append(f"rootfs cache {cache.dir.name}: ready in {took:.1f}s "
                         f"(built {info['built']}: {info['seconds']})")
     print(STAGE_REPORT[-1])
