@@ -69,7 +69,7 @@ UNITS = ("stun-counters.service", "stun-metrics.service", "stun-metrics.timer")
 def systemd_units() -> dict[str, str]:
     """Unit file name -> text: the table at boot (before coturn), the reporter every 60 s."""
     values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH,
-                  interval=REPORT_INTERVAL_SECONDS)
+                  state_dir=STATE_PATH.rsplit("/", 1)[0], interval=REPORT_INTERVAL_SECONDS)
     return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import gzip
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -72,3 +74,20 @@ def test_ruleset_counts_on_the_configured_stun_port():
     assert "udp dport 3479 @th,64,16 0x0001" in ruleset
     assert "udp sport 3479 @th,64,16 0x0101" in ruleset and "udp sport 3479 @th,64,16 0x0111" in ruleset
     assert "3478" not in ruleset
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    for unit, text in binding_counters.systemd_units().items():
+        (tmp_path / unit).write_text(text)
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in tmp_path.iterdir())],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr.strip() and not done.stdout.strip(), done.stderr + done.stdout
+
+
+def test_reporter_unit_is_confined_to_its_state_directory():
+    unit = binding_counters.systemd_units()["stun-metrics.service"]
+    for line in ("CapabilityBoundingSet=CAP_NET_ADMIN", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 f"ReadWritePaths={binding_counters.STATE_PATH.rsplit('/', 1)[0]}"):
+        assert line in unit
