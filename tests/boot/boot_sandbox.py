@@ -400,6 +400,40 @@ exit 0
 """
 
 
+SYSTEMCTL = f"""#!/bin/sh
+# stun-infra boot sandbox: systemctl without systemd. Records the call; like the real one,
+# refuses to act on a unit that has no unit file. Starts nothing.
+mkdir -p {os.path.dirname(CALLS_LOG)}
+{{ printf 'systemctl'; for a in "$@"; do printf ' %s' "$a"; done; printf '\\n'; }} >> {CALLS_LOG}
+verb=""; units=""; skip=""
+for a in "$@"; do
+  if [ -n "$skip" ]; then skip=""; continue; fi
+  case "$a" in
+    -s|--signal|-t|--type|-p|--property|--kill-whom|-H|-M|-n|--lines|-o|--output) skip=1 ;;
+    -*) ;;
+    *) if [ -z "$verb" ]; then verb="$a"; else units="$units $a"; fi ;;
+  esac
+done
+case "$verb" in
+  enable|disable|start|stop|restart|reload|try-restart|reload-or-restart|kill|reenable)
+    for u in $units; do
+      case "$u" in *.*) ;; *) u="$u.service" ;; esac
+      file="$u"
+      case "$u" in *@?*.*) file="${{u%%@*}}@.${{u##*.}}" ;; esac
+      found=""
+      for d in /etc/systemd/system /run/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+        [ -e "$d/$file" ] && found=1
+      done
+      if [ -z "$found" ]; then
+        echo "Failed to $verb $u: Unit $u not found." >&2
+        exit 5
+      fi
+    done ;;
+esac
+exit 0
+"""
+
+
 def build_stub_deb(out_dir: Path, package: str, arch: str, files: dict[str, str],
                    postinst: str = "") -> Path:
     """A tiny .deb holding `files` ({path: text}; executables if they start with #!)."""
@@ -485,7 +519,7 @@ UNIT_APPLIED = {"ExecStart", "User", "Group", "LimitNOFILE", "Environment", "Env
                 "PrivateTmp", "InaccessibleDirectories", "InaccessiblePaths", "NoNewPrivileges",
                 "WorkingDirectory", "Type"}
 UNIT_NOT_APPLICABLE = {"Restart", "RestartSec", "PIDFile", "TimeoutStartSec", "TimeoutStopSec",
-                       "ExecReload", "KillMode", "KillSignal"}
+                       "ExecReload", "ExecStop", "KillMode", "KillSignal", "RemainAfterExit"}
 
 
 # -- STUN ------------------------------------------------------------------------------
@@ -708,7 +742,7 @@ class Sandbox:
         (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\n# stun-infra boot sandbox: no init system\nexit 101\n")
         (root / "usr/sbin/policy-rc.d").chmod(0o755)
         run(self.chroot("dpkg-divert", "--local", "--rename", "--add", "/usr/bin/systemctl"))
-        (root / "usr/bin/systemctl").write_text(RECORDER)
+        (root / "usr/bin/systemctl").write_text(SYSTEMCTL)
         (root / "usr/bin/systemctl").chmod(0o755)
         (root / "var/lib/cloud/instance/scripts").mkdir(parents=True, exist_ok=True)
 
@@ -749,6 +783,9 @@ class Sandbox:
         self._spawn("downloads", "files", "--bind", DOWNLOADS_IP, "--port", "80", "--tls-port", "443",
                     "--cert", str(self.pki["cert"]), "--key", str(self.pki["key"]), "--root", str(www),
                     "--log", str(self.logs / "downloads.jsonl"))
+        # The CloudWatch agent's StatsD listener (the agent itself is a stub).
+        self._spawn("statsd", "udp-sink", "--bind", "127.0.0.1", "--port", "8125",
+                    "--log", str(self.logs / "statsd.jsonl"))
         seed = self.workdir / "ssm-seed.json"
         seed.write_text(json.dumps(self.parameters))
         seed.chmod(0o600)
@@ -763,6 +800,18 @@ class Sandbox:
     def calls(self) -> list[str]:
         f = self.root / CALLS_LOG.lstrip("/")
         return f.read_text().splitlines() if f.exists() else []
+
+    def enabled_units(self) -> list[str]:
+        """Units the script enabled (`systemctl enable ...`), in order, with suffixes."""
+        out: list[str] = []
+        for call in self.calls():
+            words = call.split()
+            if words[:2] == ["systemctl", "enable"]:
+                for u in words[2:]:
+                    u = u if "." in u else u + ".service"
+                    if not u.startswith("-") and u not in out:
+                        out.append(u)
+        return out
 
     # -- running things ----------------------------------------------------------------
 
@@ -802,15 +851,17 @@ class Sandbox:
         return ScriptRun(rc, round(seconds, 2), lines, stage_timings(lines))
 
     def start_unit(self, unit: str, *, stdout: Path) -> tuple[subprocess.Popen, list[str]]:
-        """Start `unit` as systemd would; returns the process and the settings not applied."""
+        """Start `unit` as systemd would; returns the process and the settings not applied.
+        A long-running service (simple, exec, notify) keeps running; a oneshot runs its
+        ExecStart lines in order (a `-` prefix ignores a failure) and exits."""
         svc = read_unit(self.root, unit)
         ignored = sorted(k for k in svc if k not in UNIT_APPLIED | UNIT_NOT_APPLICABLE)
-        if svc.get("Type", ["simple"])[-1] not in ("simple", "exec", "notify"):
-            raise NotImplementedError(f"{unit}: Type={svc['Type'][-1]} (expected a foreground service)")
+        unit_type = svc.get("Type", ["simple"])[-1]
+        if unit_type not in ("simple", "exec", "notify", "oneshot"):
+            raise NotImplementedError(f"{unit}: Type={unit_type}")
         execs = svc.get("ExecStart", [])
-        if len(execs) != 1:
+        if len(execs) != 1 and not (unit_type == "oneshot" and execs):
             raise ValueError(f"{unit}: {len(execs)} ExecStart lines after drop-ins: {execs}")
-        argv = shlex.split(execs[0].lstrip("-@:+!"))
         user = svc.get("User", ["root"])[-1]
         group = svc.get("Group", [""])[-1]
         env = {"PATH": CHROOT_PATH, "LANG": "C.UTF-8"}
@@ -846,9 +897,17 @@ class Sandbox:
         if svc.get("NoNewPrivileges", ["no"])[-1] in ("yes", "true", "1", "on"):
             setpriv.append("--no-new-privs")
         workdir = svc.get("WorkingDirectory", ["/"])[-1].lstrip("-")
-        inner = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "chroot", str(self.root),
-                 *setpriv, "--", "sh", "-c", f'cd {shlex.quote(workdir)} && exec "$@"', "sh", *argv]
-        shell = " && ".join([*prep, "exec " + shlex.join(inner)])
+        commands = []
+        for line in execs:
+            argv = shlex.split(line.lstrip("-@:+!"))
+            inner = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "chroot", str(self.root),
+                     *setpriv, "--", "sh", "-c", f'cd {shlex.quote(workdir)} && exec "$@"', "sh", *argv]
+            ignore_failure = "-" in line[:len(line) - len(line.lstrip("-@:+!"))]
+            commands.append(f"{{ {shlex.join(inner)} || true; }}" if ignore_failure else shlex.join(inner))
+        if unit_type == "oneshot":
+            shell = " && ".join([*prep, *commands])
+        else:
+            shell = " && ".join([*prep, "exec " + commands[0]])
         nofile = svc.get("LimitNOFILE", [""])[-1]
 
         def limits() -> None:

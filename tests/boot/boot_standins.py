@@ -246,6 +246,23 @@ def files(args: argparse.Namespace) -> None:
     _ready()
 
 
+# -- a UDP sink (the CloudWatch agent's StatsD listener) ---------------------------------
+
+def udp_sink(args: argparse.Namespace) -> None:
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((args.bind, args.port))
+
+    def loop() -> None:
+        while True:
+            data, peer = sock.recvfrom(65535)
+            _log(args.log, peer=list(peer), data=data.decode(errors="replace"))
+
+    threading.Thread(target=loop, daemon=True).start()
+    _ready()
+
+
 def _ready() -> None:
     print("ready", flush=True)
     threading.Event().wait()  # until killed
@@ -279,6 +296,11 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--pool-dir", default="")
     a.add_argument("--log", required=True)
     a.set_defaults(run=files)
+    a = sub.add_parser("udp-sink")
+    a.add_argument("--bind", required=True)
+    a.add_argument("--port", type=int, required=True)
+    a.add_argument("--log", required=True)
+    a.set_defaults(run=udp_sink)
     args = p.parse_args(argv)
     args.run(args)
 

@@ -76,16 +76,34 @@ class Booted:
     manifest_second: dict
     conf_after_first: str
     coturn_log: Path
-    unit_ignored: list[str]
+    unit_ignored: dict[str, list[str]]  # unit -> settings the sandbox does not apply
     imds_requests_during_script: list[dict] = field(default_factory=list)
     mirror_requests_during_second: list[dict] = field(default_factory=list)
     rendered_conf: str = ""  # `stun-infra render` for the same stack, addresses and secret
+    oneshots: dict = field(default_factory=dict)  # oneshot unit -> exit status at boot
 
     def conf(self) -> str:
         return (self.sandbox.root / "etc/turnserver.conf").read_text()
 
 
 TIMINGS: dict[str, object] = {}
+
+
+def _boot_services(box: sb.Sandbox) -> tuple[dict[str, list[str]], dict[str, int | None]]:
+    """Start the enabled services as boot would: oneshots first (run to completion), then
+    the long-running ones. Timers are left to the tests (they fire later)."""
+    services = [u for u in box.enabled_units() if u.endswith(".service")]
+    kinds = {u: sb.read_unit(box.root, u).get("Type", ["simple"])[-1] for u in services}
+    ignored: dict[str, list[str]] = {}
+    oneshots: dict[str, int | None] = {}
+    for unit in sorted(services, key=lambda u: kinds[u] != "oneshot"):
+        proc, ignored[unit] = box.start_unit(unit, stdout=box.logs / f"{unit}.out")
+        if kinds[unit] == "oneshot":
+            try:
+                oneshots[unit] = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                oneshots[unit] = None
+    return ignored, oneshots
 
 
 def _report_run(label: str, r: sb.ScriptRun) -> None:
@@ -159,10 +177,11 @@ def booted(request, rootfs_cache, tmp_path_factory):
         _report_run(f"[{label}] user-data, second run", second)
         manifest_second = box.manifest(VOLATILE)
         mirror_during_second = box.requests("mirror")[mirror_requests_first:]
-        coturn_log = workdir / "logs" / "coturn.stdout"
-        ignored: list[str] = []
+        coturn_log = workdir / "logs" / "coturn.service.out"
+        ignored: dict[str, list[str]] = {}
+        oneshots: dict[str, int | None] = {}
         if first.returncode == 0 and second.returncode == 0:
-            _, ignored = box.start_unit("coturn.service", stdout=coturn_log)
+            ignored, oneshots = _boot_services(box)
         yield Booted(box, settings, user_data, parameters, names, first, second, manifest_first,
                      manifest_second, conf_after_first, coturn_log, ignored, imds_during,
-                     mirror_during_second, (rendered / "turnserver.conf").read_text())
+                     mirror_during_second, (rendered / "turnserver.conf").read_text(), oneshots)

@@ -4,6 +4,7 @@ it must bring up a working coturn from nothing but the metadata service and Para
 
 from __future__ import annotations
 
+import json
 import re
 import resource
 import time
@@ -124,6 +125,27 @@ def test_services_are_enabled_through_the_init_system(booted):
     assert drop_in.is_dir() and list(drop_in.glob("*.conf"))
 
 
+def test_enabled_units_start(booted):
+    """Every service the script enables has a unit file (the systemctl stub refuses unknown
+    units, as systemctl does); the oneshots among them succeed when run as at boot; the
+    agent was configured with a file that exists and is JSON."""
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box = booted.sandbox
+    assert "coturn.service" in booted.unit_ignored, booted.unit_ignored
+    failed = {u: rc for u, rc in booted.oneshots.items() if rc != 0}
+    assert not failed, {u: (rc, (box.logs / f"{u}.out").read_text()[-2000:]) for u, rc in failed.items()}
+    for unit in box.enabled_units():
+        if unit.endswith(".timer"):
+            assert any((box.root / d / unit).is_file() for d in ("etc/systemd/system", "lib/systemd/system")), unit
+            sb.read_unit(box.root, unit.removesuffix(".timer") + ".service")  # what it triggers
+    ctl = [c for c in box.calls() if c.startswith("amazon-cloudwatch-agent-ctl") and " -c " in c]
+    assert ctl, box.calls()
+    for call in ctl:
+        source = call.split(" -c ", 1)[1].split()[0]
+        assert source.startswith("file:"), call
+        json.loads((box.root / source.removeprefix("file:").lstrip("/")).read_text())
+
+
 def test_second_run_is_idempotent(booted):
     assert booted.first.returncode == 0, _tail(booted.first)
     assert booted.second.returncode == 0, f"second run failed:\n{_tail(booted.second)}"
@@ -165,7 +187,8 @@ def test_coturn_started_from_its_unit_answers_stun(booted):
                           f"{host_hard} and denies CAP_SYS_RESOURCE; coturn ran with {got}")
         else:
             assert got == n, limits
-    assert not booted.unit_ignored, f"unit settings the sandbox does not apply: {booted.unit_ignored}"
+    ignored = {u: keys for u, keys in booted.unit_ignored.items() if keys}
+    assert not ignored, f"unit settings the sandbox does not apply: {ignored}"
 
 
 def test_coturn_serves_the_project_client(booted):
@@ -219,3 +242,34 @@ def test_coturn_accepts_every_line_of_the_written_conf(booted):
     text = log_file.read_text() + booted.coturn_log.read_text()
     bad = [line for line in text.splitlines() if any(b in line for b in COTURN_BAD_LINES)]
     assert not bad, "\n".join(bad)
+
+
+def test_timer_services_run_after_traffic(booted):
+    """What the enabled timers trigger (the metrics reporter) runs cleanly once coturn has
+    answered bindings; kernel binding counters, when the script loads them, count them."""
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box = booted.sandbox
+    timers = [u for u in box.enabled_units() if u.endswith(".timer")]
+    if not timers:
+        pytest.skip("the script enables no timer")
+    for _ in range(3):
+        box.stun_binding(box.instance.private_ip, booted.settings.stun_port)
+    counters = sb.run(box.chroot("nft", "-j", "list", "counters"), check=False)
+    print(f"nft counters: {counters.stdout.strip() or counters.stderr.strip()}")
+    if counters.returncode == 0 and counters.stdout.strip():
+        found = {c["counter"]["name"]: c["counter"]["packets"]
+                 for c in json.loads(counters.stdout)["nftables"] if "counter" in c}
+        if "binding_requests" in found:
+            assert found["binding_requests"] >= 3, found
+            assert found.get("binding_successes", 3) >= 3, found
+    for timer in timers:
+        service = timer.removesuffix(".timer") + ".service"
+        for run in range(2):  # the first run may only take a baseline
+            proc, ignored = box.start_unit(service, stdout=box.logs / f"{service}.{run}.out")
+            rc = proc.wait(timeout=60)
+            out = (box.logs / f"{service}.{run}.out").read_text()
+            assert rc == 0, f"{service} (run {run + 1}) exited {rc}:\n{out[-2000:]}"
+            assert not ignored, ignored
+    datagrams = [r["data"] for r in box.requests("statsd")]
+    print("statsd datagrams:", datagrams)
+    assert datagrams, "the reporter sent nothing to the agent's StatsD address"
