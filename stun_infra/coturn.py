@@ -135,5 +135,6 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
         cert=paths.cert,
         pkey=paths.key,
         log_file=paths.log_file,
+        verbose=settings.session_logging and settings.turn,
         denied_peers=[(address_range(cidr), why) for cidr, why in DENIED_PEER_NETWORKS],
     )

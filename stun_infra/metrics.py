@@ -20,6 +20,7 @@ class LogMetric:
     name: str
     pattern: str  # CloudWatch Logs term pattern, evaluated against coturn's real log lines in tests
     description: str
+    needs_session_logging: bool = False  # coturn writes the line only with `verbose`
 
 
 # Low-volume session events from coturn's log (bindings are never logged). Each pattern is
@@ -33,8 +34,8 @@ class LogMetric:
 #   expired); "closed (2nd stage)" would also count every binding-only client and every
 #   refused session, so it is not used.
 LOG_METRICS = (
-    LogMetric(SESSIONS_CLOSED, '"delete: realm="', "TURN allocations ended (released or expired)"),
-    LogMetric(ALLOCATIONS, '"ALLOCATE processed, success"', "TURN allocations granted"),
+    LogMetric(SESSIONS_CLOSED, '"delete: realm="', "TURN allocations ended (released or expired)", True),
+    LogMetric(ALLOCATIONS, '"ALLOCATE processed, success"', "TURN allocations granted", True),
     LogMetric(AUTH_FAILURES, '"check_stun_auth: Cannot find credentials"',
               "TURN requests refused for a wrong or expired credential"),
 )
@@ -58,6 +59,11 @@ def binding_dimension_sets(autoscale: bool) -> list[list[str]]:
     per_instance = sorted([*fleet_dimensions(autoscale), "InstanceId", STATSD_TYPE_DIMENSION[0]])
     rollups = [["AutoScalingGroupName"], []] if autoscale else [[]]
     return [per_instance, *rollups]
+
+
+def log_metrics(session_logging: bool) -> tuple[LogMetric, ...]:
+    """The log metrics whose lines coturn writes with this setting."""
+    return tuple(m for m in LOG_METRICS if session_logging or not m.needs_session_logging)
 
 
 def namespace(stack: str) -> str:

@@ -93,6 +93,7 @@ class Settings:
     tls_certificate: str
     tls_private_key: str = field(repr=False)
     root_volume_size: int
+    session_logging: bool
     log_retention_days: int
     alarm_email: str
     cpu_high_percent: int

@@ -89,7 +89,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         tls_private_key_pem=certificate.private_key_pem, tags=tags))
     logs = ServerLogs(prefix, LogsArgs(
         log_group_name=metrics.log_group_name(settings.project, settings.stack),
-        retention_days=settings.log_retention_days, metric_namespace=namespace, tags=tags))
+        retention_days=settings.log_retention_days, metric_namespace=namespace,
+        session_logging=settings.session_logging, tags=tags))
     access = InstanceAccess(prefix, AccessArgs(
         parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,
         metric_namespace=namespace, tags=tags))
@@ -122,7 +123,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         monitored = MonitoringArgs(region=settings.region, metric_namespace=namespace, asg_name=fleet.group_name,
                                    instance_ids=[], min_size=settings.min_size,
                                    cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
-                                   tags=tags)
+                                   session_logging=settings.session_logging, tags=tags)
     else:
         fleet = StaticFleet(prefix, StaticFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, count=settings.instance_count,
@@ -137,7 +138,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         monitored = MonitoringArgs(region=settings.region, metric_namespace=namespace, asg_name=None,
                                    instance_ids=fleet.instance_ids, min_size=settings.instance_count,
                                    cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
-                                   tags=tags)
+                                   session_logging=settings.session_logging, tags=tags)
     if settings.dns_name:
         hosts = [settings.dns_name]
     monitoring = Monitoring(prefix, monitored)

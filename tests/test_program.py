@@ -67,38 +67,36 @@ def test_mocks_refuse_an_invoke_they_do_not_know():
 
 # -- exact resource counts ---------------------------------------------------------------
 
+# What both modes create besides the fleet (two zones unless said otherwise).
+EVERY_STACK = {
+    "aws:ec2/vpc:Vpc": 1, "aws:ec2/internetGateway:InternetGateway": 1, "aws:ec2/routeTable:RouteTable": 1,
+    "aws:ec2/subnet:Subnet": 2, "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
+    "aws:ec2/securityGroup:SecurityGroup": 1, SG_RULE: 4,
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 1,
+    "tls:index/privateKey:PrivateKey": 2, "aws:ec2/keyPair:KeyPair": 1,
+    "tls:index/selfSignedCert:SelfSignedCert": 1, "random:index/randomPassword:RandomPassword": 1,
+    "aws:ssm/parameter:Parameter": 3, "aws:cloudwatch/logGroup:LogGroup": 1,
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter": 1,  # auth failures; the rest need sessionLogging
+    "aws:iam/role:Role": 1, "aws:iam/rolePolicy:RolePolicy": 1, "aws:iam/instanceProfile:InstanceProfile": 1,
+    "aws:sns/topic:Topic": 1, "aws:cloudwatch/dashboard:Dashboard": 1,
+}
+
+
 def test_static_mode_creates_exactly_these_resources(static_run):
     assert counts(static_run) == {
-        "aws:ec2/vpc:Vpc": 1, "aws:ec2/internetGateway:InternetGateway": 1, "aws:ec2/routeTable:RouteTable": 1,
-        "aws:ec2/subnet:Subnet": 2, "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
-        "aws:ec2/securityGroup:SecurityGroup": 1, SG_RULE: 4,
-        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 1,
-        "tls:index/privateKey:PrivateKey": 2, "aws:ec2/keyPair:KeyPair": 1,
-        "tls:index/selfSignedCert:SelfSignedCert": 1, "random:index/randomPassword:RandomPassword": 1,
-        "aws:ssm/parameter:Parameter": 3, "aws:cloudwatch/logGroup:LogGroup": 1,
-        "aws:cloudwatch/logMetricFilter:LogMetricFilter": 3,
-        "aws:iam/role:Role": 1, "aws:iam/rolePolicy:RolePolicy": 1, "aws:iam/instanceProfile:InstanceProfile": 1,
+        **EVERY_STACK,
         INSTANCE: 3, "aws:ec2/eip:Eip": 3, "aws:ec2/eipAssociation:EipAssociation": 3,
-        "aws:sns/topic:Topic": 1, "aws:cloudwatch/metricAlarm:MetricAlarm": 7,
-        "aws:cloudwatch/dashboard:Dashboard": 1,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 7,  # status check and CPU per instance, bindings stalled
     }
 
 
 def test_autoscale_mode_creates_exactly_these_resources(autoscale_run):
     assert counts(autoscale_run) == {
-        "aws:ec2/vpc:Vpc": 1, "aws:ec2/internetGateway:InternetGateway": 1, "aws:ec2/routeTable:RouteTable": 1,
+        **EVERY_STACK,
         "aws:ec2/subnet:Subnet": 3, "aws:ec2/routeTableAssociation:RouteTableAssociation": 3,
-        "aws:ec2/securityGroup:SecurityGroup": 1, SG_RULE: 4,
-        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 1,
-        "tls:index/privateKey:PrivateKey": 2, "aws:ec2/keyPair:KeyPair": 1,
-        "tls:index/selfSignedCert:SelfSignedCert": 1, "random:index/randomPassword:RandomPassword": 1,
-        "aws:ssm/parameter:Parameter": 3, "aws:cloudwatch/logGroup:LogGroup": 1,
-        "aws:cloudwatch/logMetricFilter:LogMetricFilter": 3,
-        "aws:iam/role:Role": 1, "aws:iam/rolePolicy:RolePolicy": 1, "aws:iam/instanceProfile:InstanceProfile": 1,
         "aws:lb/loadBalancer:LoadBalancer": 1, "aws:lb/targetGroup:TargetGroup": 2, "aws:lb/listener:Listener": 2,
         LAUNCH_TEMPLATE: 1, GROUP: 1, "aws:autoscaling/policy:Policy": 1,
-        "aws:sns/topic:Topic": 1, "aws:cloudwatch/metricAlarm:MetricAlarm": 3,
-        "aws:cloudwatch/dashboard:Dashboard": 1,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 3,  # in service below minimum, CPU, bindings stalled
     }
 
 

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra.components.base import PACKAGE, child_opts, tagged
-from stun_infra.metrics import LOG_METRICS
+from stun_infra.metrics import log_metrics
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class LogsArgs:
     log_group_name: str
     retention_days: int
     metric_namespace: str
+    session_logging: bool
     tags: dict[str, str]
 
 
@@ -27,7 +28,7 @@ class ServerLogs(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-coturn", name=args.log_group_name, retention_in_days=args.retention_days,
             tags=tagged(args.tags, args.log_group_name), opts=child_opts(self))
-        for metric in LOG_METRICS:
+        for metric in log_metrics(args.session_logging):
             aws.cloudwatch.LogMetricFilter(
                 f"{name}-{metric.name.lower()}", log_group_name=self.log_group.name, pattern=metric.pattern,
                 metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(

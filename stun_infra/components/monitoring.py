@@ -27,6 +27,7 @@ class MonitoringArgs:
     asg_name: pulumi.Input[str] | None       # autoscale mode
     instance_ids: Sequence[pulumi.Input[str]]  # static mode
     min_size: int
+    session_logging: bool
     cpu_high_percent: int
     alarm_email: str
     tags: dict[str, str]
@@ -38,12 +39,13 @@ def _widget(title: str, metric_rows: list, y: int, x: int, stat: str = "Sum") ->
                            "view": "timeSeries", "stacked": False, "metrics": metric_rows}}
 
 
-def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_ids: list[str]) -> str:
+def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_ids: list[str],
+                   session_logging: bool = False) -> str:
     """CloudWatch dashboard JSON; every name comes from the arguments."""
     fleet = ["AutoScalingGroupName", asg_name] if asg_name else []
     bindings = [[namespace, m, *fleet] for m in (metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS,
                                                 metrics.BINDING_REQUESTS)]
-    sessions = [[namespace, m.name] for m in metrics.LOG_METRICS]
+    sessions = [[namespace, m.name] for m in metrics.log_metrics(session_logging)]
     if asg_name:
         capacity = [["AWS/AutoScaling", m, "AutoScalingGroupName", asg_name] for m in GROUP_METRICS]
         cpu = [["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", asg_name]]
@@ -55,7 +57,7 @@ def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_i
                    for m in ("NetworkPacketsIn", "NetworkPacketsOut")]
     widgets = [
         _widget("STUN bindings per minute (kernel counters)", bindings, 0, 0),
-        _widget("TURN sessions closed, allocations, auth failures", sessions, 0, 12),
+        _widget("TURN sessions: " + ", ".join(row[1] for row in sessions), sessions, 0, 12),
         _widget("Group capacity" if asg_name else "Status check failures", capacity, 6, 0,
                 "Maximum"),
         _widget("CPU utilization (%)", cpu, 6, 12, "Average"),
@@ -72,7 +74,7 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PACKAGE}:monitoring:Monitoring", name, None, opts)
         body = pulumi.Output.all(args.asg_name, list(args.instance_ids)).apply(
-            lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1]))
+            lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1], args.session_logging))
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard", dashboard_name=name, dashboard_body=body, opts=child_opts(self))
         self.dashboard_url = self.dashboard.dashboard_name.apply(lambda n: dashboard_url(args.region, n))

@@ -92,7 +92,7 @@ def test_static_dashboard_reads_fleet_bindings_without_dimensions_and_each_insta
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, {}) for m in (
         metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
     assert [] in metrics.binding_dimension_sets(autoscale=False)  # published by the agent's [] rollup
-    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, m.name, {}) for m in metrics.LOG_METRICS]
+    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, metrics.AUTH_FAILURES, {})]
     assert rows(widget(body, "Status check")) == [("AWS/EC2", "StatusCheckFailed", {"InstanceId": i}) for i in ids]
     assert rows(widget(body, "CPU")) == [("AWS/EC2", "CPUUtilization", {"InstanceId": i}) for i in ids]
     assert sorted(rows(widget(body, "Network packets")), key=str) == sorted(
@@ -105,7 +105,7 @@ def test_autoscale_dashboard_reads_everything_by_the_groups_name(autoscale):
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, group) for m in (
         metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
     assert ["AutoScalingGroupName"] in metrics.binding_dimension_sets(autoscale=True)
-    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, m.name, {}) for m in metrics.LOG_METRICS]
+    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, metrics.AUTH_FAILURES, {})]
     assert rows(widget(body, "Group capacity")) == [("AWS/AutoScaling", m, group) for m in GROUP_METRICS]
     assert {"GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances",
             "GroupTotalInstances"} <= set(GROUP_METRICS)
@@ -126,12 +126,20 @@ def test_one_metric_filter_per_log_metric_on_the_log_group(mode, static, autosca
     run = {"static": static, "autoscale": autoscale}[mode]
     filters = {f.inputs["metricTransformation"]["name"]: f.inputs
                for f in run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
-    assert set(filters) == {metrics.SESSIONS_CLOSED, metrics.ALLOCATIONS, metrics.AUTH_FAILURES}
-    for m in metrics.LOG_METRICS:
+    assert set(filters) == {metrics.AUTH_FAILURES}  # the only session line coturn writes without verbose
+    for m in metrics.log_metrics(False):
         f = filters[m.name]
         assert f["logGroupName"] == "/stun-infra/test/coturn" and f["pattern"] == m.pattern
         assert f["metricTransformation"] == {"name": m.name, "namespace": NAMESPACE, "value": "1",
                                              "defaultValue": "0", "unit": "Count"}
+
+
+def test_session_logging_adds_the_verbose_only_filters_and_dashboard_rows():
+    run = program(mode="static", instanceCount=1, sessionLogging=True)
+    filters = {f.inputs["metricTransformation"]["name"]
+               for f in run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
+    assert filters == {metrics.SESSIONS_CLOSED, metrics.ALLOCATIONS, metrics.AUTH_FAILURES}
+    assert rows(widget(dashboard(run), "TURN sessions")) == [(NAMESPACE, m.name, {}) for m in metrics.LOG_METRICS]
 
 
 def test_log_patterns_are_single_quoted_terms():

@@ -6,13 +6,13 @@ and expired REST credentials, plus binding-only clients. The log file, one event
 as the CloudWatch agent ships it, goes into a moto log group and each LOG_METRICS pattern
 is run with filter_log_events; the counts must be exact.
 
-coturn 4.6.1 writes allocation and allocation-end lines only with `verbose`, so the
-session metrics are checked twice:
-- with the rendered config plus `verbose` (if the template lacks it) and
-  `max-allocate-lifetime=5`, a test-only line that makes the expiry case take 5 s
-  instead of 10 minutes: every pattern, exact;
-- with exactly the rendered config: AuthFailures exact, and the verbose-only metrics
-  exactly as many as the rendered config writes (none without `verbose`).
+coturn 4.6.1 writes allocation and allocation-end lines only with `verbose`, which the
+config has only with stun-infra:sessionLogging, so the session metrics are checked twice:
+- with the config rendered for sessionLogging=true plus `max-allocate-lifetime=5`, a
+  test-only line that makes the expiry case take 5 s instead of 10 minutes: every
+  pattern, exact;
+- with the default rendered config: AuthFailures exact, and the verbose-only metrics
+  exactly as many as that config writes (none without `verbose`).
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def settle(server: CoturnServer, done) -> list[str]:
         time.sleep(0.2)
 
 
-def start(ns: NetNs, workdir: Path, extra: tuple[str, ...]) -> CoturnServer:
-    return start_coturn(ns, workdir, settings_for(), extra_lines=extra)
+def start(ns: NetNs, workdir: Path, extra: tuple[str, ...], **config: str) -> CoturnServer:
+    return start_coturn(ns, workdir, settings_for(**config), extra_lines=extra)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +141,9 @@ def verbose_server(tmp_path_factory) -> Iterator[CoturnServer]:
     require_coturn()
     ns = NetNs(prefix="stun-logs-v")
     try:
-        extra = (() if rendered_has_verbose() else ("verbose",)) + (f"max-allocate-lifetime={TEST_LIFETIME}",)
-        server = start(ns, tmp_path_factory.mktemp("verbose"), extra)
+        server = start(ns, tmp_path_factory.mktemp("verbose"), (f"max-allocate-lifetime={TEST_LIFETIME}",),
+                       sessionLogging="true")
+        assert rendered_has_verbose(server.conf)
         try:
             yield server
         finally:
@@ -181,6 +182,11 @@ def test_patterns_count_real_session_events_exactly(verbose_server):
     challenges = [line for line in lines if "error 401: Unauthorized" in line and "user <>" in line]
     assert len(challenges) >= allocations
     assert sum("reason: allocation timeout" in line for line in lines) >= EXPIRED
+
+
+def test_metric_filters_exist_for_exactly_the_lines_the_config_writes():
+    assert [m.name for m in metrics.log_metrics(rendered_has_verbose())] == [metrics.AUTH_FAILURES]
+    assert {m.name for m in metrics.log_metrics(True)} == {m.name for m in metrics.LOG_METRICS}
 
 
 def test_rendered_config_auth_failures_exact_and_session_lines_only_with_verbose(rendered_server):
