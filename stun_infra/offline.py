@@ -132,6 +132,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: OfflineMocks):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        self.outputs_registered: list[str] = []  # URNs whose register_outputs reached the engine
+
+    def RegisterResourceOutputs(self, request):
+        self.outputs_registered.append(request.urn)
+        return super().RegisterResourceOutputs(request)
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
@@ -168,6 +173,7 @@ class OfflineRun:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     calls: list[tuple[str, dict]] = field(default_factory=list)
+    outputs_registered: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -249,4 +255,5 @@ def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: s
         runtime_config.set_all_config({}, [])
     return OfflineRun(stack=stack, config=dict(config), registrations=monitor.registrations,
                       outputs={k: v for k, (v, _) in collected.items()},
-                      secret_outputs={k for k, (_, s) in collected.items() if s}, calls=mocks.calls)
+                      secret_outputs={k for k, (_, s) in collected.items() if s}, calls=mocks.calls,
+                      outputs_registered=monitor.outputs_registered)

@@ -46,6 +46,11 @@ def test_components_sit_at_the_top_of_the_stack(any_run):
     assert [r.urn for r in any_run.registrations if not r.custom and ancestors(r)] == []
 
 
+def test_every_component_registers_its_outputs_once(any_run):
+    components = sorted(r.urn for r in any_run.registrations if not r.custom)
+    assert sorted(u for u in any_run.outputs_registered if u in components) == components
+
+
 def test_every_name_derives_from_the_stack_prefix(any_run):
     assert [r.name for r in any_run.registrations if not r.name.startswith("stun-infra-test")] == []
 
