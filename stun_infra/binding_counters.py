@@ -1,20 +1,28 @@
-"""Exact STUN binding counts at 0 log bytes per binding: kernel counters and their reporter.
+"""Exact STUN counts at 0 log bytes per message: kernel counters and their reporter.
 
 On each instance:
 - templates/stun-counters.nft.j2 is a table `inet stun_infra` with one named counter per
-  binding message class on UDP `stun_port`. The STUN message type is the first 2 bytes
-  of the UDP payload (`@th,64,16`): requests (0x0001) are counted inbound to the port,
-  success (0x0101) and error (0x0111) responses outbound from it. A datagram to the port
-  whose first two bytes are 0x0001 is a request whatever follows (a truncated or
-  malformed request is still one that arrived); coturn's answers are counted as it sends
-  them. TCP and TLS bindings are not counted (a stream has no per-message header to match).
+  counted STUN message class on UDP `stun_port`. The STUN message type is the first 2
+  bytes of the UDP payload (`@th,64,16`): binding requests (0x0001) are counted inbound to
+  the port, binding success (0x0101) and error (0x0111) responses and TURN Allocate
+  success responses (0x0103) outbound from it. A datagram to the port whose first two
+  bytes are 0x0001 is a request whatever follows (a truncated or malformed request is
+  still one that arrived); coturn's answers are counted as it sends them. TCP and TLS
+  messages are not counted (a stream has no per-message header to match).
+- Allocate successes are the allocations coturn granted over UDP. Allocate *errors*
+  (0x0113) are not counted: every allocation opens with a 401 challenge error, so their
+  count would be allocation attempts plus refusals, not failures (refused credentials
+  are the AuthFailures log metric). A client that retransmits an Allocate whose answer
+  was lost gets the success again and is counted again (rare: loss on the return path).
+  Nothing else coturn sends from the STUN port starts with 0x0103: ChannelData starts
+  with a channel number (0x4000-0x7FFF), relayed data leaves from the relay ports.
 - stun-counters.service loads the table at boot, before coturn;
 - stun-metrics.timer runs templates/stun-metrics-reporter.py.j2 every 60 s: it reads the
   counters (`nft -j list table inet stun_infra`), computes the packets counted since its
   last run (a reboot or a reloaded table restarts the counters: the reading is then the
   delta) and sends them as StatsD counters to the CloudWatch agent on 127.0.0.1:8125.
 
-How they land in CloudWatch is described in stun_infra.metrics (`binding_dimension_sets`).
+How they land in CloudWatch is described in stun_infra.metrics (`counter_dimension_sets`).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ REPORT_INTERVAL_SECONDS = 60
 
 
 @dataclass(frozen=True)
-class BindingCounter:
+class StunCounter:
     name: str          # nft counter name
     metric: str        # CloudWatch metric name
     message_type: str  # STUN message type, first 2 bytes of the UDP payload
@@ -45,9 +53,10 @@ class BindingCounter:
 
 
 COUNTERS = (
-    BindingCounter("binding_requests", metrics.BINDING_REQUESTS, "0x0001", True),
-    BindingCounter("binding_successes", metrics.BINDING_SUCCESSES, "0x0101", False),
-    BindingCounter("binding_errors", metrics.BINDING_ERRORS, "0x0111", False),
+    StunCounter("binding_requests", metrics.BINDING_REQUESTS, "0x0001", True),
+    StunCounter("binding_successes", metrics.BINDING_SUCCESSES, "0x0101", False),
+    StunCounter("binding_errors", metrics.BINDING_ERRORS, "0x0111", False),
+    StunCounter("allocate_successes", metrics.UDP_ALLOCATIONS, "0x0103", False),
 )
 
 

@@ -9,6 +9,10 @@ BINDING_REQUESTS = "BindingRequests"
 BINDING_SUCCESSES = "BindingSuccesses"
 BINDING_ERRORS = "BindingErrors"
 BINDING_METRICS = (BINDING_REQUESTS, BINDING_SUCCESSES, BINDING_ERRORS)
+# TURN allocations granted over UDP, kernel counter (Allocate success responses sent from
+# the STUN port): free and always on. TCP/TLS allocations are not counted.
+UDP_ALLOCATIONS = "UdpAllocations"
+COUNTER_METRICS = (*BINDING_METRICS, UDP_ALLOCATIONS)  # every metric the kernel counters feed
 
 SESSIONS_CLOSED = "SessionsClosed"
 ALLOCATIONS = "Allocations"
@@ -32,7 +36,8 @@ class LogMetric:
 # - Allocations and SessionsClosed: coturn 4.6.1 writes these lines only with `verbose`.
 #   "delete: realm=" is logged once per allocation that ends (released with lifetime 0 or
 #   expired); "closed (2nd stage)" would also count every binding-only client and every
-#   refused session, so it is not used.
+#   refused session, so it is not used. Without `verbose`, UDP_ALLOCATIONS (kernel counter)
+#   still counts the allocations granted over UDP; the log metric also counts TCP/TLS ones.
 LOG_METRICS = (
     LogMetric(SESSIONS_CLOSED, '"delete: realm="', "TURN allocations ended (released or expired)", True),
     LogMetric(ALLOCATIONS, '"ALLOCATE processed, success"', "TURN allocations granted", True),
@@ -40,7 +45,7 @@ LOG_METRICS = (
               "TURN requests refused for a wrong or expired credential"),
 )
 
-# How the binding counters land in CloudWatch. The on-instance reporter
+# How the kernel counters (COUNTER_METRICS) land in CloudWatch. The on-instance reporter
 # (stun_infra.binding_counters) sends them as StatsD counters to the CloudWatch agent;
 # the agent's statsd input names each metric after the StatsD bucket and tags it
 # metric_type=counter, its append_dimensions add InstanceId (and AutoScalingGroupName in
@@ -50,12 +55,12 @@ STATSD_TYPE_DIMENSION = ("metric_type", "counter")
 
 
 def fleet_dimensions(autoscale: bool) -> list[str]:
-    """Dimension names of the fleet-wide binding metrics the dashboard and alarms read."""
+    """Dimension names of the fleet-wide counter metrics the dashboard and alarms read."""
     return ["AutoScalingGroupName"] if autoscale else []
 
 
-def binding_dimension_sets(autoscale: bool) -> list[list[str]]:
-    """Every dimension-name set a binding metric is published with: per instance, then rollups."""
+def counter_dimension_sets(autoscale: bool) -> list[list[str]]:
+    """Every dimension-name set a counter metric is published with: per instance, then rollups."""
     per_instance = sorted([*fleet_dimensions(autoscale), "InstanceId", STATSD_TYPE_DIMENSION[0]])
     rollups = [["AutoScalingGroupName"], []] if autoscale else [[]]
     return [per_instance, *rollups]

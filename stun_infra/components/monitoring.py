@@ -1,7 +1,7 @@
 """Monitoring: the dashboard and alarms, built from the fleet's own outputs.
 
-Binding counts come from kernel counters on each instance (0 log bytes per binding);
-session events from coturn's log through ServerLogs' metric filters.
+Binding counts and UDP allocations come from kernel counters on each instance (0 log
+bytes per message); other session events from coturn's log through ServerLogs' metric filters.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_i
     fleet = ["AutoScalingGroupName", asg_name] if asg_name else []
     bindings = [[namespace, m, *fleet] for m in (metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS,
                                                 metrics.BINDING_REQUESTS)]
-    sessions = [[namespace, m.name] for m in metrics.log_metrics(session_logging)]
+    # UDP allocations: kernel counter, always (fleet rollup, like the bindings); the rest: log metrics
+    sessions = [[namespace, metrics.UDP_ALLOCATIONS, *fleet],
+                *([namespace, m.name] for m in metrics.log_metrics(session_logging))]
     if asg_name:
         capacity = [["AWS/AutoScaling", m, "AutoScalingGroupName", asg_name] for m in GROUP_METRICS]
         cpu = [["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", asg_name]]

@@ -73,6 +73,8 @@ def test_ruleset_counts_on_the_configured_stun_port():
     ruleset = binding_counters.nft_ruleset(settings(stunPort=3479, relayMinPort=50000, relayMaxPort=50099))
     assert "udp dport 3479 @th,64,16 0x0001" in ruleset
     assert "udp sport 3479 @th,64,16 0x0101" in ruleset and "udp sport 3479 @th,64,16 0x0111" in ruleset
+    assert 'udp sport 3479 @th,64,16 0x0103 counter name "allocate_successes"' in ruleset  # TURN Allocate success
+    assert "0x0113" not in ruleset  # Allocate errors: every allocation opens with a 401 challenge
     assert "3478" not in ruleset
 
 

@@ -91,8 +91,10 @@ def test_static_dashboard_reads_fleet_bindings_without_dimensions_and_each_insta
     assert len(ids) == 3
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, {}) for m in (
         metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
-    assert [] in metrics.binding_dimension_sets(autoscale=False)  # published by the agent's [] rollup
-    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, metrics.AUTH_FAILURES, {})]
+    assert [] in metrics.counter_dimension_sets(autoscale=False)  # published by the agent's [] rollup
+    sessions = widget(body, "TURN sessions")
+    assert rows(sessions) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {}), (NAMESPACE, metrics.AUTH_FAILURES, {})]
+    assert sessions["title"] == f"TURN sessions: {metrics.UDP_ALLOCATIONS}, {metrics.AUTH_FAILURES}"
     assert rows(widget(body, "Status check")) == [("AWS/EC2", "StatusCheckFailed", {"InstanceId": i}) for i in ids]
     assert rows(widget(body, "CPU")) == [("AWS/EC2", "CPUUtilization", {"InstanceId": i}) for i in ids]
     assert sorted(rows(widget(body, "Network packets")), key=str) == sorted(
@@ -104,8 +106,10 @@ def test_autoscale_dashboard_reads_everything_by_the_groups_name(autoscale):
     group = {"AutoScalingGroupName": autoscale.outputs["asg_name"]}
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, group) for m in (
         metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
-    assert ["AutoScalingGroupName"] in metrics.binding_dimension_sets(autoscale=True)
-    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, metrics.AUTH_FAILURES, {})]
+    assert ["AutoScalingGroupName"] in metrics.counter_dimension_sets(autoscale=True)
+    # the kernel counter at the fleet rollup the agent publishes, like the bindings
+    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, group),
+                                                   (NAMESPACE, metrics.AUTH_FAILURES, {})]
     assert rows(widget(body, "Group capacity")) == [("AWS/AutoScaling", m, group) for m in GROUP_METRICS]
     assert {"GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances",
             "GroupTotalInstances"} <= set(GROUP_METRICS)
@@ -139,7 +143,8 @@ def test_session_logging_adds_the_verbose_only_filters_and_dashboard_rows():
     filters = {f.inputs["metricTransformation"]["name"]
                for f in run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
     assert filters == {metrics.SESSIONS_CLOSED, metrics.ALLOCATIONS, metrics.AUTH_FAILURES}
-    assert rows(widget(dashboard(run), "TURN sessions")) == [(NAMESPACE, m.name, {}) for m in metrics.LOG_METRICS]
+    assert rows(widget(dashboard(run), "TURN sessions")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {})] + [
+        (NAMESPACE, m.name, {}) for m in metrics.LOG_METRICS]
 
 
 def test_log_patterns_are_single_quoted_terms():
@@ -205,7 +210,7 @@ def test_agent_config_is_schema_valid_and_publishes_the_dimensions_the_readers_u
     assert m["metrics_collected"]["statsd"]["service_address"] == binding_counters.STATSD_ADDRESS
     assert m["metrics_collected"]["statsd"]["metrics_collection_interval"] == binding_counters.REPORT_INTERVAL_SECONDS
     appended = sorted(m["append_dimensions"])
-    per_instance, *rollups = metrics.binding_dimension_sets(autoscale_mode)
+    per_instance, *rollups = metrics.counter_dimension_sets(autoscale_mode)
     # per instance: the appended dimensions plus the statsd input's metric_type tag
     assert sorted([*appended, metrics.STATSD_TYPE_DIMENSION[0]]) == per_instance
     assert m["aggregation_dimensions"] == rollups

@@ -46,36 +46,42 @@ def test_reporter_is_standard_library_only(reporter):
 
 def test_reporter_names_the_contracts_metrics(reporter):
     assert reporter.METRICS == METRICS
-    assert set(METRICS.values()) == set(metrics.BINDING_METRICS)
+    assert set(METRICS.values()) == set(metrics.COUNTER_METRICS)
+    assert METRICS["allocate_successes"] == metrics.UDP_ALLOCATIONS == "UdpAllocations"
     assert reporter.STATSD == binding_counters.STATSD_ADDRESS == "127.0.0.1:8125"
 
 
 def test_delta_is_the_difference_on_the_same_table_and_boot(reporter):
-    before = reading(7, binding_requests=100, binding_successes=90, binding_errors=3)
-    now = reading(7, binding_requests=160, binding_successes=140, binding_errors=5)
-    assert reporter.deltas(before, now) == by_metric(binding_requests=60, binding_successes=50, binding_errors=2)
+    before = reading(7, binding_requests=100, binding_successes=90, binding_errors=3, allocate_successes=4)
+    now = reading(7, binding_requests=160, binding_successes=140, binding_errors=5, allocate_successes=11)
+    assert reporter.deltas(before, now) == by_metric(binding_requests=60, binding_successes=50, binding_errors=2,
+                                                     allocate_successes=7)
 
 
 @pytest.mark.parametrize("before", [
     None,                                                  # first run ever
-    reading(7, binding_requests=10**6),                    # the table was reloaded: new handle
-    reading(9, boot="boot-b", binding_requests=10**6),     # rebooted (handles start over)
+    reading(7, binding_requests=10**6, allocate_successes=10**4),               # reloaded table: new handle
+    reading(9, boot="boot-b", binding_requests=10**6, allocate_successes=10**4),  # rebooted (handles restart)
 ], ids=["first-run", "reloaded-table", "reboot"])
 def test_restarted_counters_count_whole(reporter, before):
-    now = reading(9, binding_requests=42, binding_successes=40, binding_errors=1)
-    assert reporter.deltas(before, now) == by_metric(binding_requests=42, binding_successes=40, binding_errors=1)
+    now = reading(9, binding_requests=42, binding_successes=40, binding_errors=1, allocate_successes=5)
+    assert reporter.deltas(before, now) == by_metric(binding_requests=42, binding_successes=40, binding_errors=1,
+                                                     allocate_successes=5)
 
 
 def test_a_counter_that_went_down_counts_from_zero(reporter):
     """`nft reset counters` keeps the table: never push a negative number."""
-    before = reading(7, binding_requests=500)
-    assert reporter.deltas(before, reading(7, binding_requests=20)) == by_metric(binding_requests=20)
+    before = reading(7, binding_requests=500, allocate_successes=50)
+    assert reporter.deltas(before, reading(7, binding_requests=20, allocate_successes=2)) == by_metric(
+        binding_requests=20, allocate_successes=2)
 
 
 def test_statsd_payload_is_one_counter_line_per_metric(reporter):
-    payload = reporter.statsd_payload(by_metric(binding_requests=3, binding_successes=2)).decode()
+    payload = reporter.statsd_payload(by_metric(binding_requests=3, binding_successes=2,
+                                                allocate_successes=1)).decode()
     assert sorted(payload.splitlines()) == sorted(
-        [f"{metrics.BINDING_REQUESTS}:3|c", f"{metrics.BINDING_SUCCESSES}:2|c", f"{metrics.BINDING_ERRORS}:0|c"])
+        [f"{metrics.BINDING_REQUESTS}:3|c", f"{metrics.BINDING_SUCCESSES}:2|c", f"{metrics.BINDING_ERRORS}:0|c",
+         f"{metrics.UDP_ALLOCATIONS}:1|c"])
 
 
 def fake_nft(tmp_path: Path, table_handle: int, **packets: int) -> str:
@@ -110,9 +116,9 @@ def test_runs_push_deltas_and_keep_state_between_runs(reporter, tmp_path):
     first, _ = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=9), state)
     assert first == by_metric(binding_requests=10, binding_successes=9)
     second, out = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=25, binding_successes=23,
-                                                  binding_errors=1), state)
-    assert second == by_metric(binding_requests=15, binding_successes=14, binding_errors=1)
-    assert f"{metrics.BINDING_REQUESTS}=15" in out
+                                                  binding_errors=1, allocate_successes=3), state)
+    assert second == by_metric(binding_requests=15, binding_successes=14, binding_errors=1, allocate_successes=3)
+    assert f"{metrics.BINDING_REQUESTS}=15" in out and f"{metrics.UDP_ALLOCATIONS}=3" in out
     saved = json.loads(state.read_text())
     assert saved["table"] == 4 and saved["counters"]["binding_requests"] == 25 and saved["boot_id"]
 
