@@ -517,7 +517,60 @@ def read_unit(root: Path, unit: str) -> dict[str, list[str]]:
 # Settings start_unit applies, and those it knowingly leaves to a real systemd.
 UNIT_APPLIED = {"ExecStart", "User", "Group", "LimitNOFILE", "Environment", "EnvironmentFile",
                 "PrivateTmp", "InaccessibleDirectories", "InaccessiblePaths", "NoNewPrivileges",
-                "WorkingDirectory", "Type"}
+                "WorkingDirectory", "Type", "CapabilityBoundingSet", "AmbientCapabilities",
+                "ProtectSystem", "ProtectHome", "ReadWritePaths", "ReadOnlyPaths"}
+
+
+def _yes(value: str) -> bool:
+    return value.lower() in ("yes", "true", "1", "on")
+
+
+def _sandboxing_mounts(root: Path, svc: dict[str, list[str]]) -> list[str]:
+    """Shell commands making the unit's file-system view (systemd.exec(5)), run in the
+    private mount namespace `ip netns exec` gives the service."""
+    q = lambda p: shlex.quote(str(p))  # noqa: E731
+    paths = lambda key: [p for v in svc.get(key, []) for p in v.split()]  # noqa: E731
+    cmds: list[str] = []
+    # Writable exceptions first: a self bind makes each its own mount, which the
+    # read-only remounts below leave alone.
+    for p in paths("ReadWritePaths"):
+        target = root / p.lstrip("-/")
+        if target.exists():
+            cmds.append(f"mount --bind {q(target)} {q(target)}")
+        elif not p.startswith("-"):
+            cmds.append(f"echo 'ReadWritePaths: {p} missing' >&2 && false")
+    protect = svc.get("ProtectSystem", ["no"])[-1].lower()
+    if protect == "strict":
+        cmds += [f"mount --rbind {q(root)} {q(root)}", f"mount -o remount,bind,ro {q(root)}",
+                 f"mount -o remount,bind,ro {q(root / 'run')}"]
+    elif protect in ("yes", "true", "1", "on", "full"):
+        for d in ("usr", "boot", "efi", *(("etc",) if protect == "full" else ())):
+            target = root / d
+            if target.is_dir() and not target.is_symlink():
+                cmds += [f"mount --bind {q(target)} {q(target)}", f"mount -o remount,bind,ro {q(target)}"]
+    home = svc.get("ProtectHome", ["no"])[-1].lower()
+    for d in ("home", "root", "run/user"):
+        target = root / d
+        if not target.is_dir():
+            continue
+        if home in ("yes", "true", "1", "on"):
+            cmds.append(f"mount -t tmpfs -o ro,mode=000,nosuid,nodev,noexec tmpfs {q(target)}")
+        elif home == "read-only":
+            cmds += [f"mount --bind {q(target)} {q(target)}", f"mount -o remount,bind,ro {q(target)}"]
+        elif home == "tmpfs":
+            cmds.append(f"mount -t tmpfs -o ro,mode=755,nosuid,nodev tmpfs {q(target)}")
+    for p in paths("ReadOnlyPaths"):
+        target = root / p.lstrip("-/")
+        if target.exists():
+            cmds += [f"mount --bind {q(target)} {q(target)}", f"mount -o remount,bind,ro {q(target)}"]
+    if _yes(svc.get("PrivateTmp", ["no"])[-1]):
+        for d in ("tmp", "var/tmp"):
+            cmds.append(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {q(root / d)}")
+    for p in (*paths("InaccessibleDirectories"), *paths("InaccessiblePaths")):
+        target = root / p.lstrip("-/")
+        if target.is_dir():
+            cmds.append(f"mount -t tmpfs -o ro,mode=000,nosuid,nodev,noexec tmpfs {q(target)}")
+    return cmds
 UNIT_NOT_APPLICABLE = {"Restart", "RestartSec", "PIDFile", "TimeoutStartSec", "TimeoutStopSec",
                        "ExecReload", "ExecStop", "KillMode", "KillSignal", "RemainAfterExit"}
 
@@ -882,20 +935,22 @@ class Sandbox:
                 k, v = kv.split("=", 1)
                 env[k] = v
         # Namespaced mounts of the unit, made in the mount namespace `ip netns exec` creates.
-        prep = []
-        if svc.get("PrivateTmp", ["no"])[-1] in ("yes", "true", "1", "on"):
-            prep.append(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {shlex.quote(str(self.root / 'tmp'))}")
-            prep.append(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {shlex.quote(str(self.root / 'var/tmp'))}")
-        for d in (*svc.get("InaccessibleDirectories", []), *svc.get("InaccessiblePaths", [])):
-            for path in d.split():
-                target = self.root / path.lstrip("-/")
-                if target.is_dir():
-                    prep.append(f"mount -t tmpfs -o ro,mode=000,nosuid,nodev,noexec tmpfs {shlex.quote(str(target))}")
+        prep = _sandboxing_mounts(self.root, svc)
         setpriv = ["setpriv"]
         if user != "root":
             setpriv += [f"--reuid={user}", f"--regid={group or user}", "--init-groups"]
-        if svc.get("NoNewPrivileges", ["no"])[-1] in ("yes", "true", "1", "on"):
+        if _yes(svc.get("NoNewPrivileges", ["no"])[-1]):
             setpriv.append("--no-new-privs")
+        caps = " ".join(svc.get("CapabilityBoundingSet", [])).split()
+        if caps:
+            names = [c.lstrip("~").lower().removeprefix("cap_") for c in caps]
+            inverted = caps[0].startswith("~")
+            setpriv.append("--bounding-set=" + ",".join(
+                [f"-{n}" for n in names] if inverted else ["-all", *(f"+{n}" for n in names)]))
+        ambient = [c.lower().removeprefix("cap_") for c in " ".join(svc.get("AmbientCapabilities", [])).split()]
+        if ambient:
+            setpriv += ["--inh-caps=" + ",".join(f"+{c}" for c in ambient),
+                        "--ambient-caps=" + ",".join(f"+{c}" for c in ambient)]
         workdir = svc.get("WorkingDirectory", ["/"])[-1].lstrip("-")
         commands = []
         for line in execs:

@@ -273,3 +273,26 @@ def test_timer_services_run_after_traffic(booted):
     datagrams = [r["data"] for r in box.requests("statsd")]
     print("statsd datagrams:", datagrams)
     assert datagrams, "the reporter sent nothing to the agent's StatsD address"
+
+
+def test_unit_sandboxing_is_emulated(booted):
+    """The harness itself: a unit's ProtectSystem/ProtectHome/ReadWritePaths/
+    CapabilityBoundingSet/PrivateTmp really restrict what it runs, so services passing
+    here would pass under systemd's restrictions too."""
+    box = booted.sandbox
+    (box.root / "var/lib/sandbox-probe").mkdir(exist_ok=True)
+    (box.root / "etc/systemd/system/sandbox-probe.service").write_text(
+        "[Service]\nType=oneshot\nProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\n"
+        "ReadWritePaths=/var/lib/sandbox-probe\nCapabilityBoundingSet=CAP_NET_ADMIN\n"
+        "ExecStart=/bin/sh -c 'touch /etc/probe 2>/dev/null && echo etc-writable; "
+        "touch /var/lib/sandbox-probe/ok && echo rw-path-ok; ls /root >/dev/null 2>&1 && echo home-visible; "
+        "ls /tmp | wc -l | sed s/^/tmp-entries-/; grep ^CapBnd /proc/self/status'\n")
+    (box.root / "tmp/host-side-file").write_text("x")
+    out = box.logs / "sandbox-probe.out"
+    proc, ignored = box.start_unit("sandbox-probe.service", stdout=out)
+    assert proc.wait(timeout=30) == 0 and not ignored, out.read_text()
+    text = out.read_text()
+    assert "etc-writable" not in text and "home-visible" not in text, text
+    assert "rw-path-ok" in text and "tmp-entries-0" in text, text
+    assert re.search(r"CapBnd:\s+0000000000001000$", text, re.M), text  # CAP_NET_ADMIN only (bit 12)
+    assert not (box.root / "etc/probe").exists()
