@@ -270,6 +270,7 @@ def ensure_rootfs(packages: Iterable[str]) -> RootfsCache:
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time per machine
         if (final / "build.json").is_file():
+            (final / "last-used").touch()
             return RootfsCache(final)
         building = root / f".building-{final.name}"
         if building.exists():
@@ -279,10 +280,27 @@ def ensure_rootfs(packages: Iterable[str]) -> RootfsCache:
         try:
             _build(RootfsCache(building), packages, arch)
             building.rename(final)
+            (final / "last-used").touch()
+            _prune(root, keep=final)
         except BaseException:
             umount_all(building)
             raise
     return RootfsCache(final)
+
+
+CACHE_MAX_IDLE_DAYS = 14
+
+
+def _prune(root: Path, keep: Path) -> None:
+    """Remove other package sets' caches unused for CACHE_MAX_IDLE_DAYS (none is mounted:
+    runs mount an overlay elsewhere, with the cache only as its lower layer)."""
+    for other in root.glob(f"{SUITE}-*"):
+        stamp = other / "last-used"
+        if other == keep or not stamp.exists() or mounts_under(other):
+            continue
+        if time.time() - stamp.stat().st_mtime > CACHE_MAX_IDLE_DAYS * 86400:
+            log(f"removing cache {other.name}, unused for {CACHE_MAX_IDLE_DAYS} days")
+            shutil.rmtree(other)
 
 
 def _build(cache: RootfsCache, packages: list[str], arch: str) -> None:
