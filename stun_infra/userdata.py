@@ -7,6 +7,8 @@ Parameter Store with its role at boot.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from dataclasses import dataclass
 
@@ -72,6 +74,21 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         paths=INSTANCE_PATHS,
         counters=binding_counters.boot_files(settings),
     )
-    if len(text.encode()) > MAX_USER_DATA_BYTES:
-        raise ValueError(f"user-data is {len(text.encode())} bytes; EC2 accepts at most {MAX_USER_DATA_BYTES}")
+    packed(text)  # fail here, at plan time, if it would not fit
     return text
+
+
+def packed(script: str) -> str:
+    """What EC2 receives: the script gzipped (cloud-init unpacks it), base64 for the API.
+
+    Compression leaves room under EC2's 16 KB limit; mtime=0 keeps the bytes, and so the
+    diff, stable from one `pulumi up` to the next.
+    """
+    data = gzip.compress(script.encode(), mtime=0)
+    if len(data) > MAX_USER_DATA_BYTES:
+        raise ValueError(f"user-data is {len(data)} bytes gzipped; EC2 accepts at most {MAX_USER_DATA_BYTES}")
+    return base64.b64encode(data).decode()
+
+
+def unpacked(payload: str) -> str:
+    return gzip.decompress(base64.b64decode(payload)).decode()

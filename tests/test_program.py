@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections import Counter
 
 import pytest
 
 from stun_infra.offline import SECRET_PLACEHOLDER
+from stun_infra.userdata import unpacked
 
 from .conftest import inputs_of, program
 
@@ -197,7 +197,7 @@ def test_static_user_data_waits_for_its_own_elastic_ip(static_run):
     by_instance = {a["instanceId"]: ips[a["allocationId"]]
                    for a in inputs_of(static_run, "aws:ec2/eipAssociation:EipAssociation")}
     for r in static_run.of_type(INSTANCE):
-        assert f'EXPECTED_PUBLIC_IPV4="{by_instance[r.id]}"' in r.inputs["userData"]
+        assert f'EXPECTED_PUBLIC_IPV4="{by_instance[r.id]}"' in unpacked(r.inputs["userDataBase64"])
 
 
 def test_graviton_types_get_an_arm64_debian_ami():
@@ -255,9 +255,9 @@ def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root(autoscale_run):
     assert lt["monitoring"]["enabled"] is True
 
 
-def test_launch_template_user_data_is_base64_of_the_boot_script(autoscale_run):
+def test_launch_template_user_data_is_the_gzipped_boot_script(autoscale_run):
     (lt,) = inputs_of(autoscale_run, LAUNCH_TEMPLATE)
-    script = base64.b64decode(lt["userData"]).decode()
+    script = unpacked(lt["userData"])
     assert script.startswith("#!/bin/bash") and 'EXPECTED_PUBLIC_IPV4=""' in script
 
 
@@ -310,8 +310,8 @@ def test_secret_parameters_are_passed_as_pulumi_secrets(static_run):
 
 
 def test_no_secret_value_appears_in_any_user_data(any_run):
-    user_data = [r.inputs["userData"] for r in any_run.of_type(INSTANCE)] + [
-        base64.b64decode(r.inputs["userData"]).decode() for r in any_run.of_type(LAUNCH_TEMPLATE)]
+    user_data = [unpacked(r.inputs["userDataBase64"]) for r in any_run.of_type(INSTANCE)] + [
+        unpacked(r.inputs["userData"]) for r in any_run.of_type(LAUNCH_TEMPLATE)]
     assert user_data
     assert not [u for u in user_data if SECRET_PLACEHOLDER in u or "PRIVATE KEY" in u]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 import os
 import re
 import shutil
@@ -16,7 +18,8 @@ from stun_infra.cli import main
 from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
 from stun_infra.offline import stack_settings
 from stun_infra.settings import load_settings
-from stun_infra.userdata import MAX_USER_DATA_BYTES, BootInputs, ParameterNames, agent_config, render_user_data
+from stun_infra.userdata import (MAX_USER_DATA_BYTES, BootInputs, ParameterNames, agent_config, packed,
+                                 render_user_data, unpacked)
 
 AGENT_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "amazon-cloudwatch-agent.schema.json"
 MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}
@@ -53,7 +56,7 @@ def test_user_data_is_shellcheck_clean(mode, tmp_path):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_user_data_fits_in_ec2s_limit(mode):
-    assert len(user_data(**MODES[mode]).encode()) < MAX_USER_DATA_BYTES
+    assert len(base64.b64decode(packed(user_data(**MODES[mode])))) < MAX_USER_DATA_BYTES
 
 
 @pytest.mark.parametrize("mode", ["static", "autoscale"])
@@ -66,6 +69,16 @@ def test_agent_ships_coturns_log_to_the_stacks_log_group():
     config = json.loads(agent_config(settings()))
     (entry,) = config["logs"]["logs_collected"]["files"]["collect_list"]
     assert entry["file_path"] == INSTANCE_PATHS.log_file and entry["log_group_name"] == "/stun-infra/test/coturn"
+
+
+def test_packed_user_data_unpacks_to_the_script_and_is_stable():
+    script = user_data()
+    assert unpacked(packed(script)) == script and packed(script) == packed(script)
+
+
+def test_a_script_too_large_even_gzipped_is_refused():
+    with pytest.raises(ValueError, match="gzipped; EC2 accepts at most 16384"):
+        packed(random.Random(0).randbytes(24_000).hex())  # hex gzips to about half: ~24 KB
 
 
 def test_embedded_conf_is_the_rendered_conf_once_the_shell_fills_it_in():

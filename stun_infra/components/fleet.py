@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -10,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra.components.base import PACKAGE, child_opts, tagged
+from stun_infra.userdata import packed
 
 GROUP_METRICS = ["GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity",
                  "GroupInServiceInstances", "GroupTotalInstances"]
@@ -64,7 +64,7 @@ class StaticFleet(pulumi.ComponentResource):
                 vpc_security_group_ids=[spec.security_group_id],
                 iam_instance_profile=spec.instance_profile_name,
                 key_name=spec.key_name,
-                user_data=eip.public_ip.apply(args.user_data_for),
+                user_data_base64=eip.public_ip.apply(lambda ip: packed(args.user_data_for(ip))),
                 user_data_replace_on_change=True,
                 monitoring=True,
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options()),
@@ -109,7 +109,7 @@ class AutoscaleFleet(pulumi.ComponentResource):
             image_id=spec.ami_id,
             instance_type=spec.instance_type,
             key_name=spec.key_name,
-            user_data=base64.b64encode(args.user_data.encode()).decode(),
+            user_data=packed(args.user_data),
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=spec.instance_profile_arn),
             network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
                 associate_public_ip_address="true", delete_on_termination="true",
