@@ -6,6 +6,7 @@ the two lookups the program makes, and an error for any other invoke.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from stun_infra.offline import OfflineRun, run_offline
 from stun_infra.settings import PROJECT
 
 REGION = "eu-west-3"
+AGENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "amazon-cloudwatch-agent.schema.json"
+SHARED_AGENT_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / AGENT_SCHEMA.name
 
 
 def program(stack: str = "test", *, secret_keys: tuple[str, ...] = (), **config: Any) -> OfflineRun:

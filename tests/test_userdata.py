@@ -9,19 +9,18 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import jsonschema
 import pytest
 
 from stun_infra.cli import main
+from tests.conftest import AGENT_SCHEMA, SHARED_AGENT_SCHEMA
 from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
 from stun_infra.offline import stack_settings
 from stun_infra.settings import load_settings
 from stun_infra.userdata import (MAX_USER_DATA_BYTES, BootInputs, ParameterNames, agent_config, packed,
                                  render_user_data, unpacked)
 
-AGENT_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "amazon-cloudwatch-agent.schema.json"
 MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}
 
 
@@ -63,6 +62,12 @@ def test_user_data_fits_in_ec2s_limit(mode):
 def test_agent_config_validates_against_the_agents_schema(mode):
     schema = json.loads(AGENT_SCHEMA.read_text())
     jsonschema.Draft4Validator(schema).validate(json.loads(agent_config(settings(**MODES[mode]))))
+
+
+def test_vendored_agent_schema_is_the_shared_one():
+    if not SHARED_AGENT_SCHEMA.exists():
+        pytest.skip("no ../shared/schemas next to this clone")
+    assert AGENT_SCHEMA.read_bytes() == SHARED_AGENT_SCHEMA.read_bytes()
 
 
 def test_agent_ships_coturns_log_to_the_stacks_log_group():

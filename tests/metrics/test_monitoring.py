@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -14,9 +13,8 @@ from stun_infra import binding_counters, metrics
 from stun_infra.components.fleet import GROUP_METRICS
 from stun_infra.settings import load_settings
 from stun_infra.userdata import agent_config
-from tests.conftest import REGION, program
+from tests.conftest import AGENT_SCHEMA, REGION, program
 
-AGENT_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "amazon-cloudwatch-agent.schema.json"
 NAMESPACE = metrics.namespace("test")
 STATS = {"Sum", "Average", "Maximum", "Minimum", "SampleCount"}
 
