@@ -171,7 +171,9 @@ def _parse(spec: KeySpec, raw: Any) -> Any:
 
 
 def _show(raw: Any) -> str:
-    return json.dumps(raw) if not isinstance(raw, str) else f'"{raw}"'
+    if isinstance(raw, str):
+        return raw if raw.startswith("[") else f'"{raw}"'  # a list arrives as JSON text
+    return json.dumps(raw)
 
 
 # -- validation: each check returns a message or None ----------------------------------

@@ -95,7 +95,7 @@ def test_a_public_vpc_cidr_is_refused():
 
 def test_an_invalid_ssh_cidr_is_refused():
     assert only_problem(sshAllowedCidrs='["203.0.113.300/32"]') == (
-        'stun-infra:sshAllowedCidrs: got "["203.0.113.300/32"]", \'203.0.113.300/32\' is not a CIDR block '
+        'stun-infra:sshAllowedCidrs: got ["203.0.113.300/32"], \'203.0.113.300/32\' is not a CIDR block '
         "such as 203.0.113.10/32 (host bits must be zero)")
 
 
@@ -186,7 +186,7 @@ def test_an_unsupported_log_retention_is_refused():
 
 def test_a_malformed_tag_is_refused():
     assert only_problem(tags='["team"]') == \
-        "stun-infra:tags: got \"[\"team\"]\", 'team' must be Key=Value (key 1-128 characters, value up to 256)"
+        "stun-infra:tags: got [\"team\"], 'team' must be Key=Value (key 1-128 characters, value up to 256)"
 
 
 def test_a_missing_region_is_refused():
