@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from stun_infra.offline import OfflineRun, run_offline
-from stun_infra.settings import PROJECT
+from stun_infra.settings import PROJECT, Settings, load_settings
+from stun_infra.userdata import BootInputs, ParameterNames, render_user_data
 
 REGION = "eu-west-3"
 AGENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "amazon-cloudwatch-agent.schema.json"
@@ -25,6 +26,22 @@ def program(stack: str = "test", *, secret_keys: tuple[str, ...] = (), **config:
     for key, value in config.items():
         raw[key if ":" in key else f"{PROJECT}:{key}"] = value if isinstance(value, str) else _engine(value)
     return run_offline(raw, stack=stack, secret_keys={k if ":" in k else f"{PROJECT}:{k}" for k in secret_keys})
+
+
+# The three shapes of boot script, by the raw config that makes each.
+MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}
+
+
+def settings(**raw: str) -> Settings:
+    """Defaults plus these `stun-infra:` keys, for test stack `test`."""
+    return load_settings(raw, stack="test", region=REGION)
+
+
+def user_data(**raw: str) -> str:
+    """The boot script for these keys; static mode waits for a documentation-range Elastic IP."""
+    s = settings(**raw)
+    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
+                                          expected_public_ip="" if s.autoscale else "203.0.113.5"))
 
 
 def _engine(value: Any) -> str:

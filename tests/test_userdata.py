@@ -14,24 +14,12 @@ import jsonschema
 import pytest
 
 from stun_infra.cli import main
-from tests.conftest import AGENT_SCHEMA, SHARED_AGENT_SCHEMA
+from tests.conftest import AGENT_SCHEMA, MODES, SHARED_AGENT_SCHEMA, settings, user_data
 from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
 from stun_infra.offline import stack_settings
-from stun_infra.settings import load_settings
 from stun_infra.userdata import (MAX_USER_DATA_BYTES, BootInputs, ParameterNames, agent_config, packed,
                                  render_user_data, unpacked)
 
-MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}
-
-
-def settings(**raw):
-    return load_settings(raw, stack="test", region="eu-west-3")
-
-
-def user_data(**raw) -> str:
-    s = settings(**raw)
-    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
-                                          expected_public_ip="" if s.autoscale else "203.0.113.5"))
 
 
 def embedded_conf(script: str) -> str:

@@ -11,20 +11,8 @@ import subprocess
 import pytest
 
 from stun_infra import binding_counters
-from stun_infra.settings import load_settings
-from stun_infra.userdata import BootInputs, ParameterNames, render_user_data
+from tests.conftest import MODES, settings, user_data
 
-MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}
-
-
-def settings(**raw):
-    return load_settings(raw, stack="test", region="eu-west-3")
-
-
-def user_data(**raw) -> str:
-    s = settings(**raw)
-    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
-                                          expected_public_ip="" if s.autoscale else "203.0.113.5"))
 
 
 def heredoc(script: str, target: str, delimiter: str) -> str:
