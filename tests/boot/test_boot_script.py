@@ -296,3 +296,22 @@ def test_unit_sandboxing_is_emulated(booted):
     assert "rw-path-ok" in text and "tmp-entries-0" in text, text
     assert re.search(r"CapBnd:\s+0000000000001000$", text, re.M), text  # CAP_NET_ADMIN only (bit 12)
     assert not (box.root / "etc/probe").exists()
+
+
+def test_secret_files_are_readable_by_coturn_alone(booted):
+    root = booted.sandbox.root
+    coturn_uid = _passwd_uid(root, "turnserver")
+    key = root.joinpath("etc/coturn/tls/key.pem").stat()
+    conf = root.joinpath("etc/turnserver.conf").stat()
+    assert (oct(key.st_mode & 0o777), key.st_uid) == ("0o600", coturn_uid)
+    assert oct(conf.st_mode & 0o777) == "0o640" and conf.st_uid == 0 and conf.st_gid == _group_gid(root, "turnserver")
+
+
+def _passwd_uid(root, user: str) -> int:
+    return next(int(line.split(":")[2]) for line in root.joinpath("etc/passwd").read_text().splitlines()
+                if line.split(":")[0] == user)
+
+
+def _group_gid(root, group: str) -> int:
+    return next(int(line.split(":")[2]) for line in root.joinpath("etc/group").read_text().splitlines()
+                if line.split(":")[0] == group)
