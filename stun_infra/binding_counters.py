@@ -27,9 +27,6 @@ How they land in CloudWatch is described in stun_infra.metrics (`counter_dimensi
 
 from __future__ import annotations
 
-import base64
-import gzip
-import textwrap
 from dataclasses import dataclass
 
 from stun_infra import metrics
@@ -84,19 +81,18 @@ def systemd_units() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class BootFiles:
-    """What the boot script's `metrics` stage writes; the reporter travels gzipped + base64
-    (EC2 takes 16 KB of user-data) and is decoded back to exactly `reporter_script()`."""
+    """What the boot script's `metrics` stage writes, each file as plain text in a quoted
+    heredoc (the whole user-data is gzipped for EC2, see userdata.packed)."""
 
     ruleset_path: str
     ruleset: str
     reporter_path: str
-    reporter_gzip_base64: str
+    reporter: str
     state_dir: str
     units: dict[str, str]
 
 
 def boot_files(settings: Settings) -> BootFiles:
-    packed = base64.b64encode(gzip.compress(reporter_script().encode(), compresslevel=9, mtime=0)).decode()
     return BootFiles(ruleset_path=RULESET_PATH, ruleset=nft_ruleset(settings), reporter_path=REPORTER_PATH,
-                     reporter_gzip_base64="\n".join(textwrap.wrap(packed, 76)) + "\n",
+                     reporter=reporter_script(),
                      state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units())
