@@ -24,6 +24,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILE = PROJECT_ROOT / "Pulumi.yaml"
 
 MAX_FLEET = 100
+SSH_SHORTEST_PREFIX = {4: 8, 6: 32}  # broader ranges are the internet in a few pieces
+RESERVED_TAGS = ("Name", "Project", "Stack", "ManagedBy")
+# Resource names are built from the stack name; AWS load balancer and dashboard names take
+# only letters, digits and hyphens.
+_STACK_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}[A-Za-z0-9])?$")
 MIN_RELAY_PORTS = 100
 MIN_BOOT_SECONDS = 180  # measured boot (apt installs + agent) is ~2 min; see README
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
@@ -59,11 +64,12 @@ def key_specs() -> dict[str, KeySpec]:
 
 
 def architecture_of(instance_type: str) -> str:
-    """arm64 for Graviton families (a `g` among the attributes after the generation)."""
+    """arm64 for Graviton families: a `g` among the attributes after the generation, or a1
+    (the first Graviton, named before that convention)."""
     m = _INSTANCE_TYPE.match(instance_type)
     if not m:
         raise ValueError(instance_type)
-    return "arm64" if "g" in m["attrs"] else "x86_64"
+    return "arm64" if "g" in m["attrs"] or (m["family"], m["gen"]) == ("a", "1") else "x86_64"
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,10 @@ def _cidr_list(v: tuple[str, ...]) -> str | None:
         if net.prefixlen == 0:
             return (f"{cidr!r} opens SSH to the whole internet; list your own addresses "
                     "(e.g. 203.0.113.10/32) or leave it empty and use Session Manager")
+        shortest = SSH_SHORTEST_PREFIX[net.version]
+        if net.prefixlen < shortest:
+            return (f"{cidr!r} opens SSH to {net.num_addresses:,} addresses; the broadest range allowed is "
+                    f"/{shortest} for IPv{net.version}: list your own addresses or use Session Manager")
     if len(set(v)) != len(v):
         return "lists a CIDR twice"
     return None
@@ -250,6 +260,8 @@ def _tags(v: tuple[str, ...]) -> str | None:
             return f"{item!r} must be Key=Value (key 1-128 characters, value up to 256)"
         if key.lower().startswith("aws:"):
             return f"{item!r}: keys starting with aws: are reserved by AWS"
+        if key in RESERVED_TAGS:
+            return f"{item!r}: {', '.join(RESERVED_TAGS)} are set by stun-infra on every resource"
         if key in seen:
             return f"tag {key!r} is given twice"
         seen.add(key)
@@ -348,6 +360,10 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
     """
     specs = key_specs()
     problems: list[str] = []
+    if not _STACK_NAME.match(stack):
+        problems.append(f"stack name: got {stack!r}, must be 1-40 letters, digits and inner hyphens "
+                        "(resources are named after the stack and AWS load balancer names allow nothing else); "
+                        "rename it with `pulumi stack rename`")
     for key in sorted(set(raw) - set(specs)):
         near = difflib.get_close_matches(key, specs, n=1, cutoff=0.6) or \
             [k for k in specs if k.lower() == key.lower()]

@@ -70,6 +70,7 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         boot=boot,
         packages=" ".join(PACKAGES),
         turnserver_conf=conf,
+        privileged_ports=sorted(p for p in (settings.stun_port, settings.tls_port) if p < 1024),
         agent_config=agent_config(settings),
         paths=INSTANCE_PATHS,
         counters=binding_counters.boot_files(settings),

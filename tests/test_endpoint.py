@@ -66,6 +66,14 @@ def test_autoscale_uris_use_the_load_balancers_name(autoscale_run):
     assert f"turns:{dns}:5349?transport=tcp" in autoscale_run.outputs["turn_uris"]
 
 
+def test_long_stack_names_still_give_aws_names_that_fit():
+    run = program(stack="production-eu-west-1", mode="autoscale")
+    names = [r.name for r in run.of_type(LB) + run.of_type(TG)]
+    assert len(set(names)) == 3
+    assert all(len(n) + len("-1234567") <= 32 for n in names), names  # Pulumi adds -<7 random characters>
+    assert all(n.startswith("stun-infra-") for n in names), names
+
+
 def test_static_mode_has_no_load_balancer(static_run):
     assert static_run.of_type(LB) == [] and static_run.of_type(TG) == []
 

@@ -3,6 +3,8 @@ the value and what is allowed."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -219,10 +221,35 @@ def test_bad_config_creates_no_resource(bad, monkeypatch):
 
 
 @pytest.mark.parametrize("instance_type,arch", [
-    ("t4g.small", "arm64"), ("c7gn.medium", "arm64"), ("m6gd.large", "arm64"), ("c7g.xlarge", "arm64"),
+    ("t4g.small", "arm64"), ("a1.large", "arm64"), ("c7gn.medium", "arm64"), ("m6gd.large", "arm64"), ("c7g.xlarge", "arm64"),
     ("t3.micro", "x86_64"), ("c6i.large", "x86_64"), ("g4dn.xlarge", "x86_64"), ("m7a.medium", "x86_64")])
 def test_graviton_types_are_arm64_and_others_x86_64(instance_type, arch):
     assert architecture_of(instance_type) == arch
+
+
+@pytest.mark.parametrize("halves", [["0.0.0.0/1", "128.0.0.0/1"], ["::/1", "8000::/1"]])
+def test_ssh_open_to_the_world_in_pieces_is_refused(halves):
+    message = only_problem(sshAllowedCidrs=json.dumps(halves))
+    assert "the broadest range allowed is" in message and halves[0] in message
+
+
+def test_ssh_from_a_slash_8_is_the_broadest_allowed():
+    assert load_settings({"sshAllowedCidrs": '["10.0.0.0/8"]'}, stack="test", region="eu-west-3")
+
+
+@pytest.mark.parametrize("stack", ["prod_eu", "prod.eu", "-prod", "a" * 41])
+def test_a_stack_name_aws_cannot_name_resources_after_is_refused(stack):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, stack=stack, region="eu-west-3")
+    assert caught.value.problems == [
+        f"stack name: got {stack!r}, must be 1-40 letters, digits and inner hyphens (resources are named after "
+        "the stack and AWS load balancer names allow nothing else); rename it with `pulumi stack rename`"]
+
+
+@pytest.mark.parametrize("tag", ["Name=x", "Project=other", "Stack=x", "ManagedBy=me"])
+def test_tags_cannot_override_the_ones_stun_infra_sets(tag):
+    assert only_problem(tags=json.dumps([tag])).endswith(
+        "Name, Project, Stack, ManagedBy are set by stun-infra on every resource")
 
 
 def test_an_invalid_instance_type_is_refused():

@@ -108,6 +108,22 @@ def test_user_data_keeps_coturn_running():
     assert "Restart=always" in script and "LimitNOFILE=" in script and "RestartSec=" in script
 
 
+def test_no_package_starts_a_service_before_the_script_configures_it():
+    script = user_data()
+    guard = script.index("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d")
+    assert guard < script.index("apt-get install") < script.index("stage coturn-config")
+    assert "trap 'rm -f /usr/sbin/policy-rc.d' EXIT" in script
+    assert script.index("install_deb amazon-ssm-agent") < script.index("stage services")
+
+
+def test_a_listening_port_below_1024_lets_coturns_user_bind_it():
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in user_data(tlsPort="443")
+
+
+def test_no_capability_is_granted_for_unprivileged_ports():
+    assert "AmbientCapabilities" not in user_data()
+
+
 def test_user_data_rotates_coturns_log():
     assert f"{INSTANCE_PATHS.log_file} {{" in user_data() and "kill -s HUP coturn" in user_data()
 

@@ -15,9 +15,10 @@ from typing import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.components.base import PACKAGE, child_opts, tagged
+from stun_infra.components.base import PACKAGE, child_opts, fitted, tagged
 
 DNS_TTL = 60
+AWS_LB_NAME_LIMIT = 32  # load balancers and target groups
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,13 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PACKAGE}:endpoint:LoadBalancedEndpoint", name, None, opts)
         self.load_balancer = aws.lb.LoadBalancer(
-            f"{name}-nlb", load_balancer_type="network", internal=False, subnets=list(args.subnet_ids),
+            fitted(name, "nlb", AWS_LB_NAME_LIMIT), load_balancer_type="network", internal=False, subnets=list(args.subnet_ids),
             enable_cross_zone_load_balancing=True, tags=tagged(args.tags, f"{name}-nlb"),
             opts=child_opts(self))
         self.target_groups: list[aws.lb.TargetGroup] = []
         for listener in listeners(args.stun_port, args.tls_port):
             group = aws.lb.TargetGroup(
-                f"{name}-{listener.key}", vpc_id=args.vpc_id, protocol=listener.protocol, port=listener.port,
+                fitted(name, listener.key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=listener.protocol, port=listener.port,
                 target_type="instance", preserve_client_ip="true",
                 connection_termination=False, deregistration_delay=30,
                 # NLBs cannot check UDP: a TCP connect to the same port proves coturn listens.
