@@ -50,6 +50,7 @@ class Registration:
     inputs: dict[str, Any]  # secrets unwrapped
     secret_inputs: frozenset[str]  # top-level input names whose value is secret
     state: dict[str, Any]
+    ignore_changes: tuple[str, ...] = ()
 
 
 def _fake_id(typ: str, name: str) -> str:
@@ -146,7 +147,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 urn=response.urn, id=response.id, type=request.type, name=request.name, parent=request.parent,
                 custom=bool(request.custom), inputs=unwrap_secrets(raw),
                 secret_inputs=frozenset(k for k, v in raw.items() if _is_secret(v)),
-                state=unwrap_secrets(self.resources[response.urn].state)))
+                state=unwrap_secrets(self.resources[response.urn].state),
+                ignore_changes=tuple(request.ignoreChanges)))
         return response
 
 

@@ -6,6 +6,7 @@ region or zone count fails with nothing half-deployed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from stun_infra.components.secrets import SecretsArgs, ServerSecrets
 from stun_infra.components.tls import TlsArgs, TlsCertificate
 from stun_infra.endpoints import server_uris
 from stun_infra.settings import PROJECT, ConfigError, Settings
-from stun_infra.userdata import BootInputs, render_user_data
+from stun_infra.userdata import BootInputs, ParameterNames, render_user_data
 
 DEBIAN_OWNER = "136693071363"  # Debian's official AWS account
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
@@ -66,6 +67,11 @@ def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Out
                                                    turn=settings.turn)[which]]
     every = pulumi.Output.all(*hosts)
     return every.apply(lambda hs: each(hs, 0)), every.apply(lambda hs: each(hs, 1))
+
+
+def boot_script_sha256(settings: Settings, names: ParameterNames) -> str:
+    """Changes whenever what an instance does at boot changes (its own address aside)."""
+    return hashlib.sha256(render_user_data(settings, BootInputs(parameters=names)).encode()).hexdigest()
 
 
 def build_stack(settings: Settings) -> dict[str, Any]:
@@ -151,6 +157,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         tls_certificate_pem=certificate.certificate_pem,
         dashboard_url=monitoring.dashboard_url,
         ami_name=found.ami_name,
+        boot_script_sha256=boot_script_sha256(settings, secrets.names),
     )
     if settings.turn:
         outputs.update(turn_uris=turn_uris, turn_shared_secret=secrets.turn_secret)

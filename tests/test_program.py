@@ -180,6 +180,16 @@ def test_each_static_instance_gets_its_own_elastic_ip(static_run):
     assert len(instance_ids) == 3
 
 
+def test_static_instances_are_never_replaced_all_at_once_by_a_new_ami_or_boot_script(static_run):
+    for r in static_run.of_type(INSTANCE):
+        assert set(r.ignore_changes) == {"ami", "userDataBase64"} and not r.inputs.get("userDataReplaceOnChange")
+
+
+def test_boot_script_hash_changes_with_what_the_instance_does():
+    assert program(realm="a.example").outputs["boot_script_sha256"] != \
+        program(realm="b.example").outputs["boot_script_sha256"]
+
+
 def test_static_instances_require_imdsv2_hop_limit_one(static_run):
     for i in inputs_of(static_run, INSTANCE):
         assert i["metadataOptions"]["httpTokens"] == "required"

@@ -65,16 +65,17 @@ class StaticFleet(pulumi.ComponentResource):
                 iam_instance_profile=spec.instance_profile_name,
                 key_name=spec.key_name,
                 user_data_base64=eip.public_ip.apply(lambda ip: packed(args.user_data_for(ip))),
-                user_data_replace_on_change=True,
                 monitoring=True,
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options()),
                 root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                     volume_type="gp3", volume_size=spec.root_volume_size, encrypted=True,
                     delete_on_termination=True, tags=tagged(spec.tags, f"{node}-root")),
                 tags=tagged(spec.tags, node),
-                # A newer AMI must not replace a running server on an unrelated `pulumi up`;
-                # roll it deliberately with `pulumi up --replace <urn>` (see README).
-                opts=child_opts(self, ignore_changes=["ami"]))
+                # Replacing every server at once would drop the whole fleet while the new ones
+                # boot (each Elastic IP moves at once): a newer AMI or boot script is rolled
+                # one instance at a time with `pulumi up --replace <urn>` (see README); the
+                # boot_script_sha256 output shows when a roll is due.
+                opts=child_opts(self, ignore_changes=["ami", "userDataBase64"]))
             aws.ec2.EipAssociation(f"{node}-eip", instance_id=instance.id, allocation_id=eip.allocation_id,
                                    opts=child_opts(self))
             self.instances.append(instance)
