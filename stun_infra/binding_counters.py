@@ -20,7 +20,10 @@ On each instance:
 - stun-metrics.timer runs templates/stun-metrics-reporter.py.j2 every 60 s: it reads the
   counters (`nft -j list table inet stun_infra`), computes the packets counted since its
   last run (a reboot or a reloaded table restarts the counters: the reading is then the
-  delta) and sends them as StatsD counters to the CloudWatch agent on 127.0.0.1:8125.
+  delta) and publishes them with `aws cloudwatch put-metric-data` (the instance role's
+  credentials, from the metadata service). Region, namespace and instance id come from
+  METRICS_ENV_PATH, which the boot script's `metrics` stage writes. A failed or timed-out
+  publish keeps the previous state, so its counts go out with the next run.
 
 How they land in CloudWatch is described in stun_infra.metrics (`counter_dimension_sets`).
 """
@@ -37,8 +40,11 @@ TABLE = "stun_infra"
 RULESET_PATH = "/etc/stun-infra/stun-counters.nft"
 REPORTER_PATH = "/usr/local/sbin/stun-metrics-reporter"
 STATE_PATH = "/var/lib/stun-infra/stun-metrics.json"
-STATSD_ADDRESS = "127.0.0.1:8125"  # the agent's statsd service_address
+METRICS_ENV_PATH = "/etc/stun-infra/metrics.env"  # the reporter unit's EnvironmentFile
+# Its variables: region, namespace, instance id (the reporter's --region/--namespace/--instance-id).
+METRICS_ENV = ("STUN_METRICS_REGION", "STUN_METRICS_NAMESPACE", "STUN_METRICS_INSTANCE_ID")
 REPORT_INTERVAL_SECONDS = 60
+PUBLISH_TIMEOUT_SECONDS = 30  # one `aws cloudwatch put-metric-data`, then it is killed
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,9 @@ def nft_ruleset(settings: Settings) -> str:
 def reporter_script() -> str:
     """The reporter, a python3 script (standard library only: Debian's python3 runs it)."""
     return render("stun-metrics-reporter.py.j2", table=TABLE, metrics={c.name: c.metric for c in COUNTERS},
-                  ruleset_path=RULESET_PATH, state_path=STATE_PATH, statsd_address=STATSD_ADDRESS)
+                  dimension_sets=metrics.counter_dimension_sets(), instance_dimension=metrics.INSTANCE_DIMENSION,
+                  ruleset_path=RULESET_PATH, state_path=STATE_PATH, publish_timeout=PUBLISH_TIMEOUT_SECONDS,
+                  env_names=list(METRICS_ENV))
 
 
 UNITS = ("stun-counters.service", "stun-metrics.service", "stun-metrics.timer")
@@ -75,7 +83,8 @@ UNITS = ("stun-counters.service", "stun-metrics.service", "stun-metrics.timer")
 def systemd_units() -> dict[str, str]:
     """Unit file name -> text: the table at boot (before coturn), the reporter every 60 s."""
     values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH,
-                  state_dir=STATE_PATH.rsplit("/", 1)[0], interval=REPORT_INTERVAL_SECONDS)
+                  state_dir=STATE_PATH.rsplit("/", 1)[0], interval=REPORT_INTERVAL_SECONDS,
+                  env_path=METRICS_ENV_PATH)
     return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
 
 
@@ -90,9 +99,13 @@ class BootFiles:
     reporter: str
     state_dir: str
     units: dict[str, str]
+    env_path: str        # written with the region and instance id the script read from IMDS
+    env_names: tuple[str, str, str]  # region, namespace, instance id
+    namespace: str
 
 
 def boot_files(settings: Settings) -> BootFiles:
     return BootFiles(ruleset_path=RULESET_PATH, ruleset=nft_ruleset(settings), reporter_path=REPORTER_PATH,
                      reporter=reporter_script(),
-                     state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units())
+                     state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units(),
+                     env_path=METRICS_ENV_PATH, env_names=METRICS_ENV, namespace=metrics.namespace(settings.stack))

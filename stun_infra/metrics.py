@@ -1,5 +1,5 @@
-"""The fleet's metric contract: names shared by the on-instance reporter, the agent
-config, the log metric filters, the dashboard and the alarms."""
+"""The fleet's metric contract: names shared by the on-instance reporter, the log
+metric filters, the dashboard and the alarms."""
 
 from __future__ import annotations
 
@@ -46,24 +46,23 @@ LOG_METRICS = (
 )
 
 # How the kernel counters (COUNTER_METRICS) land in CloudWatch. The on-instance reporter
-# (stun_infra.binding_counters) sends them as StatsD counters to the CloudWatch agent;
-# the agent's statsd input names each metric after the StatsD bucket and tags it
-# metric_type=counter, its append_dimensions add InstanceId (and AutoScalingGroupName in
-# autoscale mode), and its aggregation_dimensions publish the fleet rollups, which keep
-# only the listed dimensions (metric_type is dropped).
-STATSD_TYPE_DIMENSION = ("metric_type", "counter")
+# (stun_infra.binding_counters) publishes them itself with PutMetricData (the AWS CLI,
+# signed with the instance role), each metric twice per run, with explicit dimensions:
+# per instance (InstanceId) and with no dimension at all. The namespace belongs to one
+# stack, so one fleet: CloudWatch sums the no-dimension datapoints of every instance into
+# the fleet series, in static and autoscale mode alike. Nothing goes through the
+# CloudWatch agent (its StatsD input, and the aggregation_dimensions rollups, are not used).
+INSTANCE_DIMENSION = "InstanceId"
 
 
-def fleet_dimensions(autoscale: bool) -> list[str]:
-    """Dimension names of the fleet-wide counter metrics the dashboard and alarms read."""
-    return ["AutoScalingGroupName"] if autoscale else []
+def fleet_dimensions() -> list[str]:
+    """Dimension names of the fleet-wide counter metrics the dashboard and alarms read: none."""
+    return []
 
 
-def counter_dimension_sets(autoscale: bool) -> list[list[str]]:
-    """Every dimension-name set a counter metric is published with: per instance, then rollups."""
-    per_instance = sorted([*fleet_dimensions(autoscale), "InstanceId", STATSD_TYPE_DIMENSION[0]])
-    rollups = [["AutoScalingGroupName"], []] if autoscale else [[]]
-    return [per_instance, *rollups]
+def counter_dimension_sets() -> list[list[str]]:
+    """Every dimension-name set a counter metric is published with: per instance, then the fleet."""
+    return [[INSTANCE_DIMENSION], fleet_dimensions()]
 
 
 def log_metrics(session_logging: bool) -> tuple[LogMetric, ...]:

@@ -42,11 +42,12 @@ def _widget(title: str, metric_rows: list, y: int, x: int, stat: str = "Sum") ->
 def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_ids: list[str],
                    session_logging: bool = False) -> str:
     """CloudWatch dashboard JSON; every name comes from the arguments."""
-    fleet = ["AutoScalingGroupName", asg_name] if asg_name else []
-    bindings = [[namespace, m, *fleet] for m in (metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS,
-                                                metrics.BINDING_REQUESTS)]
-    # UDP allocations: kernel counter, always (fleet rollup, like the bindings); the rest: log metrics
-    sessions = [[namespace, metrics.UDP_ALLOCATIONS, *fleet],
+    # Kernel counters: the fleet series, which every instance publishes with no dimension
+    # (metrics.fleet_dimensions; the namespace is this stack's alone), in both modes.
+    bindings = [[namespace, m] for m in (metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS,
+                                         metrics.BINDING_REQUESTS)]
+    # UDP allocations: kernel counter, always (fleet series, like the bindings); the rest: log metrics
+    sessions = [[namespace, metrics.UDP_ALLOCATIONS],
                 *([namespace, m.name] for m in metrics.log_metrics(session_logging))]
     if asg_name:
         capacity = [["AWS/AutoScaling", m, "AutoScalingGroupName", asg_name] for m in GROUP_METRICS]
@@ -125,14 +126,14 @@ class Monitoring(pulumi.ComponentResource):
             tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self), **kwargs))
 
     def _bindings_stalled(self, name: str, args: MonitoringArgs, actions: list) -> None:
-        """Requests still arrive but nothing succeeds: the server is up for the kernel, down for clients."""
-        fleet = {"AutoScalingGroupName": args.asg_name} if args.asg_name is not None else None
+        """Requests still arrive but nothing succeeds: the server is up for the kernel, down for clients.
+        Reads the fleet series (no dimension: metrics.fleet_dimensions) in both modes."""
 
         def query(id_: str, metric: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
             return aws.cloudwatch.MetricAlarmMetricQueryArgs(
                 id=id_, return_data=False,
                 metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace=args.metric_namespace, metric_name=metric, dimensions=fleet,
+                    namespace=args.metric_namespace, metric_name=metric,
                     period=PERIOD, stat="Sum"))
 
         self.alarms.append(aws.cloudwatch.MetricAlarm(

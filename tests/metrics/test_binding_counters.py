@@ -6,7 +6,8 @@ a request is a datagram to the STUN port whose first two bytes are 0x0001 (trunc
 malformed ones included: they did arrive), a success or an error is a response coturn
 sent, a UDP allocation is an Allocate success response coturn sent over UDP (the 401
 challenge that opens every allocation is an Allocate error, not counted). The numbers
-checked are the ones the reporter pushed over StatsD.
+checked are the ones the reporter published: the exact put-metric-data call it made
+(a fake `aws`, see conftest.published), per instance and for the fleet.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def test_counts_equal_what_was_sent_and_answered(counted_server):
     assert values == pushed(expected_requests, expected_successes, expected_errors), stdout
 
 
-def test_a_run_without_traffic_pushes_zeros(counted_server):
+def test_a_run_without_traffic_publishes_zeros(counted_server):
     _, reporter = counted_server
     reporter.run()
     values, _ = reporter.run()
@@ -88,6 +89,25 @@ def test_a_reloaded_table_counts_from_zero(counted_server):
     # the 70 sent before the reload died with the old table; never a negative or a double count
     assert sent.successes == 30
     assert values == pushed(30, 30, 0)
+
+
+def test_a_failed_publish_sends_the_counts_with_the_next_run(counted_server):
+    """The CLI fails (exit 255, as on a throttled or refused call): the state is kept, and
+    the next run that succeeds publishes every binding counted since the last success."""
+    server, reporter = counted_server
+    reporter.run()
+    server.ns.run(exchange, server.stun_address, bindings(25))
+    reporter.aws.fail("exit 255")
+    try:
+        failed = reporter.start()
+    finally:
+        reporter.aws.fail(None)
+    assert failed.returncode != 0 and "put-metric-data failed" in failed.stderr, failed.stderr
+    assert f"{metrics.BINDING_REQUESTS}=25" in failed.stderr
+    sent = server.ns.run(exchange, server.stun_address, bindings(15))
+    values, _ = reporter.run()
+    assert sent.successes == 15
+    assert values == pushed(40, 40, 0)
 
 
 def test_the_reporter_loads_a_flushed_table_again(counted_server):

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from stun_infra import binding_counters
+from stun_infra import binding_counters, metrics
 from tests.conftest import MODES, settings, user_data
 
 
@@ -34,6 +34,26 @@ def test_metrics_stage_writes_the_rendered_ruleset_reporter_and_units(mode):
     assert heredoc(body, binding_counters.REPORTER_PATH, "STUN_METRICS_REPORTER") == binding_counters.reporter_script()
     for unit, text in binding_counters.systemd_units().items():
         assert heredoc(body, f"/etc/systemd/system/{unit}", "UNIT") == text
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_metrics_stage_writes_the_reporters_environment_file(mode, tmp_path):
+    """Region and instance id as the metadata stage read them, the stack's namespace: the
+    file the reporter unit's EnvironmentFile names, written by the stage's own lines."""
+    body = stage(user_data(**MODES[mode]), "metrics")
+    start = next(i for i, line in enumerate(body.splitlines()) if line.startswith("printf") and "STUN_METRICS" in line)
+    printf = "\n".join(body.splitlines()[start:start + 2])
+    assert printf.endswith(f'> "{binding_counters.METRICS_ENV_PATH}"'), printf
+    target = tmp_path / "metrics.env"
+    script = printf.replace(binding_counters.METRICS_ENV_PATH, str(target))
+    subprocess.run(["bash", "-euc", script], check=True, timeout=10,
+                   env={"PATH": "/usr/bin:/bin", "REGION": "eu-west-3", "INSTANCE_ID": "i-0123456789abcdef0"})
+    assert target.read_text().splitlines() == [
+        "STUN_METRICS_REGION=eu-west-3", f"STUN_METRICS_NAMESPACE={metrics.namespace('test')}",
+        "STUN_METRICS_INSTANCE_ID=i-0123456789abcdef0"]
+    assert tuple(line.split("=")[0] for line in target.read_text().splitlines()) == binding_counters.METRICS_ENV
+    assert f"EnvironmentFile={binding_counters.METRICS_ENV_PATH}" in binding_counters.systemd_units()[
+        "stun-metrics.service"]
 
 
 def test_metrics_stage_enables_the_table_and_the_timer_before_coturn_starts():
@@ -75,5 +95,9 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
 def test_reporter_unit_is_confined_to_its_state_directory():
     unit = binding_counters.systemd_units()["stun-metrics.service"]
     for line in ("CapabilityBoundingSet=CAP_NET_ADMIN", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "ProtectHome=yes", "PrivateTmp=yes",
                  f"ReadWritePaths={binding_counters.STATE_PATH.rsplit('/', 1)[0]}"):
-        assert line in unit
+        assert line in unit.splitlines()
+    # the AWS CLI reaches CloudWatch and the metadata service (the role's credentials)
+    for blocks_network in ("PrivateNetwork", "IPAddressDeny", "RestrictAddressFamilies"):
+        assert blocks_network not in unit

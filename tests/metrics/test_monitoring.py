@@ -1,5 +1,5 @@
 """Dashboard, log group, metric filters, alarms and the agent config, under the mock engine,
-in both modes: every binding metric is read with dimensions it is actually published with."""
+in both modes: every counter metric is read with dimensions the reporter publishes it with."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import jsonschema
 import pytest
 
-from stun_infra import binding_counters, metrics
+from stun_infra import metrics
 from stun_infra.components.fleet import GROUP_METRICS
 from stun_infra.settings import load_settings
 from stun_infra.userdata import agent_config
@@ -89,7 +89,7 @@ def test_static_dashboard_reads_fleet_bindings_without_dimensions_and_each_insta
     assert len(ids) == 3
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, {}) for m in (
         metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
-    assert [] in metrics.counter_dimension_sets(autoscale=False)  # published by the agent's [] rollup
+    assert metrics.fleet_dimensions() == [] and [] in metrics.counter_dimension_sets()  # the reporter's fleet datum
     sessions = widget(body, "TURN sessions")
     assert rows(sessions) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {}), (NAMESPACE, metrics.AUTH_FAILURES, {})]
     assert sessions["title"] == f"TURN sessions: {metrics.UDP_ALLOCATIONS}, {metrics.AUTH_FAILURES}"
@@ -99,14 +99,13 @@ def test_static_dashboard_reads_fleet_bindings_without_dimensions_and_each_insta
         [("AWS/EC2", m, {"InstanceId": i}) for i in ids for m in ("NetworkPacketsIn", "NetworkPacketsOut")], key=str)
 
 
-def test_autoscale_dashboard_reads_everything_by_the_groups_name(autoscale):
+def test_autoscale_dashboard_reads_the_fleet_counters_and_the_groups_aws_metrics(autoscale):
     body = dashboard(autoscale)
     group = {"AutoScalingGroupName": autoscale.outputs["asg_name"]}
-    assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, group) for m in (
+    # the kernel counters: the fleet series with no dimension, as in static mode
+    assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, {}) for m in (
         metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
-    assert ["AutoScalingGroupName"] in metrics.counter_dimension_sets(autoscale=True)
-    # the kernel counter at the fleet rollup the agent publishes, like the bindings
-    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, group),
+    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {}),
                                                    (NAMESPACE, metrics.AUTH_FAILURES, {})]
     assert rows(widget(body, "Group capacity")) == [("AWS/AutoScaling", m, group) for m in GROUP_METRICS]
     assert {"GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances",
@@ -173,7 +172,8 @@ def test_autoscale_alarms_and_their_dimensions(autoscale):
     queries = stalled_queries(found["stun-infra-test-bindings-stalled"])
     for qid, metric in (("requests", metrics.BINDING_REQUESTS), ("successes", metrics.BINDING_SUCCESSES)):
         m = queries[qid]["metric"]
-        assert (m["namespace"], m["metricName"], m["dimensions"], m["stat"]) == (NAMESPACE, metric, group, "Sum")
+        assert (m["namespace"], m["metricName"], m["stat"]) == (NAMESPACE, metric, "Sum")
+        assert not m.get("dimensions")  # the fleet series, as in static mode
     assert "requests" in queries["stalled"]["expression"] and queries["stalled"]["returnData"] is True
     (subscription,) = autoscale.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert subscription.inputs["protocol"] == "email" and subscription.inputs["endpoint"] == "oncall@example.com"
@@ -190,7 +190,7 @@ def test_static_alarms_and_their_dimensions(static):
         assert found[f"stun-infra-test-cpu-high-{i}"]["dimensions"] == {"InstanceId": instance}
     queries = stalled_queries(found["stun-infra-test-bindings-stalled"])
     for qid in ("requests", "successes"):
-        assert not queries[qid]["metric"].get("dimensions")  # the agent's [] rollup
+        assert not queries[qid]["metric"].get("dimensions")  # the fleet series the reporter publishes
         assert queries[qid]["metric"]["namespace"] == NAMESPACE
     assert not static.of_type("aws:sns/topicSubscription:TopicSubscription")  # no email configured
 
@@ -200,16 +200,30 @@ def settings(**raw):
 
 
 @pytest.mark.parametrize("autoscale_mode", [False, True], ids=["static", "autoscale"])
-def test_agent_config_is_schema_valid_and_publishes_the_dimensions_the_readers_use(autoscale_mode):
+def test_agent_config_is_schema_valid_and_leaves_the_counters_to_the_reporter(autoscale_mode):
+    """The agent collects memory and disk per instance and ships coturn's log; the counter
+    metrics do not go through it (no StatsD input, no aggregation rollups)."""
     config = json.loads(agent_config(settings(**({"mode": "autoscale"} if autoscale_mode else {}))))
     jsonschema.Draft4Validator(json.loads(AGENT_SCHEMA.read_text())).validate(config)
     m = config["metrics"]
     assert m["namespace"] == NAMESPACE
-    assert m["metrics_collected"]["statsd"]["service_address"] == binding_counters.STATSD_ADDRESS
-    assert m["metrics_collected"]["statsd"]["metrics_collection_interval"] == binding_counters.REPORT_INTERVAL_SECONDS
-    appended = sorted(m["append_dimensions"])
-    per_instance, *rollups = metrics.counter_dimension_sets(autoscale_mode)
-    # per instance: the appended dimensions plus the statsd input's metric_type tag
-    assert sorted([*appended, metrics.STATSD_TYPE_DIMENSION[0]]) == per_instance
-    assert m["aggregation_dimensions"] == rollups
-    assert metrics.fleet_dimensions(autoscale_mode) in rollups
+    assert set(m["metrics_collected"]) == {"mem", "disk"}
+    assert "aggregation_dimensions" not in m
+    assert m["append_dimensions"]["InstanceId"] == "${aws:InstanceId}"
+    assert ("AutoScalingGroupName" in m["append_dimensions"]) == autoscale_mode
+    assert "statsd" not in json.dumps(config) and "8125" not in json.dumps(config)
+
+
+@pytest.mark.parametrize("mode", ["static", "autoscale"])
+def test_every_counter_series_read_is_one_the_reporter_publishes(mode, static, autoscale):
+    """Dashboard rows and alarm queries on the kernel counters use exactly a dimension set
+    the reporter publishes: the fleet one (none), whatever the mode."""
+    run = {"static": static, "autoscale": autoscale}[mode]
+    read = [(metric, sorted(dims)) for ns, metric, dims in rows(widget(dashboard(run), "STUN bindings"))
+            + rows(widget(dashboard(run), "TURN sessions")) if metric in metrics.COUNTER_METRICS]
+    for query in stalled_queries(alarms(run)["stun-infra-test-bindings-stalled"]).values():
+        if "metric" in query:
+            read.append((query["metric"]["metricName"], sorted(query["metric"].get("dimensions") or {})))
+    assert {metric for metric, _ in read} == set(metrics.COUNTER_METRICS)
+    assert all(dims in metrics.counter_dimension_sets() and dims == metrics.fleet_dimensions()
+               for _, dims in read), read

@@ -1,12 +1,13 @@
-"""The rendered reporter's arithmetic and push, without a kernel: `nft` is a stand-in script
-printing what `nft -j list table inet stun_infra` prints (format taken from nftables 1.0.6)."""
+"""The rendered reporter's arithmetic and publishing, without a kernel: `nft` is a stand-in
+script printing what `nft -j list table inet stun_infra` prints (format taken from nftables
+1.0.6), `aws` a stand-in recording the put-metric-data call (conftest.FakeAws)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from stun_infra import binding_counters, metrics
 
-from .conftest import parse_statsd
+from .conftest import NAMESPACE, REGION, FakeAws, published, reporter_env
 
 METRICS = {c.name: c.metric for c in binding_counters.COUNTERS}
 
@@ -48,7 +49,9 @@ def test_reporter_names_the_contracts_metrics(reporter):
     assert reporter.METRICS == METRICS
     assert set(METRICS.values()) == set(metrics.COUNTER_METRICS)
     assert METRICS["allocate_successes"] == metrics.UDP_ALLOCATIONS == "UdpAllocations"
-    assert reporter.STATSD == binding_counters.STATSD_ADDRESS == "127.0.0.1:8125"
+    assert reporter.DIMENSION_SETS == metrics.counter_dimension_sets() == [["InstanceId"], []]
+    assert reporter.PUBLISH_TIMEOUT == binding_counters.PUBLISH_TIMEOUT_SECONDS == 30
+    assert (reporter.ENV_REGION, reporter.ENV_NAMESPACE, reporter.ENV_INSTANCE_ID) == binding_counters.METRICS_ENV
 
 
 def test_delta_is_the_difference_on_the_same_table_and_boot(reporter):
@@ -76,12 +79,17 @@ def test_a_counter_that_went_down_counts_from_zero(reporter):
         binding_requests=20, allocate_successes=2)
 
 
-def test_statsd_payload_is_one_counter_line_per_metric(reporter):
-    payload = reporter.statsd_payload(by_metric(binding_requests=3, binding_successes=2,
-                                                allocate_successes=1)).decode()
-    assert sorted(payload.splitlines()) == sorted(
-        [f"{metrics.BINDING_REQUESTS}:3|c", f"{metrics.BINDING_SUCCESSES}:2|c", f"{metrics.BINDING_ERRORS}:0|c",
-         f"{metrics.UDP_ALLOCATIONS}:1|c"])
+def test_metric_data_is_one_datum_per_metric_per_instance_and_for_the_fleet(reporter):
+    data = reporter.metric_data(by_metric(binding_requests=3, binding_successes=2, allocate_successes=1),
+                                {"InstanceId": "i-0abc"}, "2025-01-02T03:04:05Z")
+    expected = []
+    for metric, value in ((metrics.BINDING_REQUESTS, 3), (metrics.BINDING_SUCCESSES, 2),
+                          (metrics.BINDING_ERRORS, 0), (metrics.UDP_ALLOCATIONS, 1)):
+        common = {"Timestamp": "2025-01-02T03:04:05Z", "Value": value, "Unit": "Count"}
+        expected += [{"MetricName": metric, "Dimensions": [{"Name": "InstanceId", "Value": "i-0abc"}], **common},
+                     {"MetricName": metric, **common}]  # the fleet: no Dimensions at all
+    assert sorted(data, key=json.dumps) == sorted(expected, key=json.dumps)
+    assert len(data) == 8  # PutMetricData takes up to 1000
 
 
 def fake_nft(tmp_path: Path, table_handle: int, **packets: int) -> str:
@@ -100,35 +108,83 @@ def fake_nft(tmp_path: Path, table_handle: int, **packets: int) -> str:
     return str(script)
 
 
-def run_reporter(reporter, nft: str, state: Path) -> tuple[dict[str, int], str]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.settimeout(10)
-        done = subprocess.run([sys.executable, str(reporter.path), "--nft", nft, "--state", str(state),
-                               "--statsd", f"127.0.0.1:{listener.getsockname()[1]}"],
-                              capture_output=True, text=True, timeout=20)
-        assert done.returncode == 0, done.stderr
-        return parse_statsd(listener.recvfrom(65536)[0].decode()), done.stdout
+def run_reporter(reporter, nft: str, state: Path, aws: FakeAws, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(reporter.path), "--nft", nft, "--state", str(state), *args],
+                          env=reporter_env(aws), capture_output=True, text=True, timeout=60)
 
 
-def test_runs_push_deltas_and_keep_state_between_runs(reporter, tmp_path):
-    state = tmp_path / "lib" / "stun-metrics.json"
-    first, _ = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=9), state)
+def publish(reporter, nft: str, state: Path, aws: FakeAws) -> tuple[dict[str, int], str]:
+    """One successful run: (metric -> value of its one put-metric-data call, stdout)."""
+    before = len(aws.calls())
+    done = run_reporter(reporter, nft, state, aws)
+    assert done.returncode == 0, done.stderr
+    (call,) = aws.calls()[before:]
+    return published(call), done.stdout
+
+
+def test_runs_publish_deltas_and_keep_state_between_runs(reporter, tmp_path):
+    state, aws = tmp_path / "lib" / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    first, _ = publish(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=9), state, aws)
     assert first == by_metric(binding_requests=10, binding_successes=9)
-    second, out = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=25, binding_successes=23,
-                                                  binding_errors=1, allocate_successes=3), state)
+    second, out = publish(reporter, fake_nft(tmp_path, 4, binding_requests=25, binding_successes=23,
+                                             binding_errors=1, allocate_successes=3), state, aws)
     assert second == by_metric(binding_requests=15, binding_successes=14, binding_errors=1, allocate_successes=3)
     assert f"{metrics.BINDING_REQUESTS}=15" in out and f"{metrics.UDP_ALLOCATIONS}=3" in out
     saved = json.loads(state.read_text())
     assert saved["table"] == 4 and saved["counters"]["binding_requests"] == 25 and saved["boot_id"]
 
 
-def test_a_failed_push_keeps_the_previous_state(reporter, tmp_path):
-    state = tmp_path / "stun-metrics.json"
-    run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=10), state)
-    done = subprocess.run([sys.executable, str(reporter.path), "--nft", fake_nft(tmp_path, 4, binding_requests=30),
-                           "--state", str(state), "--statsd", "not-an-address:8125"],
-                          capture_output=True, text=True, timeout=20)
-    assert done.returncode != 0
-    again, _ = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=30), state)
-    assert again == by_metric(binding_requests=20)
+@pytest.mark.parametrize("how", ["exit 255", "exit 1"])
+def test_a_failed_publish_keeps_the_previous_state(reporter, tmp_path, how):
+    state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    publish(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=10), state, aws)
+    saved = state.read_bytes()
+    aws.fail(how)
+    for packets in (30, 45):  # two failed runs in a row
+        done = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=packets, binding_successes=packets),
+                            state, aws)
+        assert done.returncode != 0 and state.read_bytes() == saved
+        # one line for the journal: why, and what is kept
+        assert done.stderr.count("\n") == 1 and "put-metric-data failed" in done.stderr, done.stderr
+        assert f"exit {how.split()[1]}" in done.stderr and "Throttling" in done.stderr, done.stderr
+        assert f"{metrics.BINDING_REQUESTS}={packets - 10}" in done.stderr, done.stderr
+    # each failed call carried everything since the last success
+    assert [published(c) for c in aws.calls()[1:]] == [by_metric(binding_requests=n, binding_successes=n)
+                                                        for n in (20, 35)]
+    aws.fail(None)
+    again, _ = publish(reporter, fake_nft(tmp_path, 4, binding_requests=50, binding_successes=49), state, aws)
+    assert again == by_metric(binding_requests=40, binding_successes=39)  # everything since the last success
+    assert len(aws.calls()) == 4
+
+
+def test_a_publish_that_hangs_is_cut_off_and_kept(reporter, tmp_path, monkeypatch):
+    """The CLI is bounded (PUBLISH_TIMEOUT): a hung call is killed and reported as a failure."""
+    aws = FakeAws(tmp_path / "bin")
+    aws.fail("hang")
+    monkeypatch.setenv("PATH", reporter_env(aws)["PATH"])
+    monkeypatch.setattr(reporter, "PUBLISH_TIMEOUT", 1)
+    t0 = time.monotonic()
+    why = reporter.publish(reporter.metric_data(by_metric(binding_requests=1), {"InstanceId": "i-1"},
+                                                "2025-01-02T03:04:05Z"), REGION, NAMESPACE)
+    assert why == "timed out after 1 s" and time.monotonic() - t0 < 10
+    assert len(aws.calls()) == 1
+
+
+def test_options_override_the_environment_file(reporter, tmp_path):
+    state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    done = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=2), state, aws,
+                        "--region", "us-east-2", "--namespace", "StunInfra/other", "--instance-id", "i-0other")
+    assert done.returncode == 0, done.stderr
+    (call,) = aws.calls()
+    assert published(call, region="us-east-2", namespace="StunInfra/other", instance_id="i-0other") == by_metric(
+        binding_requests=2)
+
+
+def test_without_region_namespace_or_instance_id_nothing_runs(reporter, tmp_path):
+    aws = FakeAws(tmp_path / "bin")
+    env = {k: v for k, v in aws.env().items() if k not in binding_counters.METRICS_ENV}
+    done = subprocess.run([sys.executable, str(reporter.path), "--nft", fake_nft(tmp_path, 4),
+                           "--state", str(tmp_path / "state.json")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "region, namespace, instance_id" in done.stderr, done.stderr
+    assert not aws.calls() and not (tmp_path / "state.json").exists()
