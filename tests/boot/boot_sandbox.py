@@ -15,7 +15,8 @@ Pieces (each is torn down by the one who made it, always):
     192.0.2.10:80        the Debian mirror (its host name maps here in the chroot's
                          /etc/hosts): the package lists captured at build time and the
                          downloaded .debs, so `apt-get update/install` run unchanged
-    192.0.2.20:443       AWS Systems Manager, moto behind TLS (ssm.<region>.amazonaws.com)
+    192.0.2.20:443       AWS Systems Manager and CloudWatch, moto behind TLS
+                         (ssm.<region>.amazonaws.com, monitoring.<region>.amazonaws.com)
     192.0.2.30:80,443    the CloudWatch agent and SSM agent download hosts, serving
                          stub .debs built by the test
   TLS uses a CA made per run and added to the chroot's trust store, so the script's
@@ -25,7 +26,9 @@ Pieces (each is torn down by the one who made it, always):
   in the chroot inside the namespace, timestamping each output line to time the
   `stun-infra: stage NAME begin/end` markers.
 - `start_unit`: starts a service the way its systemd unit (plus drop-ins) says:
-  ExecStart, User/Group, LimitNOFILE, Environment, PrivateTmp, Inaccessible*.
+  ExecStart, User/Group, LimitNOFILE, Environment(File), PrivateTmp, Inaccessible*,
+  ProtectSystem/ProtectHome/ReadWritePaths, CapabilityBoundingSet (with the script's
+  one deviation, AWS_CA_BUNDLE, so the AWS CLI trusts the sandbox CA).
 """
 
 from __future__ import annotations
@@ -62,12 +65,16 @@ BUILD_VERSION = 1  # bump when the build procedure changes, to invalidate old ca
 BASE_PACKAGES = ("ca-certificates", "curl", "iproute2", "procps", "systemd-sysv")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CALLS_LOG = "/var/log/stun-infra-sandbox/calls.log"
+# The system trust store, which holds the sandbox CA: Debian's awscli trusts only its
+# bundled cacert.pem unless told otherwise (the script and the services get this).
+SANDBOX_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 # Addresses inside the namespace (documentation / link-local ranges only).
 IMDS_IP = "169.254.169.254"
 MIRROR_IP = "192.0.2.10"
 AWS_API_IP = "192.0.2.20"
 DOWNLOADS_IP = "192.0.2.30"
+MOTO_PLAIN_PORT = 4566  # moto's plain-HTTP listener on the namespace's loopback (seeding, reading back)
 CLIENT_IP = "198.51.100.7"
 
 
@@ -789,7 +796,8 @@ class Sandbox:
         region = self.instance.region
         agent_host = urllib.parse.urlsplit(userdata.CLOUDWATCH_AGENT_BASE_URL).hostname
         ssm_agent_host = urllib.parse.urlsplit(userdata.SSM_AGENT_URL.format(region=region, arch=self.arch)).hostname
-        return {f"ssm.{region}.amazonaws.com": AWS_API_IP, agent_host: DOWNLOADS_IP,
+        return {f"ssm.{region}.amazonaws.com": AWS_API_IP, f"monitoring.{region}.amazonaws.com": AWS_API_IP,
+                agent_host: DOWNLOADS_IP,
                 ssm_agent_host: DOWNLOADS_IP, **self.extra_hosts}
 
     def _prepare_rootfs(self) -> None:
@@ -854,14 +862,12 @@ class Sandbox:
         self._spawn("downloads", "files", "--bind", DOWNLOADS_IP, "--port", "80", "--tls-port", "443",
                     "--cert", str(self.pki["cert"]), "--key", str(self.pki["key"]), "--root", str(www),
                     "--log", str(self.logs / "downloads.jsonl"))
-        # The CloudWatch agent's StatsD listener (the agent itself is a stub).
-        self._spawn("statsd", "udp-sink", "--bind", "127.0.0.1", "--port", "8125",
-                    "--log", str(self.logs / "statsd.jsonl"))
         seed = self.workdir / "ssm-seed.json"
         seed.write_text(json.dumps(self.parameters))
         seed.chmod(0o600)
         self._spawn("ssm", "ssm", "--bind", AWS_API_IP, "--cert", str(self.pki["cert"]), "--key",
                     str(self.pki["key"]), "--region", self.instance.region, "--seed", str(seed),
+                    "--seed-port", str(MOTO_PLAIN_PORT),
                     "--log", str(self.logs / "ssm.jsonl"), timeout=90)
 
     def requests(self, label: str) -> list[dict]:
@@ -897,7 +903,7 @@ class Sandbox:
         # The one deviation from an instance's environment: Debian's awscli trusts only
         # its bundled cacert.pem, not the system store that holds the sandbox CA.
         cmd = self.chroot("/var/lib/cloud/instance/scripts/part-001")
-        cmd.insert(cmd.index("chroot"), "AWS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
+        cmd.insert(cmd.index("chroot"), f"AWS_CA_BUNDLE={SANDBOX_CA_BUNDLE}")
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self._procs.append(("user-data", p))
@@ -935,7 +941,9 @@ class Sandbox:
             raise ValueError(f"{unit}: {len(execs)} ExecStart lines after drop-ins: {execs}")
         user = svc.get("User", ["root"])[-1]
         group = svc.get("Group", [""])[-1]
-        env = {"PATH": CHROOT_PATH, "LANG": "C.UTF-8"}
+        # The script's one deviation (see run_script) holds for the services too: the
+        # metrics reporter's AWS CLI must trust the sandbox CA.
+        env = {"PATH": CHROOT_PATH, "LANG": "C.UTF-8", "AWS_CA_BUNDLE": SANDBOX_CA_BUNDLE}
         if user != "root":
             home = run(self.chroot("getent", "passwd", user)).stdout.split(":")[5]
             env.update(USER=user, LOGNAME=user, HOME=home, SHELL="/usr/sbin/nologin")

@@ -4,9 +4,10 @@ network namespace (`ip netns exec NS python boot_standins.py KIND ...`).
 - `imds`: the instance metadata service, IMDSv2 only (a GET without a valid token is
   401, like an instance launched with http_tokens=required), serving the instance's
   addresses, id, region and its role's temporary credentials.
-- `ssm`: moto's server (AWS Systems Manager and the rest of moto) behind TLS on the
-  regional endpoint address, plus a plain-HTTP listener on the namespace's loopback
-  for seeding. Both listeners share moto's in-process state.
+- `ssm`: moto's server (AWS Systems Manager, CloudWatch and the rest of moto) behind TLS
+  on the regional endpoints' address, plus a plain-HTTP listener on the namespace's
+  loopback for seeding and for reading back what was published. Both listeners share
+  moto's in-process state.
 - `files`: a static file server (HTTP or HTTPS) for the Debian mirror stand-in and
   the agent packages. With --pool-dir, any `.../pool/.../<name>.deb` request is
   answered from that directory by file name.
@@ -157,12 +158,18 @@ def ssm(args: argparse.Namespace) -> None:
                  "scheme": environ.get("wsgi.url_scheme", ""),
                  "access_key_id": _access_key(environ.get("HTTP_AUTHORIZATION", "")),
                  "session_token": bool(environ.get("HTTP_X_AMZ_SECURITY_TOKEN"))}
-        try:
-            doc = json.loads(body or b"{}")
-            entry["name"] = doc.get("Name", "")
-            entry["with_decryption"] = doc.get("WithDecryption", False)
-        except ValueError:
-            pass
+        if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+            # the query protocol (CloudWatch for the AWS CLI): Action=...&Namespace=...
+            form = urllib.parse.parse_qs(body.decode(errors="replace"))
+            entry["action"] = form.get("Action", [""])[0]
+            entry["namespace"] = form.get("Namespace", [""])[0]
+        else:
+            try:
+                doc = json.loads(body or b"{}")
+                entry["name"] = doc.get("Name", "")
+                entry["with_decryption"] = doc.get("WithDecryption", False)
+            except ValueError:
+                pass
         status_box: list[str] = []
 
         def sr(status, headers, exc_info=None):  # noqa: ANN001
@@ -246,23 +253,6 @@ def files(args: argparse.Namespace) -> None:
     _ready()
 
 
-# -- a UDP sink (the CloudWatch agent's StatsD listener) ---------------------------------
-
-def udp_sink(args: argparse.Namespace) -> None:
-    import socket
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((args.bind, args.port))
-
-    def loop() -> None:
-        while True:
-            data, peer = sock.recvfrom(65535)
-            _log(args.log, peer=list(peer), data=data.decode(errors="replace"))
-
-    threading.Thread(target=loop, daemon=True).start()
-    _ready()
-
-
 def _ready() -> None:
     print("ready", flush=True)
     threading.Event().wait()  # until killed
@@ -296,11 +286,6 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--pool-dir", default="")
     a.add_argument("--log", required=True)
     a.set_defaults(run=files)
-    a = sub.add_parser("udp-sink")
-    a.add_argument("--bind", required=True)
-    a.add_argument("--port", type=int, required=True)
-    a.add_argument("--log", required=True)
-    a.set_defaults(run=udp_sink)
     args = p.parse_args(argv)
     args.run(args)
 

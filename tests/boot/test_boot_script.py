@@ -246,33 +246,96 @@ def test_coturn_accepts_every_line_of_the_written_conf(booted):
 
 def test_timer_services_run_after_traffic(booted):
     """What the enabled timers trigger (the metrics reporter) runs cleanly once coturn has
-    answered bindings; kernel binding counters, when the script loads them, count them."""
+    answered bindings; the kernel binding counters count them."""
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox
     timers = [u for u in box.enabled_units() if u.endswith(".timer")]
-    if not timers:
-        pytest.skip("the script enables no timer")
+    assert timers == ["stun-metrics.timer"], timers
     for _ in range(3):
         box.stun_binding(box.instance.private_ip, booted.settings.stun_port)
-    counters = sb.run(box.chroot("nft", "-j", "list", "counters"), check=False)
-    print(f"nft counters: {counters.stdout.strip() or counters.stderr.strip()}")
-    if counters.returncode == 0 and counters.stdout.strip():
-        found = {c["counter"]["name"]: c["counter"]["packets"]
-                 for c in json.loads(counters.stdout)["nftables"] if "counter" in c}
-        if "binding_requests" in found:
-            assert found["binding_requests"] >= 3, found
-            assert found.get("binding_successes", 3) >= 3, found
+    found = _counters(box)
+    print(f"nft counters: {found}")
+    assert found["binding_requests"] >= 3 and found["binding_successes"] >= 3, found
     for timer in timers:
         service = timer.removesuffix(".timer") + ".service"
-        for run in range(2):  # the first run may only take a baseline
+        for run in range(2):  # the boot's run took the baseline; these two publish the traffic
             proc, ignored = box.start_unit(service, stdout=box.logs / f"{service}.{run}.out")
-            rc = proc.wait(timeout=60)
+            rc = proc.wait(timeout=90)
             out = (box.logs / f"{service}.{run}.out").read_text()
             assert rc == 0, f"{service} (run {run + 1}) exited {rc}:\n{out[-2000:]}"
             assert not ignored, ignored
-    datagrams = [r["data"] for r in box.requests("statsd")]
-    print("statsd datagrams:", datagrams)
-    assert datagrams, "the reporter sent nothing to the agent's StatsD address"
+
+
+def test_reporter_counts_land_in_cloudwatch(booted):
+    """The reporter's PutMetricData calls reached CloudWatch (moto, monitoring.<region>.
+    amazonaws.com over TLS), signed with the instance role's credentials from IMDSv2: in
+    the stack's namespace, every counter metric per instance and for the fleet (no
+    dimension), and what they sum to is exactly what the kernel counted since boot."""
+    from stun_infra import binding_counters, metrics
+
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box = booted.sandbox
+    runs = 1 + 2  # at boot (an enabled oneshot), then twice in test_timer_services_run_after_traffic
+    counted = _counters(box)  # no traffic since the last run: all of it was published
+    namespace, region, instance_id = metrics.namespace(booted.settings.stack), box.instance.region, box.instance.instance_id
+
+    role_key = box.instance.imds_document(box.arch)["access_key_id"]
+    puts = [r for r in box.requests("ssm") if r.get("action") == "PutMetricData"]
+    assert len(puts) == runs, puts
+    for r in puts:
+        assert (r["status"], r["scheme"], r["host"], r["namespace"]) == (
+            200, "https", f"monitoring.{region}.amazonaws.com", namespace), r
+        assert r["access_key_id"] == role_key and r["session_token"], r
+    credentials = [r for r in box.requests("imds") if "/iam/security-credentials/" in r["path"]]
+    assert credentials and all(r["token"] and r["status"] == 200 for r in credentials), credentials
+
+    published = box.ns_python(f"""
+import datetime, json
+import boto3
+cw = boto3.client("cloudwatch", region_name={region!r}, endpoint_url="http://127.0.0.1:{sb.MOTO_PLAIN_PORT}",
+                  aws_access_key_id="reader", aws_secret_access_key="reader")
+now = datetime.datetime.now(datetime.timezone.utc)
+def total(name, dimensions):
+    points = cw.get_metric_statistics(Namespace={namespace!r}, MetricName=name, Dimensions=dimensions,
+                                      StartTime=now - datetime.timedelta(hours=2), EndTime=now + datetime.timedelta(hours=1),
+                                      Period=60, Statistics=["Sum", "SampleCount"])["Datapoints"]
+    return [sum(p["Sum"] for p in points), sum(p["SampleCount"] for p in points)]
+names = {list(metrics.COUNTER_METRICS)!r}
+# Does this moto match a query without dimensions exactly (as CloudWatch does) or sum every
+# series of the metric? Asked in a namespace of its own.
+cw.put_metric_data(Namespace="Probe/loose", MetricData=[
+    {{"MetricName": "m", "Value": 1, "Dimensions": [{{"Name": "d", "Value": "v"}}]}}, {{"MetricName": "m", "Value": 10}}])
+loose = cw.get_metric_statistics(Namespace="Probe/loose", MetricName="m", Dimensions=[], Period=60, Statistics=["Sum"],
+                                 StartTime=now - datetime.timedelta(hours=1),
+                                 EndTime=now + datetime.timedelta(hours=1))["Datapoints"][0]["Sum"] == 11
+print(json.dumps({{
+    "loose": loose,
+    "listed": [[m["Namespace"], m["MetricName"], sorted([d["Name"], d["Value"]] for d in m.get("Dimensions", []))]
+               for m in cw.list_metrics(Namespace={namespace!r})["Metrics"]],
+    "instance": {{n: total(n, [{{"Name": "InstanceId", "Value": {instance_id!r}}}]) for n in names}},
+    "all": {{n: total(n, []) for n in names}},
+}}))
+""")
+    print("published:", published)
+    # exactly two series per counter metric: this instance's, and the fleet's with no
+    # dimension (a set: moto lists a no-dimension metric once per datum)
+    assert set(map(json.dumps, published["listed"])) == {
+        json.dumps([namespace, m, dims]) for m in metrics.COUNTER_METRICS for dims in ([], [["InstanceId", instance_id]])}
+    by_metric = {c.metric: counted[c.name] for c in binding_counters.COUNTERS}
+    assert published["instance"] == {m: [float(n), float(runs)] for m, n in by_metric.items()}, (published, counted)
+    # The fleet series (no dimension) sums to the same counts. moto 5.2 answers a query
+    # without dimensions with every series of the metric (CloudWatch matches exactly):
+    # then the two series above together.
+    fleet = {m: [s - i for s, i in zip(published["all"][m], published["instance"][m])] if published["loose"]
+             else published["all"][m] for m in by_metric}
+    assert fleet == {m: [float(n), float(runs)] for m, n in by_metric.items()}, (published, counted)
+
+
+def _counters(box: sb.Sandbox) -> dict[str, int]:
+    """The kernel counters of the sandbox's namespace: name -> packets."""
+    listing = sb.run(box.chroot("nft", "-j", "list", "counters"))
+    return {c["counter"]["name"]: c["counter"]["packets"]
+            for c in json.loads(listing.stdout)["nftables"] if "counter" in c}
 
 
 def test_unit_sandboxing_is_emulated(booted):
