@@ -51,6 +51,7 @@ class Registration:
     secret_inputs: frozenset[str]  # top-level input names whose value is secret
     state: dict[str, Any]
     ignore_changes: tuple[str, ...] = ()
+    dependencies: frozenset[str] = frozenset()  # URNs this resource waits for
 
 
 def _fake_id(typ: str, name: str) -> str:
@@ -148,7 +149,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 custom=bool(request.custom), inputs=unwrap_secrets(raw),
                 secret_inputs=frozenset(k for k, v in raw.items() if _is_secret(v)),
                 state=unwrap_secrets(self.resources[response.urn].state),
-                ignore_changes=tuple(request.ignoreChanges)))
+                ignore_changes=tuple(request.ignoreChanges),
+                dependencies=frozenset(request.dependencies)
+                | {u for deps in request.propertyDependencies.values() for u in deps.urns}))
         return response
 
 

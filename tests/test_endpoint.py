@@ -20,6 +20,13 @@ def test_load_balancer_is_an_internet_facing_nlb_across_every_subnet(autoscale_r
     assert len(lb["subnets"]) == 3 and lb["enableCrossZoneLoadBalancing"] is True
 
 
+def test_load_balancer_waits_for_the_internet_gateway_and_public_routes(autoscale_run):
+    (lb,) = autoscale_run.of_type(LB)
+    needed = {r.urn for r in autoscale_run.of_type("aws:ec2/internetGateway:InternetGateway")
+              + autoscale_run.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")}
+    assert len(needed) == 4 and needed <= lb.dependencies
+
+
 def test_listeners_carry_stun_over_udp_and_tcp_and_pass_tls_through(autoscale_run):
     assert {(l["protocol"], int(l["port"])) for l in inputs_of(autoscale_run, LISTENER)} == {
         ("TCP_UDP", 3478), ("TCP", 5349)}

@@ -190,6 +190,11 @@ def test_boot_script_hash_changes_with_what_the_instance_does():
         program(realm="b.example").outputs["boot_script_sha256"]
 
 
+def test_static_instances_wait_for_the_internet_gateway(static_run):
+    (igw,) = static_run.of_type("aws:ec2/internetGateway:InternetGateway")
+    assert all(igw.urn in r.dependencies for r in static_run.of_type(INSTANCE))
+
+
 def test_static_instances_require_imdsv2_hop_limit_one(static_run):
     for i in inputs_of(static_run, INSTANCE):
         assert i["metadataOptions"]["httpTokens"] == "required"

@@ -41,13 +41,16 @@ class Network(pulumi.ComponentResource):
             routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
             tags=tagged(args.tags, f"{name}-public"), opts=child_opts(self))
         self.subnets = []
+        self.subnet_ids: list[pulumi.Output[str]] = []
         for zone, cidr in zip(args.zones, subnet_cidrs(args.cidr, len(args.zones))):
             subnet = aws.ec2.Subnet(
                 f"{name}-public-{zone}", vpc_id=self.vpc.id, cidr_block=cidr, availability_zone=zone,
                 map_public_ip_on_launch=True,
                 tags=tagged(args.tags, f"{name}-public-{zone}", Tier="public"), opts=child_opts(self))
-            aws.ec2.RouteTableAssociation(
+            route = aws.ec2.RouteTableAssociation(
                 f"{name}-public-{zone}", subnet_id=subnet.id, route_table_id=routes.id, opts=child_opts(self))
             self.subnets.append(subnet)
-        self.subnet_ids = [s.id for s in self.subnets]
+            # Whatever takes a public address in the subnet (NLB, EIP, instance) must wait for
+            # the gateway and the route, and go before them on destroy: the id carries both.
+            self.subnet_ids.append(pulumi.Output.all(subnet.id, route.id, igw.id).apply(lambda ids: ids[0]))
         self.register_outputs({"vpc_id": self.vpc.id, "subnet_ids": self.subnet_ids})
