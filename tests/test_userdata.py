@@ -111,9 +111,24 @@ def test_user_data_keeps_coturn_running():
 def test_no_package_starts_a_service_before_the_script_configures_it():
     script = user_data()
     guard = script.index("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d")
-    assert guard < script.index("apt-get install") < script.index("stage coturn-config")
+    assert guard < script.index(" install -y -q --no-install-recommends") < script.index("stage coturn-config")
     assert "trap 'rm -f /usr/sbin/policy-rc.d' EXIT" in script
     assert script.index("install_deb amazon-ssm-agent") < script.index("stage services")
+
+
+def test_coturn_stays_disabled_until_its_config_is_written():
+    script = user_data()
+    disabled = script.index("systemctl disable --quiet coturn.service")
+    assert script.index("apt-get -o DPkg::Lock::Timeout=300 install") < disabled < script.index("stage coturn-config")
+    assert disabled < script.index("systemctl enable coturn.service") and "stage services" in script[
+        script.index("mv -f /etc/turnserver.conf.new"):script.index("systemctl enable coturn.service")]
+
+
+def test_package_installs_wait_for_the_dpkg_lock():
+    script = user_data()
+    installs = [line for line in script.splitlines() if "apt-get" in line and " install " in line]
+    assert len(installs) == 2 and all("DPkg::Lock::Timeout=300" in line for line in installs)
+    assert "dpkg -i" not in script
 
 
 def test_a_listening_port_below_1024_lets_coturns_user_bind_it():
