@@ -78,6 +78,9 @@ def reporter_script() -> str:
 
 
 UNITS = ("stun-counters.service", "stun-metrics.service", "stun-metrics.timer")
+# [Install] settings `systemctl enable` acts on (systemd.unit(5)); DefaultInstance= only
+# matters for template units, which these are not.
+INSTALL_SETTINGS = ("WantedBy", "RequiredBy", "UpheldBy", "Alias", "Also")
 
 
 def systemd_units() -> dict[str, str]:
@@ -86,6 +89,30 @@ def systemd_units() -> dict[str, str]:
                   state_dir=STATE_PATH.rsplit("/", 1)[0], interval=REPORT_INTERVAL_SECONDS,
                   env_path=METRICS_ENV_PATH)
     return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
+
+
+def carries_install_info(text: str) -> bool:
+    """Whether `systemctl enable` links a unit with this text: its [Install] section sets one
+    of INSTALL_SETTINGS (an empty assignment resets it). A unit without one (the reporter's
+    service, which only its timer starts) is left alone by `enable`, with a notice."""
+    section, values = "", {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "Install" and "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            if key in INSTALL_SETTINGS:
+                values[key] = (values.get(key, []) + value.split()) if value else []
+    return any(values.values())
+
+
+def enabled_units() -> tuple[str, ...]:
+    """The units the boot script enables, then (re)starts: those with install info, derived
+    from the unit texts (the table's service and the reporter's timer)."""
+    return tuple(unit for unit, text in systemd_units().items() if carries_install_info(text))
 
 
 @dataclass(frozen=True)
@@ -99,6 +126,7 @@ class BootFiles:
     reporter: str
     state_dir: str
     units: dict[str, str]
+    enable: tuple[str, ...]  # `systemctl enable` + `restart`: the units with an [Install] section
     env_path: str        # written with the region and instance id the script read from IMDS
     env_names: tuple[str, str, str]  # region, namespace, instance id
     namespace: str
@@ -107,5 +135,5 @@ class BootFiles:
 def boot_files(settings: Settings) -> BootFiles:
     return BootFiles(ruleset_path=RULESET_PATH, ruleset=nft_ruleset(settings), reporter_path=REPORTER_PATH,
                      reporter=reporter_script(),
-                     state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units(),
+                     state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units(), enable=enabled_units(),
                      env_path=METRICS_ENV_PATH, env_names=METRICS_ENV, namespace=metrics.namespace(settings.stack))

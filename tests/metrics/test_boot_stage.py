@@ -57,11 +57,54 @@ def test_metrics_stage_writes_the_reporters_environment_file(mode, tmp_path):
 
 
 def test_metrics_stage_enables_the_table_and_the_timer_before_coturn_starts():
+    """Only the units with an [Install] section are enabled: the reporter's service has none
+    (its timer starts it), so `systemctl enable` would leave it alone anyway."""
     script = user_data()
     body = stage(script, "metrics")
-    assert "systemctl enable stun-counters.service stun-metrics.service stun-metrics.timer" in body
-    assert "systemctl restart stun-counters.service stun-metrics.timer" in body
+    assert binding_counters.enabled_units() == ("stun-counters.service", "stun-metrics.timer")
+    assert [line for line in body.splitlines() if line.startswith("systemctl ")] == [
+        "systemctl daemon-reload",
+        "systemctl enable stun-counters.service stun-metrics.timer",
+        "systemctl restart stun-counters.service stun-metrics.timer"]
     assert script.index("stage metrics") < script.index("systemctl restart coturn.service")
+
+
+INSTALL_CASES = {  # unit text -> whether it carries install info
+    "[Service]\nExecStart=/bin/true\n": False,
+    "[Service]\nExecStart=/bin/true\n[Install]\n": False,
+    "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=\n": False,
+    "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nWantedBy=\n": False,
+    "[Service]\nExecStart=/bin/true\n[Install]\n# WantedBy=multi-user.target\n": False,
+    "[Unit]\nWantedBy=multi-user.target\n[Service]\nExecStart=/bin/true\n": False,  # wrong section
+    "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n": True,
+    "[Service]\nExecStart=/bin/true\n[Install]\nRequiredBy=multi-user.target\n": True,
+    "[Service]\nExecStart=/bin/true\n[Install]\nAlias=demo-alias.service\n": True,
+    "[Service]\nExecStart=/bin/true\n[Install]\nAlso=helper.service\n": True,
+}
+
+
+def _real_systemctl_links(tmp_path, name: str, text: str) -> list[str]:
+    root = tmp_path / name
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "etc/systemd/system" / name).write_text(text)
+    (root / "etc/systemd/system/helper.service").write_text(
+        "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")
+    done = subprocess.run(["systemctl", f"--root={root}", "enable", name], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_symlink())
+
+
+def test_install_info_is_what_real_systemctl_enable_acts_on(tmp_path):
+    """carries_install_info agrees with `systemctl --root=DIR enable` (offline, no systemd
+    running): a unit it says has none gets no link; on the metrics units themselves too."""
+    if not shutil.which("systemctl"):
+        pytest.skip("systemctl is not installed")
+    cases = {f"case{i}.service": (text, expected) for i, (text, expected) in enumerate(INSTALL_CASES.items())}
+    cases.update({unit: (text, unit in binding_counters.enabled_units())
+                  for unit, text in binding_counters.systemd_units().items()})
+    for name, (text, expected) in cases.items():
+        assert binding_counters.carries_install_info(text) is expected, (name, text)
+        assert bool(_real_systemctl_links(tmp_path, name, text)) is expected, (name, text)
 
 
 def test_units_order_the_table_before_coturn_and_run_the_reporter_every_minute():
