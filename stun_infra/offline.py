@@ -109,7 +109,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
         elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile", "aws:sns/topic:Topic"):
             state.update(name=inputs.get("name") or f"{name}-{rid[:7]}")
         elif typ == "aws:ssm/parameter:Parameter":
-            state.update(arn=f"arn:aws:ssm:{self.region}:{OFFLINE_ACCOUNT}:parameter{inputs['name']}")
+            state.update(arn=f"arn:aws:ssm:{self.region}:{OFFLINE_ACCOUNT}:parameter{inputs['name']}", version=1)
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             state.update(arn=f"arn:aws:logs:{self.region}:{OFFLINE_ACCOUNT}:log-group:{inputs['name']}")
         elif typ == "tls:index/privateKey:PrivateKey":

@@ -70,7 +70,8 @@ def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Out
 
 
 def boot_script_sha256(settings: Settings, names: ParameterNames) -> str:
-    """Changes whenever what an instance does at boot changes (its own address aside)."""
+    """Changes whenever what an instance does at boot changes (its own address aside),
+    a new version of a secret or of the certificate included."""
     return hashlib.sha256(render_user_data(settings, BootInputs(parameters=names)).encode()).hexdigest()
 
 
@@ -105,7 +106,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         key_name=key_pair.key_name, instance_profile_name=access.profile.name,
         instance_profile_arn=access.profile.arn, security_group_id=firewall.security_group.id,
         root_volume_size=settings.root_volume_size, tags=tags)
-    boot = BootInputs(parameters=secrets.names)
+    pinned = secrets.pinned_names
     # Instances boot only once the role may read what the script fetches.
     fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs])
 
@@ -117,7 +118,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         fleet = AutoscaleFleet(prefix, AutoscaleFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, min_size=settings.min_size,
             desired_capacity=settings.desired_capacity, max_size=settings.max_size,
-            user_data=render_user_data(settings, boot), target_group_arns=endpoint.target_group_arns,
+            user_data=pinned.apply(lambda names: render_user_data(settings, BootInputs(parameters=names))),
+            target_group_arns=endpoint.target_group_arns,
             health_check_grace_period=settings.health_check_grace_period,
             min_healthy_percentage=settings.min_healthy_percentage, cpu_target=settings.scaling_cpu_target),
             opts=fleet_opts)
@@ -133,8 +135,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     else:
         fleet = StaticFleet(prefix, StaticFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, count=settings.instance_count,
-            user_data_for=lambda ip: render_user_data(settings, BootInputs(parameters=secrets.names,
-                                                                             expected_public_ip=ip))),
+            user_data_for=lambda eip: pulumi.Output.all(eip, pinned).apply(
+                lambda a: render_user_data(settings, BootInputs(parameters=a[1], expected_public_ip=a[0])))),
             opts=fleet_opts)
         hosts = list(fleet.public_ips)
         if settings.dns_name:
@@ -157,7 +159,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         tls_certificate_pem=certificate.certificate_pem,
         dashboard_url=monitoring.dashboard_url,
         ami_name=found.ami_name,
-        boot_script_sha256=boot_script_sha256(settings, secrets.names),
+        boot_script_sha256=pinned.apply(lambda names: boot_script_sha256(settings, names)),
     )
     if settings.turn:
         outputs.update(turn_uris=turn_uris, turn_shared_secret=secrets.turn_secret)

@@ -38,6 +38,16 @@ class ParameterNames:
                    tls_certificate=f"{path}/tls-certificate",
                    tls_private_key=f"{path}/tls-private-key")
 
+    def at(self, turn_secret: int | None, tls_certificate: int | None, tls_private_key: int | None
+           ) -> "ParameterNames":
+        """Each name pinned to a version (`name:N`, a selector `aws ssm get-parameter` takes): a
+        renewed certificate or rotated secret changes the boot script, so it rolls out."""
+        def pin(name: str, version: int | None) -> str:
+            return f"{name}:{version}" if name and version else name
+        return ParameterNames(turn_secret=pin(self.turn_secret, turn_secret),
+                              tls_certificate=pin(self.tls_certificate, tls_certificate),
+                              tls_private_key=pin(self.tls_private_key, tls_private_key))
+
 
 @dataclass(frozen=True)
 class BootInputs:

@@ -91,7 +91,7 @@ def test_static_mode_creates_exactly_these_resources(static_run):
     assert counts(static_run) == {
         **EVERY_STACK,
         INSTANCE: 3, "aws:ec2/eip:Eip": 3, "aws:ec2/eipAssociation:EipAssociation": 3,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 7,  # status check and CPU per instance, bindings stalled
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 10,  # status check, CPU and bindings stalled per instance; fleet bindings stalled
     }
 
 
@@ -317,6 +317,16 @@ def test_secrets_are_secure_string_parameters(static_run):
     assert kinds == {"/stun-infra/test/turn-shared-secret": "SecureString",
                      "/stun-infra/test/tls-private-key": "SecureString",
                      "/stun-infra/test/tls-certificate": "String"}
+
+
+@pytest.mark.parametrize("mode", ["static", "autoscale"])
+def test_boot_script_reads_each_parameter_at_its_current_version(mode, static_run, autoscale_run):
+    run = {"static": static_run, "autoscale": autoscale_run}[mode]
+    scripts = [unpacked(r.inputs["userDataBase64"]) for r in run.of_type(INSTANCE)] + [
+        unpacked(r.inputs["userData"]) for r in run.of_type(LAUNCH_TEMPLATE)]
+    for param in run.of_type("aws:ssm/parameter:Parameter"):
+        pinned = f'parameter "{param.inputs["name"]}:{param.state["version"]}"'
+        assert all(pinned in script for script in scripts), pinned
 
 
 def test_secret_parameters_are_passed_as_pulumi_secrets(static_run):

@@ -93,6 +93,18 @@ def test_user_data_reads_the_secrets_from_their_parameters():
         assert f'parameter "/stun-infra/test/{name}"' in script
 
 
+def test_pinned_parameter_names_carry_their_versions():
+    names = ParameterNames.under("/stun-infra/x", True).at(turn_secret=3, tls_certificate=2, tls_private_key=None)
+    assert names == ParameterNames("/stun-infra/x/turn-shared-secret:3", "/stun-infra/x/tls-certificate:2",
+                                   "/stun-infra/x/tls-private-key")
+    assert ParameterNames.under("/s", False).at(1, 1, 1).turn_secret == ""
+
+
+def test_render_pins_parameter_versions_on_request(tmp_path):
+    assert main(["render", "--out", str(tmp_path), "--parameter-version", "4"]) == 0
+    assert 'parameter "/stun-infra/dev/tls-private-key:4"' in (tmp_path / "user-data.sh").read_text()
+
+
 def test_stun_only_user_data_reads_no_turn_secret():
     script = user_data(turn="false")
     assert "turn-shared-secret" not in script and "TURN_SECRET=" not in script

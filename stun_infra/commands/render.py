@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private-ip", default="127.0.0.1", help="the instance's private IPv4 (default 127.0.0.1)")
     p.add_argument("--turn-secret", default=None,
                    help=f"TURN shared secret (default: ${SECRET_ENV}, else a fresh random one)")
+    p.add_argument("--parameter-version", type=int, default=None, metavar="N",
+                   help="read every parameter at version N (`name:N`), as a deployed stack pins them "
+                        "(default: the latest version)")
     p.add_argument("--instance-paths", action="store_true",
                    help="use the instance's paths (/etc/coturn/...) instead of files in --out")
     p.set_defaults(run=run)
@@ -63,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     paths = INSTANCE_PATHS if args.instance_paths else local_paths(out)
     if not args.instance_paths:
         make_self_signed(out, settings.tls_domain)
-    boot = BootInputs(parameters=ParameterNames.under(settings.ssm_path, settings.turn),
+    names = ParameterNames.under(settings.ssm_path, settings.turn)
+    if args.parameter_version:
+        names = names.at(args.parameter_version, args.parameter_version, args.parameter_version)
+    boot = BootInputs(parameters=names,
                       expected_public_ip="" if settings.autoscale else public_ip)
     _write(out / "user-data.sh", render_user_data(settings, boot), 0o755)
     _write(out / "turnserver.conf",

@@ -41,7 +41,7 @@ class StaticFleetArgs:
     spec: LaunchSpec
     subnet_ids: Sequence[pulumi.Input[str]]
     count: int
-    user_data_for: Callable[[str], str]  # the Elastic IP -> that instance's user-data
+    user_data_for: Callable[[pulumi.Output[str]], pulumi.Output[str]]  # Elastic IP -> that instance's user-data
 
 
 class StaticFleet(pulumi.ComponentResource):
@@ -64,7 +64,7 @@ class StaticFleet(pulumi.ComponentResource):
                 vpc_security_group_ids=[spec.security_group_id],
                 iam_instance_profile=spec.instance_profile_name,
                 key_name=spec.key_name,
-                user_data_base64=eip.public_ip.apply(lambda ip: packed(args.user_data_for(ip))),
+                user_data_base64=args.user_data_for(eip.public_ip).apply(packed),
                 monitoring=True,
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options()),
                 root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
@@ -92,7 +92,7 @@ class AutoscaleFleetArgs:
     min_size: int
     desired_capacity: int
     max_size: int
-    user_data: str
+    user_data: pulumi.Input[str]
     target_group_arns: Sequence[pulumi.Input[str]]
     health_check_grace_period: int
     min_healthy_percentage: int
@@ -110,7 +110,7 @@ class AutoscaleFleet(pulumi.ComponentResource):
             image_id=spec.ami_id,
             instance_type=spec.instance_type,
             key_name=spec.key_name,
-            user_data=packed(args.user_data),
+            user_data=pulumi.Output.from_input(args.user_data).apply(packed),
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=spec.instance_profile_arn),
             network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
                 associate_public_ip_address="true", delete_on_termination="true",

@@ -159,7 +159,9 @@ def booted(request, rootfs_cache, tmp_path_factory):
     rendered = workdir / "render"
     cli = Path(sys.executable).with_name("stun-infra")
     sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]
-    sb.run([str(cli), "render", "--stack", stack, *sets, "--instance-paths", "--out", str(rendered),
+    # Parameters are seeded once (version 1); the script reads them pinned, as a deployed stack does.
+    sb.run([str(cli), "render", "--stack", stack, *sets, "--instance-paths", "--parameter-version", "1",
+            "--out", str(rendered),
             "--public-ip", instance.public_ip, "--private-ip", instance.private_ip],
            env={**os.environ, "STUN_INFRA_TURN_SECRET": secret})
     user_data = (rendered / "user-data.sh").read_text()

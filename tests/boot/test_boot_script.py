@@ -108,8 +108,8 @@ def test_secrets_come_from_parameter_store_not_user_data(booted):
     role_key = booted.sandbox.instance.imds_document(booted.sandbox.arch)["access_key_id"]
     reads = [r for r in booted.sandbox.requests("ssm") if r.get("target") == "AmazonSSM.GetParameter"]
     for name in booted.parameters:
-        mine = [r for r in reads if r.get("name") == name]
-        assert mine, f"{name} was never read from Parameter Store"
+        mine = [r for r in reads if r.get("name") == f"{name}:1"]  # pinned to the version seeded
+        assert mine, f"{name}:1 was never read from Parameter Store"
         assert all(r["status"] == 200 and r["with_decryption"] and r["scheme"] == "https" for r in mine), mine
         assert all(r["access_key_id"] == role_key and r["session_token"] for r in mine), mine
         assert all(r["host"] == f"ssm.{booted.sandbox.instance.region}.amazonaws.com" for r in mine), mine
@@ -121,6 +121,13 @@ def test_services_are_enabled_through_the_init_system(booted):
     assert any(c.startswith("systemctl enable") and "coturn" in c for c in calls), calls
     assert any(c.startswith("systemctl restart coturn") for c in calls), calls
     assert any(c.startswith("amazon-cloudwatch-agent-ctl") and "fetch-config" in c for c in calls), calls
+    # Every unit the script enables has install info ([Install]), so `systemctl enable`
+    # really links it (the sandbox decides as systemd does): no enable is a silent no-op.
+    box = booted.sandbox
+    assert box.enabled_units() == box.enable_requests(), (box.enable_requests(), box.enabled_units())
+    assert "stun-counters.service" in box.enabled_units() and "stun-metrics.timer" in box.enabled_units()
+    assert "stun-metrics.service" not in box.enable_requests()  # no [Install]: its timer starts it
+    assert sb.NO_INSTALL_NOTICE.splitlines()[0] not in booted.first.output + booted.second.output
     drop_in = booted.sandbox.root / "etc/systemd/system/coturn.service.d"
     assert drop_in.is_dir() and list(drop_in.glob("*.conf"))
 
@@ -133,6 +140,9 @@ def test_enabled_units_start(booted):
     box = booted.sandbox
     assert "coturn.service" in booted.unit_ignored, booted.unit_ignored
     failed = {u: rc for u, rc in booted.oneshots.items() if rc != 0}
+    # At boot the table's oneshot runs; the reporter's does not (it waits for its timer).
+    assert "stun-counters.service" in booted.oneshots and "stun-metrics.service" not in booted.oneshots, \
+        booted.oneshots
     assert not failed, {u: (rc, (box.logs / f"{u}.out").read_text()[-2000:]) for u, rc in failed.items()}
     for unit in box.enabled_units():
         if unit.endswith(".timer"):
@@ -258,7 +268,10 @@ def test_timer_services_run_after_traffic(booted):
     assert found["binding_requests"] >= 3 and found["binding_successes"] >= 3, found
     for timer in timers:
         service = timer.removesuffix(".timer") + ".service"
-        for run in range(2):  # the boot's run took the baseline; these two publish the traffic
+        # Not started at boot (no [Install]) and the timer fires OnActiveSec later, which the
+        # sandbox does not: the first run publishes everything counted since the table loaded,
+        # the second what came since (nothing).
+        for run in range(2):
             proc, ignored = box.start_unit(service, stdout=box.logs / f"{service}.{run}.out")
             rc = proc.wait(timeout=90)
             out = (box.logs / f"{service}.{run}.out").read_text()
@@ -275,7 +288,10 @@ def test_reporter_counts_land_in_cloudwatch(booted):
 
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox
-    runs = 1 + 2  # at boot (an enabled oneshot), then twice in test_timer_services_run_after_traffic
+    # The reporter's service is not enabled (no [Install]): nothing runs it at boot, and its
+    # timer's first run is OnActiveSec later (the sandbox fires no timers). So exactly the two
+    # runs test_timer_services_run_after_traffic starts by hand.
+    runs = 2
     counted = _counters(box)  # no traffic since the last run: all of it was published
     namespace, region, instance_id = metrics.namespace(booted.settings.stack), box.instance.region, box.instance.instance_id
 
