@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pulumi
 import yaml
@@ -66,8 +66,9 @@ def _fake_ip(name: str, first_octet: int) -> str:
 class OfflineMocks(pulumi.runtime.Mocks):
     """Computed outputs of the resources this program creates, keyed by the engine's camelCase names."""
 
-    def __init__(self, region: str):
+    def __init__(self, region: str, offered_zones: Mapping[str, Sequence[str]] | None = None):
         self.region = region
+        self.offered_zones = dict(offered_zones or {})  # instance type -> zones; default: every zone
         self.zones = OFFLINE_ZONES.get(region, [f"{region}{c}" for c in DEFAULT_ZONE_LETTERS])
         self.calls: list[tuple[str, dict]] = []
 
@@ -76,6 +77,11 @@ class OfflineMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": self.zones, "zoneIds": [f"euw3-az{i + 1}" for i in range(len(self.zones))],
                     "id": self.region}, []
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            (instance_type,) = next(f["values"] for f in args.args["filters"] if f["name"] == "instance-type")
+            zones = list(self.offered_zones.get(instance_type, self.zones))
+            return {"id": self.region, "locations": zones, "locationTypes": ["availability-zone"] * len(zones),
+                    "instanceTypes": [instance_type] * len(zones)}, []
         if args.token == "aws:ec2/getAmi:getAmi":
             arch = next(f["values"][0] for f in args.args["filters"] if f["name"] == "architecture")
             debian_arch = "arm64" if arch == "arm64" else "amd64"
@@ -233,13 +239,14 @@ def engine_string(value: Any) -> str:
     return json.dumps(value)
 
 
-def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: set[str] = frozenset()) -> OfflineRun:
+def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: set[str] = frozenset(),
+                offered_zones: Mapping[str, Sequence[str]] | None = None) -> OfflineRun:
     """Run build_stack under mocks with this config; raises what the program raises."""
     from stun_infra.settings import read_settings
     from stun_infra.stack import build_stack
 
     region = config.get("aws:region", "eu-west-3")
-    mocks = OfflineMocks(region)
+    mocks = OfflineMocks(region, offered_zones)
     monitor = RecordingMonitor(mocks)
     reset_options(project=PROJECT, stack=stack, preview=False)
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)

@@ -50,13 +50,25 @@ def look_up(settings: Settings) -> Lookups:
             f"{PROJECT}:availabilityZones: got {settings.availability_zones}, but region {settings.region} "
             f"has {len(available.names)} available zones ({', '.join(available.names)}); "
             f"choose at most {len(available.names)} (and at least 2)"])
+    # Newer and Graviton types are not offered in every zone: launching there would fail.
+    offered = set(aws.ec2.get_instance_type_offerings(
+        location_type="availability-zone",
+        filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="instance-type",
+                                                            values=[settings.instance_type])]).locations)
+    usable = [zone for zone in sorted(available.names) if zone in offered]
+    if len(usable) < settings.availability_zones:
+        raise ConfigError([
+            f"{PROJECT}:instanceType: got {settings.instance_type}, which region {settings.region} offers in "
+            f"{len(usable)} available zones ({', '.join(usable) or 'none'}) but {PROJECT}:availabilityZones "
+            f"asks for {settings.availability_zones}; choose an instance type offered in enough zones"
+            + (f" or at most {len(usable)} zones" if len(usable) >= 2 else "")])
     ami = aws.ec2.get_ami(
         owners=[DEBIAN_OWNER], most_recent=True,
         filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[f"debian-12-{DEBIAN_ARCH[settings.architecture]}-*"]),
                  aws.ec2.GetAmiFilterArgs(name="architecture", values=[settings.architecture]),
                  aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
                  aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"])])
-    return Lookups(zones=tuple(sorted(available.names)[:settings.availability_zones]), ami_id=ami.id,
+    return Lookups(zones=tuple(usable[:settings.availability_zones]), ami_id=ami.id,
                    ami_name=ami.name, root_device_name=ami.root_device_name)
 
 

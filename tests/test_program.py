@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from stun_infra.offline import SECRET_PLACEHOLDER
+from stun_infra.settings import ConfigError
 from stun_infra.userdata import unpacked
 
 from .conftest import inputs_of, program
@@ -213,6 +214,20 @@ def test_static_user_data_waits_for_its_own_elastic_ip(static_run):
                    for a in inputs_of(static_run, "aws:ec2/eipAssociation:EipAssociation")}
     for r in static_run.of_type(INSTANCE):
         assert f'EXPECTED_PUBLIC_IPV4="{by_instance[r.id]}"' in unpacked(r.inputs["userDataBase64"])
+
+
+def test_zones_are_only_those_offering_the_instance_type():
+    run = program(instanceType="c7gn.medium", offered_zones={"c7gn.medium": ["eu-west-3b", "eu-west-3c"]})
+    assert sorted(s["availabilityZone"] for s in inputs_of(run, "aws:ec2/subnet:Subnet")) == [
+        "eu-west-3b", "eu-west-3c"]
+
+
+def test_too_few_zones_offering_the_instance_type_is_refused_before_any_resource():
+    with pytest.raises(ConfigError) as caught:
+        program(instanceType="c7gn.medium", offered_zones={"c7gn.medium": ["eu-west-3c"]})
+    assert caught.value.problems == [
+        "stun-infra:instanceType: got c7gn.medium, which region eu-west-3 offers in 1 available zones "
+        "(eu-west-3c) but stun-infra:availabilityZones asks for 2; choose an instance type offered in enough zones"]
 
 
 def test_graviton_types_get_an_arm64_debian_ami():

@@ -202,8 +202,10 @@ def test_every_problem_is_reported_at_once():
     assert len(problems(mode="x", instanceCount="0", vpcCidr="nope")) == 3
 
 
-@pytest.mark.parametrize("bad", [{"instanceCount": 0}, {"availabilityZones": 6}],
-                         ids=["settings-check", "zone-lookup-check"])
+@pytest.mark.parametrize("bad", [
+    {"instanceCount": 0}, {"availabilityZones": 6},
+    {"instanceType": "c7gn.medium", "offered_zones": {"c7gn.medium": ["eu-west-3a"]}},
+], ids=["settings-check", "zone-lookup-check", "instance-offering-check"])
 def test_bad_config_creates_no_resource(bad, monkeypatch):
     from stun_infra.offline import RecordingMonitor
     created: list[str] = []
