@@ -425,16 +425,27 @@ exit 0
 """
 
 
+# [Install] settings `systemctl enable` acts on (systemd.unit(5)); DefaultInstance= of
+# template units is not modelled (the script enables none).
+INSTALL_SETTINGS = ("WantedBy", "RequiredBy", "UpheldBy", "Alias", "Also")
+# systemd 252's notice when `systemctl enable` is given only units without install info.
+NO_INSTALL_NOTICE = """\
+The unit files have no installation config (WantedBy=, RequiredBy=, Also=,
+Alias= settings in the [Install] section, and DefaultInstance= for template
+units). This means they are not meant to be enabled using systemctl."""
+
 SYSTEMCTL = f"""#!/bin/sh
 # stun-infra boot sandbox: systemctl without systemd. Records the call; like the real one,
-# refuses to act on a unit that has no unit file. Starts nothing.
+# refuses to act on a unit that has no unit file, and `enable` on units none of which has
+# install info ([Install] WantedBy= etc.) does nothing but print a notice. Starts nothing.
 mkdir -p {os.path.dirname(CALLS_LOG)}
 {{ printf 'systemctl'; for a in "$@"; do printf ' %s' "$a"; done; printf '\\n'; }} >> {CALLS_LOG}
-verb=""; units=""; skip=""
+verb=""; units=""; skip=""; installable=""; quiet=""
 for a in "$@"; do
   if [ -n "$skip" ]; then skip=""; continue; fi
   case "$a" in
     -s|--signal|-t|--type|-p|--property|--kill-whom|-H|-M|-n|--lines|-o|--output) skip=1 ;;
+    -q|--quiet) quiet=1 ;;
     -*) ;;
     *) if [ -z "$verb" ]; then verb="$a"; else units="$units $a"; fi ;;
   esac
@@ -445,15 +456,31 @@ case "$verb" in
       case "$u" in *.*) ;; *) u="$u.service" ;; esac
       file="$u"
       case "$u" in *@?*.*) file="${{u%%@*}}@.${{u##*.}}" ;; esac
-      found=""
+      path=""
       for d in /etc/systemd/system /run/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
-        [ -e "$d/$file" ] && found=1
+        [ -z "$path" ] && [ -e "$d/$file" ] && path="$d/$file"
       done
-      if [ -z "$found" ]; then
+      if [ -z "$path" ]; then
         echo "Failed to $verb $u: Unit $u not found." >&2
         exit 5
       fi
-    done ;;
+      # Install info (what `enable` links; enabled_units reads the same): the [Install]
+      # section of the unit file then of its drop-ins (name order, earlier directories win);
+      # a setting is set when its last assignment is not empty (an empty one resets it).
+      dropins=$(for d in /etc/systemd/system /run/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+        for f in "$d/$file.d/"*.conf; do [ -f "$f" ] && printf '%s %s\\n' "${{f##*/}}" "$f"; done
+      done | sort -s -u -k1,1 | cut -d' ' -f2-)
+      for key in {" ".join(INSTALL_SETTINGS)}; do
+        for f in "$path" $dropins; do sed -n '/^[[:space:]]*\\[Install\\]/,/^[[:space:]]*\\[/p' "$f"; done \\
+          | grep -E "^[[:space:]]*$key[[:space:]]*=" | tail -n 1 | grep -Eq '=[[:space:]]*[^[:space:]]' && installable=1
+      done
+    done
+    # Like systemctl: a no-op with this notice (unless --quiet) when none of the units has
+    # install info.
+    case "$verb" in enable|reenable) [ -n "$installable$quiet" ] || cat >&2 <<'NOTICE'
+{NO_INSTALL_NOTICE}
+NOTICE
+    esac ;;
 esac
 exit 0
 """
@@ -507,10 +534,10 @@ def ssm_agent_deb(out_dir: Path, arch: str) -> Path:
 
 # -- systemd units ---------------------------------------------------------------------
 
-def read_unit(root: Path, unit: str) -> dict[str, list[str]]:
-    """[Service] settings of `unit` as systemd would see them: the unit file (first of
-    /etc, /run, /lib search paths) then its drop-ins in name order; an empty assignment
-    resets a list setting."""
+def read_unit(root: Path, unit: str, section: str = "Service") -> dict[str, list[str]]:
+    """[Service] (or another section's) settings of `unit` as systemd would see them: the
+    unit file (first of /etc, /run, /lib search paths) then its drop-ins in name order; an
+    empty assignment resets a list setting."""
     dirs = ["etc/systemd/system", "run/systemd/system", "usr/lib/systemd/system", "lib/systemd/system"]
     main = next((root / d / unit for d in dirs if (root / d / unit).is_file()), None)
     if main is None:
@@ -521,15 +548,15 @@ def read_unit(root: Path, unit: str) -> dict[str, list[str]]:
             drop_ins[f.name] = f
     service: dict[str, list[str]] = {}
     for f in [main, *(drop_ins[n] for n in sorted(drop_ins))]:
-        section = ""
+        current = ""
         for raw in f.read_text().splitlines():
             line = raw.strip()
             if not line or line[0] in "#;":
                 continue
             if line.startswith("["):
-                section = line.strip("[]")
+                current = line.strip("[]")
                 continue
-            if section != "Service" or "=" not in line:
+            if current != section or "=" not in line:
                 continue
             k, v = (s.strip() for s in line.split("=", 1))
             if v == "":
@@ -537,6 +564,50 @@ def read_unit(root: Path, unit: str) -> dict[str, list[str]]:
             else:
                 service.setdefault(k, []).append(v)
     return service
+
+
+def install_info(root: Path, unit: str) -> dict[str, list[str]]:
+    """The [Install] settings of `unit` that `systemctl enable` acts on (INSTALL_SETTINGS),
+    read as systemctl reads them: the unit file, then its drop-ins (read_unit). An empty
+    assignment resets a setting; settings left empty are left out."""
+    install = read_unit(root, unit, "Install")
+    found = {k: [w for v in install.get(k, []) for w in v.split()] for k in INSTALL_SETTINGS}
+    return {k: v for k, v in found.items() if v}
+
+
+def enable_requests(calls: Iterable[str]) -> list[str]:
+    """The units named in `systemctl enable` calls of a calls log, in order, with suffixes."""
+    out: list[str] = []
+    for call in calls:
+        words = call.split()
+        if words[:2] == ["systemctl", "enable"]:
+            for u in words[2:]:
+                u = u if "." in u else u + ".service"
+                if not u.startswith("-") and u not in out:
+                    out.append(u)
+    return out
+
+
+def enabled_units(root: Path, calls: Iterable[str]) -> list[str]:
+    """What those calls enabled, as systemd would: the units `enable` links (WantedBy=,
+    RequiredBy=, UpheldBy=, Alias=). A unit without install info is never enabled
+    (`enable` leaves it alone); Also= enables the units it names, not the unit itself."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def enable(unit: str) -> None:
+        if unit in seen:
+            return
+        seen.add(unit)
+        info = install_info(root, unit)
+        if any(k != "Also" for k in info):
+            out.append(unit)
+        for also in info.get("Also", []):
+            enable(also if "." in also else also + ".service")
+
+    for unit in enable_requests(calls):
+        enable(unit)
+    return out
 
 
 # Settings start_unit applies, and those it knowingly leaves to a real systemd.
@@ -878,17 +949,15 @@ class Sandbox:
         f = self.root / CALLS_LOG.lstrip("/")
         return f.read_text().splitlines() if f.exists() else []
 
+    def enable_requests(self) -> list[str]:
+        """Units the script asked `systemctl enable` for, in order, with suffixes (whether
+        or not enabling them does anything: see enabled_units)."""
+        return enable_requests(self.calls())
+
     def enabled_units(self) -> list[str]:
-        """Units the script enabled (`systemctl enable ...`), in order, with suffixes."""
-        out: list[str] = []
-        for call in self.calls():
-            words = call.split()
-            if words[:2] == ["systemctl", "enable"]:
-                for u in words[2:]:
-                    u = u if "." in u else u + ".service"
-                    if not u.startswith("-") and u not in out:
-                        out.append(u)
-        return out
+        """Units the script's `systemctl enable` calls really enabled, as systemd would: only
+        those whose [Install] section carries install info (plus their Also= units)."""
+        return enabled_units(self.root, self.calls())
 
     # -- running things ----------------------------------------------------------------
 

@@ -4,7 +4,9 @@ files with drop-ins, stage timings, STUN response parsing."""
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import subprocess
 
 import pytest
 
@@ -55,6 +57,95 @@ def test_unit_drop_ins_override_and_reset(tmp_path):
     assert svc["User"] == ["demo"] and svc["Restart"] == ["always"]
     with pytest.raises(FileNotFoundError):
         sb.read_unit(tmp_path, "missing.service")
+
+
+UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+
+
+def _install_tree(root):
+    """Units covering what decides `systemctl enable`: search-path order, [Install] in a
+    drop-in (systemctl reads it), a reset, Also=, Alias=, no [Install] at all."""
+    files = {
+        "lib/systemd/system/wanted.service": "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+        "lib/systemd/system/shadowed.service": "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+        "etc/systemd/system/shadowed.service": "[Service]\nExecStart=/bin/true\n",  # overrides the /lib one
+        "etc/systemd/system/plain.service": "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+        "etc/systemd/system/plain.service.d/install.conf": "[Install]\nWantedBy=multi-user.target\n",
+        "etc/systemd/system/reset.service": "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+                                            "WantedBy=\n",
+        "etc/systemd/system/empty.service": "[Service]\nExecStart=/bin/true\n[Install]\n",
+        "etc/systemd/system/leader.service": "[Service]\nExecStart=/bin/true\n[Install]\nAlso=follower.service "
+                                             "plain.service\n",
+        "etc/systemd/system/follower.service": "[Service]\nExecStart=/bin/true\n[Install]\nRequiredBy=x.target\n",
+        "etc/systemd/system/aliased.service": "[Service]\nExecStart=/bin/true\n[Install]\nAlias=other-name.service\n",
+        "etc/systemd/system/ticker.timer": "[Timer]\nOnActiveSec=60\n[Install]\nWantedBy=timers.target\n",
+        "etc/systemd/system/ticker.service": "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    }
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return ["wanted", "shadowed.service", "plain.service", "reset.service", "empty.service", "leader.service",
+            "aliased.service", "ticker.timer", "ticker.service"]
+
+
+def test_enabled_units_honour_install_like_systemd(tmp_path):
+    """A unit is enabled only through its [Install] section: the sandbox's enabled_units
+    gives exactly the units real `systemctl --root=DIR enable` links."""
+    units = _install_tree(tmp_path)
+    calls = ["systemctl daemon-reload", "systemctl enable " + " ".join(units[:4]),
+             "systemctl enable " + " ".join(units[4:])]
+    assert sb.enable_requests(calls) == [u if "." in u else u + ".service" for u in units]
+    assert sb.enabled_units(tmp_path, calls) == ["wanted.service", "plain.service", "follower.service",
+                                                 "aliased.service", "ticker.timer"]
+    assert sb.install_info(tmp_path, "plain.service") == {"WantedBy": ["multi-user.target"]}  # from its drop-in
+    assert sb.install_info(tmp_path, "reset.service") == {} and sb.install_info(tmp_path, "ticker.service") == {}
+    assert sb.install_info(tmp_path, "leader.service") == {"Also": ["follower.service", "plain.service"]}
+    if not shutil.which("systemctl"):
+        pytest.skip("systemctl is not installed: no cross-check with the real one")
+    real = tmp_path / "real"
+    shutil.copytree(tmp_path, real, symlinks=True, ignore=lambda d, names: ["real"] if d == str(tmp_path) else [])
+    for call in calls[1:]:
+        done = subprocess.run(["systemctl", f"--root={real}", *call.split()[1:]], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    linked = {os.path.basename(os.readlink(p)) for p in real.rglob("*") if p.is_symlink()}
+    assert linked == set(sb.enabled_units(tmp_path, calls))
+
+
+def _stub(tmp_path):
+    """The systemctl stub, its unit directories and calls log moved under tmp_path."""
+    text = sb.SYSTEMCTL.replace(os.path.dirname(sb.CALLS_LOG), str(tmp_path / "log"))
+    text = text.replace(" ".join(UNIT_DIRS), " ".join(str(tmp_path) + d for d in UNIT_DIRS))
+    assert str(tmp_path) + UNIT_DIRS[0] in text
+    stub = tmp_path / "systemctl"
+    stub.write_text(text)
+    return lambda *args: subprocess.run(["sh", str(stub), *args], capture_output=True, text=True, timeout=30)
+
+
+def test_systemctl_stub_enable_notice_matches_systemctl(tmp_path):
+    _install_tree(tmp_path)
+    systemctl = _stub(tmp_path)
+    alone = systemctl("enable", "ticker.service")
+    assert alone.returncode == 0 and alone.stderr.strip() == sb.NO_INSTALL_NOTICE
+    # As systemctl: no notice when one of the units has install info, nor with --quiet.
+    assert systemctl("enable", "ticker.service", "ticker.timer").stderr == ""
+    assert systemctl("-q", "enable", "ticker.service").stderr == ""
+    assert systemctl("disable", "ticker.service").stderr == ""
+    # Install info from a drop-in counts; a reset one does not; Also= counts.
+    for unit, notice in (("plain.service", False), ("reset.service", True), ("empty.service", True),
+                         ("leader.service", False), ("aliased.service", False)):
+        assert (systemctl("enable", unit).stderr.strip() == sb.NO_INSTALL_NOTICE) is notice, unit
+        if shutil.which("systemctl"):
+            real = subprocess.run(["systemctl", f"--root={tmp_path}", "enable", unit], capture_output=True,
+                                  text=True, timeout=60)
+            assert real.returncode == 0 and real.stderr.startswith(sb.NO_INSTALL_NOTICE) is notice, (unit, real.stderr)
+    missing = systemctl("enable", "missing.service")
+    assert missing.returncode == 5 and "Unit missing.service not found." in missing.stderr
+    assert (tmp_path / "log/calls.log").read_text().splitlines()[0] == "systemctl enable ticker.service"
+    if shutil.which("systemctl"):
+        real = subprocess.run(["systemctl", f"--root={tmp_path}", "enable", "ticker.service"],
+                              capture_output=True, text=True, timeout=60)
+        assert real.returncode == 0 and real.stderr.startswith(sb.NO_INSTALL_NOTICE + "\n"), real.stderr
 
 
 def test_stage_timings():
