@@ -18,6 +18,8 @@ from stun_infra.components.base import PACKAGE, child_opts, tagged
 from stun_infra.components.fleet import GROUP_METRICS
 
 PERIOD = 60
+# 1 in a minute when requests arrived (a missing datum counts as none) and nothing succeeded.
+STALLED_EXPRESSION = "IF(FILL(requests, 0) > 0 AND FILL(successes, 0) == 0, 1, 0)"
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,12 @@ class Monitoring(pulumi.ComponentResource):
                         statistic="Average", comparison_operator="GreaterThanThreshold",
                         threshold=args.cpu_high_percent, evaluation_periods=5, datapoints_to_alarm=5,
                         treat_missing_data="missing")
-        self._bindings_stalled(name, args, actions)
+            # One instance can stop answering while the others keep the fleet series healthy.
+            self._bindings_stalled(name, f"bindings-stalled-{i}", args, actions,
+                                   f"Instance {i}: binding requests arrive but no binding succeeds",
+                                   {metrics.INSTANCE_DIMENSION: instance_id})
+        self._bindings_stalled(name, "bindings-stalled", args, actions,
+                               "Binding requests arrive but no binding succeeds")
         self.register_outputs({"dashboard_url": self.dashboard_url, "alarm_topic_arn": self.topic.arn})
 
     def _alarm(self, name: str, key: str, args: MonitoringArgs, actions: list, **kwargs) -> None:
@@ -125,20 +132,22 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-{key}", period=PERIOD, alarm_actions=actions, ok_actions=actions,
             tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self), **kwargs))
 
-    def _bindings_stalled(self, name: str, args: MonitoringArgs, actions: list) -> None:
+    def _bindings_stalled(self, name: str, key: str, args: MonitoringArgs, actions: list, description: str,
+                          dimensions: dict[str, pulumi.Input[str]] | None = None) -> None:
         """Requests still arrive but nothing succeeds: the server is up for the kernel, down for clients.
-        Reads the fleet series (no dimension: metrics.fleet_dimensions) in both modes."""
+        Without dimensions: the fleet series (metrics.fleet_dimensions), in both modes; with
+        {InstanceId: id}: that instance's series (static mode, one alarm per instance)."""
 
         def query(id_: str, metric: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
             return aws.cloudwatch.MetricAlarmMetricQueryArgs(
                 id=id_, return_data=False,
                 metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace=args.metric_namespace, metric_name=metric,
+                    namespace=args.metric_namespace, metric_name=metric, dimensions=dimensions,
                     period=PERIOD, stat="Sum"))
 
         self.alarms.append(aws.cloudwatch.MetricAlarm(
-            f"{name}-bindings-stalled",
-            alarm_description="Binding requests arrive but no binding succeeds",
+            f"{name}-{key}",
+            alarm_description=description,
             comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
             evaluation_periods=3, datapoints_to_alarm=3, treat_missing_data="notBreaching",
             metric_queries=[
@@ -146,7 +155,7 @@ class Monitoring(pulumi.ComponentResource):
                 query("successes", metrics.BINDING_SUCCESSES),
                 aws.cloudwatch.MetricAlarmMetricQueryArgs(
                     id="stalled", return_data=True, label="Requests without successes",
-                    expression="IF(FILL(requests, 0) > 0 AND FILL(successes, 0) == 0, 1, 0)"),
+                    expression=STALLED_EXPRESSION),
             ],
             alarm_actions=actions, ok_actions=actions,
-            tags=tagged(args.tags, f"{name}-bindings-stalled"), opts=child_opts(self)))
+            tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self)))
