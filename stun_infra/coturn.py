@@ -111,12 +111,13 @@ DENIED_PEER_RANGES: tuple[str, ...] = tuple(address_range(cidr) for cidr, _ in D
 
 
 def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn_secret: str,
-                    paths: CoturnPaths) -> str:
+                    paths: CoturnPaths, ipv6: str = "") -> str:
     """The text of turnserver.conf for one instance.
 
-    `public_ip`, `private_ip` and `turn_secret` are printed exactly as given (they may be
-    shell references such as `${PUBLIC_IPV4}`). With `settings.turn` false the server
-    is STUN-only and `turn_secret` is not used.
+    `public_ip`, `private_ip`, `turn_secret` and `ipv6` are printed exactly as given (they
+    may be shell references such as `${PUBLIC_IPV4}`). With `settings.turn` false the server
+    is STUN-only and `turn_secret` is not used. A non-empty `ipv6` (the instance's own
+    address, not NATed) adds a listener on it and, with TURN, a relay address.
     """
     return render(
         TEMPLATE,
@@ -131,6 +132,7 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
         max_bps=settings.max_bps,
         public_ip=public_ip,
         private_ip=private_ip,
+        ipv6=ipv6,
         turn_secret=turn_secret if settings.turn else "",
         cert=paths.cert,
         pkey=paths.key,

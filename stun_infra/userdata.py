@@ -72,14 +72,19 @@ def agent_config(settings: Settings, log_file: str = INSTANCE_PATHS.log_file) ->
 
 
 def render_user_data(settings: Settings, boot: BootInputs) -> str:
-    conf = turnserver_conf(settings, public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}",
-                           turn_secret="${TURN_SECRET}", paths=INSTANCE_PATHS)
+    # Two renderings, the instance writes one: with its IPv6 address when IMDS has one, else
+    # without (today's IPv4-only VPC). Each equals `stun-infra render` for the same inputs.
+    boot_values = dict(public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}",
+                       turn_secret="${TURN_SECRET}", paths=INSTANCE_PATHS)
+    conf = turnserver_conf(settings, **boot_values)
+    conf_ipv6 = turnserver_conf(settings, **boot_values, ipv6="${IPV6}")
     text = render(
         "user-data.sh.j2",
         settings=settings,
         boot=boot,
         packages=" ".join(PACKAGES),
         turnserver_conf=conf,
+        turnserver_conf_ipv6=conf_ipv6,
         privileged_ports=sorted(p for p in (settings.stun_port, settings.tls_port) if p < 1024),
         agent_config=agent_config(settings),
         paths=INSTANCE_PATHS,

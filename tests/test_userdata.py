@@ -22,10 +22,92 @@ from stun_infra.userdata import (MAX_USER_DATA_BYTES, BootInputs, ParameterNames
 
 
 
+def embedded_confs(script: str) -> dict[str, str]:
+    """The two turnserver.conf heredocs: "ipv6" (written when IMDS has an IPv6 address), "ipv4"."""
+    found = re.findall(r"<<TURNSERVER_CONF\n(.*?)^TURNSERVER_CONF$", script, re.S | re.M)
+    assert len(found) == 2, f"expected two turnserver.conf heredocs, found {len(found)}"
+    assert 'if [ -n "${IPV6}" ]; then' in script.split("<<TURNSERVER_CONF")[0].splitlines()[-2]
+    return {"ipv6": found[0], "ipv4": found[1]}
+
+
 def embedded_conf(script: str) -> str:
-    match = re.search(r"<<TURNSERVER_CONF\n(.*?)^TURNSERVER_CONF$", script, re.S | re.M)
-    assert match, "turnserver.conf heredoc not found"
-    return match.group(1)
+    return embedded_confs(script)["ipv4"]
+
+
+def fill(conf: str, ipv6: str = "") -> str:
+    return (conf.replace("${PUBLIC_IPV4}", "203.0.113.5").replace("${PRIVATE_IPV4}", "10.42.0.9")
+            .replace("${TURN_SECRET}", "s3cr3t-from-ssm").replace("${IPV6}", ipv6))
+
+
+# A stand-in for curl (no packets): IMDSv2 token on PUT, then reads that must carry it.
+FAKE_CURL = r"""#!/bin/bash
+printf '%s\n' "$*" >> "${CURL_LOG}"
+url="" fail=0 write_out="" token=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    http*) url="$1" ;;
+    -f*) fail=1 ;;
+    -w) write_out="$2"; shift ;;
+    -H) [[ "$2" == X-aws-ec2-metadata-token:* ]] && token="${2#*: }"; shift ;;
+  esac
+  shift
+done
+reply() {  # reply STATUS BODY
+  if [ "$1" != 200 ] && [ "${fail}" = 1 ]; then echo "curl: (22) error: $1" >&2; exit 22; fi
+  printf '%s' "$2"
+  if [ -n "${write_out}" ]; then printf "${write_out//%\{http_code\}/$1}"; fi
+  exit 0
+}
+case "${url}" in
+  */api/token) reply 200 test-token ;;
+esac
+[ "${token}" = test-token ] || reply 401 ""
+case "${url}" in
+  */meta-data/public-ipv4) reply 200 203.0.113.5 ;;
+  */meta-data/local-ipv4) reply 200 10.42.0.9 ;;
+  */meta-data/ipv6) if [ -n "${FAKE_IPV6}" ]; then reply 200 "${FAKE_IPV6}"; else reply 404 "<html>404 - Not Found</html>"; fi ;;
+  *) reply 404 "" ;;
+esac
+"""
+
+
+def run_metadata_stage(tmp_path, ipv6: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """The script's metadata reads, from its IMDSv2 token to its IPv6 check, against FAKE_CURL."""
+    script = user_data(mode="autoscale")
+    snippet = (script[script.index("retry() {"):script.index("\nstage metadata")]
+               + script[script.index("IMDS=http"):script.index("INSTANCE_ID=")]
+               + 'echo "IPV6=[${IPV6}]"\n')
+    (tmp_path / "bin").mkdir()
+    curl = tmp_path / "bin" / "curl"
+    curl.write_text(FAKE_CURL)
+    curl.chmod(0o755)
+    log = tmp_path / "curl.log"
+    result = subprocess.run(["bash", "-c", "set -Eeuo pipefail\n" + snippet], capture_output=True, text=True,
+                            timeout=30, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CURL_LOG": str(log),
+                                             "FAKE_IPV6": ipv6})
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def test_user_data_reads_the_ipv6_address_with_the_token(tmp_path):
+    result, calls = run_metadata_stage(tmp_path, "2a05:d012:abc:1200::17")
+    assert result.returncode == 0, result.stderr
+    assert "IPV6=[2a05:d012:abc:1200::17]" in result.stdout
+    (read,) = [c for c in calls if c.endswith("/meta-data/ipv6")]
+    assert "X-aws-ec2-metadata-token: test-token" in read
+    assert calls[0].startswith("-fsS --max-time 5 -X PUT http://169.254.169.254/latest/api/token")
+
+
+def test_user_data_without_ipv6_tolerates_the_404(tmp_path):
+    result, calls = run_metadata_stage(tmp_path, "")
+    assert result.returncode == 0, result.stderr
+    assert "IPV6=[]" in result.stdout and "FAILED" not in result.stderr
+    assert len([c for c in calls if c.endswith("/meta-data/ipv6")]) == 1  # a 404 is an answer, not retried
+
+
+@pytest.mark.parametrize("bad", ["not-an-address", "2001:db8::1 ; rm -rf /", "10.0.0.1", "2001:db8::1\n2001:db8::2"])
+def test_user_data_refuses_an_ipv6_value_that_is_not_an_address(tmp_path, bad):
+    result, _ = run_metadata_stage(tmp_path, bad)
+    assert result.returncode == 1 and "stun-infra: bad IPv6" in result.stderr
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -74,17 +156,39 @@ def test_a_script_too_large_even_gzipped_is_refused():
         packed(random.Random(0).randbytes(24_000).hex())  # hex gzips to about half: ~24 KB
 
 
-def test_embedded_conf_is_the_rendered_conf_once_the_shell_fills_it_in():
-    s = settings()
-    filled = (embedded_conf(user_data()).replace("${PUBLIC_IPV4}", "203.0.113.5")
-              .replace("${PRIVATE_IPV4}", "10.42.0.9").replace("${TURN_SECRET}", "s3cr3t-from-ssm"))
-    assert filled == turnserver_conf(s, public_ip="203.0.113.5", private_ip="10.42.0.9",
-                                     turn_secret="s3cr3t-from-ssm", paths=INSTANCE_PATHS)
+@pytest.mark.parametrize("mode", MODES)
+def test_embedded_conf_is_the_rendered_conf_once_the_shell_fills_it_in(mode):
+    s = settings(**MODES[mode])
+    assert fill(embedded_conf(user_data(**MODES[mode]))) == turnserver_conf(
+        s, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="s3cr3t-from-ssm", paths=INSTANCE_PATHS)
 
 
-def test_embedded_conf_has_no_shell_syntax_but_the_three_boot_values():
-    references = set(re.findall(r"\$\{?\w+\}?|`", embedded_conf(user_data())))
-    assert references == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}", "${TURN_SECRET}"}
+@pytest.mark.parametrize("mode", MODES)
+def test_embedded_ipv6_conf_is_the_rendered_conf_with_the_instances_ipv6(mode):
+    s = settings(**MODES[mode])
+    conf = fill(embedded_confs(user_data(**MODES[mode]))["ipv6"], "2001:db8:7::17")
+    assert conf == turnserver_conf(s, public_ip="203.0.113.5", private_ip="10.42.0.9",
+                                   turn_secret="s3cr3t-from-ssm", paths=INSTANCE_PATHS, ipv6="2001:db8:7::17")
+    assert "listening-ip=2001:db8:7::17" in conf.splitlines()
+    assert ("relay-ip=2001:db8:7::17" in conf.splitlines()) == s.turn
+    assert "external-ip=203.0.113.5/10.42.0.9" in conf.splitlines()  # no NAT mapping for IPv6
+
+
+def test_conf_without_ipv6_has_no_ipv6_listener():
+    conf = turnserver_conf(settings(), public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="x",
+                           paths=INSTANCE_PATHS)
+    assert _conf_values(conf, "listening-ip") == ["10.42.0.9"] and _conf_values(conf, "relay-ip") == ["10.42.0.9"]
+
+
+def _conf_values(conf: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in conf.splitlines() if line.startswith(key + "=")]
+
+
+def test_embedded_conf_has_no_shell_syntax_but_the_boot_values():
+    confs = embedded_confs(user_data())
+    assert set(re.findall(r"\$\{?\w+\}?|`", confs["ipv4"])) == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}", "${TURN_SECRET}"}
+    assert set(re.findall(r"\$\{?\w+\}?|`", confs["ipv6"])) == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}", "${TURN_SECRET}",
+                                                                 "${IPV6}"}
 
 
 def test_user_data_reads_the_secrets_from_their_parameters():
@@ -172,6 +276,18 @@ def test_render_with_instance_paths_equals_what_the_instance_writes(tmp_path):
         dev, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="from-the-test", paths=INSTANCE_PATHS)
     assert (tmp_path / "user-data.sh").read_text() == render_user_data(
         dev, BootInputs(ParameterNames.under(dev.ssm_path, True), expected_public_ip="203.0.113.5"))
+
+
+def test_render_with_ipv6_equals_what_an_instance_with_ipv6_writes(tmp_path):
+    assert main(["render", "--out", str(tmp_path), "--instance-paths", "--public-ip", "203.0.113.5",
+                 "--private-ip", "10.42.0.9", "--ipv6", "2001:db8:7::17", "--turn-secret", "s3cr3t-from-ssm"]) == 0
+    assert (tmp_path / "turnserver.conf").read_text() == fill(
+        embedded_confs((tmp_path / "user-data.sh").read_text())["ipv6"], "2001:db8:7::17")
+
+
+def test_render_refuses_a_bad_ipv6(tmp_path, capsys):
+    assert main(["render", "--out", str(tmp_path), "--ipv6", "10.0.0.1"]) == 2
+    assert "--ipv6: got '10.0.0.1', must be an IPv6 address" in capsys.readouterr().err
 
 
 def test_render_refuses_a_bad_address(tmp_path, capsys):

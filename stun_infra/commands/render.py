@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder to write into (created if missing)")
     p.add_argument("--public-ip", default="127.0.0.1", help="the instance's public IPv4 (default 127.0.0.1)")
     p.add_argument("--private-ip", default="127.0.0.1", help="the instance's private IPv4 (default 127.0.0.1)")
+    p.add_argument("--ipv6", default="",
+                   help="the instance's IPv6 address, when it has one (default: none, IPv4 only)")
     p.add_argument("--turn-secret", default=None,
                    help=f"TURN shared secret (default: ${SECRET_ENV}, else a fresh random one)")
     p.add_argument("--parameter-version", type=int, default=None, metavar="N",
@@ -46,6 +48,13 @@ def _ipv4(value: str, flag: str) -> str:
         raise ConfigError([f"{flag}: got {value!r}, must be an IPv4 address such as 203.0.113.10"]) from None
 
 
+def _ipv6(value: str, flag: str) -> str:
+    try:
+        return str(ipaddress.IPv6Address(value))
+    except ValueError:
+        raise ConfigError([f"{flag}: got {value!r}, must be an IPv6 address such as 2001:db8::10"]) from None
+
+
 def _write(path: Path, text: str, mode: int) -> None:
     path.write_text(text)
     path.chmod(mode)
@@ -58,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         settings = stack_settings(args)
         public_ip = _ipv4(args.public_ip, "--public-ip")
         private_ip = _ipv4(args.private_ip, "--private-ip")
+        ipv6 = _ipv6(args.ipv6, "--ipv6") if args.ipv6 else ""
     except ConfigError as e:
         return fail(str(e))
     secret = args.turn_secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
@@ -73,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                       expected_public_ip="" if settings.autoscale else public_ip)
     _write(out / "user-data.sh", render_user_data(settings, boot), 0o755)
     _write(out / "turnserver.conf",
-           turnserver_conf(settings, public_ip=public_ip, private_ip=private_ip, turn_secret=secret, paths=paths),
+           turnserver_conf(settings, public_ip=public_ip, private_ip=private_ip, turn_secret=secret, paths=paths,
+                           ipv6=ipv6),
            0o600)
     _write(out / "amazon-cloudwatch-agent.json", agent_config(settings), 0o644)
     print(f"wrote {out}/user-data.sh, turnserver.conf, amazon-cloudwatch-agent.json"

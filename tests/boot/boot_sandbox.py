@@ -76,6 +76,7 @@ AWS_API_IP = "192.0.2.20"
 DOWNLOADS_IP = "192.0.2.30"
 MOTO_PLAIN_PORT = 4566  # moto's plain-HTTP listener on the namespace's loopback (seeding, reading back)
 CLIENT_IP = "198.51.100.7"
+CLIENT_IPV6 = "2001:db8:ffff::7"  # a STUN client over IPv6, for instances given an IPv6 address
 
 
 def log(msg: str) -> None:
@@ -686,13 +687,13 @@ def parse_binding_response(data: bytes, txid: bytes) -> tuple[str, int]:
     while pos + 4 <= 20 + length:
         atype, alen = struct.unpack("!HH", data[pos:pos + 4])
         value = data[pos + 4:pos + 4 + alen]
-        if atype in (0x0020, 0x0001) and value[1] == 0x01:
+        if atype in (0x0020, 0x0001) and value[1] in (0x01, 0x02):
             port = struct.unpack("!H", value[2:4])[0]
-            raw = value[4:8]
-            if atype == 0x0020:
+            raw = value[4:8] if value[1] == 0x01 else value[4:20]
+            if atype == 0x0020:  # XORed with the magic cookie (IPv4), cookie + transaction id (IPv6)
                 port ^= 0x2112
-                raw = bytes(b ^ m for b, m in zip(raw, struct.pack("!I", 0x2112A442)))
-            addr = (str(ipaddress.IPv4Address(raw)), port)
+                raw = bytes(b ^ m for b, m in zip(raw, struct.pack("!I", 0x2112A442) + txid))
+            addr = (str(ipaddress.IPv4Address(raw) if value[1] == 0x01 else ipaddress.IPv6Address(raw)), port)
             if atype == 0x0020 or mapped is None:
                 mapped = addr
         pos += 4 + alen + (-alen % 4)
@@ -850,6 +851,9 @@ class Sandbox:
         # namespace: a link that is up, yet leads nowhere off the machine.
         run([*ns, "link", "add", "eth0", "address", self.instance.mac, "type", "veth", "peer", "name", "eth0-peer"])
         run([*ns, "addr", "add", f"{self.instance.private_ip}/{self.instance.prefix_len}", "dev", "eth0"])
+        if self.instance.ipv6:  # an instance in a subnet with IPv6: its own address, not NATed
+            run([*ns, "addr", "add", f"{self.instance.ipv6}/64", "dev", "eth0", "nodad"])
+            run([*ns, "addr", "add", f"{CLIENT_IPV6}/128", "dev", "lo", "nodad"])
         run([*ns, "link", "set", "eth0-peer", "up"])
         run([*ns, "link", "set", "eth0", "up"])
 
@@ -1078,12 +1082,16 @@ class Sandbox:
 
     def stun_binding(self, server: str, port: int, *, client_ip: str = CLIENT_IP,
                      attempts: int = 20, interval: float = 0.5) -> tuple[str, int]:
-        """A STUN binding request from `client_ip` inside the namespace; the mapped address."""
+        """A STUN binding request from `client_ip` inside the namespace; the mapped address.
+        An IPv6 `server` is asked from CLIENT_IPV6 unless `client_ip` says otherwise."""
+        family = "AF_INET6" if ":" in server else "AF_INET"
+        if family == "AF_INET6" and client_ip == CLIENT_IP:
+            client_ip = CLIENT_IPV6
         code = (
             "import os,socket,sys,json\n"
             f"sys.path.insert(0, {str(STANDINS.parent)!r})\n"
             "import boot_sandbox as b\n"
-            f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(({client_ip!r},0)); s.settimeout(1.0)\n"
+            f"s=socket.socket(socket.{family},socket.SOCK_DGRAM); s.bind(({client_ip!r},0)); s.settimeout(1.0)\n"
             f"for _ in range({attempts}):\n"
             "    tx=os.urandom(12)\n"
             f"    s.sendto(b.stun_binding_request(tx),({server!r},{port}))\n"

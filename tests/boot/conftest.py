@@ -130,11 +130,13 @@ def rootfs_cache(_boot_requirements) -> sb.RootfsCache:
     return cache
 
 
-# The stacks booted: (id, stack file, overrides). Instance types are x86 ones because the
-# sandbox runs this machine's architecture (the script reads it from dpkg).
+# The stacks booted: (id, stack file, overrides, the instance's IPv6 address or ""). Instance
+# types are x86 ones because the sandbox runs this machine's architecture (the script reads it
+# from dpkg). One instance has an IPv6 address in IMDS; the other gets IMDS's 404, as in
+# today's IPv4-only VPC.
 STACKS = [
-    ("dev-static-turn", "dev", {"instanceType": "t3.small"}),
-    ("prod-autoscale-stun-only", "prod", {"instanceType": "c7i.large", "turn": "false"}),
+    ("dev-static-turn-ipv6", "dev", {"instanceType": "t3.small"}, "2001:db8:42:1::23"),
+    ("prod-autoscale-stun-only", "prod", {"instanceType": "c7i.large", "turn": "false"}, ""),
 ]
 
 
@@ -144,10 +146,10 @@ def booted(request, rootfs_cache, tmp_path_factory):
     from stun_infra.offline import stack_settings
     from stun_infra.userdata import ParameterNames
 
-    label, stack, overrides = request.param
+    label, stack, overrides, ipv6 = request.param
     settings = stack_settings(stack, overrides)
     instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=overrides["instanceType"])
+                           instance_type=overrides["instanceType"], ipv6=ipv6)
     names = ParameterNames.under(settings.ssm_path, settings.turn)
     cert, key = sb.self_signed(settings.tls_domain)
     parameters = {names.tls_certificate: cert, names.tls_private_key: key}
@@ -162,7 +164,8 @@ def booted(request, rootfs_cache, tmp_path_factory):
     # Parameters are seeded once (version 1); the script reads them pinned, as a deployed stack does.
     sb.run([str(cli), "render", "--stack", stack, *sets, "--instance-paths", "--parameter-version", "1",
             "--out", str(rendered),
-            "--public-ip", instance.public_ip, "--private-ip", instance.private_ip],
+            "--public-ip", instance.public_ip, "--private-ip", instance.private_ip,
+            *(["--ipv6", ipv6] if ipv6 else [])],
            env={**os.environ, "STUN_INFRA_TURN_SECRET": secret})
     user_data = (rendered / "user-data.sh").read_text()
     STAGE_REPORT.append(f"[{label}] user-data {len(user_data.encode())} bytes")

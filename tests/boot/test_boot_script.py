@@ -85,7 +85,32 @@ def test_written_conf_equals_stun_infra_render(booted):
     inst = booted.sandbox.instance
     assert booted.conf() == turnserver_conf(
         booted.settings, public_ip=inst.public_ip, private_ip=inst.private_ip,
-        turn_secret=booted.parameters.get(booted.parameter_names.turn_secret, ""), paths=INSTANCE_PATHS)
+        turn_secret=booted.parameters.get(booted.parameter_names.turn_secret, ""), paths=INSTANCE_PATHS,
+        ipv6=inst.ipv6)
+
+
+def test_ipv6_is_read_from_imds_and_served_when_the_instance_has_one(booted):
+    """With an IPv6 address in IMDS the conf (equal to `stun-infra render --ipv6`, above) listens
+    and relays on it; without one IMDS answers 404 and the conf is the IPv4-only one."""
+    assert booted.first.returncode == 0, _tail(booted.first)
+    inst, conf = booted.sandbox.instance, booted.conf()
+    reads = [r for r in booted.imds_requests_during_script if r["path"] == "/latest/meta-data/ipv6"]
+    assert reads and all(r["token"] for r in reads)
+    assert [r["status"] for r in reads] == [200 if inst.ipv6 else 404]
+    assert _conf_value(conf, "listening-ip") == [inst.private_ip, *([inst.ipv6] if inst.ipv6 else [])]
+    assert _conf_value(conf, "relay-ip") == ([inst.private_ip, *([inst.ipv6] if inst.ipv6 else [])]
+                                             if booted.settings.turn else [])
+    assert f"IPv6 {inst.ipv6 or 'none'}" in booted.first.output
+
+
+def test_coturn_answers_stun_over_ipv6_when_the_instance_has_one(booted):
+    box = booted.sandbox
+    if not box.instance.ipv6:
+        pytest.skip("this instance has no IPv6 address (IMDS 404 path)")
+    assert booted.second.returncode == 0, _tail(booted.second)
+    box.stun_binding(box.instance.private_ip, booted.settings.stun_port)  # it is up
+    local, mapped = box.stun_binding(box.instance.ipv6, booted.settings.stun_port)
+    assert mapped == local and local[0] == sb.CLIENT_IPV6, (local, mapped)
 
 
 def test_secrets_come_from_parameter_store_not_user_data(booted):

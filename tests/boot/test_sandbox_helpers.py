@@ -3,6 +3,7 @@ files with drop-ins, stage timings, STUN response parsing."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import struct
@@ -165,3 +166,12 @@ def test_binding_response_xor_mapped_address():
     with pytest.raises(ValueError):
         sb.parse_binding_response(msg, os.urandom(12))
     assert sb.stun_binding_request(txid)[:8] == struct.pack("!HHI", 1, 0, 0x2112A442)
+
+
+def test_binding_response_xor_mapped_ipv6_address():
+    txid = os.urandom(12)
+    port, ip = 40000, ipaddress.IPv6Address("2001:db8:ffff::7").packed
+    xip = bytes(b ^ m for b, m in zip(ip, struct.pack("!I", 0x2112A442) + txid))
+    attr = struct.pack("!HHBBH16s", 0x0020, 20, 0, 2, port ^ 0x2112, xip)
+    msg = struct.pack("!HHI12s", 0x0101, len(attr), 0x2112A442, txid) + attr
+    assert sb.parse_binding_response(msg, txid) == ("2001:db8:ffff::7", 40000)

@@ -95,13 +95,14 @@ class CoturnServer:
 
 
 def start_coturn(ns: NetNs, workdir: Path, settings: Settings, *, extra_lines: tuple[str, ...] = (),
-                 host: str = SERVER_IPV4) -> CoturnServer:
-    """Render the config into `workdir`, launch turnserver in `ns`, return once it answers."""
+                 host: str = SERVER_IPV4, ipv6: str = "") -> CoturnServer:
+    """Render the config into `workdir` (with `ipv6` as the instance's IPv6 address, if
+    any), launch turnserver in `ns`, return once it answers on `host`."""
     make_self_signed(workdir, TLS_NAME)
     paths = local_paths(workdir)
     secret = secrets.token_urlsafe(32) if settings.turn else ""
     conf = turnserver_conf(settings, public_ip=PUBLIC_IPV4, private_ip=SERVER_IPV4,
-                           turn_secret=secret, paths=paths)
+                           turn_secret=secret, paths=paths, ipv6=ipv6)
     conf += "".join(f"{line}\n" for line in extra_lines)
     conf_path = workdir / "turnserver.conf"
     conf_path.write_text(conf)
