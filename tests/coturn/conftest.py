@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,34 +137,35 @@ def _wait_until_answering(server: CoturnServer) -> None:
                 pytest.fail(f"turnserver did not answer within {STARTUP_DEADLINE}s:\n{server.startup_log()}")
 
 
+@contextmanager
+def running_coturn(ns: NetNs, workdir: Path, settings: Settings, **options) -> Iterator[CoturnServer]:
+    """start_coturn(...), stopped by pid on the way out whatever happened."""
+    server = start_coturn(ns, workdir, settings, **options)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def netns() -> Iterator[NetNs]:
     require_coturn()
-    ns = NetNs()
-    try:
+    with NetNs() as ns:
         yield ns
-    finally:
-        ns.close()
 
 
 @pytest.fixture(scope="module")
 def turn_server(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
     """TURN mode, exactly the rendered config (project defaults)."""
-    server = start_coturn(netns, tmp_path_factory.mktemp("turn"), settings_for())
-    try:
+    with running_coturn(netns, tmp_path_factory.mktemp("turn"), settings_for()) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def stun_only_server(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
     """STUN-only mode (stun-infra:turn false), exactly the rendered config."""
-    server = start_coturn(netns, tmp_path_factory.mktemp("stun-only"), settings_for(turn=False))
-    try:
+    with running_coturn(netns, tmp_path_factory.mktemp("stun-only"), settings_for(turn=False)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # -- client helpers: every call runs on the namespace's thread -------------------------

@@ -82,6 +82,12 @@ class NetNs:
         """A process inside the namespace (`ip netns exec` execs it: same pid)."""
         return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **kwargs)  # type: ignore[call-overload]
 
+    def __enter__(self) -> "NetNs":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True)

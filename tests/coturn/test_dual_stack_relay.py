@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from .conftest import (CoturnServer, channel_bind_code, permission_code, rejected_lines,
-                       relay_round_trip, settings_for, start_coturn)
+                       relay_round_trip, settings_for, running_coturn)
 from stun_infra.turn_client import stun_binding
 
 from .netns import PEER_IPV6, SERVER_IPV4, SERVER_IPV6, NetNs
@@ -44,24 +44,18 @@ INTERNAL_IPV6 = [
 
 @pytest.fixture(scope="module")
 def ipv6_relay(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
-    server = start_coturn(netns, tmp_path_factory.mktemp("ipv6-relay"), settings_for(),
-                          extra_lines=IPV6_RELAY_LINES, host=SERVER_IPV6, ipv6=SERVER_IPV6)
-    try:
+    with running_coturn(netns, tmp_path_factory.mktemp("ipv6-relay"), settings_for(),
+                        extra_lines=IPV6_RELAY_LINES, host=SERVER_IPV6, ipv6=SERVER_IPV6) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def ipv6_stun_only(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
     """STUN-only, exactly the rendered config with an IPv6 address, on ports of its own."""
     settings = settings_for(turn="false", stunPort=3480, tlsPort=5350)
-    server = start_coturn(netns, tmp_path_factory.mktemp("ipv6-stun-only"), settings, host=SERVER_IPV6,
-                          ipv6=SERVER_IPV6)
-    try:
+    with running_coturn(netns, tmp_path_factory.mktemp("ipv6-stun-only"), settings, host=SERVER_IPV6,
+                        ipv6=SERVER_IPV6) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_rendered_ipv6_config_lists_the_address_once_for_listening_and_relaying(ipv6_relay: CoturnServer):

@@ -1,7 +1,7 @@
 """Fixtures for the metrics tests: the real nftables counters and the real coturn, in a
 network namespace the test creates, and the reporter run exactly as on an instance.
 
-The namespace and coturn come from tests/coturn (NetNs, start_coturn); this adds the
+The namespace and coturn come from tests/coturn (NetNs, running_coturn); this adds the
 counting table and a way to run the rendered reporter once, with a fake `aws` first on
 its PATH (FakeAws: records its argv and the metric-data file, can be told to fail), so
 what the reporter would publish is checked datum by datum and nothing leaves the machine.
@@ -23,7 +23,7 @@ import pytest
 
 from stun_infra import binding_counters, metrics
 from stun_infra.settings import Settings
-from tests.coturn.conftest import CoturnServer, require_coturn, settings_for, start_coturn
+from tests.coturn.conftest import CoturnServer, require_coturn, running_coturn, settings_for
 from tests.coturn.netns import NetNs
 
 REPORTER_TIMEOUT = 20.0
@@ -167,11 +167,8 @@ class Reporter:
 @pytest.fixture(scope="module")
 def metrics_ns() -> Iterator[NetNs]:
     require_nft()
-    ns = NetNs(prefix="stun-metrics")
-    try:
+    with NetNs(prefix="stun-metrics") as ns:
         yield ns
-    finally:
-        ns.close()
 
 
 @pytest.fixture(scope="module")
@@ -183,9 +180,6 @@ def counted_server(metrics_ns: NetNs, tmp_path_factory: pytest.TempPathFactory
     ruleset = load_ruleset(metrics_ns, settings, workdir)
     script = workdir / "stun-metrics-reporter"
     script.write_text(binding_counters.reporter_script())
-    server = start_coturn(metrics_ns, workdir, settings)
-    try:
+    with running_coturn(metrics_ns, workdir, settings) as server:
         yield server, Reporter(metrics_ns, script, ruleset, workdir / "state" / "stun-metrics.json",
                                FakeAws(workdir / "bin"))
-    finally:
-        server.stop()

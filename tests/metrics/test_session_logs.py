@@ -33,7 +33,7 @@ from stun_infra.binding_load import bindings, exchange
 from stun_infra.coturn import local_paths, turnserver_conf
 from stun_infra.credentials import password_for
 from stun_infra.turn_client import StunError, turn_allocation
-from tests.coturn.conftest import CoturnServer, require_coturn, settings_for, start_coturn
+from tests.coturn.conftest import CoturnServer, require_coturn, running_coturn, settings_for
 from tests.coturn.netns import NetNs
 
 pytestmark = pytest.mark.coturn
@@ -132,38 +132,22 @@ def settle(server: CoturnServer, done) -> list[str]:
         time.sleep(0.2)
 
 
-def start(ns: NetNs, workdir: Path, extra: tuple[str, ...], **config: str) -> CoturnServer:
-    return start_coturn(ns, workdir, settings_for(**config), extra_lines=extra)
-
-
 @pytest.fixture(scope="module")
 def verbose_server(tmp_path_factory) -> Iterator[CoturnServer]:
     require_coturn()
-    ns = NetNs(prefix="stun-logs-v")
-    try:
-        server = start(ns, tmp_path_factory.mktemp("verbose"), (f"max-allocate-lifetime={TEST_LIFETIME}",),
-                       sessionLogging="true")
+    with NetNs(prefix="stun-logs-v") as ns, running_coturn(
+            ns, tmp_path_factory.mktemp("verbose"), settings_for(sessionLogging="true"),
+            extra_lines=(f"max-allocate-lifetime={TEST_LIFETIME}",)) as server:
         assert rendered_has_verbose(server.conf)
-        try:
-            yield server
-        finally:
-            server.stop()
-    finally:
-        ns.close()
+        yield server
 
 
 @pytest.fixture(scope="module")
 def rendered_server(tmp_path_factory) -> Iterator[CoturnServer]:
     require_coturn()
-    ns = NetNs(prefix="stun-logs-r")
-    try:
-        server = start(ns, tmp_path_factory.mktemp("rendered"), ())
-        try:
-            yield server
-        finally:
-            server.stop()
-    finally:
-        ns.close()
+    with NetNs(prefix="stun-logs-r") as ns, running_coturn(ns, tmp_path_factory.mktemp("rendered"),
+                                                            settings_for()) as server:
+        yield server
 
 
 def test_patterns_count_real_session_events_exactly(verbose_server):
