@@ -99,12 +99,7 @@ class Monitoring(pulumi.ComponentResource):
                         statistic="Minimum", comparison_operator="LessThanThreshold",
                         threshold=args.min_size, evaluation_periods=3, datapoints_to_alarm=3,
                         treat_missing_data="breaching")
-            self._alarm(name, "cpu-high", args, actions,
-                        alarm_description=f"Average CPU above {args.cpu_high_percent}% for 5 minutes",
-                        namespace="AWS/EC2", metric_name="CPUUtilization", dimensions=group,
-                        statistic="Average", comparison_operator="GreaterThanThreshold",
-                        threshold=args.cpu_high_percent, evaluation_periods=5, datapoints_to_alarm=5,
-                        treat_missing_data="missing")
+            self._cpu_high(name, "cpu-high", args, actions, "Average CPU", group)
         for i, instance_id in enumerate(args.instance_ids):
             instance = {"InstanceId": instance_id}
             self._alarm(name, f"status-check-{i}", args, actions,
@@ -113,12 +108,7 @@ class Monitoring(pulumi.ComponentResource):
                         statistic="Maximum", comparison_operator="GreaterThanOrEqualToThreshold",
                         threshold=1, evaluation_periods=2, datapoints_to_alarm=2,
                         treat_missing_data="breaching")
-            self._alarm(name, f"cpu-high-{i}", args, actions,
-                        alarm_description=f"Instance {i} CPU above {args.cpu_high_percent}% for 5 minutes",
-                        namespace="AWS/EC2", metric_name="CPUUtilization", dimensions=instance,
-                        statistic="Average", comparison_operator="GreaterThanThreshold",
-                        threshold=args.cpu_high_percent, evaluation_periods=5, datapoints_to_alarm=5,
-                        treat_missing_data="missing")
+            self._cpu_high(name, f"cpu-high-{i}", args, actions, f"Instance {i} CPU", instance)
             # One instance can stop answering while the others keep the fleet series healthy.
             self._bindings_stalled(name, f"bindings-stalled-{i}", args, actions,
                                    f"Instance {i}: binding requests arrive but no binding succeeds",
@@ -131,6 +121,15 @@ class Monitoring(pulumi.ComponentResource):
         self.alarms.append(aws.cloudwatch.MetricAlarm(
             f"{name}-{key}", period=PERIOD, alarm_actions=actions, ok_actions=actions,
             tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self), **kwargs))
+
+    def _cpu_high(self, name: str, key: str, args: MonitoringArgs, actions: list, what: str,
+                  dimensions: dict[str, pulumi.Input[str]]) -> None:
+        self._alarm(name, key, args, actions,
+                    alarm_description=f"{what} above {args.cpu_high_percent}% for 5 minutes",
+                    namespace="AWS/EC2", metric_name="CPUUtilization", dimensions=dimensions,
+                    statistic="Average", comparison_operator="GreaterThanThreshold",
+                    threshold=args.cpu_high_percent, evaluation_periods=5, datapoints_to_alarm=5,
+                    treat_missing_data="missing")
 
     def _bindings_stalled(self, name: str, key: str, args: MonitoringArgs, actions: list, description: str,
                           dimensions: dict[str, pulumi.Input[str]] | None = None) -> None:
