@@ -27,7 +27,7 @@ from stun_infra.components.secrets import SecretsArgs, ServerSecrets
 from stun_infra.components.tls import TlsArgs, TlsCertificate
 from stun_infra.endpoints import server_uris
 from stun_infra.settings import PROJECT, ConfigError, Settings
-from stun_infra.userdata import BootInputs, ParameterNames, render_user_data
+from stun_infra.userdata import BootInputs, render_user_data
 
 DEBIAN_OWNER = "136693071363"  # Debian's official AWS account
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
@@ -81,12 +81,6 @@ def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Out
     return every.apply(lambda hs: each(hs, 0)), every.apply(lambda hs: each(hs, 1))
 
 
-def boot_script_sha256(settings: Settings, names: ParameterNames) -> str:
-    """Changes whenever what an instance does at boot changes (its own address aside),
-    a new version of a secret or of the certificate included."""
-    return hashlib.sha256(render_user_data(settings, BootInputs(parameters=names)).encode()).hexdigest()
-
-
 def build_stack(settings: Settings) -> dict[str, Any]:
     """Create every resource; returns the stack outputs."""
     found = look_up(settings)
@@ -119,6 +113,9 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         instance_profile_arn=access.profile.arn, security_group_id=firewall.security_group.id,
         root_volume_size=settings.root_volume_size, tags=tags)
     pinned = secrets.pinned_names
+    # The boot script but for the instance's own address: the launch template's, and what
+    # boot_script_sha256 reports (it changes with a new version of a secret or certificate).
+    boot_script = pinned.apply(lambda names: render_user_data(settings, BootInputs(parameters=names)))
     # Instances boot only once the role may read what the script fetches.
     fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs])
 
@@ -130,8 +127,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         fleet = AutoscaleFleet(prefix, AutoscaleFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, min_size=settings.min_size,
             desired_capacity=settings.desired_capacity, max_size=settings.max_size,
-            user_data=pinned.apply(lambda names: render_user_data(settings, BootInputs(parameters=names))),
-            target_group_arns=endpoint.target_group_arns,
+            user_data=boot_script, target_group_arns=endpoint.target_group_arns,
             health_check_grace_period=settings.health_check_grace_period,
             min_healthy_percentage=settings.min_healthy_percentage, cpu_target=settings.scaling_cpu_target),
             opts=fleet_opts)
@@ -140,10 +136,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
             DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
                                         alias_target=(endpoint.dns_name, endpoint.zone_id)))
         outputs.update(asg_name=fleet.group_name, load_balancer_dns_name=endpoint.dns_name)
-        monitored = MonitoringArgs(region=settings.region, metric_namespace=namespace, asg_name=fleet.group_name,
-                                   instance_ids=[], min_size=settings.min_size,
-                                   cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
-                                   session_logging=settings.session_logging, tags=tags)
+        asg_name, instance_ids, min_size = fleet.group_name, [], settings.min_size
     else:
         fleet = StaticFleet(prefix, StaticFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, count=settings.instance_count,
@@ -155,13 +148,13 @@ def build_stack(settings: Settings) -> dict[str, Any]:
             DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
                                         addresses=fleet.public_ips))
         outputs.update(instance_ids=fleet.instance_ids, public_ips=fleet.public_ips)
-        monitored = MonitoringArgs(region=settings.region, metric_namespace=namespace, asg_name=None,
-                                   instance_ids=fleet.instance_ids, min_size=settings.instance_count,
-                                   cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
-                                   session_logging=settings.session_logging, tags=tags)
+        asg_name, instance_ids, min_size = None, fleet.instance_ids, settings.instance_count
     if settings.dns_name:
         hosts = [settings.dns_name]
-    monitoring = Monitoring(prefix, monitored)
+    monitoring = Monitoring(prefix, MonitoringArgs(
+        region=settings.region, metric_namespace=namespace, asg_name=asg_name, instance_ids=instance_ids,
+        min_size=min_size, cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
+        session_logging=settings.session_logging, tags=tags))
 
     stun_uris, turn_uris = uris(settings, hosts)
     outputs.update(
@@ -171,7 +164,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         tls_certificate_pem=certificate.certificate_pem,
         dashboard_url=monitoring.dashboard_url,
         ami_name=found.ami_name,
-        boot_script_sha256=pinned.apply(lambda names: boot_script_sha256(settings, names)),
+        boot_script_sha256=boot_script.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()),
     )
     if settings.turn:
         outputs.update(turn_uris=turn_uris, turn_shared_secret=secrets.turn_secret)
