@@ -2,8 +2,9 @@
 
 import pulumi
 
-from stun_infra.settings import ConfigError, read_settings
-from stun_infra.stack import build_stack
+from stun_infra.cloud.config import read_settings
+from stun_infra.cloud.stack import build_stack
+from stun_infra.settings import ConfigError
 
 try:
     outputs = build_stack(read_settings())

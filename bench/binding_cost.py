@@ -4,7 +4,7 @@
     sudo .venv/bin/python bench/binding_cost.py [--rounds 6] [--bindings 100000]
 
 Runs, in a network namespace it creates (loopback only) and deletes by name at the end:
-- rendered: exactly the config stun_infra.coturn renders (bindings are never logged);
+- rendered: exactly the config stun_infra.instance.coturn renders (bindings are never logged);
 - verbose:  rendered + `verbose` (what coturn 4.6.1 needs to log allocation events);
 - original: rendered + `verbose` + `log-binding`, the original design (a line per binding).
 Each config runs in its own turnserver on its own loopback address. Every round sends
@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stun_infra.binding_load import bindings, exchange  # noqa: E402
-from stun_infra.coturn import local_paths, turnserver_conf  # noqa: E402
+from bench.stun_load import bindings, exchange  # noqa: E402
+from stun_infra.instance.coturn import local_paths, turnserver_conf  # noqa: E402
 from stun_infra.settings import load_settings  # noqa: E402
 
 CONFIGS = {  # name -> (listening address, lines added to the rendered config)

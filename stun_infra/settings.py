@@ -390,19 +390,3 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
     fields = {_snake(k): v for k, v in values.items()}
     fields["tags"] = tuple(tuple(t.split("=", 1)) for t in values["tags"])
     return Settings(project=PROJECT, stack=stack, region=region, **fields)
-
-
-def read_settings() -> Settings:
-    """Settings of the running Pulumi program: the one place that reads config."""
-    import os
-
-    import pulumi
-    from pulumi.runtime import config as runtime_config
-
-    if pulumi.get_project() != PROJECT:
-        raise ConfigError([f"project is {pulumi.get_project()!r}, expected {PROJECT!r} (Pulumi.yaml name)"])
-    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    ours = {k.split(":", 1)[1]: v for k, v in everything.items() if k.startswith(PROJECT + ":")}
-    region = everything.get("aws:region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
-    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    return load_settings(ours, stack=pulumi.get_stack(), region=region, secret_keys=secret_keys)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the whole Pulumi program run on the mock engine (stun_infra.offline).
+"""Shared fixtures: the whole Pulumi program run on the mock engine (stun_infra.cloud.offline).
 
 The mocks are the ones `stun-infra plan` uses: computed outputs by resource type,
 the two lookups the program makes, and an error for any other invoke.
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from stun_infra.offline import OfflineRun, run_offline
+from stun_infra.cloud.offline import OfflineRun, run_offline
 from stun_infra.settings import PROJECT, Settings, load_settings
-from stun_infra.userdata import BootInputs, ParameterNames, render_user_data
+from stun_infra.instance.userdata import BootInputs, ParameterNames, render_user_data
 
 REGION = "eu-west-3"
 AGENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "amazon-cloudwatch-agent.schema.json"
@@ -47,7 +47,7 @@ def user_data(**raw: str) -> str:
 
 
 def _engine(value: Any) -> str:
-    from stun_infra.offline import engine_string
+    from stun_infra.cloud.offline import engine_string
     return engine_string(value)
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from stun_infra.offline import stack_settings
+from stun_infra.cloud.offline import stack_settings
 from stun_infra.settings import (PROJECT_ROOT, ConfigError, Settings, _snake, architecture_of, key_specs,
                                  load_settings)
 
@@ -207,7 +207,7 @@ def test_every_problem_is_reported_at_once():
     {"instanceType": "c7gn.medium", "offered_zones": {"c7gn.medium": ["eu-west-3a"]}},
 ], ids=["settings-check", "zone-lookup-check", "instance-offering-check"])
 def test_bad_config_creates_no_resource(bad, monkeypatch):
-    from stun_infra.offline import RecordingMonitor
+    from stun_infra.cloud.offline import RecordingMonitor
     created: list[str] = []
     original = RecordingMonitor.RegisterResource
 

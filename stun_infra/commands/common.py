@@ -29,7 +29,7 @@ def overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def stack_settings(args: argparse.Namespace) -> Settings:
     """Settings for --stack and --set, validated exactly as `pulumi up` would."""
-    from stun_infra.offline import stack_settings as settings_of
+    from stun_infra.cloud.offline import stack_settings as settings_of
 
     return settings_of(args.stack, overrides(args))
 

@@ -29,12 +29,12 @@ from pathlib import Path
 
 from stun_infra.commands.common import add_stack_arguments, fail, stack_settings
 from stun_infra.commands.probe import timeout_seconds
-from stun_infra.coturn import local_paths, turnserver_conf
-from stun_infra.credentials import ice_servers, mint
-from stun_infra.endpoints import InputError, plan_checks, parse_ttl, server_uris
-from stun_infra.probing import failure_line, progress_line, run_checks, summary, table
+from stun_infra.instance.coturn import local_paths, turnserver_conf
+from stun_infra.client.credentials import ice_servers, mint
+from stun_infra.client.targets import InputError, plan_checks, parse_ttl, server_uris
+from stun_infra.client.probing import failure_line, progress_line, run_checks, summary, table
 from stun_infra.settings import ConfigError, Settings
-from stun_infra.turn_client import make_self_signed, stun_binding
+from stun_infra.client.turn_client import make_self_signed, stun_binding
 
 STARTUP_DEADLINE = 15.0  # seconds for turnserver to answer a binding after launch
 STOP_DEADLINE = 5.0      # seconds for turnserver to exit after SIGTERM before SIGKILL

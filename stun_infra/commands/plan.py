@@ -73,7 +73,7 @@ def _one_line(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stun_infra.offline import run_offline, stack_config
+    from stun_infra.cloud.offline import run_offline, stack_config
 
     try:
         config, secret_keys = stack_config(args.stack, overrides(args))

@@ -18,9 +18,9 @@ import os
 import sys
 
 from stun_infra.commands.common import fail
-from stun_infra.credentials import mint
-from stun_infra.endpoints import DEFAULT_TLS_PORT, InputError, Servers, plan_checks, read_servers
-from stun_infra.probing import as_json, failure_line, progress_line, run_checks, summary, table
+from stun_infra.client.credentials import mint
+from stun_infra.client.targets import DEFAULT_TLS_PORT, InputError, Servers, plan_checks, read_servers
+from stun_infra.client.probing import as_json, failure_line, progress_line, run_checks, summary, table
 
 SECRET_ENV = "STUN_INFRA_TURN_SECRET"
 PROBE_USER = "stun-infra-probe"

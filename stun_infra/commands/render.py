@@ -15,9 +15,9 @@ import secrets
 from pathlib import Path
 
 from stun_infra.commands.common import add_stack_arguments, fail, stack_settings
-from stun_infra.coturn import INSTANCE_PATHS, local_paths, turnserver_conf
+from stun_infra.instance.coturn import INSTANCE_PATHS, local_paths, turnserver_conf
 from stun_infra.settings import ConfigError
-from stun_infra.userdata import BootInputs, ParameterNames, agent_config, render_user_data
+from stun_infra.instance.userdata import BootInputs, ParameterNames, agent_config, render_user_data
 
 SECRET_ENV = "STUN_INFRA_TURN_SECRET"
 
@@ -61,7 +61,7 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stun_infra.turn_client import make_self_signed
+    from stun_infra.client.turn_client import make_self_signed
 
     try:
         settings = stack_settings(args)

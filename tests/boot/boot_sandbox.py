@@ -866,7 +866,7 @@ class Sandbox:
     # -- root filesystem ---------------------------------------------------------------
 
     def aws_hosts(self) -> dict[str, str]:
-        from stun_infra import userdata  # the production URLs, so the script runs unchanged
+        from stun_infra.instance import userdata  # the production URLs, so the script runs unchanged
 
         region = self.instance.region
         agent_host = urllib.parse.urlsplit(userdata.CLOUDWATCH_AGENT_BASE_URL).hostname
@@ -922,7 +922,7 @@ class Sandbox:
         self._spawn("mirror", "files", "--bind", MIRROR_IP, "--port", "80", "--root", str(self.cache.mirror),
                     "--pool-dir", str(self.cache.debs), "--log", str(self.logs / "mirror.jsonl"))
         www = self.workdir / "www"
-        from stun_infra import userdata
+        from stun_infra.instance import userdata
 
         agent = cloudwatch_agent_deb(self.workdir, self.arch)
         dest = www / urllib.parse.urlsplit(

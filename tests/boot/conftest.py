@@ -117,7 +117,7 @@ def _report_run(label: str, r: sb.ScriptRun) -> None:
 
 @pytest.fixture(scope="session")
 def rootfs_cache(_boot_requirements) -> sb.RootfsCache:
-    from stun_infra.userdata import PACKAGES
+    from stun_infra.instance.userdata import PACKAGES
 
     t0 = time.monotonic()
     cache = sb.ensure_rootfs(PACKAGES)
@@ -143,8 +143,8 @@ STACKS = [
 @pytest.fixture(scope="module", params=STACKS, ids=[s[0] for s in STACKS])
 def booted(request, rootfs_cache, tmp_path_factory):
     """One instance of a stack, booted by the user-data `stun-infra render` writes."""
-    from stun_infra.offline import stack_settings
-    from stun_infra.userdata import ParameterNames
+    from stun_infra.cloud.offline import stack_settings
+    from stun_infra.instance.userdata import ParameterNames
 
     label, stack, overrides, ipv6 = request.param
     settings = stack_settings(stack, overrides)

@@ -48,7 +48,7 @@ def test_packages_came_from_the_mirror_standin(booted):
     missing = [r["path"] for r in debs if r["status"] != 200]
     assert not missing, f"the script installs packages the rootfs cache did not download: {missing}"
     assert any("/coturn_" in r["path"] for r in debs)
-    from stun_infra.userdata import PACKAGES
+    from stun_infra.instance.userdata import PACKAGES
     status = booted.sandbox.root.joinpath("var/lib/dpkg/status").read_text()
     for pkg in PACKAGES:
         assert re.search(rf"^Package: {re.escape(pkg)}\nStatus: install ok installed$", status, re.M), pkg
@@ -77,8 +77,8 @@ def test_external_ip_is_the_instance_public_private_pair(booted):
 
 def test_written_conf_equals_stun_infra_render(booted):
     """The heredoc in the script expands to exactly what `stun-infra render` writes for
-    the same stack, addresses and secret (and what stun_infra.coturn returns)."""
-    from stun_infra.coturn import INSTANCE_PATHS, turnserver_conf
+    the same stack, addresses and secret (and what stun_infra.instance.coturn returns)."""
+    from stun_infra.instance.coturn import INSTANCE_PATHS, turnserver_conf
 
     assert booted.first.returncode == 0, _tail(booted.first)
     assert booted.conf() == booted.rendered_conf
@@ -227,7 +227,7 @@ def test_coturn_started_from_its_unit_answers_stun(booted):
 
 
 def test_coturn_serves_the_project_client(booted):
-    """stun_infra.turn_client against the booted server, from inside the namespace: STUN
+    """stun_infra.client.turn_client against the booted server, from inside the namespace: STUN
     over UDP and TCP, TLS with the certificate from Parameter Store, and a TURN
     allocation with a credential minted from the secret in Parameter Store, relayed on
     the instance's public address (external-ip)."""
@@ -239,7 +239,7 @@ def test_coturn_serves_the_project_client(booted):
     secret = booted.parameters.get(booted.parameter_names.turn_secret, "")
     code = f"""
 import asyncio, json
-from stun_infra import credentials, turn_client as tc
+from stun_infra.client import credentials, turn_client as tc
 server = ({box.instance.private_ip!r}, {settings.stun_port})
 async def main():
     out = {{}}
@@ -309,7 +309,7 @@ def test_reporter_counts_land_in_cloudwatch(booted):
     amazonaws.com over TLS), signed with the instance role's credentials from IMDSv2: in
     the stack's namespace, every counter metric per instance and for the fleet (no
     dimension), and what they sum to is exactly what the kernel counted since boot."""
-    from stun_infra import binding_counters, metrics
+    from stun_infra.instance import binding_counters, metrics
 
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox

@@ -1,0 +1,77 @@
+"""Access: the instance role, least privilege for the CloudWatch agent, Session Manager
+and reading exactly this stack's parameters.
+
+No kms:Decrypt statement: the SecureStrings use the AWS managed key aws/ssm, whose key
+policy already lets the account's principals decrypt through Parameter Store. No AWS
+managed policies either: AmazonSSMManagedInstanceCore would allow ssm:GetParameter on
+every parameter in the account.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+
+SESSION_MANAGER_ACTIONS = [
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+]
+
+
+@dataclass(frozen=True)
+class AccessArgs:
+    parameter_arns: Sequence[pulumi.Input[str]]
+    log_group_arn: pulumi.Input[str]
+    metric_namespace: str
+    tags: dict[str, str]
+
+
+def instance_policy(parameter_arns: list[str], log_group_arn: str, metric_namespace: str) -> str:
+    """The role's one inline policy, as JSON."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
+             "Resource": parameter_arns},
+            {"Sid": "ShipCoturnLogs", "Effect": "Allow",
+             "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+             "Resource": [log_group_arn, f"{log_group_arn}:*"]},
+            {"Sid": "PublishMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
+             "Resource": "*",
+             "Condition": {"StringEquals": {"cloudwatch:namespace": [metric_namespace, "CWAgent"]}}},
+            {"Sid": "AgentDimensions", "Effect": "Allow", "Action": ["ec2:DescribeTags"], "Resource": "*"},
+            {"Sid": "SessionManager", "Effect": "Allow", "Action": SESSION_MANAGER_ACTIONS, "Resource": "*"},
+        ],
+    }, indent=2)
+
+
+class InstanceAccess(pulumi.ComponentResource):
+    role: aws.iam.Role
+    profile: aws.iam.InstanceProfile
+
+    def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:access:InstanceAccess", name, None, opts)
+        self.role = aws.iam.Role(
+            f"{name}-role", description="coturn instances: CloudWatch agent, Session Manager, own parameters",
+            assume_role_policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Principal": {"Service": "ec2.amazonaws.com"}}],
+            }),
+            tags=tagged(args.tags, f"{name}-role"), opts=child_opts(self))
+        policy = pulumi.Output.all(list(args.parameter_arns), args.log_group_arn).apply(
+            lambda a: instance_policy(a[0], a[1], args.metric_namespace))
+        aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=policy, opts=child_opts(self))
+        self.profile = aws.iam.InstanceProfile(
+            f"{name}-profile", role=self.role.name, tags=tagged(args.tags, f"{name}-profile"),
+            opts=child_opts(self))
+        self.register_outputs({"role_arn": self.role.arn, "instance_profile_arn": self.profile.arn})

@@ -1,0 +1,99 @@
+"""Endpoint: one stable address for the fleet.
+
+Autoscale mode puts a Network Load Balancer in front (STUN/TURN control on the
+stun port over UDP and TCP, TLS passed through to coturn); relayed media still flows
+to each instance's own public IP, which an NLB cannot carry. Optionally a Route 53
+record names the endpoint: an alias to the NLB, or one multivalue record per static
+instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from stun_infra.cloud.components.base import PACKAGE, child_opts, fitted, tagged
+
+DNS_TTL = 60
+AWS_LB_NAME_LIMIT = 32  # load balancers and target groups
+
+
+@dataclass(frozen=True)
+class LoadBalancerArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    stun_port: int
+    tls_port: int
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Listener:
+    key: str
+    protocol: str  # the listener's and target group's protocol
+    port: int
+
+
+def listeners(stun_port: int, tls_port: int) -> list[Listener]:
+    """TCP_UDP carries STUN/TURN over both transports on one port; TLS is passed through."""
+    return [Listener("stun", "TCP_UDP", stun_port), Listener("tls", "TCP", tls_port)]
+
+
+class LoadBalancedEndpoint(pulumi.ComponentResource):
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:endpoint:LoadBalancedEndpoint", name, None, opts)
+        self.load_balancer = aws.lb.LoadBalancer(
+            fitted(name, "nlb", AWS_LB_NAME_LIMIT), load_balancer_type="network", internal=False, subnets=list(args.subnet_ids),
+            enable_cross_zone_load_balancing=True, tags=tagged(args.tags, f"{name}-nlb"),
+            opts=child_opts(self))
+        self.target_groups: list[aws.lb.TargetGroup] = []
+        for listener in listeners(args.stun_port, args.tls_port):
+            group = aws.lb.TargetGroup(
+                fitted(name, listener.key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=listener.protocol, port=listener.port,
+                target_type="instance", preserve_client_ip="true",
+                connection_termination=False, deregistration_delay=30,
+                # NLBs cannot check UDP: a TCP connect to the same port proves coturn listens.
+                health_check=aws.lb.TargetGroupHealthCheckArgs(
+                    protocol="TCP", port="traffic-port", interval=10,
+                    healthy_threshold=3, unhealthy_threshold=3),
+                tags=tagged(args.tags, f"{name}-{listener.key}"), opts=child_opts(self))
+            aws.lb.Listener(
+                f"{name}-{listener.key}", load_balancer_arn=self.load_balancer.arn, protocol=listener.protocol,
+                port=listener.port,
+                default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=group.arn)],
+                tags=tagged(args.tags, f"{name}-{listener.key}"), opts=child_opts(self))
+            self.target_groups.append(group)
+        self.target_group_arns = [g.arn for g in self.target_groups]
+        self.dns_name = self.load_balancer.dns_name
+        self.zone_id = self.load_balancer.zone_id
+        self.register_outputs({"dns_name": self.dns_name, "target_group_arns": self.target_group_arns})
+
+
+@dataclass(frozen=True)
+class DnsArgs:
+    zone_id: str
+    name: str
+    alias_target: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (dns name, zone id) of an NLB
+    addresses: Sequence[pulumi.Input[str]] = ()  # static instances' Elastic IPs
+
+
+class DnsEndpoint(pulumi.ComponentResource):
+    def __init__(self, name: str, args: DnsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:endpoint:DnsEndpoint", name, None, opts)
+        if args.alias_target:
+            target, zone = args.alias_target
+            aws.route53.Record(
+                f"{name}-alias", zone_id=args.zone_id, name=args.name, type="A",
+                aliases=[aws.route53.RecordAliasArgs(name=target, zone_id=zone, evaluate_target_health=True)],
+                opts=child_opts(self))
+        for i, address in enumerate(args.addresses):
+            # Multivalue answers: resolvers get every healthy instance, each its own relay address.
+            aws.route53.Record(
+                f"{name}-{i}", zone_id=args.zone_id, name=args.name, type="A", ttl=DNS_TTL,
+                records=[address], set_identifier=f"{name}-{i}", multivalue_answer_routing_policy=True,
+                opts=child_opts(self))
+        self.fqdn = args.name
+        self.register_outputs({"fqdn": self.fqdn})

@@ -1,0 +1,167 @@
+"""Fleet: the coturn instances, as a static set with Elastic IPs or as an auto scaling group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.instance.userdata import packed
+
+GROUP_METRICS = ["GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity",
+                 "GroupInServiceInstances", "GroupTotalInstances"]
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What every instance is launched with, in either mode."""
+
+    ami_id: str
+    root_device_name: str
+    instance_type: str
+    key_name: pulumi.Input[str]
+    instance_profile_name: pulumi.Input[str]
+    instance_profile_arn: pulumi.Input[str]
+    security_group_id: pulumi.Input[str]
+    root_volume_size: int
+    tags: dict[str, str]
+
+
+def metadata_options() -> dict:
+    """IMDSv2 only; hop limit 1 so nothing behind the instance can reach it."""
+    return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
+            "instance_metadata_tags": "disabled"}
+
+
+@dataclass(frozen=True)
+class StaticFleetArgs:
+    spec: LaunchSpec
+    subnet_ids: Sequence[pulumi.Input[str]]
+    count: int
+    user_data_for: Callable[[pulumi.Output[str]], pulumi.Output[str]]  # Elastic IP -> that instance's user-data
+
+
+class StaticFleet(pulumi.ComponentResource):
+    """`count` instances round-robin over the subnets, each keeping its Elastic IP across stop/start."""
+
+    def __init__(self, name: str, args: StaticFleetArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:fleet:StaticFleet", name, None, opts)
+        spec = args.spec
+        self.instances: list[aws.ec2.Instance] = []
+        self.eips: list[aws.ec2.Eip] = []
+        for i in range(args.count):
+            node = f"{name}-{i}"
+            eip = aws.ec2.Eip(f"{node}-eip", domain="vpc", tags=tagged(spec.tags, f"{node}-eip"),
+                              opts=child_opts(self))
+            instance = aws.ec2.Instance(
+                node,
+                ami=spec.ami_id,
+                instance_type=spec.instance_type,
+                subnet_id=args.subnet_ids[i % len(args.subnet_ids)],
+                vpc_security_group_ids=[spec.security_group_id],
+                iam_instance_profile=spec.instance_profile_name,
+                key_name=spec.key_name,
+                user_data_base64=args.user_data_for(eip.public_ip).apply(packed),
+                monitoring=True,
+                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options()),
+                root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                    volume_type="gp3", volume_size=spec.root_volume_size, encrypted=True,
+                    delete_on_termination=True, tags=tagged(spec.tags, f"{node}-root")),
+                tags=tagged(spec.tags, node),
+                # Replacing every server at once would drop the whole fleet while the new ones
+                # boot (each Elastic IP moves at once): a newer AMI or boot script is rolled
+                # one instance at a time with `pulumi up --replace <urn>` (see README); the
+                # boot_script_sha256 output shows when a roll is due.
+                opts=child_opts(self, ignore_changes=["ami", "userDataBase64"]))
+            aws.ec2.EipAssociation(f"{node}-eip", instance_id=instance.id, allocation_id=eip.allocation_id,
+                                   opts=child_opts(self))
+            self.instances.append(instance)
+            self.eips.append(eip)
+        self.instance_ids = [i.id for i in self.instances]
+        self.public_ips = [e.public_ip for e in self.eips]
+        self.register_outputs({"instance_ids": self.instance_ids, "public_ips": self.public_ips})
+
+
+@dataclass(frozen=True)
+class AutoscaleFleetArgs:
+    spec: LaunchSpec
+    subnet_ids: Sequence[pulumi.Input[str]]
+    min_size: int
+    desired_capacity: int
+    max_size: int
+    user_data: pulumi.Input[str]
+    target_group_arns: Sequence[pulumi.Input[str]]
+    health_check_grace_period: int
+    min_healthy_percentage: int
+    cpu_target: int
+
+
+class AutoscaleFleet(pulumi.ComponentResource):
+    """A launch template and an auto scaling group over every subnet, rolled by instance refresh."""
+
+    def __init__(self, name: str, args: AutoscaleFleetArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:fleet:AutoscaleFleet", name, None, opts)
+        spec = args.spec
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            image_id=spec.ami_id,
+            instance_type=spec.instance_type,
+            key_name=spec.key_name,
+            user_data=pulumi.Output.from_input(args.user_data).apply(packed),
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=spec.instance_profile_arn),
+            network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                associate_public_ip_address="true", delete_on_termination="true",
+                security_groups=[spec.security_group_id])],
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options()),
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=spec.root_device_name,
+                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_type="gp3", volume_size=spec.root_volume_size, encrypted="true",
+                    delete_on_termination="true"))],
+            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            update_default_version=True,
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tagged(spec.tags, name))
+                for kind in ("instance", "volume")],
+            tags=tagged(spec.tags, f"{name}-lt"),
+            opts=child_opts(self))
+        self.group = aws.autoscaling.Group(
+            f"{name}-asg",
+            vpc_zone_identifiers=list(args.subnet_ids),
+            min_size=args.min_size,
+            max_size=args.max_size,
+            desired_capacity=args.desired_capacity,
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
+                id=self.launch_template.id,
+                # "$Latest" would never start an instance refresh: pin the number.
+                version=self.launch_template.latest_version.apply(str)),
+            target_group_arns=list(args.target_group_arns),
+            health_check_type="ELB",
+            health_check_grace_period=args.health_check_grace_period,
+            default_instance_warmup=args.health_check_grace_period,
+            enabled_metrics=GROUP_METRICS,
+            metrics_granularity="1Minute",
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=args.min_healthy_percentage,
+                    instance_warmup=str(args.health_check_grace_period))),
+            tags=[aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
+                  for k, v in tagged(spec.tags, name).items()],
+            # The scaling policy owns the desired capacity once the group exists.
+            opts=child_opts(self, ignore_changes=["desiredCapacity"]))
+        aws.autoscaling.Policy(
+            f"{name}-cpu-target",
+            autoscaling_group_name=self.group.name,
+            policy_type="TargetTrackingScaling",
+            target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
+                predefined_metric_specification=aws.autoscaling.
+                PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs(
+                    predefined_metric_type="ASGAverageCPUUtilization"),
+                target_value=float(args.cpu_target)),
+            opts=child_opts(self))
+        self.group_name = self.group.name
+        self.register_outputs({"asg_name": self.group_name, "launch_template_id": self.launch_template.id})

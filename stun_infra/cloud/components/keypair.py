@@ -1,0 +1,29 @@
+"""Key pair: generated in the stack (pulumi-tls), never written to disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_tls as tls
+
+from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+
+
+@dataclass(frozen=True)
+class KeyPairArgs:
+    tags: dict[str, str]
+
+
+class SshKeyPair(pulumi.ComponentResource):
+    """RSA so that the PEM output works with every ssh client; the private key is a secret output."""
+
+    def __init__(self, name: str, args: KeyPairArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:access:SshKeyPair", name, None, opts)
+        key = tls.PrivateKey(f"{name}-key", algorithm="RSA", rsa_bits=4096, opts=child_opts(self))
+        self.key_pair = aws.ec2.KeyPair(
+            f"{name}", public_key=key.public_key_openssh, tags=tagged(args.tags, name), opts=child_opts(self))
+        self.key_name = self.key_pair.key_name
+        self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
+        self.register_outputs({"key_name": self.key_name, "private_key_pem": self.private_key_pem})

@@ -1,0 +1,160 @@
+"""Monitoring: the dashboard and alarms, built from the fleet's own outputs.
+
+Binding counts and UDP allocations come from kernel counters on each instance (0 log
+bytes per message); other session events from coturn's log through ServerLogs' metric filters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from stun_infra.instance import metrics
+from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.fleet import GROUP_METRICS
+
+PERIOD = 60
+# 1 in a minute when requests arrived (a missing datum counts as none) and nothing succeeded.
+STALLED_EXPRESSION = "IF(FILL(requests, 0) > 0 AND FILL(successes, 0) == 0, 1, 0)"
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    region: str
+    metric_namespace: str
+    asg_name: pulumi.Input[str] | None       # autoscale mode
+    instance_ids: Sequence[pulumi.Input[str]]  # static mode
+    min_size: int
+    session_logging: bool
+    cpu_high_percent: int
+    alarm_email: str
+    tags: dict[str, str]
+
+
+def _widget(title: str, metric_rows: list, y: int, x: int, stat: str = "Sum") -> dict:
+    return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
+            "properties": {"title": title, "region": "__REGION__", "stat": stat, "period": PERIOD,
+                           "view": "timeSeries", "stacked": False, "metrics": metric_rows}}
+
+
+def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_ids: list[str],
+                   session_logging: bool = False) -> str:
+    """CloudWatch dashboard JSON; every name comes from the arguments."""
+    # Kernel counters: the fleet series, which every instance publishes with no dimension
+    # (metrics.fleet_dimensions; the namespace is this stack's alone), in both modes.
+    bindings = [[namespace, m] for m in (metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS,
+                                         metrics.BINDING_REQUESTS)]
+    # UDP allocations: kernel counter, always (fleet series, like the bindings); the rest: log metrics
+    sessions = [[namespace, metrics.UDP_ALLOCATIONS],
+                *([namespace, m.name] for m in metrics.log_metrics(session_logging))]
+    if asg_name:
+        capacity = [["AWS/AutoScaling", m, "AutoScalingGroupName", asg_name] for m in GROUP_METRICS]
+        cpu = [["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", asg_name]]
+        packets = [["AWS/EC2", m, "AutoScalingGroupName", asg_name] for m in ("NetworkPacketsIn", "NetworkPacketsOut")]
+    else:
+        capacity = [["AWS/EC2", "StatusCheckFailed", "InstanceId", i] for i in instance_ids]
+        cpu = [["AWS/EC2", "CPUUtilization", "InstanceId", i] for i in instance_ids]
+        packets = [["AWS/EC2", m, "InstanceId", i] for i in instance_ids
+                   for m in ("NetworkPacketsIn", "NetworkPacketsOut")]
+    widgets = [
+        _widget("STUN bindings per minute (kernel counters)", bindings, 0, 0),
+        _widget("TURN sessions: " + ", ".join(row[1] for row in sessions), sessions, 0, 12),
+        _widget("Group capacity" if asg_name else "Status check failures", capacity, 6, 0,
+                "Maximum"),
+        _widget("CPU utilization (%)", cpu, 6, 12, "Average"),
+        _widget("Network packets in/out", packets, 12, 0),
+    ]
+    return json.dumps({"widgets": widgets}).replace("__REGION__", region)
+
+
+def dashboard_url(region: str, name: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards:name={name}"
+
+
+class Monitoring(pulumi.ComponentResource):
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:monitoring:Monitoring", name, None, opts)
+        body = pulumi.Output.all(args.asg_name, list(args.instance_ids)).apply(
+            lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1], args.session_logging))
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=name, dashboard_body=body, opts=child_opts(self))
+        self.dashboard_url = self.dashboard.dashboard_name.apply(lambda n: dashboard_url(args.region, n))
+
+        self.topic = aws.sns.Topic(f"{name}-alarms", tags=tagged(args.tags, f"{name}-alarms"),
+                                   opts=child_opts(self))
+        if args.alarm_email:
+            aws.sns.TopicSubscription(f"{name}-alarms-email", topic=self.topic.arn, protocol="email",
+                                      endpoint=args.alarm_email, opts=child_opts(self))
+        self.alarms: list[aws.cloudwatch.MetricAlarm] = []
+        actions = [self.topic.arn]
+        if args.asg_name is not None:
+            group = {"AutoScalingGroupName": args.asg_name}
+            self._alarm(name, "in-service-low", args, actions,
+                        alarm_description=f"Fewer than {args.min_size} instances in service",
+                        namespace="AWS/AutoScaling", metric_name="GroupInServiceInstances", dimensions=group,
+                        statistic="Minimum", comparison_operator="LessThanThreshold",
+                        threshold=args.min_size, evaluation_periods=3, datapoints_to_alarm=3,
+                        treat_missing_data="breaching")
+            self._cpu_high(name, "cpu-high", args, actions, "Average CPU", group)
+        for i, instance_id in enumerate(args.instance_ids):
+            instance = {"InstanceId": instance_id}
+            self._alarm(name, f"status-check-{i}", args, actions,
+                        alarm_description=f"Instance {i} failed its status checks",
+                        namespace="AWS/EC2", metric_name="StatusCheckFailed", dimensions=instance,
+                        statistic="Maximum", comparison_operator="GreaterThanOrEqualToThreshold",
+                        threshold=1, evaluation_periods=2, datapoints_to_alarm=2,
+                        treat_missing_data="breaching")
+            self._cpu_high(name, f"cpu-high-{i}", args, actions, f"Instance {i} CPU", instance)
+            # One instance can stop answering while the others keep the fleet series healthy.
+            self._bindings_stalled(name, f"bindings-stalled-{i}", args, actions,
+                                   f"Instance {i}: binding requests arrive but no binding succeeds",
+                                   {metrics.INSTANCE_DIMENSION: instance_id})
+        self._bindings_stalled(name, "bindings-stalled", args, actions,
+                               "Binding requests arrive but no binding succeeds")
+        self.register_outputs({"dashboard_url": self.dashboard_url, "alarm_topic_arn": self.topic.arn})
+
+    def _alarm(self, name: str, key: str, args: MonitoringArgs, actions: list, **kwargs) -> None:
+        self.alarms.append(aws.cloudwatch.MetricAlarm(
+            f"{name}-{key}", period=PERIOD, alarm_actions=actions, ok_actions=actions,
+            tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self), **kwargs))
+
+    def _cpu_high(self, name: str, key: str, args: MonitoringArgs, actions: list, what: str,
+                  dimensions: dict[str, pulumi.Input[str]]) -> None:
+        self._alarm(name, key, args, actions,
+                    alarm_description=f"{what} above {args.cpu_high_percent}% for 5 minutes",
+                    namespace="AWS/EC2", metric_name="CPUUtilization", dimensions=dimensions,
+                    statistic="Average", comparison_operator="GreaterThanThreshold",
+                    threshold=args.cpu_high_percent, evaluation_periods=5, datapoints_to_alarm=5,
+                    treat_missing_data="missing")
+
+    def _bindings_stalled(self, name: str, key: str, args: MonitoringArgs, actions: list, description: str,
+                          dimensions: dict[str, pulumi.Input[str]] | None = None) -> None:
+        """Requests still arrive but nothing succeeds: the server is up for the kernel, down for clients.
+        Without dimensions: the fleet series (metrics.fleet_dimensions), in both modes; with
+        {InstanceId: id}: that instance's series (static mode, one alarm per instance)."""
+
+        def query(id_: str, metric: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=id_, return_data=False,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=args.metric_namespace, metric_name=metric, dimensions=dimensions,
+                    period=PERIOD, stat="Sum"))
+
+        self.alarms.append(aws.cloudwatch.MetricAlarm(
+            f"{name}-{key}",
+            alarm_description=description,
+            comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
+            evaluation_periods=3, datapoints_to_alarm=3, treat_missing_data="notBreaching",
+            metric_queries=[
+                query("requests", metrics.BINDING_REQUESTS),
+                query("successes", metrics.BINDING_SUCCESSES),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="stalled", return_data=True, label="Requests without successes",
+                    expression=STALLED_EXPRESSION),
+            ],
+            alarm_actions=actions, ok_actions=actions,
+            tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self)))

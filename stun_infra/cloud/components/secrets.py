@@ -1,0 +1,64 @@
+"""Server secrets: generated here, stored in Parameter Store, read by the instance role at boot.
+
+User-data carries only the parameter names, never a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.instance.userdata import ParameterNames
+
+SECRET_LENGTH = 48
+
+
+@dataclass(frozen=True)
+class SecretsArgs:
+    path: str                      # e.g. /stun-infra/dev
+    turn: bool
+    tls_certificate_pem: pulumi.Input[str]
+    tls_private_key_pem: pulumi.Input[str]
+    tags: dict[str, str]
+
+
+class ServerSecrets(pulumi.ComponentResource):
+    turn_secret: pulumi.Output[str] | None
+    parameter_arns: list[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:secrets:ServerSecrets", name, None, opts)
+        self.names = ParameterNames.under(args.path, args.turn)
+        self.turn_secret = None
+        turn_param = None
+        if args.turn:
+            secret = random.RandomPassword(f"{name}-turn-secret", length=SECRET_LENGTH, special=False,
+                                           opts=child_opts(self))
+            self.turn_secret = pulumi.Output.secret(secret.result)
+            turn_param = self._parameter(name, "turn-secret", self.names.turn_secret, "SecureString",
+                                         self.turn_secret, "TURN REST API shared secret", args.tags)
+        key_param = self._parameter(name, "tls-key", self.names.tls_private_key, "SecureString",
+                                    pulumi.Output.secret(args.tls_private_key_pem),
+                                    "Private key of the TLS port's certificate", args.tags)
+        cert_param = self._parameter(name, "tls-cert", self.names.tls_certificate, "String",
+                                     args.tls_certificate_pem, "TLS port's certificate chain", args.tags)
+        params = [p for p in (turn_param, key_param, cert_param) if p is not None]
+        self.parameter_arns = [p.arn for p in params]
+        # What the boot script reads: this stack's parameters at their current versions.
+        self.pinned_names: pulumi.Output[ParameterNames] = pulumi.Output.all(
+            turn_param.version if turn_param else None, cert_param.version, key_param.version,
+        ).apply(lambda v: self.names.at(turn_secret=v[0], tls_certificate=v[1], tls_private_key=v[2]))
+        self.register_outputs({"parameter_arns": self.parameter_arns})
+
+    def _parameter(self, name: str, suffix: str, path: str, kind: str, value: pulumi.Input[str],
+                   description: str, tags: dict[str, str]) -> aws.ssm.Parameter:
+        # Intelligent-Tiering moves a chain over 4 KB to the advanced tier instead of failing.
+        # A public value goes in insecure_value so diffs show it; `value` is always a secret.
+        content = {"value": value} if kind == "SecureString" else {"insecure_value": value}
+        return aws.ssm.Parameter(
+            f"{name}-{suffix}", name=path, type=kind, description=description, **content,
+            tier="Intelligent-Tiering", tags=tagged(tags, path), opts=child_opts(self))

@@ -1,0 +1,271 @@
+"""Run the real program on Pulumi's mock engine: no AWS account, no Pulumi CLI.
+
+`stun-infra plan` and the unit tests share this: the mocks answer the two lookups
+the program makes (zones, AMI) with fixed, plausible values, give each resource the
+computed outputs AWS would, record every registration with its parent, and refuse
+any lookup they do not know rather than answer with nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pulumi
+import yaml
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.settings import reset_options
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from stun_infra.settings import PROJECT, PROJECT_ROOT, Settings
+
+OFFLINE_ZONES = {"eu-west-3": ["eu-west-3a", "eu-west-3b", "eu-west-3c"]}
+DEFAULT_ZONE_LETTERS = "abc"
+OFFLINE_ACCOUNT = "123456789012"
+SECRET_PLACEHOLDER = "offline-placeholder-for-a-secret"
+# A `secure:` value in a stack file cannot be decrypted offline; the only secret key
+# the project takes is a PEM private key, so the stand-in has that shape.
+SECURE_VALUE_PLACEHOLDER = (f"-----BEGIN PRIVATE KEY-----\n{SECRET_PLACEHOLDER}\n"
+                            "-----END PRIVATE KEY-----\n")
+
+
+class UnknownInvoke(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Registration:
+    urn: str
+    id: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]  # secrets unwrapped
+    secret_inputs: frozenset[str]  # top-level input names whose value is secret
+    state: dict[str, Any]
+    ignore_changes: tuple[str, ...] = ()
+    dependencies: frozenset[str] = frozenset()  # URNs this resource waits for
+
+
+def _fake_id(typ: str, name: str) -> str:
+    return hashlib.sha256(f"{typ}/{name}".encode()).hexdigest()[:17]
+
+
+def _fake_ip(name: str, first_octet: int) -> str:
+    digest = hashlib.sha256(name.encode()).digest()
+    return f"{first_octet}.{digest[0]}.{digest[1]}.{max(digest[2], 1)}"
+
+
+class OfflineMocks(pulumi.runtime.Mocks):
+    """Computed outputs of the resources this program creates, keyed by the engine's camelCase names."""
+
+    def __init__(self, region: str, offered_zones: Mapping[str, Sequence[str]] | None = None):
+        self.region = region
+        self.offered_zones = dict(offered_zones or {})  # instance type -> zones; default: every zone
+        self.zones = OFFLINE_ZONES.get(region, [f"{region}{c}" for c in DEFAULT_ZONE_LETTERS])
+        self.calls: list[tuple[str, dict]] = []
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": self.zones, "zoneIds": [f"euw3-az{i + 1}" for i in range(len(self.zones))],
+                    "id": self.region}, []
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            (instance_type,) = next(f["values"] for f in args.args["filters"] if f["name"] == "instance-type")
+            zones = list(self.offered_zones.get(instance_type, self.zones))
+            return {"id": self.region, "locations": zones, "locationTypes": ["availability-zone"] * len(zones),
+                    "instanceTypes": [instance_type] * len(zones)}, []
+        if args.token == "aws:ec2/getAmi:getAmi":
+            arch = next(f["values"][0] for f in args.args["filters"] if f["name"] == "architecture")
+            debian_arch = "arm64" if arch == "arm64" else "amd64"
+            return {"id": f"ami-0{debian_arch}0000000000", "name": f"debian-12-{debian_arch}-20261101-1900",
+                    "architecture": arch, "rootDeviceName": "/dev/xvda"}, []
+        raise UnknownInvoke(f"Mock not implemented: {args.token}")
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        rid = _fake_id(typ, name)
+        arn_service = typ.split(":")[1].split("/")[0]
+        state: dict[str, Any] = {**inputs,
+                                 "arn": f"arn:aws:{arn_service}:{self.region}:{OFFLINE_ACCOUNT}:{name}"}
+        short = typ.split(":")[-1]
+        if typ == "aws:ec2/eip:Eip":
+            state.update(publicIp=_fake_ip(name, 203), allocationId=f"eipalloc-{rid}")
+            rid = f"eipalloc-{rid}"
+        elif typ == "aws:ec2/instance:Instance":
+            rid = f"i-{rid}"
+            state.update(privateIp=_fake_ip(name, 10), publicIp=_fake_ip(name + "-auto", 198))
+        elif typ == "aws:ec2/keyPair:KeyPair":
+            state.update(keyName=inputs.get("keyName") or f"{name}-{rid[:7]}")
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            rid = f"lt-{rid}"
+            state.update(latestVersion=1)
+        elif typ == "aws:lb/loadBalancer:LoadBalancer":
+            state.update(dnsName=f"{name}-{rid[:8]}.elb.{self.region}.amazonaws.com", zoneId="Z1CMS0P5QUZ6D5")
+        elif typ == "aws:autoscaling/group:Group":
+            rid = inputs.get("name") or f"{name}-{rid[:7]}"
+            state.update(name=rid)
+        elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile", "aws:sns/topic:Topic"):
+            state.update(name=inputs.get("name") or f"{name}-{rid[:7]}")
+        elif typ == "aws:ssm/parameter:Parameter":
+            state.update(arn=f"arn:aws:ssm:{self.region}:{OFFLINE_ACCOUNT}:parameter{inputs['name']}", version=1)
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            state.update(arn=f"arn:aws:logs:{self.region}:{OFFLINE_ACCOUNT}:log-group:{inputs['name']}")
+        elif typ == "tls:index/privateKey:PrivateKey":
+            state.update(privateKeyPem=f"-----BEGIN PRIVATE KEY-----\n{SECRET_PLACEHOLDER}-{name}\n-----END PRIVATE KEY-----\n",
+                         publicKeyOpenssh=f"ssh-rsa AAAAoffline{rid} {name}\n")
+        elif typ == "tls:index/selfSignedCert:SelfSignedCert":
+            state.update(certPem=f"-----BEGIN CERTIFICATE-----\noffline-{name}\n-----END CERTIFICATE-----\n")
+        elif typ == "random:index/randomPassword:RandomPassword":
+            state.update(result=f"{SECRET_PLACEHOLDER}-{name}")
+        elif short.startswith("Vpc") or typ.startswith("aws:ec2/vpc:"):
+            rid = f"vpc-{rid}"
+        elif typ == "aws:ec2/subnet:Subnet":
+            rid = f"subnet-{rid}"
+        elif typ == "aws:ec2/securityGroup:SecurityGroup":
+            rid = f"sg-{rid}"
+        return rid, state
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock engine, also keeping who registered what under which parent."""
+
+    def __init__(self, mocks: OfflineMocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.outputs_registered: list[str] = []  # URNs whose register_outputs reached the engine
+
+    def RegisterResourceOutputs(self, request):
+        self.outputs_registered.append(request.urn)
+        return super().RegisterResourceOutputs(request)
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = rpc.deserialize_properties(request.object)
+            self.registrations.append(Registration(
+                urn=response.urn, id=response.id, type=request.type, name=request.name, parent=request.parent,
+                custom=bool(request.custom), inputs=unwrap_secrets(raw),
+                secret_inputs=frozenset(k for k, v in raw.items() if _is_secret(v)),
+                state=unwrap_secrets(self.resources[response.urn].state),
+                ignore_changes=tuple(request.ignoreChanges),
+                dependencies=frozenset(request.dependencies)
+                | {u for deps in request.propertyDependencies.values() for u in deps.urns}))
+        return response
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """The engine's wire form of a secret is {sig: secret, value: v}; tests want v."""
+    if _is_secret(value):
+        return unwrap_secrets(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+@dataclass
+class OfflineRun:
+    stack: str
+    config: dict[str, str]
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    calls: list[tuple[str, dict]] = field(default_factory=list)
+    outputs_registered: list[str] = field(default_factory=list)
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == typ]
+
+    def one(self, typ: str) -> Registration:
+        found = self.of_type(typ)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {typ}, found {len(found)}")
+        return found[0]
+
+
+def stack_config(stack: str, overrides: Mapping[str, str] = (), project_root: Path = PROJECT_ROOT
+                 ) -> tuple[dict[str, str], set[str]]:
+    """Config as the engine would hand it over: Pulumi.<stack>.yaml, then overrides, as strings.
+
+    Secure values cannot be decrypted offline: they get a placeholder and stay secret.
+    """
+    path = project_root / f"Pulumi.{stack}.yaml"
+    values: dict[str, str] = {}
+    secret_keys: set[str] = set()
+    if path.exists():
+        doc = yaml.safe_load(path.read_text()) or {}
+        for key, value in (doc.get("config") or {}).items():
+            if isinstance(value, dict) and set(value) == {"secure"}:
+                values[key] = SECURE_VALUE_PLACEHOLDER
+                secret_keys.add(key)
+            else:
+                values[key] = engine_string(value)
+    for key, value in dict(overrides).items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        values[full] = value
+    return values, secret_keys
+
+
+def stack_settings(stack: str, overrides: Mapping[str, str] = ()) -> Settings:
+    """Validated settings of a stack file plus overrides, as `pulumi up` would read them."""
+    from stun_infra.settings import load_settings
+
+    config, secret_keys = stack_config(stack, overrides)
+    ours = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(PROJECT + ":")}
+    return load_settings(ours, stack=stack, region=config.get("aws:region", ""), secret_keys=secret_keys)
+
+
+def engine_string(value: Any) -> str:
+    """How the Pulumi engine passes a config value to the program."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value)
+
+
+def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: set[str] = frozenset(),
+                offered_zones: Mapping[str, Sequence[str]] | None = None) -> OfflineRun:
+    """Run build_stack under mocks with this config; raises what the program raises."""
+    from stun_infra.cloud.config import read_settings
+    from stun_infra.cloud.stack import build_stack
+
+    region = config.get("aws:region", "eu-west-3")
+    mocks = OfflineMocks(region, offered_zones)
+    monitor = RecordingMonitor(mocks)
+    reset_options(project=PROJECT, stack=stack, preview=False)
+    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    runtime_config.set_all_config(dict(config), sorted(secret_keys))
+    collected: dict[str, tuple[Any, bool]] = {}
+
+    async def program() -> None:
+        outputs = build_stack(read_settings())
+        for key, value in outputs.items():
+            out = pulumi.Output.from_input(value)
+            collected[key] = (await out.future(), await out.is_secret())
+
+    pulumi_mocks.SETTINGS.rpc_manager.clear()
+    pulumi_mocks.SETTINGS.outputs.clear()
+    try:
+        _sync_await(run_pulumi_func(lambda: _sync_await(program())))
+    finally:
+        runtime_config.set_all_config({}, [])
+    return OfflineRun(stack=stack, config=dict(config), registrations=monitor.registrations,
+                      outputs={k: v for k, (v, _) in collected.items()},
+                      secret_outputs={k for k, (_, s) in collected.items() if s}, calls=mocks.calls,
+                      outputs_registered=monitor.outputs_registered)

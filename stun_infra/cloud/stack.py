@@ -1,0 +1,171 @@
+"""The whole stack: look everything up, then build the components in dependency order.
+
+Every lookup and every check runs before the first resource is registered, so a bad
+region or zone count fails with nothing half-deployed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from stun_infra.instance import metrics
+from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
+from stun_infra.cloud.components.endpoint import DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs
+from stun_infra.cloud.components.firewall import Firewall, FirewallArgs
+from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, LaunchSpec, StaticFleet,
+                                         StaticFleetArgs)
+from stun_infra.cloud.components.keypair import KeyPairArgs, SshKeyPair
+from stun_infra.cloud.components.logs import LogsArgs, ServerLogs
+from stun_infra.cloud.components.monitoring import Monitoring, MonitoringArgs
+from stun_infra.cloud.components.network import Network, NetworkArgs
+from stun_infra.cloud.components.secrets import SecretsArgs, ServerSecrets
+from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
+from stun_infra.client.targets import server_uris
+from stun_infra.settings import PROJECT, ConfigError, Settings
+from stun_infra.instance.userdata import BootInputs, render_user_data
+
+DEBIAN_OWNER = "136693071363"  # Debian's official AWS account
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+
+@dataclass(frozen=True)
+class Lookups:
+    zones: tuple[str, ...]
+    ami_id: str
+    ami_name: str
+    root_device_name: str
+
+
+def look_up(settings: Settings) -> Lookups:
+    available = aws.get_availability_zones(
+        state="available", filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status",
+                                                                         values=["opt-in-not-required"])])
+    if len(available.names) < settings.availability_zones:
+        raise ConfigError([
+            f"{PROJECT}:availabilityZones: got {settings.availability_zones}, but region {settings.region} "
+            f"has {len(available.names)} available zones ({', '.join(available.names)}); "
+            f"choose at most {len(available.names)} (and at least 2)"])
+    # Newer and Graviton types are not offered in every zone: launching there would fail.
+    offered = set(aws.ec2.get_instance_type_offerings(
+        location_type="availability-zone",
+        filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="instance-type",
+                                                            values=[settings.instance_type])]).locations)
+    usable = [zone for zone in sorted(available.names) if zone in offered]
+    if len(usable) < settings.availability_zones:
+        raise ConfigError([
+            f"{PROJECT}:instanceType: got {settings.instance_type}, which region {settings.region} offers in "
+            f"{len(usable)} available zones ({', '.join(usable) or 'none'}) but {PROJECT}:availabilityZones "
+            f"asks for {settings.availability_zones}; choose an instance type offered in enough zones"
+            + (f" or at most {len(usable)} zones" if len(usable) >= 2 else "")])
+    ami = aws.ec2.get_ami(
+        owners=[DEBIAN_OWNER], most_recent=True,
+        filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[f"debian-12-{DEBIAN_ARCH[settings.architecture]}-*"]),
+                 aws.ec2.GetAmiFilterArgs(name="architecture", values=[settings.architecture]),
+                 aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+                 aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"])])
+    return Lookups(zones=tuple(usable[:settings.availability_zones]), ami_id=ami.id,
+                   ami_name=ami.name, root_device_name=ami.root_device_name)
+
+
+def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Output, pulumi.Output]:
+    """(stun_uris, turn_uris) for the given hosts, in the one form endpoints.server_uris writes."""
+    def each(hs: list[str], which: int) -> list[str]:
+        return [u for h in hs for u in server_uris(h, stun_port=settings.stun_port, tls_port=settings.tls_port,
+                                                   turn=settings.turn)[which]]
+    every = pulumi.Output.all(*hosts)
+    return every.apply(lambda hs: each(hs, 0)), every.apply(lambda hs: each(hs, 1))
+
+
+def build_stack(settings: Settings) -> dict[str, Any]:
+    """Create every resource; returns the stack outputs."""
+    found = look_up(settings)
+    prefix = settings.prefix
+    tags = settings.common_tags
+    namespace = metrics.namespace(settings.stack)
+
+    network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags))
+    firewall = Firewall(prefix, FirewallArgs(
+        vpc_id=network.vpc.id, stun_port=settings.stun_port, tls_port=settings.tls_port,
+        relay_ports=(settings.relay_min_port, settings.relay_max_port) if settings.turn else None,
+        ssh_cidrs=settings.ssh_allowed_cidrs, tags=tags))
+    key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags))
+    certificate = TlsCertificate(prefix, TlsArgs(
+        domain=settings.tls_domain, certificate_pem=settings.tls_certificate,
+        private_key_pem=pulumi.Output.secret(settings.tls_private_key) if settings.user_tls else None))
+    secrets = ServerSecrets(prefix, SecretsArgs(
+        path=settings.ssm_path, turn=settings.turn, tls_certificate_pem=certificate.certificate_pem,
+        tls_private_key_pem=certificate.private_key_pem, tags=tags))
+    logs = ServerLogs(prefix, LogsArgs(
+        log_group_name=metrics.log_group_name(settings.project, settings.stack),
+        retention_days=settings.log_retention_days, metric_namespace=namespace,
+        session_logging=settings.session_logging, tags=tags))
+    access = InstanceAccess(prefix, AccessArgs(
+        parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,
+        metric_namespace=namespace, tags=tags))
+    spec = LaunchSpec(
+        ami_id=found.ami_id, root_device_name=found.root_device_name, instance_type=settings.instance_type,
+        key_name=key_pair.key_name, instance_profile_name=access.profile.name,
+        instance_profile_arn=access.profile.arn, security_group_id=firewall.security_group.id,
+        root_volume_size=settings.root_volume_size, tags=tags)
+    pinned = secrets.pinned_names
+    # The boot script but for the instance's own address: the launch template's, and what
+    # boot_script_sha256 reports (it changes with a new version of a secret or certificate).
+    boot_script = pinned.apply(lambda names: render_user_data(settings, BootInputs(parameters=names)))
+    # Instances boot only once the role may read what the script fetches.
+    fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs])
+
+    outputs: dict[str, Any] = {"mode": settings.mode, "region": settings.region}
+    if settings.autoscale:
+        endpoint = LoadBalancedEndpoint(prefix, LoadBalancerArgs(
+            vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
+            tls_port=settings.tls_port, tags=tags))
+        fleet = AutoscaleFleet(prefix, AutoscaleFleetArgs(
+            spec=spec, subnet_ids=network.subnet_ids, min_size=settings.min_size,
+            desired_capacity=settings.desired_capacity, max_size=settings.max_size,
+            user_data=boot_script, target_group_arns=endpoint.target_group_arns,
+            health_check_grace_period=settings.health_check_grace_period,
+            min_healthy_percentage=settings.min_healthy_percentage, cpu_target=settings.scaling_cpu_target),
+            opts=fleet_opts)
+        hosts: list[pulumi.Input[str]] = [endpoint.dns_name]
+        if settings.dns_name:
+            DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
+                                        alias_target=(endpoint.dns_name, endpoint.zone_id)))
+        outputs.update(asg_name=fleet.group_name, load_balancer_dns_name=endpoint.dns_name)
+        asg_name, instance_ids, min_size = fleet.group_name, [], settings.min_size
+    else:
+        fleet = StaticFleet(prefix, StaticFleetArgs(
+            spec=spec, subnet_ids=network.subnet_ids, count=settings.instance_count,
+            user_data_for=lambda eip: pulumi.Output.all(eip, pinned).apply(
+                lambda a: render_user_data(settings, BootInputs(parameters=a[1], expected_public_ip=a[0])))),
+            opts=fleet_opts)
+        hosts = list(fleet.public_ips)
+        if settings.dns_name:
+            DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
+                                        addresses=fleet.public_ips))
+        outputs.update(instance_ids=fleet.instance_ids, public_ips=fleet.public_ips)
+        asg_name, instance_ids, min_size = None, fleet.instance_ids, settings.instance_count
+    if settings.dns_name:
+        hosts = [settings.dns_name]
+    monitoring = Monitoring(prefix, MonitoringArgs(
+        region=settings.region, metric_namespace=namespace, asg_name=asg_name, instance_ids=instance_ids,
+        min_size=min_size, cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
+        session_logging=settings.session_logging, tags=tags))
+
+    stun_uris, turn_uris = uris(settings, hosts)
+    outputs.update(
+        stun_uris=stun_uris,
+        key_pair_name=key_pair.key_name,
+        private_key_pem=key_pair.private_key_pem,
+        tls_certificate_pem=certificate.certificate_pem,
+        dashboard_url=monitoring.dashboard_url,
+        ami_name=found.ami_name,
+        boot_script_sha256=boot_script.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()),
+    )
+    if settings.turn:
+        outputs.update(turn_uris=turn_uris, turn_shared_secret=secrets.turn_secret)
+    return outputs

@@ -1,0 +1,139 @@
+"""Exact STUN counts at 0 log bytes per message: kernel counters and their reporter.
+
+On each instance:
+- templates/stun-counters.nft.j2 is a table `inet stun_infra` with one named counter per
+  counted STUN message class on UDP `stun_port`. The STUN message type is the first 2
+  bytes of the UDP payload (`@th,64,16`): binding requests (0x0001) are counted inbound to
+  the port, binding success (0x0101) and error (0x0111) responses and TURN Allocate
+  success responses (0x0103) outbound from it. A datagram to the port whose first two
+  bytes are 0x0001 is a request whatever follows (a truncated or malformed request is
+  still one that arrived); coturn's answers are counted as it sends them. TCP and TLS
+  messages are not counted (a stream has no per-message header to match).
+- Allocate successes are the allocations coturn granted over UDP. Allocate *errors*
+  (0x0113) are not counted: every allocation opens with a 401 challenge error, so their
+  count would be allocation attempts plus refusals, not failures (refused credentials
+  are the AuthFailures log metric). A client that retransmits an Allocate whose answer
+  was lost gets the success again and is counted again (rare: loss on the return path).
+  Nothing else coturn sends from the STUN port starts with 0x0103: ChannelData starts
+  with a channel number (0x4000-0x7FFF), relayed data leaves from the relay ports.
+- stun-counters.service loads the table at boot, before coturn;
+- stun-metrics.timer runs templates/stun-metrics-reporter.py.j2 every 60 s: it reads the
+  counters (`nft -j list table inet stun_infra`), computes the packets counted since its
+  last run (a reboot or a reloaded table restarts the counters: the reading is then the
+  delta) and publishes them with `aws cloudwatch put-metric-data` (the instance role's
+  credentials, from the metadata service). Region, namespace and instance id come from
+  METRICS_ENV_PATH, which the boot script's `metrics` stage writes. A failed or timed-out
+  publish keeps the previous state, so its counts go out with the next run.
+
+How they land in CloudWatch is described in stun_infra.instance.metrics (`counter_dimension_sets`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stun_infra.instance import metrics
+from stun_infra.settings import Settings
+from stun_infra.instance.templating import render
+
+TABLE = "stun_infra"
+RULESET_PATH = "/etc/stun-infra/stun-counters.nft"
+REPORTER_PATH = "/usr/local/sbin/stun-metrics-reporter"
+STATE_PATH = "/var/lib/stun-infra/stun-metrics.json"
+METRICS_ENV_PATH = "/etc/stun-infra/metrics.env"  # the reporter unit's EnvironmentFile
+# Its variables: region, namespace, instance id (the reporter's --region/--namespace/--instance-id).
+METRICS_ENV = ("STUN_METRICS_REGION", "STUN_METRICS_NAMESPACE", "STUN_METRICS_INSTANCE_ID")
+REPORT_INTERVAL_SECONDS = 60
+PUBLISH_TIMEOUT_SECONDS = 30  # one `aws cloudwatch put-metric-data`, then it is killed
+
+
+@dataclass(frozen=True)
+class StunCounter:
+    name: str          # nft counter name
+    metric: str        # CloudWatch metric name
+    message_type: str  # STUN message type, first 2 bytes of the UDP payload
+    inbound: bool      # requests arrive on the port; responses leave from it
+
+
+COUNTERS = (
+    StunCounter("binding_requests", metrics.BINDING_REQUESTS, "0x0001", True),
+    StunCounter("binding_successes", metrics.BINDING_SUCCESSES, "0x0101", False),
+    StunCounter("binding_errors", metrics.BINDING_ERRORS, "0x0111", False),
+    StunCounter("allocate_successes", metrics.UDP_ALLOCATIONS, "0x0103", False),
+)
+
+
+def nft_ruleset(settings: Settings) -> str:
+    """The nftables file that creates (or recreates) the counting table."""
+    return render("stun-counters.nft.j2", table=TABLE, port=settings.stun_port, counters=COUNTERS,
+                  requests=[c for c in COUNTERS if c.inbound], responses=[c for c in COUNTERS if not c.inbound])
+
+
+def reporter_script() -> str:
+    """The reporter, a python3 script (standard library only: Debian's python3 runs it)."""
+    return render("stun-metrics-reporter.py.j2", table=TABLE, metrics={c.name: c.metric for c in COUNTERS},
+                  dimension_sets=metrics.counter_dimension_sets(), instance_dimension=metrics.INSTANCE_DIMENSION,
+                  ruleset_path=RULESET_PATH, state_path=STATE_PATH, publish_timeout=PUBLISH_TIMEOUT_SECONDS,
+                  env_names=list(METRICS_ENV))
+
+
+UNITS = ("stun-counters.service", "stun-metrics.service", "stun-metrics.timer")
+# [Install] settings `systemctl enable` acts on (systemd.unit(5)); DefaultInstance= only
+# matters for template units, which these are not.
+INSTALL_SETTINGS = ("WantedBy", "RequiredBy", "UpheldBy", "Alias", "Also")
+
+
+def systemd_units() -> dict[str, str]:
+    """Unit file name -> text: the table at boot (before coturn), the reporter every 60 s."""
+    values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH,
+                  state_dir=STATE_PATH.rsplit("/", 1)[0], interval=REPORT_INTERVAL_SECONDS,
+                  env_path=METRICS_ENV_PATH)
+    return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
+
+
+def carries_install_info(text: str) -> bool:
+    """Whether `systemctl enable` links a unit with this text: its [Install] section sets one
+    of INSTALL_SETTINGS (an empty assignment resets it). A unit without one (the reporter's
+    service, which only its timer starts) is left alone by `enable`, with a notice."""
+    section, values = "", {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "Install" and "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            if key in INSTALL_SETTINGS:
+                values[key] = (values.get(key, []) + value.split()) if value else []
+    return any(values.values())
+
+
+def enabled_units() -> tuple[str, ...]:
+    """The units the boot script enables, then (re)starts: those with install info, derived
+    from the unit texts (the table's service and the reporter's timer)."""
+    return tuple(unit for unit, text in systemd_units().items() if carries_install_info(text))
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """What the boot script's `metrics` stage writes, each file as plain text in a quoted
+    heredoc (the whole user-data is gzipped for EC2, see userdata.packed)."""
+
+    ruleset_path: str
+    ruleset: str
+    reporter_path: str
+    reporter: str
+    state_dir: str
+    units: dict[str, str]
+    enable: tuple[str, ...]  # `systemctl enable` + `restart`: the units with an [Install] section
+    env_path: str        # written with the region and instance id the script read from IMDS
+    env_names: tuple[str, str, str]  # region, namespace, instance id
+    namespace: str
+
+
+def boot_files(settings: Settings) -> BootFiles:
+    return BootFiles(ruleset_path=RULESET_PATH, ruleset=nft_ruleset(settings), reporter_path=REPORTER_PATH,
+                     reporter=reporter_script(),
+                     state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units(), enable=enabled_units(),
+                     env_path=METRICS_ENV_PATH, env_names=METRICS_ENV, namespace=metrics.namespace(settings.stack))

@@ -1,0 +1,142 @@
+"""coturn's configuration: Python computes every value, templates/turnserver.conf.j2 prints them.
+
+The same template is rendered twice:
+- by `stun-infra render` and the tests, with real addresses and a real secret;
+- into the boot script, with shell references as values (`public_ip="${PUBLIC_IPV4}"`)
+  inside an unquoted heredoc, so the shell fills them in on the instance.
+That is why `turnserver_conf` passes the address and secret values through untouched:
+validating or reformatting them here would break the shell references.
+
+coturn 4.6.1 fails open (see ../shared/FIELD-NOTES.md): a line it does not understand
+is logged and skipped. The deny list is therefore written in the only notation 4.6.1
+accepts (`first-last`, never CIDR) and the rendered file is run by the real server in
+tests/instance/coturn.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from stun_infra.settings import Settings
+from stun_infra.instance.templating import render
+
+TEMPLATE = "turnserver.conf.j2"
+
+
+@dataclass(frozen=True)
+class CoturnPaths:
+    """Where coturn finds its TLS certificate and key, and where it logs."""
+
+    cert: str
+    key: str
+    log_file: str
+
+
+INSTANCE_PATHS = CoturnPaths(
+    cert="/etc/coturn/tls/cert.pem",
+    key="/etc/coturn/tls/key.pem",
+    log_file="/var/log/coturn/turnserver.log",
+)
+
+
+def local_paths(out_dir: Path) -> CoturnPaths:
+    """Paths inside `out_dir`, for a config rendered to run on this machine."""
+    out_dir = Path(out_dir).resolve()
+    return CoturnPaths(
+        cert=str(out_dir / "cert.pem"),
+        key=str(out_dir / "key.pem"),
+        log_file=str(out_dir / "turnserver.log"),
+    )
+
+
+# Peers a relay must never reach: (CIDR, why). Everything a client can name that is
+# not a public unicast address, in IPv4 and in every IPv6 notation that can carry an
+# IPv4 address. The documentation ranges (192.0.2.0/24, 198.51.100.0/24,
+# 203.0.113.0/24, 2001:db8::/32) are deliberately absent: they are never routed on
+# the internet, so denying them protects nothing, and the tests give the relay a
+# peer inside them to prove that an allowed relay still works.
+#
+# coturn 4.6.1 reads an all-zero bound (0.0.0.0 or ::) as "no bound", and sorts every
+# IPv4 address below every IPv6 address: a range starting at `::` denies every IPv4
+# peer (a `::/96` line silently turns TURN off). So a range never starts at the zero
+# address; it starts one above, and coturn refuses the zero address itself (tested).
+DENIED_PEER_NETWORKS: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "'this network', includes 0.0.0.0"),
+    ("10.0.0.0/8", "private (RFC 1918), VPC addresses"),
+    ("100.64.0.0/10", "carrier-grade NAT shared space (RFC 6598)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local: the instance metadata service 169.254.169.254, the VPC DNS"),
+    ("172.16.0.0/12", "private (RFC 1918)"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.88.99.0/24", "6to4 relay anycast (deprecated)"),
+    ("192.168.0.0/16", "private (RFC 1918)"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved, includes broadcast 255.255.255.255"),
+    ("::/96", "loopback ::1 and IPv4-compatible ::a.b.c.d (deprecated)"),
+    ("::ffff:0:0/96", "IPv4-mapped ::ffff:a.b.c.d: bypasses IPv4 denies below coturn 4.9.0 (CVE-2026-27624)"),
+    ("64:ff9b::/96", "NAT64 well-known prefix: embeds an IPv4 address"),
+    ("64:ff9b:1::/48", "NAT64 local-use prefix (RFC 8215): embeds an IPv4 address"),
+    ("100::/64", "discard-only"),
+    ("2001::/23", "IETF protocol assignments, includes Teredo 2001::/32 (embeds an IPv4 address)"),
+    ("2002::/16", "6to4: embeds an IPv4 address"),
+    ("fc00::/7", "unique-local, includes the AWS metadata service fd00:ec2::254"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local (deprecated)"),
+    ("ff00::/8", "multicast"),
+)
+
+
+def _address(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return f"::ffff:{addr.ipv4_mapped}"  # the notation clients write
+    return str(addr)
+
+
+def address_range(cidr: str) -> str:
+    """`first-last` for a CIDR block: the only range notation coturn 4.6.1 accepts.
+
+    A block starting at the zero address starts one above it (see above).
+    """
+    net = ipaddress.ip_network(cidr, strict=True)
+    first = net.network_address
+    if int(first) == 0:
+        first += 1
+    return f"{_address(first)}-{_address(net.broadcast_address)}"
+
+
+DENIED_PEER_RANGES: tuple[str, ...] = tuple(address_range(cidr) for cidr, _ in DENIED_PEER_NETWORKS)
+
+
+def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn_secret: str,
+                    paths: CoturnPaths, ipv6: str = "") -> str:
+    """The text of turnserver.conf for one instance.
+
+    `public_ip`, `private_ip`, `turn_secret` and `ipv6` are printed exactly as given (they
+    may be shell references such as `${PUBLIC_IPV4}`). With `settings.turn` false the server
+    is STUN-only and `turn_secret` is not used. A non-empty `ipv6` (the instance's own
+    address, not NATed) adds a listener on it and, with TURN, a relay address.
+    """
+    return render(
+        TEMPLATE,
+        turn=settings.turn,
+        realm=settings.realm,
+        listening_port=settings.stun_port,
+        tls_listening_port=settings.tls_port,
+        min_port=settings.relay_min_port,
+        max_port=settings.relay_max_port,
+        user_quota=settings.user_quota,
+        total_quota=settings.total_quota,
+        max_bps=settings.max_bps,
+        public_ip=public_ip,
+        private_ip=private_ip,
+        ipv6=ipv6,
+        turn_secret=turn_secret if settings.turn else "",
+        cert=paths.cert,
+        pkey=paths.key,
+        log_file=paths.log_file,
+        verbose=settings.session_logging and settings.turn,
+        denied_peers=[(address_range(cidr), why) for cidr, why in DENIED_PEER_NETWORKS],
+    )

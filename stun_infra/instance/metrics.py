@@ -1,0 +1,79 @@
+"""The fleet's metric contract: names shared by the on-instance reporter, the log
+metric filters, the dashboard and the alarms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BINDING_REQUESTS = "BindingRequests"
+BINDING_SUCCESSES = "BindingSuccesses"
+BINDING_ERRORS = "BindingErrors"
+BINDING_METRICS = (BINDING_REQUESTS, BINDING_SUCCESSES, BINDING_ERRORS)
+# TURN allocations granted over UDP, kernel counter (Allocate success responses sent from
+# the STUN port): free and always on. TCP/TLS allocations are not counted.
+UDP_ALLOCATIONS = "UdpAllocations"
+COUNTER_METRICS = (*BINDING_METRICS, UDP_ALLOCATIONS)  # every metric the kernel counters feed
+
+SESSIONS_CLOSED = "SessionsClosed"
+ALLOCATIONS = "Allocations"
+AUTH_FAILURES = "AuthFailures"
+
+
+@dataclass(frozen=True)
+class LogMetric:
+    name: str
+    pattern: str  # CloudWatch Logs term pattern, evaluated against coturn's real log lines in tests
+    description: str
+    needs_session_logging: bool = False  # coturn writes the line only with `verbose`
+
+
+# Low-volume session events from coturn's log (bindings are never logged). Each pattern is
+# ONE quoted term: a plain substring match, the form moto evaluates faithfully, so
+# tests/instance/metrics checks each against real coturn 4.6.1 log lines with exact counts.
+# - AuthFailures: coturn logs this ERROR line for a wrong password and for an expired REST
+#   credential, with or without `verbose`. The 401 challenge that opens every allocation
+#   ("error 401: Unauthorized", user <>) is not a failure and does not match.
+# - Allocations and SessionsClosed: coturn 4.6.1 writes these lines only with `verbose`.
+#   "delete: realm=" is logged once per allocation that ends (released with lifetime 0 or
+#   expired); "closed (2nd stage)" would also count every binding-only client and every
+#   refused session, so it is not used. Without `verbose`, UDP_ALLOCATIONS (kernel counter)
+#   still counts the allocations granted over UDP; the log metric also counts TCP/TLS ones.
+LOG_METRICS = (
+    LogMetric(SESSIONS_CLOSED, '"delete: realm="', "TURN allocations ended (released or expired)", True),
+    LogMetric(ALLOCATIONS, '"ALLOCATE processed, success"', "TURN allocations granted", True),
+    LogMetric(AUTH_FAILURES, '"check_stun_auth: Cannot find credentials"',
+              "TURN requests refused for a wrong or expired credential"),
+)
+
+# How the kernel counters (COUNTER_METRICS) land in CloudWatch. The on-instance reporter
+# (stun_infra.instance.binding_counters) publishes them itself with PutMetricData (the AWS CLI,
+# signed with the instance role), each metric twice per run, with explicit dimensions:
+# per instance (InstanceId) and with no dimension at all. The namespace belongs to one
+# stack, so one fleet: CloudWatch sums the no-dimension datapoints of every instance into
+# the fleet series, in static and autoscale mode alike. Nothing goes through the
+# CloudWatch agent (its StatsD input, and the aggregation_dimensions rollups, are not used).
+INSTANCE_DIMENSION = "InstanceId"
+
+
+def fleet_dimensions() -> list[str]:
+    """Dimension names of the fleet-wide counter metrics the dashboard and alarms read: none."""
+    return []
+
+
+def counter_dimension_sets() -> list[list[str]]:
+    """Every dimension-name set a counter metric is published with: per instance, then the fleet."""
+    return [[INSTANCE_DIMENSION], fleet_dimensions()]
+
+
+def log_metrics(session_logging: bool) -> tuple[LogMetric, ...]:
+    """The log metrics whose lines coturn writes with this setting."""
+    return tuple(m for m in LOG_METRICS if session_logging or not m.needs_session_logging)
+
+
+def namespace(stack: str) -> str:
+    """One namespace per stack, so fleet-wide sums never mix two stacks."""
+    return f"StunInfra/{stack}"
+
+
+def log_group_name(project: str, stack: str) -> str:
+    return f"/{project}/{stack}/coturn"

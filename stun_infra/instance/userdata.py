@@ -1,0 +1,110 @@
+"""The boot script: templates/user-data.sh.j2 with coturn's config, the CloudWatch agent's
+config and the service files embedded, so one rendering holds all an instance does.
+
+It carries parameter names, never a secret: the instance reads the values from
+Parameter Store with its role at boot.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from dataclasses import dataclass
+
+from stun_infra.instance import binding_counters, metrics
+from stun_infra.instance.coturn import INSTANCE_PATHS, turnserver_conf
+from stun_infra.settings import Settings
+from stun_infra.instance.templating import render
+
+CLOUDWATCH_AGENT_BASE_URL = "https://amazoncloudwatch-agent.amazonaws.com"
+# {region} and {arch} are filled in on the instance: Debian AMIs ship no SSM agent.
+SSM_AGENT_URL = "https://s3.{region}.amazonaws.com/amazon-ssm-{region}/latest/debian_{arch}/amazon-ssm-agent.deb"
+PACKAGES = ("coturn", "awscli", "nftables", "curl", "ca-certificates", "logrotate", "python3")
+MAX_USER_DATA_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class ParameterNames:
+    """Where the boot script finds each value; "" when there is none (STUN only)."""
+
+    turn_secret: str
+    tls_certificate: str
+    tls_private_key: str
+
+    @classmethod
+    def under(cls, path: str, turn: bool) -> "ParameterNames":
+        return cls(turn_secret=f"{path}/turn-shared-secret" if turn else "",
+                   tls_certificate=f"{path}/tls-certificate",
+                   tls_private_key=f"{path}/tls-private-key")
+
+    def at(self, turn_secret: int | None, tls_certificate: int | None, tls_private_key: int | None
+           ) -> "ParameterNames":
+        """Each name pinned to a version (`name:N`, a selector `aws ssm get-parameter` takes): a
+        renewed certificate or rotated secret changes the boot script, so it rolls out."""
+        def pin(name: str, version: int | None) -> str:
+            return f"{name}:{version}" if name and version else name
+        return ParameterNames(turn_secret=pin(self.turn_secret, turn_secret),
+                              tls_certificate=pin(self.tls_certificate, tls_certificate),
+                              tls_private_key=pin(self.tls_private_key, tls_private_key))
+
+
+@dataclass(frozen=True)
+class BootInputs:
+    """What the boot script needs besides the settings."""
+
+    parameters: ParameterNames
+    expected_public_ip: str = ""  # static mode: the Elastic IP to wait for
+    agent_base_url: str = CLOUDWATCH_AGENT_BASE_URL
+    ssm_agent_url: str = SSM_AGENT_URL
+
+
+def agent_config(settings: Settings, log_file: str = INSTANCE_PATHS.log_file) -> str:
+    """The CloudWatch agent's JSON config."""
+    text = render(
+        "amazon-cloudwatch-agent.json.j2",
+        namespace=metrics.namespace(settings.stack),
+        log_group_name=metrics.log_group_name(settings.project, settings.stack),
+        log_file=log_file,
+        autoscale=settings.autoscale,
+    )
+    return json.dumps(json.loads(text), indent=2) + "\n"
+
+
+def render_user_data(settings: Settings, boot: BootInputs) -> str:
+    # Two renderings, the instance writes one: with its IPv6 address when IMDS has one, else
+    # without (today's IPv4-only VPC). Each equals `stun-infra render` for the same inputs.
+    boot_values = dict(public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}",
+                       turn_secret="${TURN_SECRET}", paths=INSTANCE_PATHS)
+    conf = turnserver_conf(settings, **boot_values)
+    conf_ipv6 = turnserver_conf(settings, **boot_values, ipv6="${IPV6}")
+    text = render(
+        "user-data.sh.j2",
+        settings=settings,
+        boot=boot,
+        packages=" ".join(PACKAGES),
+        turnserver_conf=conf,
+        turnserver_conf_ipv6=conf_ipv6,
+        privileged_ports=sorted(p for p in (settings.stun_port, settings.tls_port) if p < 1024),
+        agent_config=agent_config(settings),
+        paths=INSTANCE_PATHS,
+        counters=binding_counters.boot_files(settings),
+    )
+    packed(text)  # fail here, at plan time, if it would not fit
+    return text
+
+
+def packed(script: str) -> str:
+    """What EC2 receives: the script gzipped (cloud-init unpacks it), base64 for the API.
+
+    Compression leaves room under EC2's 16 KB limit; mtime=0 keeps the bytes, and so the
+    diff, stable from one `pulumi up` to the next.
+    """
+    data = gzip.compress(script.encode(), mtime=0)
+    if len(data) > MAX_USER_DATA_BYTES:
+        raise ValueError(f"user-data is {len(data)} bytes gzipped; EC2 accepts at most {MAX_USER_DATA_BYTES}")
+    return base64.b64encode(data).decode()
+
+
+def unpacked(payload: str) -> str:
+    return gzip.decompress(base64.b64decode(payload)).decode()

@@ -1,0 +1,47 @@
+"""The URN contract: the URNs each example stack and mode produces, checked in.
+
+A URN that changes is a resource that every deployed stack replaces (or orphans). The
+lists under urns/ are compared by tests/cloud/test_urns.py; changing one is a deliberate
+act: give a renamed resource `aliases` so nothing is replaced, add a line to the README's
+changelog, then rewrite the lists with `.venv/bin/python -m tests.cloud.urns`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stun_infra.cloud.offline import run_offline, stack_config
+
+URNS_DIR = Path(__file__).resolve().parent / "urns"
+DNS = {"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com"}
+
+# case name -> (example stack file, overrides on top of it)
+CASES: dict[str, tuple[str, dict[str, str]]] = {
+    "dev-static": ("dev", {}),
+    "dev-autoscale": ("dev", {"mode": "autoscale"}),
+    "dev-stun-only": ("dev", {"turn": "false"}),
+    "dev-static-dns": ("dev", DNS),
+    "prod-autoscale": ("prod", {}),
+    "prod-autoscale-dns": ("prod", DNS),
+}
+
+
+def urns(case: str) -> list[str]:
+    stack, overrides = CASES[case]
+    config, secret_keys = stack_config(stack, overrides)
+    run = run_offline(config, stack=stack, secret_keys=secret_keys)
+    return sorted(r.urn for r in run.registrations)
+
+
+def path_of(case: str) -> Path:
+    return URNS_DIR / f"{case}.txt"
+
+
+def write_all() -> None:
+    for case in CASES:
+        path_of(case).write_text("".join(f"{urn}\n" for urn in urns(case)))
+        print(f"wrote {path_of(case)}")
+
+
+if __name__ == "__main__":
+    write_all()

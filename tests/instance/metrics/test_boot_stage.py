@@ -1,0 +1,146 @@
+"""The boot script's `metrics` stage writes exactly the rendered counter files and units."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from stun_infra.instance import binding_counters, metrics
+from tests.conftest import MODES, settings, user_data
+
+
+
+def heredoc(script: str, target: str, delimiter: str) -> str:
+    """The body of the quoted heredoc that writes `target`."""
+    match = re.search(rf'{re.escape(target)}"? <<\'{delimiter}\'\n(.*?)^{delimiter}$', script, re.S | re.M)
+    assert match, f"no heredoc {delimiter} for {target}"
+    return match.group(1)
+
+
+def stage(script: str, name: str) -> str:
+    match = re.search(rf"^stage {name}\n(.*?)^stage ", script, re.S | re.M)
+    assert match, f"no stage {name}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_metrics_stage_writes_the_rendered_ruleset_reporter_and_units(mode):
+    s = settings(**MODES[mode])
+    body = stage(user_data(**MODES[mode]), "metrics")
+    assert heredoc(body, binding_counters.RULESET_PATH, "STUN_COUNTERS") == binding_counters.nft_ruleset(s)
+    assert heredoc(body, binding_counters.REPORTER_PATH, "STUN_METRICS_REPORTER") == binding_counters.reporter_script()
+    for unit, text in binding_counters.systemd_units().items():
+        assert heredoc(body, f"/etc/systemd/system/{unit}", "UNIT") == text
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_metrics_stage_writes_the_reporters_environment_file(mode, tmp_path):
+    """Region and instance id as the metadata stage read them, the stack's namespace: the
+    file the reporter unit's EnvironmentFile names, written by the stage's own lines."""
+    body = stage(user_data(**MODES[mode]), "metrics")
+    start = next(i for i, line in enumerate(body.splitlines()) if line.startswith("printf") and "STUN_METRICS" in line)
+    printf = "\n".join(body.splitlines()[start:start + 2])
+    assert printf.endswith(f'> "{binding_counters.METRICS_ENV_PATH}"'), printf
+    target = tmp_path / "metrics.env"
+    script = printf.replace(binding_counters.METRICS_ENV_PATH, str(target))
+    subprocess.run(["bash", "-euc", script], check=True, timeout=10,
+                   env={"PATH": "/usr/bin:/bin", "REGION": "eu-west-3", "INSTANCE_ID": "i-0123456789abcdef0"})
+    assert target.read_text().splitlines() == [
+        "STUN_METRICS_REGION=eu-west-3", f"STUN_METRICS_NAMESPACE={metrics.namespace('test')}",
+        "STUN_METRICS_INSTANCE_ID=i-0123456789abcdef0"]
+    assert tuple(line.split("=")[0] for line in target.read_text().splitlines()) == binding_counters.METRICS_ENV
+    assert f"EnvironmentFile={binding_counters.METRICS_ENV_PATH}" in binding_counters.systemd_units()[
+        "stun-metrics.service"]
+
+
+def test_metrics_stage_enables_the_table_and_the_timer_before_coturn_starts():
+    """Only the units with an [Install] section are enabled: the reporter's service has none
+    (its timer starts it), so `systemctl enable` would leave it alone anyway."""
+    script = user_data()
+    body = stage(script, "metrics")
+    assert binding_counters.enabled_units() == ("stun-counters.service", "stun-metrics.timer")
+    assert [line for line in body.splitlines() if line.startswith("systemctl ")] == [
+        "systemctl daemon-reload",
+        "systemctl enable stun-counters.service stun-metrics.timer",
+        "systemctl restart stun-counters.service stun-metrics.timer"]
+    assert script.index("stage metrics") < script.index("systemctl restart coturn.service")
+
+
+INSTALL_CASES = {  # unit text -> whether it carries install info
+    "[Service]\nExecStart=/bin/true\n": False,
+    "[Service]\nExecStart=/bin/true\n[Install]\n": False,
+    "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=\n": False,
+    "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nWantedBy=\n": False,
+    "[Service]\nExecStart=/bin/true\n[Install]\n# WantedBy=multi-user.target\n": False,
+    "[Unit]\nWantedBy=multi-user.target\n[Service]\nExecStart=/bin/true\n": False,  # wrong section
+    "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n": True,
+    "[Service]\nExecStart=/bin/true\n[Install]\nRequiredBy=multi-user.target\n": True,
+    "[Service]\nExecStart=/bin/true\n[Install]\nAlias=demo-alias.service\n": True,
+    "[Service]\nExecStart=/bin/true\n[Install]\nAlso=helper.service\n": True,
+}
+
+
+def _real_systemctl_links(tmp_path, name: str, text: str) -> list[str]:
+    root = tmp_path / name
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "etc/systemd/system" / name).write_text(text)
+    (root / "etc/systemd/system/helper.service").write_text(
+        "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")
+    done = subprocess.run(["systemctl", f"--root={root}", "enable", name], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_symlink())
+
+
+def test_install_info_is_what_real_systemctl_enable_acts_on(tmp_path):
+    """carries_install_info agrees with `systemctl --root=DIR enable` (offline, no systemd
+    running): a unit it says has none gets no link; on the metrics units themselves too."""
+    if not shutil.which("systemctl"):
+        pytest.skip("systemctl is not installed")
+    cases = {f"case{i}.service": (text, expected) for i, (text, expected) in enumerate(INSTALL_CASES.items())}
+    cases.update({unit: (text, unit in binding_counters.enabled_units())
+                  for unit, text in binding_counters.systemd_units().items()})
+    for name, (text, expected) in cases.items():
+        assert binding_counters.carries_install_info(text) is expected, (name, text)
+        assert bool(_real_systemctl_links(tmp_path, name, text)) is expected, (name, text)
+
+
+def test_units_order_the_table_before_coturn_and_run_the_reporter_every_minute():
+    units = binding_counters.systemd_units()
+    assert "Before=coturn.service" in units["stun-counters.service"]
+    assert "RemainAfterExit=yes" in units["stun-counters.service"]
+    assert f"ExecStart=/usr/sbin/nft -f {binding_counters.RULESET_PATH}" in units["stun-counters.service"]
+    assert f"ExecStart=/usr/bin/python3 {binding_counters.REPORTER_PATH}" in units["stun-metrics.service"]
+    assert "OnUnitActiveSec=60" in units["stun-metrics.timer"] and "WantedBy=timers.target" in units["stun-metrics.timer"]
+
+
+def test_ruleset_counts_on_the_configured_stun_port():
+    ruleset = binding_counters.nft_ruleset(settings(stunPort=3479, relayMinPort=50000, relayMaxPort=50099))
+    assert "udp dport 3479 @th,64,16 0x0001" in ruleset
+    assert "udp sport 3479 @th,64,16 0x0101" in ruleset and "udp sport 3479 @th,64,16 0x0111" in ruleset
+    assert 'udp sport 3479 @th,64,16 0x0103 counter name "allocate_successes"' in ruleset  # TURN Allocate success
+    assert "0x0113" not in ruleset  # Allocate errors: every allocation opens with a 401 challenge
+    assert "3478" not in ruleset
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    for unit, text in binding_counters.systemd_units().items():
+        (tmp_path / unit).write_text(text)
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in tmp_path.iterdir())],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr.strip() and not done.stdout.strip(), done.stderr + done.stdout
+
+
+def test_reporter_unit_is_confined_to_its_state_directory():
+    unit = binding_counters.systemd_units()["stun-metrics.service"]
+    for line in ("CapabilityBoundingSet=CAP_NET_ADMIN", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "ProtectHome=yes", "PrivateTmp=yes",
+                 f"ReadWritePaths={binding_counters.STATE_PATH.rsplit('/', 1)[0]}"):
+        assert line in unit.splitlines()
+    # the AWS CLI reaches CloudWatch and the metadata service (the role's credentials)
+    for blocks_network in ("PrivateNetwork", "IPAddressDeny", "RestrictAddressFamilies"):
+        assert blocks_network not in unit

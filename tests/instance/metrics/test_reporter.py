@@ -1,0 +1,190 @@
+"""The rendered reporter's arithmetic and publishing, without a kernel: `nft` is a stand-in
+script printing what `nft -j list table inet stun_infra` prints (format taken from nftables
+1.0.6), `aws` a stand-in recording the put-metric-data call (conftest.FakeAws)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import time
+import sys
+from pathlib import Path
+
+import pytest
+
+from stun_infra.instance import binding_counters, metrics
+
+from .conftest import NAMESPACE, REGION, FakeAws, published, reporter_env
+
+METRICS = {c.name: c.metric for c in binding_counters.COUNTERS}
+
+
+@pytest.fixture(scope="module")
+def reporter(tmp_path_factory):
+    path = tmp_path_factory.mktemp("reporter") / "stun_metrics_reporter.py"
+    path.write_text(binding_counters.reporter_script())
+    spec = importlib.util.spec_from_file_location("stun_metrics_reporter", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.path = path
+    return module
+
+
+def reading(table: int, boot: str = "boot-a", **packets: int) -> dict:
+    return {"table": table, "boot_id": boot, "counters": {n: packets.get(n, 0) for n in METRICS}}
+
+
+def by_metric(**packets: int) -> dict[str, int]:
+    return {METRICS[n]: packets.get(n, 0) for n in METRICS}
+
+
+def test_reporter_is_standard_library_only(reporter):
+    imports = {line.split()[1].split(".")[0] for line in reporter.path.read_text().splitlines()
+               if line.startswith(("import ", "from "))}
+    assert imports <= set(sys.stdlib_module_names), imports
+
+
+def test_reporter_names_the_contracts_metrics(reporter):
+    assert reporter.METRICS == METRICS
+    assert set(METRICS.values()) == set(metrics.COUNTER_METRICS)
+    assert METRICS["allocate_successes"] == metrics.UDP_ALLOCATIONS == "UdpAllocations"
+    assert reporter.DIMENSION_SETS == metrics.counter_dimension_sets() == [["InstanceId"], []]
+    assert reporter.PUBLISH_TIMEOUT == binding_counters.PUBLISH_TIMEOUT_SECONDS == 30
+    assert (reporter.ENV_REGION, reporter.ENV_NAMESPACE, reporter.ENV_INSTANCE_ID) == binding_counters.METRICS_ENV
+
+
+def test_delta_is_the_difference_on_the_same_table_and_boot(reporter):
+    before = reading(7, binding_requests=100, binding_successes=90, binding_errors=3, allocate_successes=4)
+    now = reading(7, binding_requests=160, binding_successes=140, binding_errors=5, allocate_successes=11)
+    assert reporter.deltas(before, now) == by_metric(binding_requests=60, binding_successes=50, binding_errors=2,
+                                                     allocate_successes=7)
+
+
+@pytest.mark.parametrize("before", [
+    None,                                                  # first run ever
+    reading(7, binding_requests=10**6, allocate_successes=10**4),               # reloaded table: new handle
+    reading(9, boot="boot-b", binding_requests=10**6, allocate_successes=10**4),  # rebooted (handles restart)
+], ids=["first-run", "reloaded-table", "reboot"])
+def test_restarted_counters_count_whole(reporter, before):
+    now = reading(9, binding_requests=42, binding_successes=40, binding_errors=1, allocate_successes=5)
+    assert reporter.deltas(before, now) == by_metric(binding_requests=42, binding_successes=40, binding_errors=1,
+                                                     allocate_successes=5)
+
+
+def test_a_counter_that_went_down_counts_from_zero(reporter):
+    """`nft reset counters` keeps the table: never push a negative number."""
+    before = reading(7, binding_requests=500, allocate_successes=50)
+    assert reporter.deltas(before, reading(7, binding_requests=20, allocate_successes=2)) == by_metric(
+        binding_requests=20, allocate_successes=2)
+
+
+def test_metric_data_is_one_datum_per_metric_per_instance_and_for_the_fleet(reporter):
+    data = reporter.metric_data(by_metric(binding_requests=3, binding_successes=2, allocate_successes=1),
+                                {"InstanceId": "i-0abc"}, "2025-01-02T03:04:05Z")
+    expected = []
+    for metric, value in ((metrics.BINDING_REQUESTS, 3), (metrics.BINDING_SUCCESSES, 2),
+                          (metrics.BINDING_ERRORS, 0), (metrics.UDP_ALLOCATIONS, 1)):
+        common = {"Timestamp": "2025-01-02T03:04:05Z", "Value": value, "Unit": "Count"}
+        expected += [{"MetricName": metric, "Dimensions": [{"Name": "InstanceId", "Value": "i-0abc"}], **common},
+                     {"MetricName": metric, **common}]  # the fleet: no Dimensions at all
+    assert sorted(data, key=json.dumps) == sorted(expected, key=json.dumps)
+    assert len(data) == 8  # PutMetricData takes up to 1000
+
+
+def fake_nft(tmp_path: Path, table_handle: int, **packets: int) -> str:
+    """A stand-in for `nft` printing a table listing, as nftables 1.0.6 does."""
+    listing = {"nftables": [
+        {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+        {"table": {"family": "inet", "name": "stun_infra", "handle": table_handle}},
+        *({"counter": {"family": "inet", "name": n, "table": "stun_infra", "handle": i + 2,
+                       "packets": packets.get(n, 0), "bytes": 48 * packets.get(n, 0)}}
+          for i, n in enumerate(METRICS)),
+        {"chain": {"family": "inet", "table": "stun_infra", "name": "input", "handle": 5}},
+    ]}
+    script = tmp_path / "nft"
+    script.write_text(f"#!{sys.executable}\nimport sys\nprint({json.dumps(json.dumps(listing))})\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def run_reporter(reporter, nft: str, state: Path, aws: FakeAws, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(reporter.path), "--nft", nft, "--state", str(state), *args],
+                          env=reporter_env(aws), capture_output=True, text=True, timeout=60)
+
+
+def publish(reporter, nft: str, state: Path, aws: FakeAws) -> tuple[dict[str, int], str]:
+    """One successful run: (metric -> value of its one put-metric-data call, stdout)."""
+    before = len(aws.calls())
+    done = run_reporter(reporter, nft, state, aws)
+    assert done.returncode == 0, done.stderr
+    (call,) = aws.calls()[before:]
+    return published(call), done.stdout
+
+
+def test_runs_publish_deltas_and_keep_state_between_runs(reporter, tmp_path):
+    state, aws = tmp_path / "lib" / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    first, _ = publish(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=9), state, aws)
+    assert first == by_metric(binding_requests=10, binding_successes=9)
+    second, out = publish(reporter, fake_nft(tmp_path, 4, binding_requests=25, binding_successes=23,
+                                             binding_errors=1, allocate_successes=3), state, aws)
+    assert second == by_metric(binding_requests=15, binding_successes=14, binding_errors=1, allocate_successes=3)
+    assert f"{metrics.BINDING_REQUESTS}=15" in out and f"{metrics.UDP_ALLOCATIONS}=3" in out
+    saved = json.loads(state.read_text())
+    assert saved["table"] == 4 and saved["counters"]["binding_requests"] == 25 and saved["boot_id"]
+
+
+@pytest.mark.parametrize("how", ["exit 255", "exit 1"])
+def test_a_failed_publish_keeps_the_previous_state(reporter, tmp_path, how):
+    state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    publish(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=10), state, aws)
+    saved = state.read_bytes()
+    aws.fail(how)
+    for packets in (30, 45):  # two failed runs in a row
+        done = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=packets, binding_successes=packets),
+                            state, aws)
+        assert done.returncode != 0 and state.read_bytes() == saved
+        # one line for the journal: why, and what is kept
+        assert done.stderr.count("\n") == 1 and "put-metric-data failed" in done.stderr, done.stderr
+        assert f"exit {how.split()[1]}" in done.stderr and "Throttling" in done.stderr, done.stderr
+        assert f"{metrics.BINDING_REQUESTS}={packets - 10}" in done.stderr, done.stderr
+    # each failed call carried everything since the last success
+    assert [published(c) for c in aws.calls()[1:]] == [by_metric(binding_requests=n, binding_successes=n)
+                                                        for n in (20, 35)]
+    aws.fail(None)
+    again, _ = publish(reporter, fake_nft(tmp_path, 4, binding_requests=50, binding_successes=49), state, aws)
+    assert again == by_metric(binding_requests=40, binding_successes=39)  # everything since the last success
+    assert len(aws.calls()) == 4
+
+
+def test_a_publish_that_hangs_is_cut_off_and_kept(reporter, tmp_path, monkeypatch):
+    """The CLI is bounded (PUBLISH_TIMEOUT): a hung call is killed and reported as a failure."""
+    aws = FakeAws(tmp_path / "bin")
+    aws.fail("hang")
+    monkeypatch.setenv("PATH", reporter_env(aws)["PATH"])
+    monkeypatch.setattr(reporter, "PUBLISH_TIMEOUT", 1)
+    t0 = time.monotonic()
+    why = reporter.publish(reporter.metric_data(by_metric(binding_requests=1), {"InstanceId": "i-1"},
+                                                "2025-01-02T03:04:05Z"), REGION, NAMESPACE)
+    assert why == "timed out after 1 s" and time.monotonic() - t0 < 10
+    assert len(aws.calls()) == 1
+
+
+def test_options_override_the_environment_file(reporter, tmp_path):
+    state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    done = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=2), state, aws,
+                        "--region", "us-east-2", "--namespace", "StunInfra/other", "--instance-id", "i-0other")
+    assert done.returncode == 0, done.stderr
+    (call,) = aws.calls()
+    assert published(call, region="us-east-2", namespace="StunInfra/other", instance_id="i-0other") == by_metric(
+        binding_requests=2)
+
+
+def test_without_region_namespace_or_instance_id_nothing_runs(reporter, tmp_path):
+    aws = FakeAws(tmp_path / "bin")
+    env = {k: v for k, v in aws.env().items() if k not in binding_counters.METRICS_ENV}
+    done = subprocess.run([sys.executable, str(reporter.path), "--nft", fake_nft(tmp_path, 4),
+                           "--state", str(tmp_path / "state.json")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "region, namespace, instance_id" in done.stderr, done.stderr
+    assert not aws.calls() and not (tmp_path / "state.json").exists()
