@@ -37,6 +37,10 @@ _INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+# Regions by partition, from botocore's endpoint data (scripts/extract_aws_data.py).
+REGIONS_FILE = Path(__file__).resolve().parent / "data" / "regions.json"
+# The program names Debian's AMI owner and console URLs of the commercial partition.
+SUPPORTED_PARTITION = "aws"
 
 
 class ConfigError(ValueError):
@@ -61,6 +65,30 @@ def key_specs() -> dict[str, KeySpec]:
     doc = yaml.safe_load(PROJECT_FILE.read_text())
     return {name: KeySpec(name, d["type"], d.get("default"), d.get("description", ""))
             for name, d in doc["config"].items()}
+
+
+@cache
+def known_regions() -> dict[str, str]:
+    """Region -> partition, for every region botocore's endpoint data knows."""
+    partitions = json.loads(REGIONS_FILE.read_text())["partitions"]
+    return {region: partition for partition, regions in partitions.items() for region in regions}
+
+
+def region_problem(region: str) -> str | None:
+    """Why `aws:region` cannot be used, or None."""
+    if not region:
+        return "aws:region: not set; choose the region, e.g. `pulumi config set aws:region eu-west-3`"
+    partition = known_regions().get(region)
+    shown = json.dumps(region)  # quoted and escaped: a control character cannot reach the terminal raw
+    if partition is None:
+        near = difflib.get_close_matches(region, known_regions(), n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        return (f"aws:region: got {shown}, which is not an AWS region; {hint}regions: "
+                + ", ".join(r for r, p in known_regions().items() if p == SUPPORTED_PARTITION))
+    if partition != SUPPORTED_PARTITION:
+        return (f"aws:region: got {shown}, a region of the {partition} partition; stun-infra deploys only to "
+                f"{SUPPORTED_PARTITION} regions (it uses Debian's AMIs and console URLs there)")
+    return None
 
 
 def architecture_of(instance_type: str) -> str:
@@ -381,8 +409,8 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
         if message:
             problems.append(f"{PROJECT}:{key}: got {_show(given)}, {message}")
         values[key] = value
-    if not region:
-        problems.append("aws:region: not set; choose the region, e.g. `pulumi config set aws:region eu-west-3`")
+    if message := region_problem(region):
+        problems.append(message)
     if not problems:
         problems += _cross_checks(values, set(raw), set(secret_keys))
     if problems:

@@ -198,6 +198,36 @@ def test_a_missing_region_is_refused():
         "aws:region: not set; choose the region, e.g. `pulumi config set aws:region eu-west-3`"]
 
 
+def region_problems(region: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, stack="test", region=region)
+    return caught.value.problems
+
+
+def test_a_region_botocore_does_not_know_is_refused_naming_aws_region():
+    (message,) = region_problems("eu-west-9")
+    assert message.startswith('aws:region: got "eu-west-9", which is not an AWS region; did you mean eu-west-')
+    assert "regions: af-south-1, ap-east-1," in message and "eu-west-3" in message and "cn-north-1" not in message
+
+
+def test_a_region_with_a_trailing_newline_is_refused_and_shown_escaped():
+    (message,) = region_problems("eu-west-3\n")
+    assert message.startswith('aws:region: got "eu-west-3\\n", which is not an AWS region')
+    assert "\n" not in message
+
+
+def test_a_region_outside_the_commercial_partition_is_refused_with_the_reason():
+    assert region_problems("cn-north-1") == [
+        'aws:region: got "cn-north-1", a region of the aws-cn partition; stun-infra deploys only to aws regions '
+        "(it uses Debian's AMIs and console URLs there)"]
+
+
+@pytest.mark.parametrize("region", ["eu-west-3", "us-east-1", "ap-southeast-7", "mx-central-1"])
+def test_every_commercial_region_botocore_knows_is_accepted(region):
+    assert load_settings({}, stack="test", region=region).region == region
+
+
+
 def test_every_problem_is_reported_at_once():
     assert len(problems(mode="x", instanceCount="0", vpcCidr="nope")) == 3
 

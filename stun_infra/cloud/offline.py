@@ -1,16 +1,19 @@
 """Run the real program on Pulumi's mock engine: no AWS account, no Pulumi CLI.
 
-`stun-infra plan` and the unit tests share this: the mocks answer the two lookups
-the program makes (zones, AMI) with fixed, plausible values, give each resource the
-computed outputs AWS would, record every registration with its parent, and refuse
-any lookup they do not know rather than answer with nothing.
+`stun-infra plan` and the unit tests share this: the mocks answer the zone and
+instance-type-offering lookups from AWS's own per-region data (the snapshot moto ships,
+vendored in stun_infra/data/zones.json.gz), the AMI lookup with a plausible Debian
+image, give each resource the computed outputs AWS would, record every registration
+with its parent, and refuse any lookup they do not know rather than answer with nothing.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,8 +28,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from stun_infra.settings import PROJECT, PROJECT_ROOT, Settings
 
-OFFLINE_ZONES = {"eu-west-3": ["eu-west-3a", "eu-west-3b", "eu-west-3c"]}
-DEFAULT_ZONE_LETTERS = "abc"
+ZONES_FILE = Path(__file__).resolve().parents[1] / "data" / "zones.json.gz"
 OFFLINE_ACCOUNT = "123456789012"
 SECRET_PLACEHOLDER = "offline-placeholder-for-a-secret"
 # A `secure:` value in a stack file cannot be decrypted offline; the only secret key
@@ -37,6 +39,42 @@ SECURE_VALUE_PLACEHOLDER = (f"-----BEGIN PRIVATE KEY-----\n{SECRET_PLACEHOLDER}\
 
 class UnknownInvoke(RuntimeError):
     pass
+
+
+class NoOfflineData(RuntimeError):
+    """The snapshot has nothing for this region: `plan` cannot answer what AWS would."""
+
+
+@dataclass(frozen=True)
+class RegionData:
+    zones: tuple[tuple[str, str], ...]  # (name, zone id), as DescribeAvailabilityZones lists them
+    offerings: dict[str, tuple[str, ...]] | None  # instance type -> zones offering it; None: not in the snapshot
+
+
+@cache
+def region_data(region: str) -> RegionData:
+    """AWS's zones and instance type offerings of a region, from the vendored snapshot."""
+    snapshot = json.loads(gzip.decompress(ZONES_FILE.read_bytes()))
+    entry = snapshot["regions"].get(region)
+    if entry is None:
+        raise NoOfflineData(f"aws:region: {region} has no zone data in the offline snapshot "
+                            f"({snapshot['source']}); `plan` cannot tell which zones it has")
+    offerings = None
+    if "offerings" in entry:
+        offerings = {t: tuple(group["zones"]) for group in entry["offerings"] for t in group["types"]}
+    return RegionData(zones=tuple((name, zone_id) for name, zone_id in entry["zones"]), offerings=offerings)
+
+
+def offered_in(region: str, instance_type: str) -> tuple[str, ...]:
+    """Zones of the region that offer the type, as DescribeInstanceTypeOfferings would list them."""
+    data = region_data(region)
+    if data.offerings is None:
+        raise NoOfflineData(
+            f"aws:region: the offline snapshot has no instance type offerings for {region}; `plan` cannot tell "
+            f"which zones offer {instance_type}. Ask AWS: aws ec2 describe-instance-type-offerings "
+            f"--location-type availability-zone --filters Name=instance-type,Values={instance_type} "
+            f"--region {region}")
+    return data.offerings.get(instance_type, ())
 
 
 @dataclass(frozen=True)
@@ -68,18 +106,22 @@ class OfflineMocks(pulumi.runtime.Mocks):
 
     def __init__(self, region: str, offered_zones: Mapping[str, Sequence[str]] | None = None):
         self.region = region
-        self.offered_zones = dict(offered_zones or {})  # instance type -> zones; default: every zone
-        self.zones = OFFLINE_ZONES.get(region, [f"{region}{c}" for c in DEFAULT_ZONE_LETTERS])
+        # instance type -> zones, overriding the snapshot (tests of the zone choice itself)
+        self.offered_zones = dict(offered_zones or {})
         self.calls: list[tuple[str, dict]] = []
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append((args.token, dict(args.args)))
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": self.zones, "zoneIds": [f"euw3-az{i + 1}" for i in range(len(self.zones))],
+            # The snapshot holds only standard zones (no Local or Wavelength Zones), all
+            # available and opt-in-not-required: what the program's filters ask for.
+            zones = region_data(self.region).zones
+            return {"names": [name for name, _ in zones], "zoneIds": [zone_id for _, zone_id in zones],
                     "id": self.region}, []
         if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
             (instance_type,) = next(f["values"] for f in args.args["filters"] if f["name"] == "instance-type")
-            zones = list(self.offered_zones.get(instance_type, self.zones))
+            zones = list(self.offered_zones[instance_type] if instance_type in self.offered_zones
+                         else offered_in(self.region, instance_type))
             return {"id": self.region, "locations": zones, "locationTypes": ["availability-zone"] * len(zones),
                     "instanceTypes": [instance_type] * len(zones)}, []
         if args.token == "aws:ec2/getAmi:getAmi":

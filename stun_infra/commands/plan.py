@@ -73,12 +73,12 @@ def _one_line(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stun_infra.cloud.offline import run_offline, stack_config
+    from stun_infra.cloud.offline import NoOfflineData, run_offline, stack_config
 
     try:
         config, secret_keys = stack_config(args.stack, overrides(args))
         result = run_offline(config, stack=args.stack, secret_keys=secret_keys)
-    except ConfigError as e:
+    except (ConfigError, NoOfflineData) as e:
         return fail(str(e))
     outputs = {k: ("[secret]" if k in result.secret_outputs else v) for k, v in result.outputs.items()}
     components = {r.urn: r for r in sorted((r for r in result.registrations if not r.custom),
