@@ -47,6 +47,21 @@ def test_target_groups_check_health_over_tcp_because_nlbs_cannot_check_udp(autos
     assert checks[("TCP", 5349)]["protocol"] == "TCP"
 
 
+def test_health_checks_set_their_timeout_inside_awss_range_and_below_the_interval(autoscale_run):
+    """NLB health checks take a timeout of 2-120 s; left out, AWS picks 10 s for TCP."""
+    for group in inputs_of(autoscale_run, TG):
+        check = group["healthCheck"]
+        assert 2 <= check["timeout"] < check["interval"], check
+
+
+def test_target_groups_end_a_deregistered_targets_flows_so_a_second_up_changes_nothing(autoscale_run):
+    """AWS turns connection termination on by default for UDP/TCP_UDP groups and the provider
+    sends the attribute on create only when true: anything but true there is a diff forever."""
+    groups = inputs_of(autoscale_run, TG)
+    assert {g["protocol"] for g in groups} == {"TCP_UDP", "TCP"}
+    assert all(g["connectionTermination"] is True for g in groups)
+
+
 def test_target_groups_preserve_the_client_address(autoscale_run):
     assert all(t["preserveClientIp"] == "true" and t["targetType"] == "instance"
                for t in inputs_of(autoscale_run, TG))

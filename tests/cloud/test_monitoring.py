@@ -199,6 +199,13 @@ def test_autoscale_alarms_and_their_dimensions(autoscale):
     assert subscription.inputs["protocol"] == "email" and subscription.inputs["endpoint"] == "oncall@example.com"
 
 
+@pytest.mark.parametrize("mode", ["static", "autoscale"])
+def test_no_alarm_fires_on_a_new_instance_or_group_for_lack_of_data(mode, static, autoscale):
+    """A new instance or group has no datapoint for minutes: each create and each roll would alarm."""
+    found = alarms({"static": static, "autoscale": autoscale}[mode])
+    assert found and {a["treatMissingData"] for a in found.values()} <= {"missing", "notBreaching"}
+
+
 def test_static_alarms_and_their_dimensions(static):
     found = alarms(static)
     ids = static.outputs["instance_ids"]

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from stun_infra.cloud.components.firewall import EC2_DESCRIPTION
 from stun_infra.cloud.offline import SECRET_PLACEHOLDER
 from stun_infra.settings import ConfigError
 from stun_infra.instance.userdata import unpacked
@@ -14,6 +15,9 @@ from stun_infra.instance.userdata import unpacked
 from tests.conftest import inputs_of, program
 
 SG_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 INSTANCE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 GROUP = "aws:autoscaling/group:Group"
@@ -77,7 +81,7 @@ def test_mocks_refuse_an_invoke_they_do_not_know():
 EVERY_STACK = {
     "aws:ec2/vpc:Vpc": 1, "aws:ec2/internetGateway:InternetGateway": 1, "aws:ec2/routeTable:RouteTable": 1,
     "aws:ec2/subnet:Subnet": 2, "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
-    "aws:ec2/securityGroup:SecurityGroup": 1, SG_RULE: 4,
+    "aws:ec2/securityGroup:SecurityGroup": 1, DEFAULT_SG: 1, SG_RULE: 4,
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 1,
     "tls:index/privateKey:PrivateKey": 2, "aws:ec2/keyPair:KeyPair": 1,
     "tls:index/selfSignedCert:SelfSignedCert": 1, "random:index/randomPassword:RandomPassword": 1,
@@ -163,6 +167,28 @@ def test_stun_only_opens_no_relay_ports(stun_only_run):
 def test_every_rule_has_a_description(any_run):
     rules = inputs_of(any_run, SG_RULE) + inputs_of(any_run, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
     assert all(r.get("description") for r in rules)
+
+
+def test_every_security_group_description_uses_only_characters_ec2_accepts(any_run):
+    """EC2 refuses anything outside a-zA-Z0-9, space and ._-:/()#,@[]+=&;{}!$* (an apostrophe fails)."""
+    ssh = program(sshAllowedCidrs=["203.0.113.7/32", "2001:db8::/64"])
+    described = [r for run in (any_run, ssh) for typ in (SG_RULE, SG_EGRESS, SG) for r in inputs_of(run, typ)]
+    assert described and all(EC2_DESCRIPTION.fullmatch(r["description"]) for r in described), \
+        [r["description"] for r in described if not EC2_DESCRIPTION.fullmatch(r["description"])]
+
+
+def test_ec2_description_check_refuses_an_apostrophe():
+    assert not EC2_DESCRIPTION.fullmatch("the instance's own public IP")
+    assert EC2_DESCRIPTION.fullmatch("SSH from 2001:db8::/64 (stun-infra:sshAllowedCidrs)")
+
+
+def test_the_vpcs_default_security_group_allows_nothing(any_run):
+    """AWS Foundational Security Best Practices EC2.2: managed with no rule at all."""
+    (default,) = any_run.of_type(DEFAULT_SG)
+    (vpc,) = any_run.of_type("aws:ec2/vpc:Vpc")
+    assert default.inputs["vpcId"] == vpc.id
+    assert (default.inputs["ingress"], default.inputs["egress"]) == ([], [])
+    assert default.parent == next(r.urn for r in any_run.registrations if r.type == "stun-infra:network:Network")
 
 
 # -- static fleet ---------------------------------------------------------------------

@@ -19,6 +19,11 @@ from stun_infra.cloud.components.base import PACKAGE, child_opts, fitted, tagged
 
 DNS_TTL = 60
 AWS_LB_NAME_LIMIT = 32  # load balancers and target groups
+# NLB health checks: the interval is 5-300 s and the timeout 2-120 s, no longer than the
+# interval (AWS picks 10 s for TCP when none is given); a target is out after 3 misses.
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html
+HEALTH_CHECK_INTERVAL = 10
+HEALTH_CHECK_TIMEOUT = 5
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,15 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
             group = aws.lb.TargetGroup(
                 fitted(name, listener.key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=listener.protocol, port=listener.port,
                 target_type="instance", preserve_client_ip="true",
-                connection_termination=False, deregistration_delay=30,
+                # A draining instance's flows end with the deregistration delay, so clients
+                # move to a healthy one. Also the only value that stays put: AWS defaults it
+                # to true for UDP/TCP_UDP groups and the provider sends it on create only
+                # when true, so false would show a diff on every `pulumi up`.
+                connection_termination=True, deregistration_delay=30,
                 # NLBs cannot check UDP: a TCP connect to the same port proves coturn listens.
                 health_check=aws.lb.TargetGroupHealthCheckArgs(
-                    protocol="TCP", port="traffic-port", interval=10,
-                    healthy_threshold=3, unhealthy_threshold=3),
+                    protocol="TCP", port="traffic-port", interval=HEALTH_CHECK_INTERVAL,
+                    timeout=HEALTH_CHECK_TIMEOUT, healthy_threshold=3, unhealthy_threshold=3),
                 tags=tagged(args.tags, f"{name}-{listener.key}"), opts=child_opts(self))
             aws.lb.Listener(
                 f"{name}-{listener.key}", load_balancer_arn=self.load_balancer.arn, protocol=listener.protocol,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -11,6 +12,10 @@ import pulumi_aws as aws
 from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
 
 ANYWHERE = "0.0.0.0/0"
+# What EC2 accepts in a security group's and a rule's description (IpRange.Description,
+# GroupDescription): up to 255 of a-z, A-Z, 0-9, space and ._-:/()#,@[]+=&;{}!$*
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpRange.html
+EC2_DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ def openings(args: FirewallArgs) -> list[Opening]:
     if args.relay_ports:
         low, high = args.relay_ports
         rules.append(Opening("relay-udp", "udp", low, high, ANYWHERE,
-                             "TURN relayed media between peers and the instance's own public IP"))
+                             "TURN relayed media between peers and each instance public IP"))
     for i, cidr in enumerate(args.ssh_cidrs):
         rules.append(Opening(f"ssh-{i}", "tcp", 22, 22, cidr, f"SSH from {cidr} (stun-infra:sshAllowedCidrs)"))
     return rules

@@ -18,6 +18,9 @@ from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
 from stun_infra.cloud.components.fleet import GROUP_METRICS
 
 PERIOD = 60
+# A new instance or group has no datapoint for its first minutes: "missing" leaves such an
+# alarm in INSUFFICIENT_DATA (no notification) instead of ALARM on every create and roll.
+NO_DATA_YET = "missing"
 # 1 in a minute when requests arrived (a missing datum counts as none) and nothing succeeded.
 STALLED_EXPRESSION = "IF(FILL(requests, 0) > 0 AND FILL(successes, 0) == 0, 1, 0)"
 
@@ -98,7 +101,7 @@ class Monitoring(pulumi.ComponentResource):
                         namespace="AWS/AutoScaling", metric_name="GroupInServiceInstances", dimensions=group,
                         statistic="Minimum", comparison_operator="LessThanThreshold",
                         threshold=args.min_size, evaluation_periods=3, datapoints_to_alarm=3,
-                        treat_missing_data="breaching")
+                        treat_missing_data=NO_DATA_YET)
             self._cpu_high(name, "cpu-high", args, actions, "Average CPU", group)
         for i, instance_id in enumerate(args.instance_ids):
             instance = {"InstanceId": instance_id}
@@ -107,7 +110,7 @@ class Monitoring(pulumi.ComponentResource):
                         namespace="AWS/EC2", metric_name="StatusCheckFailed", dimensions=instance,
                         statistic="Maximum", comparison_operator="GreaterThanOrEqualToThreshold",
                         threshold=1, evaluation_periods=2, datapoints_to_alarm=2,
-                        treat_missing_data="breaching")
+                        treat_missing_data=NO_DATA_YET)
             self._cpu_high(name, f"cpu-high-{i}", args, actions, f"Instance {i} CPU", instance)
             # One instance can stop answering while the others keep the fleet series healthy.
             self._bindings_stalled(name, f"bindings-stalled-{i}", args, actions,

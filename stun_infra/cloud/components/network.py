@@ -34,6 +34,11 @@ class Network(pulumi.ComponentResource):
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc", cidr_block=args.cidr, enable_dns_hostnames=True, enable_dns_support=True,
             tags=tagged(args.tags, f"{name}-vpc"), opts=child_opts(self))
+        # AWS gives every VPC a default group that admits its own members and lets all out;
+        # nothing uses it here, so it is managed with no rule at all (AWS Security Hub EC2.2).
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg", vpc_id=self.vpc.id, ingress=[], egress=[],
+            tags=tagged(args.tags, f"{name}-default-sg"), opts=child_opts(self))
         igw = aws.ec2.InternetGateway(
             f"{name}-igw", vpc_id=self.vpc.id, tags=tagged(args.tags, f"{name}-igw"), opts=child_opts(self))
         routes = aws.ec2.RouteTable(
