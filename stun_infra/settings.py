@@ -113,6 +113,7 @@ class Settings:
     instance_type: str
     ssh_allowed_cidrs: tuple[str, ...]
     turn: bool
+    ipv6: bool
     vpc_cidr: str
     availability_zones: int
     realm: str
@@ -375,6 +376,10 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
     if v["tlsPrivateKey"] and f"{p}:tlsPrivateKey" not in secret_keys:
         out.append(f"{p}:tlsPrivateKey: is stored in plain text; set it with "
                    f"`pulumi config set --secret {p}:tlsPrivateKey < key.pem`")
+    ipv6_ssh = [c for c in v["sshAllowedCidrs"] if ":" in c]
+    if ipv6_ssh and not v["ipv6"]:
+        out.append(f"{p}:sshAllowedCidrs: lists IPv6 CIDRs ({', '.join(ipv6_ssh)}) but {p}:ipv6 is false, so "
+                   f"instances have no IPv6 address; set {p}:ipv6 true or list IPv4 CIDRs only")
     if bool(v["dnsZoneId"]) != bool(v["dnsName"]):
         out.append(f"{p}:dnsZoneId: dnsZoneId and dnsName must be set together (or neither)")
     return out

@@ -254,7 +254,8 @@ def read_servers(text: str) -> Servers:
         raise InputError("stack outputs on stdin: turn_shared_secret must be a non-empty string")
     for uri in (*stun_uris, *turn_uris):
         parse_uri(uri)
-    public_ips = _string_list(doc, "public_ips")
+    # Static dual stack: each instance's IPv6 address is probed directly too.
+    public_ips = _string_list(doc, "public_ips") + _string_list(doc, "public_ipv6s")
     for ip in public_ips:
         try:
             ipaddress.ip_address(ip)

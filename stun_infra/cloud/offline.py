@@ -96,6 +96,12 @@ def _fake_id(typ: str, name: str) -> str:
     return hashlib.sha256(f"{typ}/{name}".encode()).hexdigest()[:17]
 
 
+def _fake_ipv6(name: str, prefix: str = "2001:db8") -> str:
+    """A documentation-range (2001:db8::/32) address standing in for an Amazon-provided one."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return f"{prefix}:{digest[0:2]}00:0:{digest[4:8]}:{digest[8:12]}:{digest[12:16]}:{digest[16:20]}"
+
+
 def _fake_ip(name: str, first_octet: int) -> str:
     digest = hashlib.sha256(name.encode()).digest()
     return f"{first_octet}.{digest[0]}.{digest[1]}.{max(digest[2], 1)}"
@@ -144,6 +150,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
         elif typ == "aws:ec2/instance:Instance":
             rid = f"i-{rid}"
             state.update(privateIp=_fake_ip(name, 10), publicIp=_fake_ip(name + "-auto", 198))
+            if inputs.get("ipv6AddressCount"):
+                state.update(ipv6Addresses=[_fake_ipv6(name)])
         elif typ == "aws:ec2/keyPair:KeyPair":
             state.update(keyName=inputs.get("keyName") or f"{name}-{rid[:7]}")
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -169,6 +177,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
             state.update(result=f"{SECRET_PLACEHOLDER}-{name}")
         elif short.startswith("Vpc") or typ.startswith("aws:ec2/vpc:"):
             rid = f"vpc-{rid}"
+            if typ == "aws:ec2/vpc:Vpc" and inputs.get("assignGeneratedIpv6CidrBlock"):
+                state.update(ipv6CidrBlock=f"2001:db8:{rid[4:6]}00::/56")
         elif typ == "aws:ec2/subnet:Subnet":
             rid = f"subnet-{rid}"
         elif typ == "aws:ec2/securityGroup:SecurityGroup":

@@ -88,11 +88,11 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     tags = settings.common_tags
     namespace = metrics.namespace(settings.stack)
 
-    network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags))
+    network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags, ipv6=settings.ipv6))
     firewall = Firewall(prefix, FirewallArgs(
         vpc_id=network.vpc.id, stun_port=settings.stun_port, tls_port=settings.tls_port,
         relay_ports=(settings.relay_min_port, settings.relay_max_port) if settings.turn else None,
-        ssh_cidrs=settings.ssh_allowed_cidrs, tags=tags))
+        ssh_cidrs=settings.ssh_allowed_cidrs, tags=tags, ipv6=settings.ipv6))
     key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags))
     certificate = TlsCertificate(prefix, TlsArgs(
         domain=settings.tls_domain, certificate_pem=settings.tls_certificate,
@@ -111,7 +111,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         ami_id=found.ami_id, root_device_name=found.root_device_name, instance_type=settings.instance_type,
         key_name=key_pair.key_name, instance_profile_name=access.profile.name,
         instance_profile_arn=access.profile.arn, security_group_id=firewall.security_group.id,
-        root_volume_size=settings.root_volume_size, tags=tags)
+        root_volume_size=settings.root_volume_size, tags=tags, ipv6=settings.ipv6)
     pinned = secrets.pinned_names
     # The boot script but for the instance's own address: the launch template's, and what
     # boot_script_sha256 reports (it changes with a new version of a secret or certificate).
@@ -143,11 +143,14 @@ def build_stack(settings: Settings) -> dict[str, Any]:
             user_data_for=lambda eip: pulumi.Output.all(eip, pinned).apply(
                 lambda a: render_user_data(settings, BootInputs(parameters=a[1], expected_public_ip=a[0])))),
             opts=fleet_opts)
-        hosts = list(fleet.public_ips)
+        # Without a DNS name each instance is named by both its addresses (IPv6 bracketed in URIs).
+        hosts = [*fleet.public_ips, *fleet.ipv6_addresses]
         if settings.dns_name:
             DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
-                                        addresses=fleet.public_ips))
+                                        addresses=fleet.public_ips, ipv6_addresses=fleet.ipv6_addresses))
         outputs.update(instance_ids=fleet.instance_ids, public_ips=fleet.public_ips)
+        if settings.ipv6:
+            outputs.update(public_ipv6s=fleet.ipv6_addresses)
         asg_name, instance_ids, min_size = None, fleet.instance_ids, settings.instance_count
     if settings.dns_name:
         hosts = [settings.dns_name]

@@ -81,8 +81,8 @@ def test_mocks_refuse_an_invoke_they_do_not_know():
 EVERY_STACK = {
     "aws:ec2/vpc:Vpc": 1, "aws:ec2/internetGateway:InternetGateway": 1, "aws:ec2/routeTable:RouteTable": 1,
     "aws:ec2/subnet:Subnet": 2, "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
-    "aws:ec2/securityGroup:SecurityGroup": 1, DEFAULT_SG: 1, SG_RULE: 4,
-    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 1,
+    "aws:ec2/securityGroup:SecurityGroup": 1, DEFAULT_SG: 1, SG_RULE: 8,  # four openings, each for IPv4 and IPv6
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 2,
     "tls:index/privateKey:PrivateKey": 2, "aws:ec2/keyPair:KeyPair": 1,
     "tls:index/selfSignedCert:SelfSignedCert": 1, "random:index/randomPassword:RandomPassword": 1,
     "aws:ssm/parameter:Parameter": 3, "aws:cloudwatch/logGroup:LogGroup": 1,
@@ -127,21 +127,22 @@ def test_subnets_are_public_one_per_zone_inside_the_vpc(autoscale_run):
 
 def test_the_public_route_goes_to_the_internet_gateway(static_run):
     (table,) = inputs_of(static_run, "aws:ec2/routeTable:RouteTable")
-    assert [r["cidrBlock"] for r in table["routes"]] == ["0.0.0.0/0"] and table["routes"][0]["gatewayId"]
+    assert [r.get("cidrBlock") or r.get("ipv6CidrBlock") for r in table["routes"]] == ["0.0.0.0/0", "::/0"]
+    assert all(r["gatewayId"] for r in table["routes"])
 
 
 # -- firewall -------------------------------------------------------------------------
 
 def test_firewall_opens_stun_tls_and_exactly_the_relay_range(static_run):
-    assert ingress(static_run) == {("udp", 3478, 3478, "0.0.0.0/0"), ("tcp", 3478, 3478, "0.0.0.0/0"),
-                                   ("tcp", 5349, 5349, "0.0.0.0/0"), ("udp", 49152, 65535, "0.0.0.0/0")}
+    assert ingress(static_run) == {(p, lo, hi, anywhere) for anywhere in ("0.0.0.0/0", "::/0") for p, lo, hi in (
+        ("udp", 3478, 3478), ("tcp", 3478, 3478), ("tcp", 5349, 5349), ("udp", 49152, 65535))}
 
 
 def test_relay_range_in_the_firewall_equals_coturns_min_and_max_port():
     from stun_infra.instance.coturn import INSTANCE_PATHS, turnserver_conf
     from stun_infra.settings import load_settings
     run = program(relayMinPort=40000, relayMaxPort=40999)
-    (relay,) = [r for r in ingress(run) if r[0] == "udp" and r[1] != 3478]
+    (relay,) = [r for r in ingress(run) if r[0] == "udp" and r[1] != 3478 and r[3] == "0.0.0.0/0"]
     conf = turnserver_conf(load_settings({"relayMinPort": "40000", "relayMaxPort": "40999"}, stack="test",
                                          region="eu-west-3"),
                            public_ip="203.0.113.1", private_ip="10.0.0.1", turn_secret="x", paths=INSTANCE_PATHS)
@@ -160,8 +161,8 @@ def test_ssh_is_open_only_to_the_listed_cidrs():
 
 
 def test_stun_only_opens_no_relay_ports(stun_only_run):
-    assert ingress(stun_only_run) == {("udp", 3478, 3478, "0.0.0.0/0"), ("tcp", 3478, 3478, "0.0.0.0/0"),
-                                      ("tcp", 5349, 5349, "0.0.0.0/0")}
+    assert ingress(stun_only_run) == {(p, lo, hi, anywhere) for anywhere in ("0.0.0.0/0", "::/0") for p, lo, hi in (
+        ("udp", 3478, 3478), ("tcp", 3478, 3478), ("tcp", 5349, 5349))}
 
 
 def test_every_rule_has_a_description(any_run):
@@ -409,7 +410,8 @@ def test_static_outputs(static_run):
     o = static_run.outputs
     assert o["mode"] == "static" and o["region"] == "eu-west-3"
     assert len(o["instance_ids"]) == 3 and len(o["public_ips"]) == 3
-    assert o["stun_uris"] == [f"stun:{ip}:3478" for ip in o["public_ips"]]
+    assert o["stun_uris"] == [f"stun:{ip}:3478" for ip in o["public_ips"]] + [
+        f"stun:[{ip}]:3478" for ip in o["public_ipv6s"]]
     assert "asg_name" not in o
 
 

@@ -23,6 +23,11 @@ CASES: dict[str, tuple[str, dict[str, str]]] = {
     "dev-static-dns": ("dev", DNS),
     "prod-autoscale": ("prod", {}),
     "prod-autoscale-dns": ("prod", DNS),
+    # The off switch: with stun-infra:ipv6 false the URNs are the IPv4-only stack's, unchanged.
+    "dev-static-ipv4": ("dev", {"ipv6": "false"}),
+    "dev-autoscale-ipv4": ("dev", {"mode": "autoscale", "ipv6": "false"}),
+    "dev-stun-only-ipv4": ("dev", {"turn": "false", "ipv6": "false"}),
+    "dev-static-dns-ipv4": ("dev", {**DNS, "ipv6": "false"}),
 }
 
 

@@ -87,6 +87,8 @@ class DnsArgs:
     name: str
     alias_target: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None  # (dns name, zone id) of an NLB
     addresses: Sequence[pulumi.Input[str]] = ()  # static instances' Elastic IPs
+    ipv6_addresses: Sequence[pulumi.Input[str]] = ()  # static instances' own IPv6 addresses (AAAA)
+    alias_ipv6: bool = False  # the NLB is dualstack: an AAAA alias beside the A alias
 
 
 class DnsEndpoint(pulumi.ComponentResource):
@@ -94,15 +96,17 @@ class DnsEndpoint(pulumi.ComponentResource):
         super().__init__(f"{PACKAGE}:endpoint:DnsEndpoint", name, None, opts)
         if args.alias_target:
             target, zone = args.alias_target
-            aws.route53.Record(
-                f"{name}-alias", zone_id=args.zone_id, name=args.name, type="A",
-                aliases=[aws.route53.RecordAliasArgs(name=target, zone_id=zone, evaluate_target_health=True)],
-                opts=child_opts(self))
-        for i, address in enumerate(args.addresses):
-            # Multivalue answers: resolvers get every healthy instance, each its own relay address.
-            aws.route53.Record(
-                f"{name}-{i}", zone_id=args.zone_id, name=args.name, type="A", ttl=DNS_TTL,
-                records=[address], set_identifier=f"{name}-{i}", multivalue_answer_routing_policy=True,
-                opts=child_opts(self))
+            for suffix, kind in (("", "A"), ("-v6", "AAAA"))[:2 if args.alias_ipv6 else 1]:
+                aws.route53.Record(
+                    f"{name}-alias{suffix}", zone_id=args.zone_id, name=args.name, type=kind,
+                    aliases=[aws.route53.RecordAliasArgs(name=target, zone_id=zone, evaluate_target_health=True)],
+                    opts=child_opts(self))
+        for suffix, kind, addresses in (("", "A", args.addresses), ("-v6", "AAAA", args.ipv6_addresses)):
+            for i, address in enumerate(addresses):
+                # Multivalue answers: resolvers get every healthy instance, each its own relay address.
+                aws.route53.Record(
+                    f"{name}{suffix}-{i}", zone_id=args.zone_id, name=args.name, type=kind, ttl=DNS_TTL,
+                    records=[address], set_identifier=f"{name}{suffix}-{i}", multivalue_answer_routing_policy=True,
+                    opts=child_opts(self))
         self.fqdn = args.name
         self.register_outputs({"fqdn": self.fqdn})

@@ -16,6 +16,7 @@ ANYWHERE = "0.0.0.0/0"
 # GroupDescription): up to 255 of a-z, A-Z, 0-9, space and ._-:/()#,@[]+=&;{}!$*
 # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpRange.html
 EC2_DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}")
+ANYWHERE_V6 = "::/0"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class FirewallArgs:
     relay_ports: tuple[int, int] | None  # None: STUN only, no relay range
     ssh_cidrs: tuple[str, ...]
     tags: dict[str, str]
+    ipv6: bool = False  # dual stack: every opening to the internet also for ::/0
 
 
 def openings(args: FirewallArgs) -> list[Opening]:
@@ -52,6 +54,10 @@ def openings(args: FirewallArgs) -> list[Opening]:
         low, high = args.relay_ports
         rules.append(Opening("relay-udp", "udp", low, high, ANYWHERE,
                              "TURN relayed media between peers and each instance public IP"))
+    if args.ipv6:
+        # Same keys with -v6: the IPv4 rules (and their URNs) stay exactly as they were.
+        rules += [Opening(f"{r.key}-v6", r.protocol, r.from_port, r.to_port, ANYWHERE_V6, f"{r.description} (IPv6)")
+                  for r in rules]
     for i, cidr in enumerate(args.ssh_cidrs):
         rules.append(Opening(f"ssh-{i}", "tcp", 22, 22, cidr, f"SSH from {cidr} (stun-infra:sshAllowedCidrs)"))
     return rules
@@ -77,4 +83,9 @@ class Firewall(pulumi.ComponentResource):
             cidr_ipv4=ANYWHERE,
             description="Relay to peers anywhere; packages, SSM and CloudWatch endpoints",
             tags=tagged(args.tags, f"{name}-out-all"), opts=child_opts(self))
+        if args.ipv6:
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-out-all-v6", security_group_id=self.security_group.id, ip_protocol="-1",
+                cidr_ipv6=ANYWHERE_V6, description="Relay to IPv6 peers anywhere; IPv6 endpoints",
+                tags=tagged(args.tags, f"{name}-out-all-v6"), opts=child_opts(self))
         self.register_outputs({"security_group_id": self.security_group.id})

@@ -28,6 +28,7 @@ class LaunchSpec:
     security_group_id: pulumi.Input[str]
     root_volume_size: int
     tags: dict[str, str]
+    ipv6: bool = False  # one IPv6 address per instance (its own: no NAT, no Elastic IP)
 
 
 def metadata_options() -> dict:
@@ -66,6 +67,9 @@ class StaticFleet(pulumi.ComponentResource):
                 key_name=spec.key_name,
                 user_data_base64=args.user_data_for(eip.public_ip).apply(packed),
                 monitoring=True,
+                # The provider replaces an instance when this changes (ForceNew): see the README's
+                # changelog for turning IPv6 on in an existing static stack.
+                **({"ipv6_address_count": 1} if spec.ipv6 else {}),
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options()),
                 root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                     volume_type="gp3", volume_size=spec.root_volume_size, encrypted=True,
@@ -82,7 +86,9 @@ class StaticFleet(pulumi.ComponentResource):
             self.eips.append(eip)
         self.instance_ids = [i.id for i in self.instances]
         self.public_ips = [e.public_ip for e in self.eips]
-        self.register_outputs({"instance_ids": self.instance_ids, "public_ips": self.public_ips})
+        self.ipv6_addresses = [i.ipv6_addresses.apply(lambda a: a[0]) for i in self.instances] if spec.ipv6 else []
+        self.register_outputs({"instance_ids": self.instance_ids, "public_ips": self.public_ips,
+                               "ipv6_addresses": self.ipv6_addresses})
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,8 @@ class AutoscaleFleet(pulumi.ComponentResource):
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=spec.instance_profile_arn),
             network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
                 associate_public_ip_address="true", delete_on_termination="true",
-                security_groups=[spec.security_group_id])],
+                security_groups=[spec.security_group_id],
+                **({"ipv6_address_count": 1} if spec.ipv6 else {}))],
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options()),
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=spec.root_device_name,

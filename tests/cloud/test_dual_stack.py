@@ -1,0 +1,154 @@
+"""Dual stack (`stun-infra:ipv6`, on by default) under mocks, and the off switch.
+
+On: the VPC asks for an Amazon-provided /56, each subnet takes its own /64 of it and
+hands addresses out on launch, ::/0 routes through the internet gateway, every instance
+(static or from the launch template) gets one IPv6 address, the security group opens to
+::/0 exactly what it opens to 0.0.0.0/0, and DNS publishes AAAA records beside the A
+records. Off: not one resource input names IPv6, and the URNs are the IPv4 stack's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+
+from stun_infra.cloud.components.network import subnet_ipv6_cidr
+from stun_infra.settings import ConfigError
+
+from tests.cloud.test_program import SG_RULE, ingress
+from tests.conftest import inputs_of, program
+
+VPC = "aws:ec2/vpc:Vpc"
+SUBNET = "aws:ec2/subnet:Subnet"
+ROUTES = "aws:ec2/routeTable:RouteTable"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+INSTANCE = "aws:ec2/instance:Instance"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+RECORD = "aws:route53/record:Record"
+DNS = {"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com"}
+
+
+@pytest.fixture(scope="module")
+def static_dns_run():
+    return program(instanceCount=3, **DNS)
+
+
+def _vpc_block(run) -> ipaddress.IPv6Network:
+    return ipaddress.IPv6Network(run.one(VPC).state["ipv6CidrBlock"])
+
+
+def test_the_vpc_asks_amazon_for_an_ipv6_block(static_run):
+    assert static_run.one(VPC).inputs["assignGeneratedIpv6CidrBlock"] is True
+
+
+def test_each_subnet_takes_its_own_slash_64_of_the_vpc_block(autoscale_run):
+    blocks = [ipaddress.IPv6Network(s["ipv6CidrBlock"]) for s in inputs_of(autoscale_run, SUBNET)]
+    assert len(blocks) == 3 and len(set(blocks)) == 3
+    assert all(b.prefixlen == 64 and b.subnet_of(_vpc_block(autoscale_run)) for b in blocks)
+
+
+def test_subnets_give_every_launched_instance_an_ipv6_address(any_run):
+    assert all(s["assignIpv6AddressOnCreation"] is True for s in inputs_of(any_run, SUBNET))
+
+
+def test_ipv6_internet_traffic_routes_through_the_internet_gateway(static_run):
+    routes = static_run.one(ROUTES).inputs["routes"]
+    gateway = static_run.one("aws:ec2/internetGateway:InternetGateway").id
+    assert {(r.get("cidrBlock"), r.get("ipv6CidrBlock"), r["gatewayId"]) for r in routes} == {
+        ("0.0.0.0/0", None, gateway), (None, "::/0", gateway)}
+
+
+def test_the_nth_slash_64_is_carved_from_the_vpc_block():
+    assert subnet_ipv6_cidr("2600:1f18:abc:de00::/56", 0) == "2600:1f18:abc:de00::/64"
+    assert subnet_ipv6_cidr("2600:1f18:abc:de00::/56", 5) == "2600:1f18:abc:de05::/64"
+    with pytest.raises(ValueError):
+        subnet_ipv6_cidr("2600:1f18:abc:de00::/56", 256)
+
+
+def test_every_static_instance_gets_one_ipv6_address(static_run):
+    assert [i.get("ipv6AddressCount") for i in inputs_of(static_run, INSTANCE)] == [1, 1, 1]
+
+
+def test_the_launch_template_gives_each_instance_one_ipv6_address(autoscale_run):
+    (interface,) = autoscale_run.one(LAUNCH_TEMPLATE).inputs["networkInterfaces"]
+    assert interface["ipv6AddressCount"] == 1
+
+
+@pytest.mark.parametrize("mode", ["static", "autoscale", "stun-only"])
+def test_every_ipv4_opening_to_the_internet_is_mirrored_for_ipv6(mode):
+    run = program(**{"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}[mode])
+    rules = ingress(run)
+    v4 = {(p, lo, hi) for p, lo, hi, cidr in rules if cidr == "0.0.0.0/0"}
+    v6 = {(p, lo, hi) for p, lo, hi, cidr in rules if cidr == "::/0"}
+    assert v4 == v6 and len(v4) >= 3
+
+
+def test_ssh_opens_only_to_the_listed_ipv6_cidr_never_to_all_of_ipv6():
+    run = program(sshAllowedCidrs='["2001:db8:1234::/48", "203.0.113.7/32"]')
+    ssh = {cidr for p, lo, hi, cidr in ingress(run) if lo == 22}
+    assert ssh == {"2001:db8:1234::/48", "203.0.113.7/32"}
+
+
+def test_the_instances_may_reach_ipv6_peers(static_run):
+    assert {(e.get("cidrIpv4"), e.get("cidrIpv6")) for e in inputs_of(static_run, EGRESS)} == {
+        ("0.0.0.0/0", None), (None, "::/0")}
+
+
+def test_every_ipv6_rule_description_is_one_aws_accepts(static_run):
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-:/()#,@[]+=&;{}!$*")
+    descriptions = [r["description"] for r in inputs_of(static_run, SG_RULE) + inputs_of(static_run, EGRESS)]
+    assert [d for d in descriptions if not set(d) <= allowed] == []
+
+
+def test_one_aaaa_record_per_static_instance_beside_its_a_record(static_dns_run):
+    records = inputs_of(static_dns_run, RECORD)
+    addresses = [i["ipv6Addresses"][0] for i in (r.state for r in static_dns_run.of_type(INSTANCE))]
+    aaaa = [r for r in records if r["type"] == "AAAA"]
+    assert sorted(a["records"][0] for a in aaaa) == sorted(addresses)
+    assert all(a["multivalueAnswerRoutingPolicy"] and a["name"] == DNS["dnsName"] for a in aaaa)
+    assert len([r for r in records if r["type"] == "A"]) == 3
+
+
+def test_without_dns_each_static_instance_is_named_by_both_its_addresses(static_run):
+    v6 = static_run.outputs["public_ipv6s"]
+    assert len(v6) == 3 and all(ipaddress.ip_address(a).version == 6 for a in v6)
+    assert {f"stun:[{a}]:3478" for a in v6} <= set(static_run.outputs["stun_uris"])
+    assert {f"turn:[{a}]:3478?transport=udp" for a in v6} <= set(static_run.outputs["turn_uris"])
+
+
+def test_with_dns_the_uris_keep_the_host_name(static_dns_run):
+    assert static_dns_run.outputs["stun_uris"] == ["stun:turn.example.com:3478"]
+
+
+# -- the off switch ---------------------------------------------------------------------
+
+def _names_ipv6(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any("ipv6" in k.lower() or _names_ipv6(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_names_ipv6(v) for v in value)
+    return isinstance(value, str) and (value == "::/0" or value == "dualstack")
+
+
+@pytest.mark.parametrize("config", [{}, {"mode": "autoscale"}, {"turn": "false"}, DNS], ids=str)
+def test_with_ipv6_off_no_resource_input_names_ipv6(config):
+    run = program(ipv6="false", **config)
+    assert [r.name for r in run.registrations if _names_ipv6(r.inputs)] == []
+    assert "public_ipv6s" not in run.outputs
+
+
+# -- bad input --------------------------------------------------------------------------
+
+def test_ipv6_ssh_cidrs_with_ipv6_off_are_refused_naming_both_keys():
+    with pytest.raises(ConfigError) as caught:
+        program(ipv6="false", sshAllowedCidrs='["2001:db8::/48"]')
+    (problem,) = caught.value.problems
+    assert problem.startswith("stun-infra:sshAllowedCidrs: lists IPv6 CIDRs (2001:db8::/48)")
+    assert "stun-infra:ipv6 is false" in problem
+
+
+def test_ipv4_ssh_cidrs_with_ipv6_off_are_fine():
+    run = program(ipv6="false", sshAllowedCidrs='["203.0.113.7/32"]')
+    assert ("tcp", 22, 22, "203.0.113.7/32") in ingress(run)
