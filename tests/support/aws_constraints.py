@@ -188,17 +188,20 @@ ID_REF = NotMapped("the id of another resource of this stack, as AWS returned it
 
 MAPPING: dict[str, dict[str, Target | list[Target]]] = {
     "aws:ec2/vpc:Vpc": {
-        **_ec2("CreateVpc", cidrBlock="CidrBlock"),
+        **_ec2("CreateVpc", cidrBlock="CidrBlock", assignGeneratedIpv6CidrBlock="AmazonProvidedIpv6CidrBlock"),
         "enableDnsHostnames": Api("ec2", "ModifyVpcAttribute", "EnableDnsHostnames.Value"),
         "enableDnsSupport": Api("ec2", "ModifyVpcAttribute", "EnableDnsSupport.Value"),
         **_ec2_tags("CreateVpc")},
     "aws:ec2/internetGateway:InternetGateway": {"vpcId": ID_REF, **_ec2_tags("CreateInternetGateway")},
     "aws:ec2/subnet:Subnet": {
-        **_ec2("CreateSubnet", availabilityZone="AvailabilityZone", cidrBlock="CidrBlock"),
+        **_ec2("CreateSubnet", availabilityZone="AvailabilityZone", cidrBlock="CidrBlock",
+               ipv6CidrBlock="Ipv6CidrBlock"),
         "mapPublicIpOnLaunch": Api("ec2", "ModifySubnetAttribute", "MapPublicIpOnLaunch.Value"),
+        "assignIpv6AddressOnCreation": Api("ec2", "ModifySubnetAttribute", "AssignIpv6AddressOnCreation.Value"),
         "vpcId": ID_REF, **_ec2_tags("CreateSubnet")},
     "aws:ec2/routeTable:RouteTable": {
         "routes[].cidrBlock": Api("ec2", "CreateRoute", "DestinationCidrBlock"), "routes[].gatewayId": ID_REF,
+        "routes[].ipv6CidrBlock": Api("ec2", "CreateRoute", "DestinationIpv6CidrBlock"),
         "vpcId": ID_REF, **_ec2_tags("CreateRouteTable")},
     "aws:ec2/routeTableAssociation:RouteTableAssociation": {"routeTableId": ID_REF, "subnetId": ID_REF},
     "aws:ec2/securityGroup:SecurityGroup": {
@@ -236,7 +239,7 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
                    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_ImportKeyPair.html")],
         **_ec2_tags("ImportKeyPair")},
     "aws:ec2/instance:Instance": {
-        **_ec2(RUN, ami="ImageId", instanceType="InstanceType",
+        **_ec2(RUN, ami="ImageId", instanceType="InstanceType", ipv6AddressCount="Ipv6AddressCount",
                **{"metadataOptions.httpEndpoint": "MetadataOptions.HttpEndpoint",
                   "metadataOptions.httpPutResponseHopLimit": "MetadataOptions.HttpPutResponseHopLimit",
                   "metadataOptions.httpTokens": "MetadataOptions.HttpTokens",
@@ -265,6 +268,7 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
             "blockDeviceMappings[].ebs.volumeType": "BlockDeviceMappings[].Ebs.VolumeType",
             "networkInterfaces[].associatePublicIpAddress": "NetworkInterfaces[].AssociatePublicIpAddress",
             "networkInterfaces[].deleteOnTermination": "NetworkInterfaces[].DeleteOnTermination",
+            "networkInterfaces[].ipv6AddressCount": "NetworkInterfaces[].Ipv6AddressCount",
             "tagSpecifications[].resourceType": "TagSpecifications[].ResourceType"}.items()}),
         "userData": [Api("ec2", LT, "LaunchTemplateData.UserData"), USER_DATA],
         AUTONAME: Api("ec2", LT, "LaunchTemplateName"),
