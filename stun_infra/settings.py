@@ -12,10 +12,11 @@ import difflib
 import ipaddress
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -28,15 +29,35 @@ SSH_SHORTEST_PREFIX = {4: 8, 6: 32}  # broader ranges are the internet in a few 
 RESERVED_TAGS = ("Name", "Project", "Stack", "ManagedBy")
 # Resource names are built from the stack name; AWS load balancer and dashboard names take
 # only letters, digits and hyphens.
-_STACK_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}[A-Za-z0-9])?$")
+# Every pattern here is used with fullmatch: `$` would also match before a trailing newline.
+_STACK_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}[A-Za-z0-9])?")
 MIN_RELAY_PORTS = 100
 MIN_BOOT_SECONDS = 180  # measured boot (apt installs + agent) is ~2 min; see README
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
                       1096, 1827, 2192, 2557, 2922, 3288, 3653)
-_INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\.(?P<size>[a-z0-9]+)$")
-_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+_INSTANCE_TYPE = re.compile(r"(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\.(?P<size>[a-z0-9]+)")
+_DNS_NAME = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
+# coturn's STUN_MAX_REALM_SIZE (ns_turn_defs.h, 4.6.1)
+MAX_REALM = 127
+# Ports something else on an instance serves: a listening port there would open it to the
+# world (and, in autoscale mode, the NLB would forward to it), around sshAllowedCidrs.
+OTHER_SERVICES_PORTS = {22: "sshd", 68: "the DHCP client", 323: "chronyd"}
+# Tags: SSM, CloudWatch Logs and ELB take only letters, digits, spaces and _.:/=+-@, keys
+# 1-128 and values 0-256 characters; keys are compared without case.
+# https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_Tag.html
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_Tag.html
+TAG_PUNCTUATION = "_.:/=+-@"
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
+# Keys the engine hands over that are not ours but expected: the providers' own config.
+FOREIGN_NAMESPACES = ("aws", "pulumi", "tls", "random")
+# Keys whose values are secret or PEM text: never echoed in a message.
+UNSHOWN_KEYS = ("tlsCertificate", "tlsPrivateKey")
+# A `secure:` value that cannot be decrypted here (the offline engine): its checks are
+# left to the real run.
+UNDECRYPTED_SECRET = ("-----BEGIN PRIVATE KEY-----\noffline-placeholder-for-a-secret\n"
+                      "-----END PRIVATE KEY-----\n")
 # Regions by partition, from botocore's endpoint data (scripts/extract_aws_data.py).
 REGIONS_FILE = Path(__file__).resolve().parent / "data" / "regions.json"
 # The program names Debian's AMI owner and console URLs of the commercial partition.
@@ -94,7 +115,7 @@ def region_problem(region: str) -> str | None:
 def architecture_of(instance_type: str) -> str:
     """arm64 for Graviton families: a `g` among the attributes after the generation, or a1
     (the first Graviton, named before that convention)."""
-    m = _INSTANCE_TYPE.match(instance_type)
+    m = _INSTANCE_TYPE.fullmatch(instance_type)
     if not m:
         raise ValueError(instance_type)
     return "arm64" if "g" in m["attrs"] or (m["family"], m["gen"]) == ("a", "1") else "x86_64"
@@ -197,7 +218,7 @@ def _parse(spec: KeySpec, raw: Any) -> Any:
         if isinstance(raw, str):
             try:
                 value = json.loads(raw) if raw.strip() else []
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise ValueError("must be a list of strings (YAML list or JSON array)") from None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("must be a list of strings (YAML list or JSON array)")
@@ -205,10 +226,42 @@ def _parse(spec: KeySpec, raw: Any) -> Any:
     raise AssertionError(f"Pulumi.yaml declares an unsupported type {spec.type!r}")
 
 
-def _show(raw: Any) -> str:
-    if isinstance(raw, str):
-        return raw if raw.startswith("[") else f'"{raw}"'  # a list arrives as JSON text
-    return json.dumps(raw)
+MAX_SHOWN = 200  # characters of a value quoted in a message
+
+
+def printable(text: str) -> str:
+    """`text` safe for one terminal line: control, format and line-separator characters
+    as \\uXXXX escapes, cut to MAX_SHOWN characters."""
+    out = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" else c
+                  for c in text[:MAX_SHOWN])
+    return out + ("..." if len(text) > MAX_SHOWN else "")
+
+
+def _show(key: str, raw: Any) -> str:
+    """A config value as a message quotes it: never a secret or a PEM body, never raw control characters."""
+    if key in UNSHOWN_KEYS and isinstance(raw, str):
+        return f"a {len(raw)}-character value (not shown)"
+    if isinstance(raw, str) and raw.startswith("["):  # a list arrives as JSON text
+        try:
+            return printable(json.dumps(json.loads(raw), ensure_ascii=False))
+        except (ValueError, RecursionError):
+            return printable(raw)
+    return printable(json.dumps(raw, ensure_ascii=False))
+
+
+def _control_character(text: str) -> str | None:
+    """The first character that breaks a line or is invisible (control, format, line separator)."""
+    return next((c for c in text if unicodedata.category(c)[0] == "C" or c in "\u2028\u2029"), None)
+
+
+def _one_line(value: Any) -> str | None:
+    """Every string value (and list item) is one line of visible text: a value that ends in a
+    newline or carries a control character would break out of its line in a script or file."""
+    for text in value if isinstance(value, tuple) else (value,):
+        if isinstance(text, str) and (c := _control_character(text)):
+            return (f"holds a control character or line break (U+{ord(c):04X}); "
+                    "it must be one line of visible characters")
+    return None
 
 
 # -- validation: each check returns a message or None ----------------------------------
@@ -220,7 +273,7 @@ def _int_range(lo: int, hi: int):
 
 
 def _dns_name(v: str) -> str | None:
-    return None if _DNS_NAME.match(v.lower()) else "must be a DNS name such as turn.example.com"
+    return None if _DNS_NAME.fullmatch(v.lower()) else "must be a DNS name such as turn.example.com"
 
 
 def _cidr_list(v: tuple[str, ...]) -> str | None:
@@ -256,20 +309,28 @@ def _vpc_cidr(v: str) -> str | None:
 
 
 def _instance_type(v: str) -> str | None:
-    return None if _INSTANCE_TYPE.match(v) else "must be an EC2 instance type such as t4g.small or c7gn.medium"
+    return None if _INSTANCE_TYPE.fullmatch(v) else "must be an EC2 instance type such as t4g.small or c7gn.medium"
 
 
 def _realm(v: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z0-9._-]{1,128}", v) else \
-        "must be 1-128 characters of letters, digits, '.', '_' or '-'"
+    return None if re.fullmatch(rf"[A-Za-z0-9._-]{{1,{MAX_REALM}}}", v) else \
+        f"must be 1-{MAX_REALM} characters of letters, digits, '.', '_' or '-'"
+
+
+def _listening_port(v: int) -> str | None:
+    if not 1 <= v <= 65535 or v in OTHER_SERVICES_PORTS:
+        taken = ", ".join(f"{port} ({what})" for port, what in OTHER_SERVICES_PORTS.items())
+        return (f"must be a port from 1 to 65535 that nothing else on the instance serves, not {taken}: "
+                "a listening port is open to the whole internet")
+    return None
 
 
 def _email(v: str) -> str | None:
-    return None if not v or _EMAIL.match(v) else "must be an email address or empty"
+    return None if not v or _EMAIL.fullmatch(v) else "must be an email address or empty"
 
 
 def _zone_id(v: str) -> str | None:
-    return None if not v or _ZONE_ID.match(v) else "must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ, or empty"
+    return None if not v or _ZONE_ID.fullmatch(v) else "must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ, or empty"
 
 
 def _optional_dns_name(v: str) -> str | None:
@@ -281,27 +342,76 @@ def _retention(v: int) -> str | None:
         "must be one of the values CloudWatch Logs accepts: " + ", ".join(map(str, LOG_RETENTION_DAYS))
 
 
+def _tag_text(text: str) -> bool:
+    """Letters, digits, spaces and _.:/=+-@: what SSM, CloudWatch Logs and ELB all take."""
+    return all(unicodedata.category(c)[0] in "LN" or c == " " or c in TAG_PUNCTUATION for c in text)
+
+
 def _tags(v: tuple[str, ...]) -> str | None:
-    seen: set[str] = set()
+    seen: dict[str, str] = {key.lower(): key for key in RESERVED_TAGS}
     for item in v:
         key, sep, value = item.partition("=")
-        if not sep or not key or len(key) > 128 or len(value) > 256:
-            return f"{item!r} must be Key=Value (key 1-128 characters, value up to 256)"
+        shown = printable(repr(item))
+        if not sep or not key or len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            return (f"{shown} must be Key=Value (key 1-{MAX_TAG_KEY} characters, "
+                    f"value up to {MAX_TAG_VALUE})")
+        if not _tag_text(key) or not _tag_text(value):
+            return (f"{shown}: keys and values may hold only letters, digits, spaces and {TAG_PUNCTUATION} "
+                    "(what SSM, CloudWatch Logs and load balancers accept)")
         if key.lower().startswith("aws:"):
-            return f"{item!r}: keys starting with aws: are reserved by AWS"
-        if key in RESERVED_TAGS:
-            return f"{item!r}: {', '.join(RESERVED_TAGS)} are set by stun-infra on every resource"
-        if key in seen:
-            return f"tag {key!r} is given twice"
-        seen.add(key)
+            return f"{shown}: keys starting with aws: are reserved by AWS"
+        if key.lower() in seen:
+            if seen[key.lower()] in RESERVED_TAGS:
+                return f"{shown}: {', '.join(RESERVED_TAGS)} are set by stun-infra on every resource"
+            same = "given twice" if seen[key.lower()] == key else f"the same key as {seen[key.lower()]!r} (AWS ignores case)"
+            return f"tag {printable(repr(key))} is {same}"
+        seen[key.lower()] = key
     return None
 
 
-def _pem(kind: str):
-    def check(v: str) -> str | None:
-        return None if not v or f"-----BEGIN {kind}" in v or (kind == "PRIVATE KEY" and "PRIVATE KEY-----" in v) \
-            else f"must be a PEM {kind.lower()} (-----BEGIN {kind}-----), or empty"
-    return check
+def _certificates(v: str) -> list:
+    from cryptography import x509
+    return x509.load_pem_x509_certificates(v.encode())
+
+
+def _private_key(v: str):
+    from cryptography.hazmat.primitives import serialization
+    return serialization.load_pem_private_key(v.encode(), password=None)
+
+
+def _certificate_chain(v: str) -> str | None:
+    if not v or v == UNDECRYPTED_SECRET:
+        return None
+    if "PRIVATE KEY-----" in v:
+        return ("holds a private key, which would be stored in plain text: keep only the certificate chain "
+                f"here and the key in {PROJECT}:tlsPrivateKey (`pulumi config set --secret`)")
+    try:
+        _certificates(v)
+    except ValueError:
+        return "must be a PEM certificate chain (-----BEGIN CERTIFICATE----- blocks that parse), or empty"
+    return None
+
+
+def _tls_private_key(v: str) -> str | None:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    if not v or v == UNDECRYPTED_SECRET:
+        return None
+    try:
+        _private_key(v)
+    except TypeError:
+        return "is encrypted; coturn reads the key without a passphrase: give it decrypted (as a secret)"
+    except (ValueError, UnsupportedAlgorithm):
+        return "must be a PEM private key (-----BEGIN PRIVATE KEY----- or RSA/EC) that parses, or empty"
+    return None
+
+
+def _key_matches_certificate(certificate: str, key: str) -> bool:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    if UNDECRYPTED_SECRET in (certificate, key):
+        return True  # checked where the secret can be read
+    der = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return _certificates(certificate)[0].public_key().public_bytes(*der) == \
+        _private_key(key).public_key().public_bytes(*der)
 
 
 _CHECKS = {
@@ -315,16 +425,16 @@ _CHECKS = {
     "vpcCidr": _vpc_cidr,
     "availabilityZones": _int_range(2, 6),
     "realm": _realm,
-    "stunPort": _int_range(1, 65535),
-    "tlsPort": _int_range(1, 65535),
+    "stunPort": _listening_port,
+    "tlsPort": _listening_port,
     "relayMinPort": _int_range(1024, 65535),
     "relayMaxPort": _int_range(1024, 65535),
     "userQuota": _int_range(0, 1_000_000),
     "totalQuota": _int_range(0, 1_000_000),
     "maxBps": _int_range(0, 10_000_000_000),
     "tlsDomain": _dns_name,
-    "tlsCertificate": _pem("CERTIFICATE"),
-    "tlsPrivateKey": _pem("PRIVATE KEY"),
+    "tlsCertificate": _certificate_chain,
+    "tlsPrivateKey": _tls_private_key,
     "rootVolumeSize": _int_range(8, 1024),
     "logRetentionDays": _retention,
     "alarmEmail": _email,
@@ -373,6 +483,9 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
     if bool(v["tlsCertificate"]) != bool(v["tlsPrivateKey"]):
         out.append(f"{p}:tlsCertificate: tlsCertificate and tlsPrivateKey must be set together "
                    "(or neither, for a self-signed certificate)")
+    elif v["tlsCertificate"] and not _key_matches_certificate(v["tlsCertificate"], v["tlsPrivateKey"]):
+        out.append(f"{p}:tlsPrivateKey: is not the key of the first certificate in {p}:tlsCertificate "
+                   "(the server's own certificate comes first, then the chain)")
     if v["tlsPrivateKey"] and f"{p}:tlsPrivateKey" not in secret_keys:
         out.append(f"{p}:tlsPrivateKey: is stored in plain text; set it with "
                    f"`pulumi config set --secret {p}:tlsPrivateKey < key.pem`")
@@ -385,34 +498,71 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
     return out
 
 
+def stack_name_problem(stack: str) -> str | None:
+    if _STACK_NAME.fullmatch(stack):
+        return None
+    return (f"stack name: got {printable(repr(stack))}, must be 1-40 letters, digits and inner hyphens "
+            "(resources are named after the stack and AWS load balancer names allow nothing else); "
+            "rename it with `pulumi stack rename`")
+
+
+def _near_key(key: str) -> list[str]:
+    specs = key_specs()
+    return difflib.get_close_matches(key, specs, n=1, cutoff=0.6) or [k for k in specs if k.lower() == key.lower()]
+
+
+def split_config(everything: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(this project's keys without the `stun-infra:` prefix, the other keys that no one reads)
+
+    Pulumi hands over every key of the stack; a key without a namespace, or in a namespace
+    neither this program nor its providers read, would be silently dropped.
+    """
+    def read(key: str) -> bool:
+        namespace, colon, _ = key.partition(":")
+        return bool(colon) and (namespace == PROJECT or namespace in FOREIGN_NAMESPACES)
+
+    ours = {k.split(":", 1)[1]: v for k, v in everything.items() if k.startswith(PROJECT + ":")}
+    return ours, sorted(k for k in everything if not read(k))
+
+
+def _dropped_key_problem(key: str) -> str:
+    name = key.split(":", 1)[-1]
+    near = _near_key(name)
+    hint = f"did you mean {PROJECT}:{near[0]}? " if near else ""
+    where = "has no namespace" if ":" not in key else \
+        f"is in namespace {printable(repr(key.split(':', 1)[0]))}, which nothing here reads"
+    return (f"{printable(key)}: {where}, so it would be ignored; {hint}this program's keys are "
+            f"{PROJECT}:<key>, its providers' {', '.join(n + ':' for n in FOREIGN_NAMESPACES)}")
+
+
 def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
-                  secret_keys: set[str] = frozenset()) -> Settings:
-    """Settings from this project's config (keys without the `stun-infra:` prefix).
+                  secret_keys: set[str] = frozenset(), dropped: Sequence[str] = ()) -> Settings:
+    """Settings from this project's config (keys without the `stun-infra:` prefix); `dropped`
+    names the stack's other keys that no one reads (split_config).
 
     Raises ConfigError listing every problem.
     """
     specs = key_specs()
     problems: list[str] = []
-    if not _STACK_NAME.match(stack):
-        problems.append(f"stack name: got {stack!r}, must be 1-40 letters, digits and inner hyphens "
-                        "(resources are named after the stack and AWS load balancer names allow nothing else); "
-                        "rename it with `pulumi stack rename`")
+    if message := stack_name_problem(stack):
+        problems.append(message)
+    problems += [_dropped_key_problem(key) for key in dropped]
     for key in sorted(set(raw) - set(specs)):
-        near = difflib.get_close_matches(key, specs, n=1, cutoff=0.6) or \
-            [k for k in specs if k.lower() == key.lower()]
+        near = _near_key(key)
         hint = f"did you mean {PROJECT}:{near[0]}? " if near else ""
-        problems.append(f"{PROJECT}:{key}: unknown key; {hint}known keys: {', '.join(specs)}")
+        problems.append(f"{PROJECT}:{printable(key)}: unknown key; {hint}known keys: {', '.join(specs)}")
     values: dict[str, Any] = {}
     for key, spec in specs.items():
         given = raw.get(key, spec.default)
         try:
             value = _parse(spec, given)
         except ValueError as e:
-            problems.append(f"{PROJECT}:{key}: got {_show(given)}, {e}")
+            problems.append(f"{PROJECT}:{key}: got {_show(key, given)}, {e}")
             continue
-        message = _CHECKS[key](value) if key in _CHECKS else None
+        message = (None if key in UNSHOWN_KEYS else _one_line(value)) or \
+            (_CHECKS[key](value) if key in _CHECKS else None)
         if message:
-            problems.append(f"{PROJECT}:{key}: got {_show(given)}, {message}")
+            problems.append(f"{PROJECT}:{key}: got {_show(key, given)}, {message}")
         values[key] = value
     if message := region_problem(region):
         problems.append(message)

@@ -8,11 +8,12 @@ import json
 import pytest
 import yaml
 
-from stun_infra.cloud.offline import stack_settings
+from stun_infra.cloud.offline import stack_config, stack_settings
 from stun_infra.settings import (PROJECT_ROOT, ConfigError, Settings, _snake, architecture_of, key_specs,
-                                 load_settings)
+                                 load_settings, split_config)
 
 from .conftest import program
+from .support.pem import certificate_and_key, private_key_pem
 
 
 def problems(**raw) -> list[str]:
@@ -147,14 +148,14 @@ def test_a_key_of_the_other_mode_is_refused():
 
 
 def test_a_certificate_without_its_key_is_refused():
-    assert "tlsCertificate and tlsPrivateKey must be set together" in only_problem(
-        tlsCertificate="-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----")
+    cert, _ = certificate_and_key()
+    assert "tlsCertificate and tlsPrivateKey must be set together" in only_problem(tlsCertificate=cert)
 
 
 def test_a_private_key_in_plain_text_config_is_refused():
+    cert, key = certificate_and_key()
     with pytest.raises(ConfigError) as caught:
-        load_settings({"tlsCertificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
-                       "tlsPrivateKey": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"},
+        load_settings({"tlsCertificate": cert, "tlsPrivateKey": key},
                       stack="test", region="eu-west-3", secret_keys=set())
     assert caught.value.problems == [
         "stun-infra:tlsPrivateKey: is stored in plain text; set it with "
@@ -298,3 +299,190 @@ def test_dev_stack_is_small_and_prod_is_autoscale():
     dev = yaml.safe_load((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())["config"]
     prod = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
     assert dev["stun-infra:mode"] == "static" and prod["stun-infra:mode"] == "autoscale"
+
+
+# -- values that break out of their line --------------------------------------------------
+
+@pytest.mark.parametrize("key, value", [
+    ("instanceType", "t4g.small\n"), ("tlsDomain", "turn.example.com\n"), ("dnsName", "turn.example.com\n"),
+    ("dnsZoneId", "Z0123456789ABCDEFGHIJ\n"), ("alarmEmail", "ops@example.com\n"), ("realm", "stun-infra\n"),
+    ("mode", "static\r"), ("alarmEmail", "ops@exa\x00mple.com"), ("tlsDomain", "turn\u2028example.com"),
+])
+def test_a_value_with_a_line_break_or_control_character_is_refused(key, value):
+    message = " ".join(problems(**{key: value}))
+    assert f"stun-infra:{key}: got " in message and "control character or line break" in message
+    assert not any(c in message for c in "\n\r\x00\u2028")
+
+
+@pytest.mark.parametrize("key", ["sshAllowedCidrs", "tags"])
+def test_a_list_item_with_a_line_break_is_refused(key):
+    item = "203.0.113.7/32\n" if key == "sshAllowedCidrs" else "team=blue\n"
+    assert "control character or line break (U+000A)" in only_problem(**{key: json.dumps([item])})
+
+
+@pytest.mark.parametrize("stack", ["dev\n", "dev\x1b[2J"])
+def test_a_stack_name_with_a_control_character_is_refused_and_not_echoed_raw(stack):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, stack=stack, region="eu-west-3")
+    (message,) = caught.value.problems
+    assert message.startswith("stack name: got ") and "\x1b" not in message and "\n" not in message
+
+
+def test_a_yaml_block_scalar_in_a_stack_file_is_refused(tmp_path):
+    """`key: |` keeps the trailing newline: the boot script would then fail `bash -n`."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        "config:\n  aws:region: eu-west-3\n  stun-infra:instanceType: |\n    t4g.small\n")
+    config, _ = stack_config("dev", project_root=tmp_path)
+    ours, dropped = split_config(config)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ours, stack="dev", region=config["aws:region"], dropped=dropped)
+    assert caught.value.problems == [
+        'stun-infra:instanceType: got "t4g.small\\n", holds a control character or line break (U+000A); '
+        "it must be one line of visible characters"]
+
+
+def test_control_characters_are_escaped_in_messages():
+    message = only_problem(mode="\x1b[31mred")
+    assert message.startswith('stun-infra:mode: got "\\u001b[31mred"') and "\x1b" not in message
+
+
+def test_a_realm_longer_than_coturn_takes_is_refused():
+    assert "must be 1-127 characters" in only_problem(realm="r" * 128)
+
+
+# -- ports ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["stunPort", "tlsPort"])
+@pytest.mark.parametrize("port", [22, 68, 323])
+def test_a_listening_port_another_service_on_the_instance_serves_is_refused(key, port):
+    message = only_problem(**{key: str(port)})
+    assert message.startswith(f'stun-infra:{key}: got "{port}", must be a port from 1 to 65535 that nothing else')
+    assert "22 (sshd)" in message and "open to the whole internet" in message
+
+
+def test_ssh_reaches_the_world_through_no_setting():
+    """Port 22 opens only to sshAllowedCidrs: no listening port may be 22."""
+    for key in ("stunPort", "tlsPort"):
+        with pytest.raises(ConfigError):
+            program(**{key: 22})
+
+
+# -- tags -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tag", ["team=a,b", "team=it's", "team=$HOME", "cost center!=x", "team=a\tb",
+                                 "team=" + "\u00e9" * 257, "k" * 129 + "=v"])
+def test_a_tag_aws_would_refuse_is_a_config_error_naming_tags(tag):
+    message = only_problem(tags=json.dumps([tag]))
+    assert message.startswith("stun-infra:tags: got ")
+    assert ("only letters, digits, spaces and _.:/=+-@" in message or "key 1-128 characters, value up to 256" in
+            message or "control character" in message)
+
+
+def test_tags_with_letters_digits_spaces_and_allowed_punctuation_pass():
+    tags = ["Team=Video Calls", "cost-center=42", "owner=ops@example.com", "path=/a/b:c+d=e_f.g", "Équipe=Nuit"]
+    assert dict(load_settings({"tags": json.dumps(tags)}, stack="test", region="eu-west-3").tags)["Équipe"] == "Nuit"
+
+
+def test_tag_keys_that_differ_only_by_case_are_refused():
+    assert only_problem(tags='["Team=a", "team=b"]').endswith("tag 'team' is the same key as 'Team' (AWS ignores case)")
+
+
+def test_a_tag_that_differs_from_one_stun_infra_sets_only_by_case_is_refused():
+    assert only_problem(tags='["name=x"]').endswith("are set by stun-infra on every resource")
+
+
+# -- certificates and keys ------------------------------------------------------------------
+
+def secret_settings(**raw) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(raw, stack="test", region="eu-west-3", secret_keys={"stun-infra:tlsPrivateKey"})
+    return caught.value.problems
+
+
+def test_a_certificate_that_does_not_parse_is_refused_without_echoing_it():
+    _, key = certificate_and_key()
+    (message,) = secret_settings(tlsCertificate="-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+                                 tlsPrivateKey=key)
+    assert message.startswith("stun-infra:tlsCertificate: got a 62-character value (not shown), must be a PEM "
+                              "certificate chain")
+
+
+def test_a_certificate_value_holding_a_private_key_is_refused_without_echoing_the_key():
+    cert, key = certificate_and_key()
+    (message,) = secret_settings(tlsCertificate=cert + key, tlsPrivateKey=key)
+    assert "holds a private key" in message and "stun-infra:tlsPrivateKey" in message
+    assert "PRIVATE KEY-----" not in message and key.splitlines()[1] not in message
+
+
+def test_a_private_key_that_does_not_parse_is_refused_without_echoing_it():
+    cert, _ = certificate_and_key()
+    garbage = "-----BEGIN PRIVATE KEY-----\nnot-a-key\n-----END PRIVATE KEY-----\n"
+    (message,) = secret_settings(tlsCertificate=cert, tlsPrivateKey=garbage)
+    assert message.startswith("stun-infra:tlsPrivateKey: got a 64-character value (not shown), must be a PEM "
+                              "private key") and "not-a-key" not in message
+
+
+def test_a_private_key_of_another_certificate_is_refused():
+    cert, _ = certificate_and_key()
+    assert secret_settings(tlsCertificate=cert, tlsPrivateKey=private_key_pem()) == [
+        "stun-infra:tlsPrivateKey: is not the key of the first certificate in stun-infra:tlsCertificate "
+        "(the server's own certificate comes first, then the chain)"]
+
+
+def test_a_certificate_chain_and_its_key_pass():
+    cert, key = certificate_and_key()
+    other, _ = certificate_and_key("ca.example.com")
+    s = load_settings({"tlsCertificate": cert + other, "tlsPrivateKey": key}, stack="test", region="eu-west-3",
+                      secret_keys={"stun-infra:tlsPrivateKey"})
+    assert s.user_tls and key not in repr(s)
+
+
+# -- keys nobody reads ----------------------------------------------------------------------
+
+def test_a_key_without_a_namespace_is_an_error_naming_it():
+    assert split_config({"mode": "autoscale", "aws:region": "eu-west-3"}) == ({}, ["mode"])
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, stack="test", region="eu-west-3", dropped=["mode"])
+    assert caught.value.problems == [
+        "mode: has no namespace, so it would be ignored; did you mean stun-infra:mode? this program's keys are "
+        "stun-infra:<key>, its providers' aws:, pulumi:, tls:, random:"]
+
+
+def test_a_key_in_a_namespace_nobody_reads_is_an_error_naming_it():
+    ours, dropped = split_config({"stun_infra:instanceCount": "3", "aws:region": "eu-west-3",
+                                  "stun-infra:mode": "static"})
+    assert ours == {"mode": "static"} and dropped == ["stun_infra:instanceCount"]
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ours, stack="test", region="eu-west-3", dropped=dropped)
+    assert caught.value.problems[0].startswith(
+        "stun_infra:instanceCount: is in namespace 'stun_infra', which nothing here reads, so it would be ignored; "
+        "did you mean stun-infra:instanceCount?")
+
+
+def test_bare_keys_in_a_stack_file_are_an_error(tmp_path):
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  aws:region: eu-west-3\n  instanceCount: 3\n")
+    config, _ = stack_config("dev", project_root=tmp_path)
+    assert split_config(config)[1] == ["instanceCount"]
+
+
+def test_settings_outside_config_in_a_stack_file_are_an_error(tmp_path):
+    (tmp_path / "Pulumi.dev.yaml").write_text("stun-infra:instanceCount: 3\nconfig:\n  aws:region: eu-west-3\n")
+    with pytest.raises(ConfigError) as caught:
+        stack_config("dev", project_root=tmp_path)
+    assert caught.value.problems == [
+        "Pulumi.dev.yaml: stun-infra:instanceCount: not a stack file setting, so it would be ignored; config goes "
+        "under `config:` as `stun-infra:<key>: value`"]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("config: [unclosed\n", "is not valid YAML at line 2, column 1"),
+    ("- a\n- b\n", "must be a map with a `config:` map"),
+    ("config: just-text\n", "must be a map with a `config:` map"),
+    ("config:\n  a: " + "[" * 5000 + "\n", "is not valid YAML"),
+])
+def test_a_stack_file_that_is_not_a_yaml_map_is_one_problem(tmp_path, text, fragment):
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        stack_config("dev", project_root=tmp_path)
+    (message,) = caught.value.problems
+    assert message.startswith("Pulumi.dev.yaml: ") and fragment in message

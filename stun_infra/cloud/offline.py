@@ -26,15 +26,18 @@ from pulumi.runtime.settings import reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from stun_infra.settings import PROJECT, PROJECT_ROOT, Settings
+from stun_infra.settings import (PROJECT, PROJECT_ROOT, UNDECRYPTED_SECRET, ConfigError, Settings, printable,
+                                 split_config, stack_name_problem)
 
 ZONES_FILE = Path(__file__).resolve().parents[1] / "data" / "zones.json.gz"
 OFFLINE_ACCOUNT = "123456789012"
 SECRET_PLACEHOLDER = "offline-placeholder-for-a-secret"
 # A `secure:` value in a stack file cannot be decrypted offline; the only secret key
-# the project takes is a PEM private key, so the stand-in has that shape.
-SECURE_VALUE_PLACEHOLDER = (f"-----BEGIN PRIVATE KEY-----\n{SECRET_PLACEHOLDER}\n"
-                            "-----END PRIVATE KEY-----\n")
+# the project takes is a PEM private key, so the stand-in has that shape (and settings
+# leave its checks to the real run).
+SECURE_VALUE_PLACEHOLDER = UNDECRYPTED_SECRET
+# What a stack file may hold besides `config:` (Pulumi's stack settings file).
+STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
 
 
 class UnknownInvoke(RuntimeError):
@@ -254,21 +257,48 @@ def stack_config(stack: str, overrides: Mapping[str, str] = (), project_root: Pa
 
     Secure values cannot be decrypted offline: they get a placeholder and stay secret.
     """
-    path = project_root / f"Pulumi.{stack}.yaml"
+    if problem := stack_name_problem(stack):
+        raise ConfigError([problem])
     values: dict[str, str] = {}
     secret_keys: set[str] = set()
-    if path.exists():
-        doc = yaml.safe_load(path.read_text()) or {}
-        for key, value in (doc.get("config") or {}).items():
-            if isinstance(value, dict) and set(value) == {"secure"}:
-                values[key] = SECURE_VALUE_PLACEHOLDER
-                secret_keys.add(key)
-            else:
-                values[key] = engine_string(value)
+    for key, value in stack_file_config(project_root / f"Pulumi.{stack}.yaml").items():
+        key = str(key)
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            values[key] = SECURE_VALUE_PLACEHOLDER
+            secret_keys.add(key)
+        else:
+            values[key] = engine_string(value)
     for key, value in dict(overrides).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
         values[full] = value
     return values, secret_keys
+
+
+def stack_file_config(path: Path) -> dict[Any, Any]:
+    """The `config:` map of a stack file ({} when there is no file); ConfigError, one line,
+    for a file that is not YAML, not a map, or holds keys Pulumi's stack file does not."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path.name}: cannot be read ({getattr(e, 'strerror', None) or e})"]) from None
+    try:
+        doc = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path.name}: is not valid YAML{where}; a stack file is a map with a `config:` map "
+                           f"of `{PROJECT}:<key>: value`"]) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("config") or {}, dict):
+        raise ConfigError([f"{path.name}: must be a map with a `config:` map of `{PROJECT}:<key>: value`"])
+    stray = sorted(printable(str(k)) for k in doc if k not in STACK_FILE_KEYS)
+    if stray:
+        raise ConfigError([f"{path.name}: {', '.join(stray)}: not a stack file setting, so it would be ignored; "
+                           f"config goes under `config:` as `{PROJECT}:<key>: value`"])
+    return doc.get("config") or {}
 
 
 def stack_settings(stack: str, overrides: Mapping[str, str] = ()) -> Settings:
@@ -276,8 +306,9 @@ def stack_settings(stack: str, overrides: Mapping[str, str] = ()) -> Settings:
     from stun_infra.settings import load_settings
 
     config, secret_keys = stack_config(stack, overrides)
-    ours = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(PROJECT + ":")}
-    return load_settings(ours, stack=stack, region=config.get("aws:region", ""), secret_keys=secret_keys)
+    ours, dropped = split_config(config)
+    return load_settings(ours, stack=stack, region=config.get("aws:region", ""), secret_keys=secret_keys,
+                         dropped=dropped)
 
 
 def engine_string(value: Any) -> str:

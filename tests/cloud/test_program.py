@@ -13,6 +13,7 @@ from stun_infra.settings import ConfigError
 from stun_infra.instance.userdata import unpacked
 
 from tests.conftest import inputs_of, program
+from tests.support.pem import certificate_and_key
 
 SG_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -390,10 +391,8 @@ def test_no_secret_value_appears_in_any_resource_input_but_its_parameter(any_run
 
 
 def test_user_supplied_certificate_replaces_the_self_signed_one():
-    cert = "-----BEGIN CERTIFICATE-----\nuser\n-----END CERTIFICATE-----\n"
-    run = program(tlsCertificate=cert,
-                  tlsPrivateKey=f"-----BEGIN PRIVATE KEY-----\n{SECRET_PLACEHOLDER}-user\n-----END PRIVATE KEY-----\n",
-                  secret_keys=("tlsPrivateKey",))
+    cert, key = certificate_and_key()
+    run = program(tlsCertificate=cert, tlsPrivateKey=key, secret_keys=("tlsPrivateKey",))
     assert run.of_type("tls:index/selfSignedCert:SelfSignedCert") == []
     params = {p["name"]: p.get("value", p.get("insecureValue")) for p in inputs_of(run, "aws:ssm/parameter:Parameter")}
     assert params["/stun-infra/test/tls-certificate"] == cert
