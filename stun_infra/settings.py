@@ -58,6 +58,15 @@ UNSHOWN_KEYS = ("tlsCertificate", "tlsPrivateKey")
 # left to the real run.
 UNDECRYPTED_SECRET = ("-----BEGIN PRIVATE KEY-----\noffline-placeholder-for-a-secret\n"
                       "-----END PRIVATE KEY-----\n")
+# "Maximum number of tags per resource: 50"; stun-infra sets up to 5 itself (RESERVED_TAGS
+# and a per-resource one such as the subnets' Tier).
+# https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html#tag-conventions
+MAX_TAGS_PER_RESOURCE = 50
+MAX_USER_TAGS = MAX_TAGS_PER_RESOURCE - len(RESERVED_TAGS) - 1
+# PEM values are stored as Intelligent-Tiering SSM parameters: over 4 KB they become
+# advanced parameters, which hold at most 8 KB.
+# https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html
+MAX_PARAMETER_BYTES = 8192
 # Regions by partition, from botocore's endpoint data (scripts/extract_aws_data.py).
 REGIONS_FILE = Path(__file__).resolve().parent / "data" / "regions.json"
 # The program names Debian's AMI owner and console URLs of the commercial partition.
@@ -535,6 +544,23 @@ def _dropped_key_problem(key: str) -> str:
             f"{PROJECT}:<key>, its providers' {', '.join(n + ':' for n in FOREIGN_NAMESPACES)}")
 
 
+def _quotas(v: dict[str, Any]) -> list[str]:
+    """AWS limits a value can pass while every key is valid on its own; never echoes a secret."""
+    p = PROJECT
+    out: list[str] = []
+    if len(v["tags"]) > MAX_USER_TAGS:
+        out.append(f"{p}:tags: {len(v['tags'])} tags given, at most {MAX_USER_TAGS}: AWS allows "
+                   f"{MAX_TAGS_PER_RESOURCE} per resource and stun-infra sets up to "
+                   f"{MAX_TAGS_PER_RESOURCE - MAX_USER_TAGS} itself ({', '.join(RESERVED_TAGS)}, Tier)")
+    for key in ("tlsCertificate", "tlsPrivateKey"):
+        size = len(v[key].encode())
+        if size > MAX_PARAMETER_BYTES:
+            out.append(f"{p}:{key}: is {size} bytes, at most {MAX_PARAMETER_BYTES} fit in the SSM parameter "
+                       "the instance reads it from (an advanced parameter); drop what the server does not send "
+                       "(the root certificate, comments)")
+    return out
+
+
 def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
                   secret_keys: set[str] = frozenset(), dropped: Sequence[str] = ()) -> Settings:
     """Settings from this project's config (keys without the `stun-infra:` prefix); `dropped`
@@ -567,7 +593,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
     if message := region_problem(region):
         problems.append(message)
     if not problems:
-        problems += _cross_checks(values, set(raw), set(secret_keys))
+        problems += _cross_checks(values, set(raw), set(secret_keys)) + _quotas(values)
     if problems:
         raise ConfigError(problems)
     fields = {_snake(k): v for k, v in values.items()}

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from stun_infra.cloud.offline import stack_config, stack_settings
-from stun_infra.settings import (PROJECT_ROOT, ConfigError, Settings, _snake, architecture_of, key_specs,
-                                 load_settings, split_config)
+from stun_infra.settings import (MAX_PARAMETER_BYTES, MAX_USER_TAGS, PROJECT_ROOT, ConfigError, Settings, _snake,
+                                 architecture_of, key_specs, load_settings, split_config)
 
 from .conftest import program
 from .support.pem import certificate_and_key, private_key_pem
@@ -486,3 +486,60 @@ def test_a_stack_file_that_is_not_a_yaml_map_is_one_problem(tmp_path, text, frag
         stack_config("dev", project_root=tmp_path)
     (message,) = caught.value.problems
     assert message.startswith("Pulumi.dev.yaml: ") and fragment in message
+
+
+# -- AWS limits a config key can push past: refused before any resource ----------------
+
+def test_more_tags_than_fit_in_awss_50_per_resource_are_refused_naming_tags():
+    tags = json.dumps([f"k{i}=v" for i in range(MAX_USER_TAGS + 1)])
+    assert only_problem(tags=tags) == (
+        f"stun-infra:tags: {MAX_USER_TAGS + 1} tags given, at most {MAX_USER_TAGS}: AWS allows 50 per resource "
+        "and stun-infra sets up to 5 itself (Name, Project, Stack, ManagedBy, Tier)")
+
+
+def test_the_most_tags_allowed_keep_every_resource_within_awss_50():
+    from tests.support import aws_constraints
+
+    run = program(mode="autoscale", tags=json.dumps([f"k{i}=v" for i in range(MAX_USER_TAGS)]))
+    assert max(len(r.inputs.get("tags") or {}) for r in run.registrations) == 50
+    assert [str(v) for v in aws_constraints.violations(run)] == []
+
+
+def test_a_certificate_chain_larger_than_its_ssm_parameter_holds_is_refused():
+    cert, key = certificate_and_key()
+    chain = cert * (MAX_PARAMETER_BYTES // len(cert) + 1)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"tlsCertificate": chain, "tlsPrivateKey": key}, stack="test", region="eu-west-3",
+                      secret_keys={"stun-infra:tlsPrivateKey"})
+    assert caught.value.problems == [
+        f"stun-infra:tlsCertificate: is {len(chain)} bytes, at most 8192 fit in the SSM parameter the instance "
+        "reads it from (an advanced parameter); drop what the server does not send (the root certificate, comments)"]
+
+
+def test_a_certificate_chain_that_fits_its_ssm_parameter_is_accepted():
+    cert, key = certificate_and_key()
+    chain = cert * (MAX_PARAMETER_BYTES // len(cert))
+    assert load_settings({"tlsCertificate": chain, "tlsPrivateKey": key}, stack="test", region="eu-west-3",
+                         secret_keys={"stun-infra:tlsPrivateKey"}).tls_certificate == chain
+
+
+def test_more_ssh_cidrs_than_a_security_group_holds_rules_for_are_refused_before_any_resource():
+    cidrs = [f"203.0.113.{i}/32" for i in range(60)]
+    with pytest.raises(ConfigError) as caught:
+        program(sshAllowedCidrs=json.dumps(cidrs))
+    assert caught.value.problems == [
+        "stun-infra:sshAllowedCidrs: 60 IPv4 CIDRs make 64 inbound IPv4 rules in the security group, AWS allows "
+        "60 per IP version; list at most 56 IPv4 CIDRs (e.g. one covering range instead of many /32s)"]
+
+
+def test_as_many_ssh_cidrs_as_the_security_group_holds_are_accepted():
+    run = program(sshAllowedCidrs=json.dumps([f"203.0.113.{i}/32" for i in range(56)]))
+    assert len(run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")) == 4 + 4 + 56
+
+
+def test_the_longest_stack_name_fits_every_aws_name_limit():
+    from tests.support import aws_constraints
+
+    for mode in ("static", "autoscale"):
+        run = program("s" * 40, mode=mode, dnsZoneId="Z0123456789ABCDEFGHIJ", dnsName="turn.example.com")
+        assert [str(v) for v in aws_constraints.violations(run)] == []

@@ -7,6 +7,8 @@ region or zone count fails with nothing half-deployed.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ import pulumi_aws as aws
 from stun_infra.instance import metrics
 from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
 from stun_infra.cloud.components.endpoint import DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs
-from stun_infra.cloud.components.firewall import Firewall, FirewallArgs
+from stun_infra.cloud.components.firewall import Firewall, FirewallArgs, openings
 from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, LaunchSpec, StaticFleet,
                                          StaticFleetArgs)
 from stun_infra.cloud.components.keypair import KeyPairArgs, SshKeyPair
@@ -39,6 +41,35 @@ class Lookups:
     ami_id: str
     ami_name: str
     root_device_name: str
+
+
+# "Inbound or outbound rules per security group: 60", counted separately for IPv4 and
+# IPv6 rules (adjustable, but a new account has 60).
+# https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html#vpc-limits-security-groups
+MAX_RULES_PER_GROUP = 60
+
+
+def firewall_args(settings: Settings, vpc_id: pulumi.Input[str] = "") -> FirewallArgs:
+    return FirewallArgs(
+        vpc_id=vpc_id, stun_port=settings.stun_port, tls_port=settings.tls_port,
+        relay_ports=(settings.relay_min_port, settings.relay_max_port) if settings.turn else None,
+        ssh_cidrs=settings.ssh_allowed_cidrs, tags=settings.common_tags, ipv6=settings.ipv6)
+
+
+def check_quotas(settings: Settings) -> None:
+    """AWS limits the config can push past, checked before any look-up or resource."""
+    def family(cidr: str) -> int:
+        return ipaddress.ip_network(cidr).version
+
+    rules = Counter(family(o.cidr) for o in openings(firewall_args(settings)))
+    ssh = Counter(family(c) for c in settings.ssh_allowed_cidrs)
+    problems = [
+        f"{PROJECT}:sshAllowedCidrs: {ssh[v]} IPv{v} CIDRs make {count} inbound IPv{v} rules in the security "
+        f"group, AWS allows {MAX_RULES_PER_GROUP} per IP version; list at most "
+        f"{MAX_RULES_PER_GROUP - (count - ssh[v])} IPv{v} CIDRs (e.g. one covering range instead of many /32s)"
+        for v, count in sorted(rules.items()) if count > MAX_RULES_PER_GROUP]
+    if problems:
+        raise ConfigError(problems)
 
 
 def look_up(settings: Settings) -> Lookups:
@@ -83,16 +114,14 @@ def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Out
 
 def build_stack(settings: Settings) -> dict[str, Any]:
     """Create every resource; returns the stack outputs."""
+    check_quotas(settings)
     found = look_up(settings)
     prefix = settings.prefix
     tags = settings.common_tags
     namespace = metrics.namespace(settings.stack)
 
     network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags, ipv6=settings.ipv6))
-    firewall = Firewall(prefix, FirewallArgs(
-        vpc_id=network.vpc.id, stun_port=settings.stun_port, tls_port=settings.tls_port,
-        relay_ports=(settings.relay_min_port, settings.relay_max_port) if settings.turn else None,
-        ssh_cidrs=settings.ssh_allowed_cidrs, tags=tags, ipv6=settings.ipv6))
+    firewall = Firewall(prefix, firewall_args(settings, network.vpc.id))
     key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags))
     certificate = TlsCertificate(prefix, TlsArgs(
         domain=settings.tls_domain, certificate_pem=settings.tls_certificate,

@@ -560,7 +560,8 @@ class Violation:
 
 
 def _shown(value: Any) -> str:
-    return json.dumps(value[:80] if isinstance(value, str) else value)
+    text = json.dumps(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def violations(run: OfflineRun) -> list[Violation]:
