@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from aioice import stun
-from aioice.turn import TurnClientProtocol, TurnClientTcpProtocol, TurnClientUdpProtocol
+from aioice.turn import UDP_TRANSPORT, TurnClientProtocol, TurnClientTcpProtocol, TurnClientUdpProtocol
 
 Address = tuple[str, int]
 Transport = Literal["udp", "tcp"]
@@ -35,6 +35,16 @@ Transport = Literal["udp", "tcp"]
 ALLOCATION_LIFETIME = 600  # seconds asked for in ALLOCATE; refreshes are aioice's job
 FIRST_CHANNEL = 0x4000     # channel numbers run 0x4000-0x4FFF (RFC 8656 section 12)
 ALLOCATE_TRIES = 3         # client ports to try when the server answers 437 (RFC 8656 section 7.4)
+
+
+# REQUESTED-ADDRESS-FAMILY (RFC 8656 section 18.1): the relay's family, one byte (0x01 IPv4,
+# 0x02 IPv6) then three reserved. aioice does not know the attribute; registered here so
+# aioice's own encoder writes it (the value is a 32-bit word, family in the top byte).
+REQUESTED_ADDRESS_FAMILY = (0x0017, "REQUESTED-ADDRESS-FAMILY", stun.pack_unsigned, stun.unpack_unsigned)
+stun.ATTRIBUTES_BY_TYPE.setdefault(REQUESTED_ADDRESS_FAMILY[0], REQUESTED_ADDRESS_FAMILY)
+stun.ATTRIBUTES_BY_NAME.setdefault(REQUESTED_ADDRESS_FAMILY[1], REQUESTED_ADDRESS_FAMILY)
+ADDRESS_FAMILY = {4: 0x01 << 24, 6: 0x02 << 24}
+Family = Literal[4, 6]
 
 
 class StunError(Exception):
@@ -186,13 +196,32 @@ class _Inbox(asyncio.DatagramProtocol):
         self._queue.put_nowait((data, addr))
 
 
+async def _connect(protocol: TurnClientProtocol, family: Family | None) -> Address:
+    """ALLOCATE as aioice's `connect` does, plus REQUESTED-ADDRESS-FAMILY when `family` is given."""
+    if family is None:
+        return await protocol.connect()
+    request = stun.Message(message_method=stun.Method.ALLOCATE, message_class=stun.Class.REQUEST)
+    request.attributes["LIFETIME"] = protocol.lifetime
+    request.attributes["REQUESTED-TRANSPORT"] = UDP_TRANSPORT
+    request.attributes["REQUESTED-ADDRESS-FAMILY"] = ADDRESS_FAMILY[family]
+    response, _ = await protocol.request_with_retry(request)
+    for name in ("LIFETIME", "XOR-MAPPED-ADDRESS", "XOR-RELAYED-ADDRESS"):
+        if name not in response.attributes:
+            raise ConnectionError(f"TURN allocation response is missing {name}")
+    protocol.relayed_address = response.attributes["XOR-RELAYED-ADDRESS"]
+    protocol.mapped_address = response.attributes["XOR-MAPPED-ADDRESS"]
+    protocol.refresh_task = asyncio.create_task(protocol.refresh(response.attributes["LIFETIME"]))
+    return protocol.relayed_address
+
+
 async def _allocate_once(server: Address, username: str, password: str, *, transport: Transport,
-                         timeout: float, ssl_context: ssl.SSLContext | None) -> Allocation:
+                         timeout: float, ssl_context: ssl.SSLContext | None,
+                         family: Family | None = None) -> Allocation:
     protocol = await _open(server, transport=transport, timeout=timeout, username=username,
                            password=password, ssl_context=ssl_context)
     try:
         try:
-            relayed = await asyncio.wait_for(protocol.connect(), timeout)
+            relayed = await asyncio.wait_for(_connect(protocol, family), timeout)
         except stun.TransactionFailed as exc:
             raise _stun_error(exc) from None
         except stun.TransactionTimeout:
@@ -207,8 +236,12 @@ async def _allocate_once(server: Address, username: str, password: str, *, trans
 @asynccontextmanager
 async def turn_allocation(server: Address, username: str, password: str, *,
                           transport: Transport = "udp", timeout: float = 3.0,
-                          ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Allocation]:
+                          ssl_context: ssl.SSLContext | None = None,
+                          family: Family | None = None) -> AsyncIterator[Allocation]:
     """ALLOCATE a UDP relay with long-term credentials; released on exit.
+
+    `family` (4 or 6) asks for a relay of that address family (REQUESTED-ADDRESS-FAMILY);
+    None leaves the choice to the server.
 
     Raises StunError (e.g. 401 for a wrong or expired credential) or TimeoutError. A 437
     (the server still holds an allocation on this client port, e.g. one just deleted) is
@@ -217,7 +250,7 @@ async def turn_allocation(server: Address, username: str, password: str, *,
     for attempt in range(1, ALLOCATE_TRIES + 1):
         try:
             allocation = await _allocate_once(server, username, password, transport=transport,
-                                              timeout=timeout, ssl_context=ssl_context)
+                                              timeout=timeout, ssl_context=ssl_context, family=family)
             break
         except StunError as exc:
             if exc.code != 437 or attempt == ALLOCATE_TRIES:

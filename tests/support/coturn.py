@@ -24,7 +24,7 @@ import pytest
 from stun_infra.instance.coturn import CoturnPaths, local_paths, turnserver_conf
 from stun_infra.client.credentials import mint
 from stun_infra.settings import Settings, load_settings
-from stun_infra.client.turn_client import Address, make_self_signed, stun_binding, turn_allocation
+from stun_infra.client.turn_client import Address, Family, make_self_signed, stun_binding, turn_allocation
 
 from tests.support.netns import PUBLIC_IPV4, SERVER_IPV4, NetNs
 
@@ -178,18 +178,20 @@ def rejected_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if any(m in line for m in REJECTED_LOG_MARKERS)]
 
 
-def permission_code(server: CoturnServer, peer_ip: str) -> int | None:
-    """CreatePermission toward `peer_ip` from a fresh allocation: None if granted, else the code."""
+def permission_code(server: CoturnServer, peer_ip: str, family: Family | None = None) -> int | None:
+    """CreatePermission toward `peer_ip` from a fresh allocation (of relay `family`, if given):
+    None if granted, else the code."""
     async def go() -> int | None:
-        async with turn_allocation(server.stun_address, *server.credentials(), timeout=2) as relay:
+        async with turn_allocation(server.stun_address, *server.credentials(), timeout=2, family=family) as relay:
             return await relay.create_permission(peer_ip)
     return server.ns.run_async(go)
 
 
-def channel_bind_code(server: CoturnServer, peer: Address) -> int | None:
-    """ChannelBind toward `peer` from a fresh allocation: None if bound, else the code."""
+def channel_bind_code(server: CoturnServer, peer: Address, family: Family | None = None) -> int | None:
+    """ChannelBind toward `peer` from a fresh allocation (of relay `family`, if given): None if
+    bound, else the code."""
     async def go() -> int | None:
-        async with turn_allocation(server.stun_address, *server.credentials(), timeout=2) as relay:
+        async with turn_allocation(server.stun_address, *server.credentials(), timeout=2, family=family) as relay:
             return await relay.channel_bind(peer)
     return server.ns.run_async(go)
 
@@ -208,7 +210,8 @@ class _Echo(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)  # type: ignore[attr-defined]
 
 
-def relay_round_trip(server: CoturnServer, peer_ip: str, payload: bytes) -> tuple[bytes, Address, Address, list[Address]]:
+def relay_round_trip(server: CoturnServer, peer_ip: str, payload: bytes,
+                     family: Family | None = None) -> tuple[bytes, Address, Address, list[Address]]:
     """Relay `payload` to a UDP echo on `peer_ip` (inside the namespace) and back.
 
     Returns (what came back, the peer it came from, the relayed address, who the echo saw).
@@ -218,7 +221,8 @@ def relay_round_trip(server: CoturnServer, peer_ip: str, payload: bytes) -> tupl
         echo_transport, echo = await loop.create_datagram_endpoint(_Echo, local_addr=(peer_ip, 0))
         try:
             peer = echo_transport.get_extra_info("sockname")[:2]
-            async with turn_allocation(server.stun_address, *server.credentials(), timeout=2) as relay:
+            async with turn_allocation(server.stun_address, *server.credentials(), timeout=2,
+                                       family=family) as relay:
                 await relay.send(payload, peer)
                 data, sender = await relay.receive()
                 return data, sender, relay.relayed_address, echo.senders
