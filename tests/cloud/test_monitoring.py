@@ -83,6 +83,15 @@ def test_dashboard_follows_the_stacks_region():
     assert "eu-west-3" not in json.dumps(body) and "us-east-2" in run.outputs["dashboard_url"]
 
 
+def test_the_region_is_a_json_value_in_the_dashboard_never_spliced_text():
+    from stun_infra.cloud.components.monitoring import dashboard_body
+
+    hostile = 'eu-west-3", "injected": "1'
+    body = json.loads(dashboard_body(hostile, NAMESPACE, None, ["i-1"]))
+    assert {w["properties"]["region"] for w in body["widgets"]} == {hostile}
+    assert all("injected" not in w["properties"] for w in body["widgets"])
+
+
 def test_static_dashboard_reads_fleet_bindings_without_dimensions_and_each_instance(static):
     body = dashboard(static)
     ids = static.outputs["instance_ids"]

@@ -40,7 +40,7 @@ class MonitoringArgs:
 
 def _widget(title: str, metric_rows: list, y: int, x: int, stat: str = "Sum") -> dict:
     return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
-            "properties": {"title": title, "region": "__REGION__", "stat": stat, "period": PERIOD,
+            "properties": {"title": title, "stat": stat, "period": PERIOD,
                            "view": "timeSeries", "stacked": False, "metrics": metric_rows}}
 
 
@@ -71,7 +71,9 @@ def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_i
         _widget("CPU utilization (%)", cpu, 6, 12, "Average"),
         _widget("Network packets in/out", packets, 12, 0),
     ]
-    return json.dumps({"widgets": widgets}).replace("__REGION__", region)
+    for widget in widgets:
+        widget["properties"]["region"] = region
+    return json.dumps({"widgets": widgets})
 
 
 def dashboard_url(region: str, name: str) -> str:
