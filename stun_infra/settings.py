@@ -14,11 +14,13 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
+from cryptography import x509
 
 PROJECT = "stun-infra"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +34,9 @@ RESERVED_TAGS = ("Name", "Project", "Stack", "ManagedBy")
 # Every pattern here is used with fullmatch: `$` would also match before a trailing newline.
 _STACK_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}[A-Za-z0-9])?")
 MIN_RELAY_PORTS = 100
+HTTPS_PORT, TURNS_PORT = 443, 5349
+MAX_TLS_PORTS = 4
+CERT_EXPIRY_WARNING_DAYS = 7
 MIN_BOOT_SECONDS = 180  # measured boot (apt installs + agent) is ~2 min; see README
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
                       1096, 1827, 2192, 2557, 2922, 3288, 3653)
@@ -87,13 +92,15 @@ class KeySpec:
     type: str
     default: Any
     description: str
+    items: str = "string"  # element type of an array
 
 
 @cache
 def key_specs() -> dict[str, KeySpec]:
     """The `config:` block of Pulumi.yaml, by key."""
     doc = yaml.safe_load(PROJECT_FILE.read_text())
-    return {name: KeySpec(name, d["type"], d.get("default"), d.get("description", ""))
+    return {name: KeySpec(name, d["type"], d.get("default"), d.get("description", ""),
+                          d.get("items", {}).get("type", "string"))
             for name, d in doc["config"].items()}
 
 
@@ -148,7 +155,7 @@ class Settings:
     availability_zones: int
     realm: str
     stun_port: int
-    tls_port: int
+    tls_ports: tuple[int, ...]  # as configured; () = automatic, see `turns_ports`
     relay_min_port: int
     relay_max_port: int
     user_quota: int
@@ -187,6 +194,56 @@ class Settings:
         return bool(self.tls_certificate)
 
     @property
+    def acm_tls(self) -> bool:
+        """The certificate comes from ACM, validated in the stack's Route 53 zone."""
+        return bool(self.dns_zone_id) and not self.user_tls
+
+    @property
+    def trusted_tls(self) -> bool:
+        """A certificate browsers can trust: ACM's, or the user's own (not the self-signed default)."""
+        return self.acm_tls or self.user_tls
+
+    @property
+    def turns_ports(self) -> tuple[int, ...]:
+        """The TLS ports clients use: `tlsPorts`, or by default 443 and 5349 with a trusted
+        certificate (443 passes firewalls that allow only HTTPS) and 5349 alone without."""
+        if self.tls_ports:
+            return self.tls_ports
+        return (HTTPS_PORT, TURNS_PORT) if self.trusted_tls else (TURNS_PORT,)
+
+    @property
+    def tls_port(self) -> int:
+        """The one TLS port coturn listens on (4.6.1 opens its alternative TLS port only with
+        two listening addresses); the other `turns_ports` are redirected to it by nftables."""
+        return self.turns_ports[0]
+
+    @property
+    def nlb_tls(self) -> bool:
+        """Autoscale with ACM: the NLB ends TLS and coturn serves TURN over TCP only."""
+        return self.autoscale and self.acm_tls
+
+    @property
+    def acm_export(self) -> bool:
+        """Static with ACM: each instance exports the certificate for coturn."""
+        return self.acm_tls and not self.autoscale
+
+    @property
+    def instance_tls_ports(self) -> tuple[int, ...]:
+        """TLS ports clients reach on the instances themselves: every one in static mode; in
+        autoscale mode the NLB maps its ports to coturn's one (passthrough) or ends TLS."""
+        if self.nlb_tls:
+            return ()
+        return (self.tls_port,) if self.autoscale else self.turns_ports
+
+    @property
+    def tls_host(self) -> str:
+        """The host name `turns:` URIs carry (the one the certificate names), or "" when
+        only addresses are known (self-signed: browsers refuse it anyway)."""
+        if self.dns_name:
+            return self.dns_name
+        return certificate_host(self.tls_certificate) if self.user_tls else ""
+
+    @property
     def common_tags(self) -> dict[str, str]:
         return {"Project": self.project, "Stack": self.stack, "ManagedBy": "pulumi", **dict(self.tags)}
 
@@ -198,6 +255,43 @@ class Settings:
 
 def _snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+# -- certificates: facts config checks and `probe` share --------------------------------
+
+def first_certificate(pem: str | bytes) -> x509.Certificate:
+    """The leaf (first) certificate of a PEM chain; ValueError naming what is wrong."""
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        return x509.load_pem_x509_certificates(data)[0]
+    except ValueError:
+        raise ValueError("is not a readable PEM certificate (-----BEGIN CERTIFICATE----- ...)") from None
+
+
+def days_left(cert: x509.Certificate, now: datetime | None = None) -> int:
+    """Whole days until the certificate expires; negative once it has."""
+    return (cert.not_valid_after_utc - (now or datetime.now(timezone.utc))).days
+
+
+def dns_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names a certificate is for: its subjectAltName, else its common name."""
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+                    .value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        return [a.value for a in cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+                if isinstance(a.value, str)]
+
+
+def name_matches(host: str, names: list[str]) -> bool:
+    """RFC 6125 matching as browsers do it: exact, or a wildcard for exactly one left label."""
+    host = host.lower().rstrip(".")
+    for name in (n.lower().rstrip(".") for n in names):
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
 
 
 # -- parsing: text from Pulumi config into the declared types --------------------------
@@ -229,6 +323,12 @@ def _parse(spec: KeySpec, raw: Any) -> Any:
                 value = json.loads(raw) if raw.strip() else []
             except (json.JSONDecodeError, RecursionError):
                 raise ValueError("must be a list of strings (YAML list or JSON array)") from None
+        if spec.items == "integer":
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                      or isinstance(v, str) and v.strip().isdigit()
+                                                      for v in value):
+                raise ValueError("must be a list of whole numbers (YAML list or JSON array, e.g. [443, 5349])")
+            return tuple(int(v) for v in value)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("must be a list of strings (YAML list or JSON array)")
         return tuple(value)
@@ -342,6 +442,17 @@ def _zone_id(v: str) -> str | None:
     return None if not v or _ZONE_ID.fullmatch(v) else "must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ, or empty"
 
 
+def _tls_ports(v: tuple[int, ...]) -> str | None:
+    if len(v) > MAX_TLS_PORTS:
+        return f"lists {len(v)} ports, at most {MAX_TLS_PORTS} are allowed"
+    for port in v:
+        if message := _listening_port(port):
+            return f"{port}: {message} (or be empty: 443 and 5349 with a trusted certificate, else 5349)"
+    if len(set(v)) != len(v):
+        return "lists a port twice"
+    return None
+
+
 def _optional_dns_name(v: str) -> str | None:
     return None if not v else _dns_name(v)
 
@@ -435,7 +546,7 @@ _CHECKS = {
     "availabilityZones": _int_range(2, 6),
     "realm": _realm,
     "stunPort": _listening_port,
-    "tlsPort": _listening_port,
+    "tlsPorts": _tls_ports,
     "relayMinPort": _int_range(1024, 65535),
     "relayMaxPort": _int_range(1024, 65535),
     "userQuota": _int_range(0, 1_000_000),
@@ -477,18 +588,19 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
                 if k in given and v[k] != key_specs()[k].default:
                     out.append(f"{p}:{k}: is only used in {mode} mode but this stack has mode "
                                f"{v['mode']}; remove it (pulumi config rm {p}:{k})")
-    if v["stunPort"] == v["tlsPort"]:
-        out.append(f"{p}:tlsPort: got {v['tlsPort']}, must differ from {p}:stunPort")
+    if v["stunPort"] in v["tlsPorts"]:
+        out.append(f"{p}:tlsPorts: got {list(v['tlsPorts'])}, must not include {p}:stunPort ({v['stunPort']})")
     lo, hi = v["relayMinPort"], v["relayMaxPort"]
     if lo >= hi:
         out.append(f"{p}:relayMinPort: got {lo}, must be below {p}:relayMaxPort ({hi})")
     elif hi - lo + 1 < MIN_RELAY_PORTS:
         out.append(f"{p}:relayMaxPort: the relay range {lo}-{hi} holds {hi - lo + 1} ports, "
                    f"must hold at least {MIN_RELAY_PORTS}")
-    for port_key in ("stunPort", "tlsPort"):
-        if lo <= v[port_key] <= hi:
+    listening = [("stunPort", v["stunPort"])] + [("tlsPorts", port) for port in v["tlsPorts"] or (TURNS_PORT,)]
+    for port_key, port in listening:
+        if lo <= port <= hi:
             out.append(f"{p}:relayMinPort: the relay range {lo}-{hi} overlaps {p}:{port_key} "
-                       f"({v[port_key]}); move the range above it")
+                       f"({port}); move the range above it")
     if bool(v["tlsCertificate"]) != bool(v["tlsPrivateKey"]):
         out.append(f"{p}:tlsCertificate: tlsCertificate and tlsPrivateKey must be set together "
                    "(or neither, for a self-signed certificate)")
@@ -504,6 +616,8 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
                    f"instances have no IPv6 address; set {p}:ipv6 true or list IPv4 CIDRs only")
     if bool(v["dnsZoneId"]) != bool(v["dnsName"]):
         out.append(f"{p}:dnsZoneId: dnsZoneId and dnsName must be set together (or neither)")
+    if v["tlsCertificate"] and v["tlsCertificate"] != UNDECRYPTED_SECRET:
+        out += _certificate_problems(v["tlsCertificate"], v["dnsName"])
     return out
 
 
@@ -559,6 +673,34 @@ def _quotas(v: dict[str, Any]) -> list[str]:
                        "the instance reads it from (an advanced parameter); drop what the server does not send "
                        "(the root certificate, comments)")
     return out
+
+
+def _certificate_problems(pem: str, dns_name: str) -> list[str]:
+    """The user's certificate must parse, be valid now and name `dns_name` (when set)."""
+    key = f"{PROJECT}:tlsCertificate"
+    try:
+        cert = first_certificate(pem)
+    except ValueError as e:
+        return [f"{key}: {e}"]
+    problems = []
+    days = days_left(cert)
+    if days < 0:
+        problems.append(f"{key}: expired on {cert.not_valid_after_utc:%Y-%m-%d}; "
+                        "supply a current certificate (or remove it for a self-signed one)")
+    names = dns_names(cert)
+    if dns_name and not name_matches(dns_name, names):
+        problems.append(f"{key}: names {', '.join(names) or 'no DNS name'}, not {PROJECT}:dnsName ({dns_name}); "
+                        "browsers would refuse it: supply a certificate for that name")
+    return problems
+
+
+def certificate_host(pem: str) -> str:
+    """The first DNS name (not a wildcard) of the first certificate in `pem`, or ""."""
+    try:
+        names = dns_names(first_certificate(pem))
+    except ValueError:
+        return ""
+    return next((n for n in names if not n.startswith("*.")), "")
 
 
 def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,

@@ -21,17 +21,21 @@ SHARED_AGENT_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas"
 
 
 def program(stack: str = "test", *, secret_keys: tuple[str, ...] = (),
-            offered_zones: dict[str, list[str]] | None = None, **config: Any) -> OfflineRun:
+            offered_zones: dict[str, list[str]] | None = None,
+            hosted_zones: dict[str, tuple[str, bool]] | None = None, **config: Any) -> OfflineRun:
     """Run the program with these `stun-infra:` keys (camelCase) on top of the defaults."""
     raw = {"aws:region": REGION}
     for key, value in config.items():
         raw[key if ":" in key else f"{PROJECT}:{key}"] = value if isinstance(value, str) else _engine(value)
     return run_offline(raw, stack=stack, secret_keys={k if ":" in k else f"{PROJECT}:{k}" for k in secret_keys},
-                       offered_zones=offered_zones)
+                       offered_zones=offered_zones, hosted_zones=hosted_zones)
 
 
 # The three shapes of boot script, by the raw config that makes each.
-MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"}}
+DNS = {"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com"}
+MODES = {"static": {}, "autoscale": {"mode": "autoscale"}, "stun-only": {"turn": "false"},
+         "static-acm": DNS, "autoscale-acm": {"mode": "autoscale", **DNS}}
+TEST_CERTIFICATE_ARN = "arn:aws:acm:eu-west-3:123456789012:certificate/0123abcd-0000-4000-8000-000000000000"
 
 
 def settings(**raw: str) -> Settings:
@@ -42,8 +46,9 @@ def settings(**raw: str) -> Settings:
 def user_data(**raw: str) -> str:
     """The boot script for these keys; static mode waits for a documentation-range Elastic IP."""
     s = settings(**raw)
-    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
-                                          expected_public_ip="" if s.autoscale else "203.0.113.5"))
+    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn, tls=not s.acm_tls),
+                                          expected_public_ip="" if s.autoscale else "203.0.113.5",
+                                          certificate_arn=TEST_CERTIFICATE_ARN if s.acm_export else ""))
 
 
 def _engine(value: Any) -> str:

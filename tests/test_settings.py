@@ -14,6 +14,22 @@ from stun_infra.settings import (MAX_PARAMETER_BYTES, MAX_USER_TAGS, PROJECT_ROO
 
 from .conftest import program
 from .support.pem import certificate_and_key, private_key_pem
+from .support.certs import make_ca
+
+CA = make_ca()
+USER_CERT = CA.issue("turn.example.com")
+ZONE = "Z0123456789ABCDEFGHIJ"
+
+
+def with_user_certificate(issued, **raw) -> Settings:
+    return load_settings({"tlsCertificate": issued.cert_pem, "tlsPrivateKey": issued.key_pem, **raw},
+                         stack="test", region="eu-west-3", secret_keys={"stun-infra:tlsPrivateKey"})
+
+
+def user_certificate_problems(issued, **raw) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        with_user_certificate(issued, **raw)
+    return caught.value.problems
 
 
 def problems(**raw) -> list[str]:
@@ -129,7 +145,7 @@ def test_relay_range_overlapping_the_stun_port_is_refused():
 
 
 def test_relay_range_overlapping_the_tls_port_is_refused():
-    assert "overlaps stun-infra:tlsPort (5349)" in only_problem(relayMinPort="5000", relayMaxPort="6000")
+    assert "overlaps stun-infra:tlsPorts (5349)" in only_problem(relayMinPort="5000", relayMaxPort="6000")
 
 
 def test_relay_port_below_1024_is_refused():
@@ -352,19 +368,25 @@ def test_a_realm_longer_than_coturn_takes_is_refused():
 
 # -- ports ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", ["stunPort", "tlsPort"])
 @pytest.mark.parametrize("port", [22, 68, 323])
-def test_a_listening_port_another_service_on_the_instance_serves_is_refused(key, port):
-    message = only_problem(**{key: str(port)})
-    assert message.startswith(f'stun-infra:{key}: got "{port}", must be a port from 1 to 65535 that nothing else')
+def test_a_stun_port_another_service_on_the_instance_serves_is_refused(port):
+    message = only_problem(stunPort=str(port))
+    assert message.startswith(f'stun-infra:stunPort: got "{port}", must be a port from 1 to 65535 that nothing else')
+    assert "22 (sshd)" in message and "open to the whole internet" in message
+
+
+@pytest.mark.parametrize("port", [22, 68, 323])
+def test_a_tls_port_another_service_on_the_instance_serves_is_refused(port):
+    message = only_problem(tlsPorts=f"[{port}]")
+    assert message.startswith(f"stun-infra:tlsPorts: got [{port}], {port}: must be a port from 1 to 65535 that nothing")
     assert "22 (sshd)" in message and "open to the whole internet" in message
 
 
 def test_ssh_reaches_the_world_through_no_setting():
     """Port 22 opens only to sshAllowedCidrs: no listening port may be 22."""
-    for key in ("stunPort", "tlsPort"):
+    for key, value in (("stunPort", 22), ("tlsPorts", [22])):
         with pytest.raises(ConfigError):
-            program(**{key: 22})
+            program(**{key: value})
 
 
 # -- tags -----------------------------------------------------------------------------------
@@ -543,3 +565,69 @@ def test_the_longest_stack_name_fits_every_aws_name_limit():
     for mode in ("static", "autoscale"):
         run = program("s" * 40, mode=mode, dnsZoneId="Z0123456789ABCDEFGHIJ", dnsName="turn.example.com")
         assert [str(v) for v in aws_constraints.violations(run)] == []
+# -- TURN over TLS: ports, zone, the user's certificate ----------------------------------
+
+def test_tls_ports_default_to_5349_alone_with_the_self_signed_certificate():
+    s = load_settings({}, stack="test", region="eu-west-3")
+    assert (s.turns_ports, s.tls_port, s.trusted_tls) == ((5349,), 5349, False)
+
+
+def test_tls_ports_default_to_443_and_5349_with_a_zone():
+    s = load_settings({"dnsZoneId": ZONE, "dnsName": "turn.example.com"}, stack="test", region="eu-west-3")
+    assert (s.turns_ports, s.tls_port, s.tls_host) == ((443, 5349), 443, "turn.example.com")
+
+
+def test_tls_ports_are_taken_as_given():
+    s = load_settings({"tlsPorts": "[8443]"}, stack="test", region="eu-west-3")
+    assert s.turns_ports == (8443,)
+
+
+def test_a_tls_port_equal_to_the_stun_port_is_refused():
+    assert only_problem(tlsPorts="[443, 3478]") == \
+        "stun-infra:tlsPorts: got [443, 3478], must not include stun-infra:stunPort (3478)"
+
+
+def test_a_tls_port_given_twice_is_refused():
+    assert only_problem(tlsPorts="[443, 443]") == 'stun-infra:tlsPorts: got [443, 443], lists a port twice'
+
+
+def test_a_tls_port_out_of_range_is_refused():
+    assert "must be a port from 1 to 65535" in only_problem(tlsPorts="[0]")
+
+
+def test_tls_ports_that_are_not_numbers_are_refused():
+    assert "must be a list of whole numbers" in only_problem(tlsPorts='["https"]')
+
+
+def test_a_tls_port_inside_the_relay_range_is_refused():
+    assert only_problem(tlsPorts="[50443]") == (
+        "stun-infra:relayMinPort: the relay range 49152-65535 overlaps stun-infra:tlsPorts (50443); "
+        "move the range above it")
+
+
+def test_a_zone_id_that_does_not_look_like_one_is_refused():
+    assert only_problem(dnsZoneId="example.com", dnsName="turn.example.com") == (
+        'stun-infra:dnsZoneId: got "example.com", must be a Route 53 hosted zone id such as '
+        "Z0123456789ABCDEFGHIJ, or empty")
+
+
+def test_an_expired_user_certificate_is_refused():
+    (problem,) = user_certificate_problems(CA.issue("turn.example.com", days=-1, not_before_days=-30))
+    assert problem.startswith("stun-infra:tlsCertificate: expired on ")
+
+
+def test_a_user_certificate_for_another_name_is_refused():
+    (problem,) = user_certificate_problems(CA.issue("other.example.org"),
+                                           dnsZoneId=ZONE, dnsName="turn.example.com")
+    assert problem == ("stun-infra:tlsCertificate: names other.example.org, not stun-infra:dnsName "
+                       "(turn.example.com); browsers would refuse it: supply a certificate for that name")
+
+
+def test_a_wildcard_user_certificate_covers_one_label():
+    s = with_user_certificate(CA.issue("*.example.com"), dnsZoneId=ZONE, dnsName="turn.example.com")
+    assert s.user_tls and not s.acm_tls and s.tls_host == "turn.example.com"
+
+
+def test_a_user_certificate_without_a_dns_name_gives_turns_its_own_name():
+    s = with_user_certificate(USER_CERT)
+    assert (s.tls_host, s.turns_ports) == ("turn.example.com", (443, 5349))

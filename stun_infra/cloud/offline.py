@@ -113,10 +113,15 @@ def _fake_ip(name: str, first_octet: int) -> str:
 class OfflineMocks(pulumi.runtime.Mocks):
     """Computed outputs of the resources this program creates, keyed by the engine's camelCase names."""
 
-    def __init__(self, region: str, offered_zones: Mapping[str, Sequence[str]] | None = None):
+    def __init__(self, region: str, offered_zones: Mapping[str, Sequence[str]] | None = None,
+                 hosted_zones: Mapping[str, tuple[str, bool]] | None = None, dns_name: str = ""):
         self.region = region
         # instance type -> zones, overriding the snapshot (tests of the zone choice itself)
         self.offered_zones = dict(offered_zones or {})
+        # zone id -> (domain, private); a zone not listed stands in as the public parent
+        # domain of dnsName (the usual layout: turn.example.com in example.com)
+        self.hosted_zones = dict(hosted_zones or {})
+        self.dns_name = dns_name
         self.calls: list[tuple[str, dict]] = []
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -138,6 +143,12 @@ class OfflineMocks(pulumi.runtime.Mocks):
             debian_arch = "arm64" if arch == "arm64" else "amd64"
             return {"id": f"ami-0{debian_arch}0000000000", "name": f"debian-12-{debian_arch}-20261101-1900",
                     "architecture": arch, "rootDeviceName": "/dev/xvda"}, []
+        if args.token == "aws:route53/getZone:getZone":
+            zone_id = args.args["zoneId"]
+            parent = self.dns_name.split(".", 1)[-1] if self.dns_name.count(".") >= 2 else self.dns_name
+            domain, private = self.hosted_zones.get(zone_id, (parent, False))
+            return {"id": zone_id, "zoneId": zone_id, "name": domain, "privateZone": private,
+                    "nameServers": [f"ns-1.awsdns-00.{tld}" for tld in ("com", "net")]}, []
         raise UnknownInvoke(f"Mock not implemented: {args.token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -160,6 +171,15 @@ class OfflineMocks(pulumi.runtime.Mocks):
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             rid = f"lt-{rid}"
             state.update(latestVersion=1)
+        elif typ == "aws:acm/certificate:Certificate":
+            rid = f"arn:aws:acm:{self.region}:{OFFLINE_ACCOUNT}:certificate/{rid}"
+            domain = inputs["domainName"]
+            state.update(arn=rid, domainValidationOptions=[{
+                "domainName": domain, "resourceRecordName": f"_{_fake_id('v', domain)}.{domain}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_{_fake_id('w', domain)}.acm-validations.aws."}])
+        elif typ == "aws:route53/record:Record":
+            state.update(fqdn=inputs["name"].rstrip("."))
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
             state.update(dnsName=f"{name}-{rid[:8]}.elb.{self.region}.amazonaws.com", zoneId="Z1CMS0P5QUZ6D5")
         elif typ == "aws:autoscaling/group:Group":
@@ -323,13 +343,14 @@ def engine_string(value: Any) -> str:
 
 
 def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: set[str] = frozenset(),
-                offered_zones: Mapping[str, Sequence[str]] | None = None) -> OfflineRun:
+                offered_zones: Mapping[str, Sequence[str]] | None = None,
+                hosted_zones: Mapping[str, tuple[str, bool]] | None = None) -> OfflineRun:
     """Run build_stack under mocks with this config; raises what the program raises."""
     from stun_infra.cloud.config import read_settings
     from stun_infra.cloud.stack import build_stack
 
     region = config.get("aws:region", "eu-west-3")
-    mocks = OfflineMocks(region, offered_zones)
+    mocks = OfflineMocks(region, offered_zones, hosted_zones, dns_name=config.get(f"{PROJECT}:dnsName", ""))
     monitor = RecordingMonitor(mocks)
     reset_options(project=PROJECT, stack=stack, preview=False)
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)

@@ -17,6 +17,7 @@ import pulumi_aws as aws
 
 from stun_infra.instance import metrics
 from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
+from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
 from stun_infra.cloud.components.endpoint import DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs
 from stun_infra.cloud.components.firewall import Firewall, FirewallArgs, openings
 from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, LaunchSpec, StaticFleet,
@@ -51,7 +52,7 @@ MAX_RULES_PER_GROUP = 60
 
 def firewall_args(settings: Settings, vpc_id: pulumi.Input[str] = "") -> FirewallArgs:
     return FirewallArgs(
-        vpc_id=vpc_id, stun_port=settings.stun_port, tls_port=settings.tls_port,
+        vpc_id=vpc_id, stun_port=settings.stun_port, tls_ports=settings.instance_tls_ports,
         relay_ports=(settings.relay_min_port, settings.relay_max_port) if settings.turn else None,
         ssh_cidrs=settings.ssh_allowed_cidrs, tags=settings.common_tags, ipv6=settings.ipv6)
 
@@ -99,17 +100,52 @@ def look_up(settings: Settings) -> Lookups:
                  aws.ec2.GetAmiFilterArgs(name="architecture", values=[settings.architecture]),
                  aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
                  aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"])])
+    if settings.dns_zone_id:
+        check_zone(settings)
     return Lookups(zones=tuple(usable[:settings.availability_zones]), ami_id=ami.id,
                    ami_name=ami.name, root_device_name=ami.root_device_name)
 
 
+def check_zone(settings: Settings) -> None:
+    """dnsName must lie in the zone, and the zone be public: ACM validates through it and
+    clients resolve the name through it."""
+    try:
+        zone = aws.route53.get_zone(zone_id=settings.dns_zone_id)
+    except Exception as e:  # the provider's error names the zone; keep it to one line
+        raise ConfigError([f"{PROJECT}:dnsZoneId: got {settings.dns_zone_id}, no such Route 53 hosted zone "
+                           f"visible to these credentials ({str(e).splitlines()[0] if str(e) else type(e).__name__})"]
+                          ) from None
+    domain = zone.name.rstrip(".").lower()
+    name = settings.dns_name.rstrip(".").lower()
+    if name != domain and not name.endswith("." + domain):
+        raise ConfigError([f"{PROJECT}:dnsName: got {settings.dns_name}, which is outside zone "
+                           f"{settings.dns_zone_id} ({domain}); use a name ending in .{domain}"])
+    if zone.private_zone:
+        raise ConfigError([f"{PROJECT}:dnsZoneId: got {settings.dns_zone_id}, a private zone ({domain}); "
+                           "clients and ACM's validation need a public hosted zone"])
+
+
+def uri_lists(settings: Settings, hosts: list[str]) -> tuple[list[str], list[str]]:
+    """(stun_uris, turn_uris): the URIs that work first. `turns:` names the certificate's
+    host on every TLS port (443 first) when it is trusted; with the self-signed default
+    it stays last, per address, since browsers refuse it."""
+    stun, turn = [], []
+    for host in hosts:
+        for port in (settings.turns_ports if not settings.tls_host else ()) or (settings.tls_port,):
+            s, t = server_uris(host, stun_port=settings.stun_port, tls_port=port, turn=settings.turn)
+            stun += [u for u in s if u not in stun]
+            turn += [u for u in t if u not in turn]
+    plain = [u for u in turn if not u.startswith("turns:")]
+    secure = [u for u in turn if u.startswith("turns:")]
+    if settings.tls_host and settings.turn:
+        secure = [f"turns:{settings.tls_host}:{port}?transport=tcp" for port in settings.turns_ports]
+    return stun, plain + secure
+
+
 def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Output, pulumi.Output]:
-    """(stun_uris, turn_uris) for the given hosts, in the one form endpoints.server_uris writes."""
-    def each(hs: list[str], which: int) -> list[str]:
-        return [u for h in hs for u in server_uris(h, stun_port=settings.stun_port, tls_port=settings.tls_port,
-                                                   turn=settings.turn)[which]]
-    every = pulumi.Output.all(*hosts)
-    return every.apply(lambda hs: each(hs, 0)), every.apply(lambda hs: each(hs, 1))
+    """(stun_uris, turn_uris) for the given hosts, once their values are known."""
+    every = pulumi.Output.all(*hosts).apply(lambda hs: uri_lists(settings, hs))
+    return every.apply(lambda u: u[0]), every.apply(lambda u: u[1])
 
 
 def build_stack(settings: Settings) -> dict[str, Any]:
@@ -123,19 +159,24 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags, ipv6=settings.ipv6))
     firewall = Firewall(prefix, firewall_args(settings, network.vpc.id))
     key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags))
-    certificate = TlsCertificate(prefix, TlsArgs(
+    # ACM's certificate (with a zone) keeps its key in ACM; else self-signed or the user's, via SSM.
+    certificate = None if settings.acm_tls else TlsCertificate(prefix, TlsArgs(
         domain=settings.tls_domain, certificate_pem=settings.tls_certificate,
         private_key_pem=pulumi.Output.secret(settings.tls_private_key) if settings.user_tls else None))
+    acm = AcmCertificate(prefix, AcmArgs(domain=settings.dns_name, zone_id=settings.dns_zone_id,
+                                         exportable=settings.acm_export, tags=tags)) if settings.acm_tls else None
     secrets = ServerSecrets(prefix, SecretsArgs(
-        path=settings.ssm_path, turn=settings.turn, tls_certificate_pem=certificate.certificate_pem,
-        tls_private_key_pem=certificate.private_key_pem, tags=tags))
+        path=settings.ssm_path, turn=settings.turn,
+        tls_certificate_pem=certificate.certificate_pem if certificate else None,
+        tls_private_key_pem=certificate.private_key_pem if certificate else None, tags=tags))
     logs = ServerLogs(prefix, LogsArgs(
         log_group_name=metrics.log_group_name(settings.project, settings.stack),
         retention_days=settings.log_retention_days, metric_namespace=namespace,
         session_logging=settings.session_logging, tags=tags))
+    exported_arn = acm.certificate_arn if acm and settings.acm_export else None
     access = InstanceAccess(prefix, AccessArgs(
         parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,
-        metric_namespace=namespace, tags=tags))
+        metric_namespace=namespace, tags=tags, exported_certificate_arn=exported_arn))
     spec = LaunchSpec(
         ami_id=found.ami_id, root_device_name=found.root_device_name, instance_type=settings.instance_type,
         key_name=key_pair.key_name, instance_profile_name=access.profile.name,
@@ -146,13 +187,14 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     # boot_script_sha256 reports (it changes with a new version of a secret or certificate).
     boot_script = pinned.apply(lambda names: render_user_data(settings, BootInputs(parameters=names)))
     # Instances boot only once the role may read what the script fetches.
-    fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs])
+    fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs, *([acm] if acm else [])])
 
     outputs: dict[str, Any] = {"mode": settings.mode, "region": settings.region}
     if settings.autoscale:
         endpoint = LoadBalancedEndpoint(prefix, LoadBalancerArgs(
             vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
-            tls_port=settings.tls_port, tags=tags))
+            tls_ports=settings.turns_ports, coturn_tls_port=settings.tls_port, tags=tags,
+            certificate_arn=acm.certificate_arn if acm else None))
         fleet = AutoscaleFleet(prefix, AutoscaleFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, min_size=settings.min_size,
             desired_capacity=settings.desired_capacity, max_size=settings.max_size,
@@ -169,8 +211,9 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     else:
         fleet = StaticFleet(prefix, StaticFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, count=settings.instance_count,
-            user_data_for=lambda eip: pulumi.Output.all(eip, pinned).apply(
-                lambda a: render_user_data(settings, BootInputs(parameters=a[1], expected_public_ip=a[0])))),
+            user_data_for=lambda eip: pulumi.Output.all(eip, pinned, exported_arn).apply(
+                lambda a: render_user_data(settings, BootInputs(parameters=a[1], expected_public_ip=a[0],
+                                                                certificate_arn=a[2] or "")))),
             opts=fleet_opts)
         # Without a DNS name each instance is named by both its addresses (IPv6 bracketed in URIs).
         hosts = [*fleet.public_ips, *fleet.ipv6_addresses]
@@ -193,11 +236,14 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         stun_uris=stun_uris,
         key_pair_name=key_pair.key_name,
         private_key_pem=key_pair.private_key_pem,
-        tls_certificate_pem=certificate.certificate_pem,
         dashboard_url=monitoring.dashboard_url,
         ami_name=found.ami_name,
         boot_script_sha256=boot_script.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()),
     )
+    if certificate:
+        outputs.update(tls_certificate_pem=certificate.certificate_pem)
+    if acm:
+        outputs.update(tls_certificate_arn=acm.certificate_arn)
     if settings.turn:
         outputs.update(turn_uris=turn_uris, turn_shared_secret=secrets.turn_secret)
     return outputs

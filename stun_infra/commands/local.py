@@ -117,11 +117,12 @@ def check_ports_free(settings: Settings, address: str) -> None:
                 s.bind((address, port))
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
-                    key = "stunPort" if port == settings.stun_port else "tlsPort"
+                    other = port + 10000 if port < 55535 else port - 10000
+                    option = f"stunPort={other}" if port == settings.stun_port else f"tlsPorts=[{other}]"
                     raise LocalError(
                         f"address in use: {address} port {port}/{proto} is taken (another coturn? Debian starts "
                         f"one on install: `systemctl stop coturn`), or choose another port: "
-                        f"--set {key}={port + 10000 if port < 55535 else port - 10000}") from None
+                        f"--set {option}") from None
                 if e.errno == errno.EADDRNOTAVAIL:
                     raise LocalError(f"--address {address}: not an address of this machine") from None
                 raise LocalError(f"cannot bind {address} port {port}/{proto}: {e.strerror}") from None

@@ -107,6 +107,11 @@ def address_range(cidr: str) -> str:
     return f"{_address(first)}-{_address(net.broadcast_address)}"
 
 
+def coturn_tls_ports(settings: Settings) -> tuple[int, ...]:
+    """The TLS port coturn itself binds: none when the NLB ends TLS."""
+    return () if settings.nlb_tls else (settings.tls_port,)
+
+
 DENIED_PEER_RANGES: tuple[str, ...] = tuple(address_range(cidr) for cidr, _ in DENIED_PEER_NETWORKS)
 
 
@@ -125,6 +130,7 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
         realm=settings.realm,
         listening_port=settings.stun_port,
         tls_listening_port=settings.tls_port,
+        coturn_tls=not settings.nlb_tls,
         min_port=settings.relay_min_port,
         max_port=settings.relay_max_port,
         user_quota=settings.user_quota,

@@ -12,8 +12,8 @@ import gzip
 import json
 from dataclasses import dataclass
 
-from stun_infra.instance import binding_counters, metrics
-from stun_infra.instance.coturn import INSTANCE_PATHS, turnserver_conf
+from stun_infra.instance import binding_counters, metrics, tls_ports, tls_sync
+from stun_infra.instance.coturn import INSTANCE_PATHS, coturn_tls_ports, turnserver_conf
 from stun_infra.settings import Settings
 from stun_infra.instance.templating import render
 
@@ -33,10 +33,11 @@ class ParameterNames:
     tls_private_key: str
 
     @classmethod
-    def under(cls, path: str, turn: bool) -> "ParameterNames":
+    def under(cls, path: str, turn: bool, tls: bool = True) -> "ParameterNames":
+        """`tls` false: no certificate in Parameter Store (ACM's, exported or at the NLB)."""
         return cls(turn_secret=f"{path}/turn-shared-secret" if turn else "",
-                   tls_certificate=f"{path}/tls-certificate",
-                   tls_private_key=f"{path}/tls-private-key")
+                   tls_certificate=f"{path}/tls-certificate" if tls else "",
+                   tls_private_key=f"{path}/tls-private-key" if tls else "")
 
     def at(self, turn_secret: int | None, tls_certificate: int | None, tls_private_key: int | None
            ) -> "ParameterNames":
@@ -55,6 +56,7 @@ class BootInputs:
 
     parameters: ParameterNames
     expected_public_ip: str = ""  # static mode: the Elastic IP to wait for
+    certificate_arn: str = ""     # static mode with ACM: the exportable certificate coturn serves
     agent_base_url: str = CLOUDWATCH_AGENT_BASE_URL
     ssm_agent_url: str = SSM_AGENT_URL
 
@@ -85,7 +87,9 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         packages=" ".join(PACKAGES),
         turnserver_conf=conf,
         turnserver_conf_ipv6=conf_ipv6,
-        privileged_ports=sorted(p for p in (settings.stun_port, settings.tls_port) if p < 1024),
+        privileged_ports=sorted(p for p in (settings.stun_port, *coturn_tls_ports(settings)) if p < 1024),
+        tls_ports=tls_ports.boot_files(settings),
+        tls_sync=tls_sync.boot_files(boot.certificate_arn) if settings.acm_export else None,
         agent_config=agent_config(settings),
         paths=INSTANCE_PATHS,
         counters=binding_counters.boot_files(settings),

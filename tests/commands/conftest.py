@@ -72,7 +72,7 @@ def free_ports() -> tuple[int, int]:
 
 
 def port_settings(stun: int, tls: int) -> list[str]:
-    return ["--set", f"stunPort={stun}", "--set", f"tlsPort={tls}"]
+    return ["--set", f"stunPort={stun}", "--set", f"tlsPorts=[{tls}]"]
 
 
 @dataclass

@@ -99,7 +99,7 @@ def test_local_says_when_the_tls_port_is_taken():
         holder.bind((LOOPBACK, tls))
         holder.listen()
         result = cli("local", "--check", "--no-install", *port_settings(stun, tls))
-    assert_one_line_error(result, "address in use", f"port {tls}/tcp", "--set tlsPort=")
+    assert_one_line_error(result, "address in use", f"port {tls}/tcp", "--set tlsPorts=[")
 
 
 def test_local_refuses_an_address_not_on_this_machine():

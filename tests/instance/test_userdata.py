@@ -248,7 +248,7 @@ def test_package_installs_wait_for_the_dpkg_lock():
 
 
 def test_a_listening_port_below_1024_lets_coturns_user_bind_it():
-    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in user_data(tlsPort="443")
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in user_data(tlsPorts="[443]")
 
 
 def test_no_capability_is_granted_for_unprivileged_ports():

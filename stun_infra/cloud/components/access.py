@@ -33,15 +33,25 @@ class AccessArgs:
     log_group_arn: pulumi.Input[str]
     metric_namespace: str
     tags: dict[str, str]
+    exported_certificate_arn: pulumi.Input[str] | None = None  # static mode with ACM
 
 
-def instance_policy(parameter_arns: list[str], log_group_arn: str, metric_namespace: str) -> str:
+def export_statement(certificate_arn: str) -> dict:
+    """Export exactly this stack's certificate (static mode serves it from coturn)."""
+    return {"Sid": "ExportOwnCertificate", "Effect": "Allow", "Action": ["acm:ExportCertificate"],
+            "Resource": certificate_arn}
+
+
+def instance_policy(parameter_arns: list[str], log_group_arn: str, metric_namespace: str,
+                    exported_certificate_arn: str | None = None) -> str:
     """The role's one inline policy, as JSON."""
+    export = [export_statement(exported_certificate_arn)] if exported_certificate_arn else []
+    # STUN only with ACM's certificate: no parameter at all, and IAM refuses an empty Resource.
+    read = [{"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
+             "Resource": parameter_arns}] if parameter_arns else []
     return json.dumps({
         "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-             "Resource": parameter_arns},
+        "Statement": read + export + [
             {"Sid": "ShipCoturnLogs", "Effect": "Allow",
              "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
              "Resource": [log_group_arn, f"{log_group_arn}:*"]},
@@ -68,8 +78,9 @@ class InstanceAccess(pulumi.ComponentResource):
                                "Principal": {"Service": "ec2.amazonaws.com"}}],
             }),
             tags=tagged(args.tags, f"{name}-role"), opts=child_opts(self))
-        policy = pulumi.Output.all(list(args.parameter_arns), args.log_group_arn).apply(
-            lambda a: instance_policy(a[0], a[1], args.metric_namespace))
+        policy = pulumi.Output.all(list(args.parameter_arns), args.log_group_arn,
+                                   args.exported_certificate_arn).apply(
+            lambda a: instance_policy(a[0], a[1], args.metric_namespace, a[2]))
         aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=policy, opts=child_opts(self))
         self.profile = aws.iam.InstanceProfile(
             f"{name}-profile", role=self.role.name, tags=tagged(args.tags, f"{name}-profile"),

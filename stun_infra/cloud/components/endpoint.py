@@ -1,10 +1,12 @@
 """Endpoint: one stable address for the fleet.
 
 Autoscale mode puts a Network Load Balancer in front (STUN/TURN control on the
-stun port over UDP and TCP, TLS passed through to coturn); relayed media still flows
-to each instance's own public IP, which an NLB cannot carry. Optionally a Route 53
-record names the endpoint: an alias to the NLB, or one multivalue record per static
-instance.
+stun port over UDP and TCP); relayed media still flows to each instance's own public
+IP, which an NLB cannot carry. TURN over TLS either passes through to coturn's TLS
+port, or, with an ACM certificate, ends at the NLB (TLS listeners) and reaches coturn
+as TURN over TCP on the stun port, from the client's own address (instance targets
+preserve it). Optionally a Route 53 record names the endpoint: an alias to the NLB,
+or one multivalue record per static instance.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ AWS_LB_NAME_LIMIT = 32  # load balancers and target groups
 # https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html
 HEALTH_CHECK_INTERVAL = 10
 HEALTH_CHECK_TIMEOUT = 5
+# TLS 1.3 and 1.2 only, forward-secret ciphers; the console's default family
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html).
+# The API's default, ELBSecurityPolicy-2016-08, still allows TLS 1.0.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 
 @dataclass(frozen=True)
@@ -31,20 +37,47 @@ class LoadBalancerArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     stun_port: int
-    tls_port: int
+    tls_ports: Sequence[int]            # the ports clients use for TURN over TLS
+    coturn_tls_port: int                # where passed-through TLS lands on the instances
     tags: dict[str, str]
+    certificate_arn: pulumi.Input[str] | None = None  # ACM: the NLB terminates TLS
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    key: str
+    protocol: str
+    port: int  # on the instances
 
 
 @dataclass(frozen=True)
 class Listener:
     key: str
-    protocol: str  # the listener's and target group's protocol
+    protocol: str
     port: int
+    target: str  # TargetGroup.key
 
 
-def listeners(stun_port: int, tls_port: int) -> list[Listener]:
-    """TCP_UDP carries STUN/TURN over both transports on one port; TLS is passed through."""
-    return [Listener("stun", "TCP_UDP", stun_port), Listener("tls", "TCP", tls_port)]
+def _tls_key(index: int, port: int) -> str:
+    return "tls" if index == 0 else f"tls-{port}"  # the first keeps the name it always had
+
+
+def layout(stun_port: int, tls_ports: Sequence[int], coturn_tls_port: int, terminate_tls: bool
+           ) -> tuple[list[TargetGroup], list[Listener]]:
+    """Target groups and listeners, from ports alone (tests and plan read the same lists).
+
+    TCP_UDP carries STUN/TURN over both transports on one port. Passed-through TLS goes to
+    coturn's TLS port whatever the listener's port; terminated TLS goes to coturn's TCP port.
+    """
+    groups = [TargetGroup("stun", "TCP_UDP", stun_port)]
+    listeners = [Listener("stun", "TCP_UDP", stun_port, "stun")]
+    if terminate_tls:
+        groups.append(TargetGroup("turn-tcp", "TCP", stun_port))
+        listeners += [Listener(_tls_key(i, p), "TLS", p, "turn-tcp") for i, p in enumerate(tls_ports)]
+    else:
+        groups.append(TargetGroup("tls", "TCP", coturn_tls_port))
+        listeners += [Listener(_tls_key(i, p), "TCP", p, "tls") for i, p in enumerate(tls_ports)]
+    return groups, listeners
 
 
 class LoadBalancedEndpoint(pulumi.ComponentResource):
@@ -54,10 +87,14 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
             fitted(name, "nlb", AWS_LB_NAME_LIMIT), load_balancer_type="network", internal=False, subnets=list(args.subnet_ids),
             enable_cross_zone_load_balancing=True, tags=tagged(args.tags, f"{name}-nlb"),
             opts=child_opts(self))
-        self.target_groups: list[aws.lb.TargetGroup] = []
-        for listener in listeners(args.stun_port, args.tls_port):
-            group = aws.lb.TargetGroup(
-                fitted(name, listener.key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=listener.protocol, port=listener.port,
+        group_specs, listener_specs = layout(args.stun_port, args.tls_ports, args.coturn_tls_port,
+                                             terminate_tls=args.certificate_arn is not None)
+        groups: dict[str, aws.lb.TargetGroup] = {}
+        for spec in group_specs:
+            groups[spec.key] = aws.lb.TargetGroup(
+                fitted(name, spec.key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=spec.protocol, port=spec.port,
+                # Instance targets see the client's own address, also behind a TLS listener
+                # (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html).
                 target_type="instance", preserve_client_ip="true",
                 # A draining instance's flows end with the deregistration delay, so clients
                 # move to a healthy one. Also the only value that stays put: AWS defaults it
@@ -68,13 +105,16 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
                 health_check=aws.lb.TargetGroupHealthCheckArgs(
                     protocol="TCP", port="traffic-port", interval=HEALTH_CHECK_INTERVAL,
                     timeout=HEALTH_CHECK_TIMEOUT, healthy_threshold=3, unhealthy_threshold=3),
-                tags=tagged(args.tags, f"{name}-{listener.key}"), opts=child_opts(self))
+                tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self))
+        for spec in listener_specs:
+            tls = {"certificate_arn": args.certificate_arn, "ssl_policy": TLS_POLICY} if spec.protocol == "TLS" else {}
             aws.lb.Listener(
-                f"{name}-{listener.key}", load_balancer_arn=self.load_balancer.arn, protocol=listener.protocol,
-                port=listener.port,
-                default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=group.arn)],
-                tags=tagged(args.tags, f"{name}-{listener.key}"), opts=child_opts(self))
-            self.target_groups.append(group)
+                f"{name}-{spec.key}", load_balancer_arn=self.load_balancer.arn, protocol=spec.protocol,
+                port=spec.port, **tls,
+                default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward",
+                                                                  target_group_arn=groups[spec.target].arn)],
+                tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self))
+        self.target_groups = list(groups.values())
         self.target_group_arns = [g.arn for g in self.target_groups]
         self.dns_name = self.load_balancer.dns_name
         self.zone_id = self.load_balancer.zone_id

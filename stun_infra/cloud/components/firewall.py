@@ -33,7 +33,7 @@ class Opening:
 class FirewallArgs:
     vpc_id: pulumi.Input[str]
     stun_port: int
-    tls_port: int
+    tls_ports: tuple[int, ...]  # TLS ports clients reach on the instances (none: the NLB ends TLS)
     relay_ports: tuple[int, int] | None  # None: STUN only, no relay range
     ssh_cidrs: tuple[str, ...]
     tags: dict[str, str]
@@ -47,9 +47,10 @@ def openings(args: FirewallArgs) -> list[Opening]:
                 "STUN/TURN over UDP from clients (also via the load balancer, client IPs preserved)"),
         Opening("stun-tcp", "tcp", args.stun_port, args.stun_port, ANYWHERE,
                 "STUN/TURN over TCP from clients; load balancer health checks"),
-        Opening("turns-tcp", "tcp", args.tls_port, args.tls_port, ANYWHERE,
-                "STUN/TURN over TLS from clients; load balancer health checks"),
     ]
+    for i, port in enumerate(args.tls_ports):
+        rules.append(Opening("turns-tcp" if i == 0 else f"turns-tcp-{port}", "tcp", port, port, ANYWHERE,
+                             "STUN/TURN over TLS from clients; load balancer health checks"))
     if args.relay_ports:
         low, high = args.relay_ports
         rules.append(Opening("relay-udp", "udp", low, high, ANYWHERE,

@@ -21,8 +21,8 @@ SECRET_LENGTH = 48
 class SecretsArgs:
     path: str                      # e.g. /stun-infra/dev
     turn: bool
-    tls_certificate_pem: pulumi.Input[str]
-    tls_private_key_pem: pulumi.Input[str]
+    tls_certificate_pem: pulumi.Input[str] | None  # None: ACM holds the certificate
+    tls_private_key_pem: pulumi.Input[str] | None
     tags: dict[str, str]
 
 
@@ -32,7 +32,8 @@ class ServerSecrets(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PACKAGE}:secrets:ServerSecrets", name, None, opts)
-        self.names = ParameterNames.under(args.path, args.turn)
+        tls = args.tls_certificate_pem is not None
+        self.names = ParameterNames.under(args.path, args.turn, tls=tls)
         self.turn_secret = None
         turn_param = None
         if args.turn:
@@ -41,16 +42,19 @@ class ServerSecrets(pulumi.ComponentResource):
             self.turn_secret = pulumi.Output.secret(secret.result)
             turn_param = self._parameter(name, "turn-secret", self.names.turn_secret, "SecureString",
                                          self.turn_secret, "TURN REST API shared secret", args.tags)
-        key_param = self._parameter(name, "tls-key", self.names.tls_private_key, "SecureString",
-                                    pulumi.Output.secret(args.tls_private_key_pem),
-                                    "Private key of the TLS port's certificate", args.tags)
-        cert_param = self._parameter(name, "tls-cert", self.names.tls_certificate, "String",
-                                     args.tls_certificate_pem, "TLS port's certificate chain", args.tags)
+        key_param = cert_param = None
+        if tls:
+            key_param = self._parameter(name, "tls-key", self.names.tls_private_key, "SecureString",
+                                        pulumi.Output.secret(args.tls_private_key_pem),
+                                        "Private key of the TLS port's certificate", args.tags)
+            cert_param = self._parameter(name, "tls-cert", self.names.tls_certificate, "String",
+                                         args.tls_certificate_pem, "TLS port's certificate chain", args.tags)
         params = [p for p in (turn_param, key_param, cert_param) if p is not None]
         self.parameter_arns = [p.arn for p in params]
         # What the boot script reads: this stack's parameters at their current versions.
         self.pinned_names: pulumi.Output[ParameterNames] = pulumi.Output.all(
-            turn_param.version if turn_param else None, cert_param.version, key_param.version,
+            turn_param.version if turn_param else None, cert_param.version if cert_param else None,
+            key_param.version if key_param else None,
         ).apply(lambda v: self.names.at(turn_secret=v[0], tls_certificate=v[1], tls_private_key=v[2]))
         self.register_outputs({"parameter_arns": self.parameter_arns})
 

@@ -75,7 +75,7 @@ def relayed_address(server: CoturnServer, host: str, family: int | None) -> tupl
 @pytest.fixture(scope="module")
 def ipv6_stun_only(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
     """STUN-only, exactly the rendered config with an IPv6 address, on ports of its own."""
-    settings = settings_for(turn="false", stunPort=3480, tlsPort=5350)
+    settings = settings_for(turn="false", stunPort=3480, tlsPorts="[5350]")
     with running_coturn(netns, tmp_path_factory.mktemp("ipv6-stun-only"), settings, host=SERVER_IPV6,
                         ipv6=SERVER_IPV6) as server:
         yield server

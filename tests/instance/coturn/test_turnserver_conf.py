@@ -70,7 +70,7 @@ def test_turn_mode_uses_rest_api_auth_and_nothing_else():
 
 
 def test_ports_quotas_and_bandwidth_come_from_settings():
-    conf = options(turn_conf(stunPort=3480, tlsPort=5350, relayMinPort=40000, relayMaxPort=40999,
+    conf = options(turn_conf(stunPort=3480, tlsPorts="[5350]", relayMinPort=40000, relayMaxPort=40999,
                              userQuota=7, totalQuota=70, maxBps=123456))
     for line in ("listening-port=3480", "tls-listening-port=5350", "min-port=40000", "max-port=40999",
                  "user-quota=7", "total-quota=70", "max-bps=123456"):

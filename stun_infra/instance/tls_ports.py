@@ -1,0 +1,50 @@
+"""TURN over TLS on more than one port: coturn binds one, nftables redirects the others to it.
+
+coturn 4.6.1 opens `alt-tls-listening-port` only for RFC 5780 (two listening addresses);
+an instance has one, so a second `tls-listening-port` is not possible (checked against
+the real server). A `redirect` in the nat hooks keeps the client's address, so coturn
+sees the real client on every port. `prerouting` catches what arrives from the network;
+`output` the same for connections made on the host itself (tests, a local probe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stun_infra.settings import Settings
+from stun_infra.instance.templating import render
+
+TABLE = "stun_infra_tls"
+RULESET_PATH = "/etc/stun-infra/tls-ports.nft"
+UNIT = "stun-tls-ports.service"
+
+
+@dataclass(frozen=True)
+class TlsPortFiles:
+    """What the boot script writes when there are ports to redirect (else `ruleset` is "")."""
+
+    ruleset: str
+    ruleset_path: str = RULESET_PATH
+    unit: str = UNIT
+    unit_text: str = ""
+
+
+def redirected_ports(settings: Settings) -> tuple[int, ...]:
+    """Instance TLS ports other than coturn's own."""
+    return tuple(p for p in settings.instance_tls_ports if p != settings.tls_port)
+
+
+def ruleset(settings: Settings) -> str:
+    """The nftables table, or "" when there is nothing to redirect."""
+    ports = redirected_ports(settings)
+    if not ports:
+        return ""
+    return render("tls-ports.nft.j2", table=TABLE, ports=ports, target=settings.tls_port)
+
+
+def boot_files(settings: Settings) -> TlsPortFiles:
+    text = ruleset(settings)
+    if not text:
+        return TlsPortFiles(ruleset="")
+    return TlsPortFiles(ruleset=text, unit_text=render("tls-ports.service.j2", table=TABLE,
+                                                        ruleset_path=RULESET_PATH))
