@@ -325,14 +325,27 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
         "port": Api("elbv2", "CreateListener", "Port"), "protocol": Api("elbv2", "CreateListener", "Protocol"),
         "defaultActions[].type": Api("elbv2", "CreateListener", "DefaultActions[].Type"),
         "defaultActions[].targetGroupArn": ID_REF, "loadBalancerArn": ID_REF,
+        "sslPolicy": [Api("elbv2", "CreateListener", "SslPolicy"),
+                      Prose(_one_of("ELBSecurityPolicy-TLS13-1-2-2021-06"),
+                            "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html")],
+        "certificateArn": [Api("elbv2", "CreateListener", "Certificates[].CertificateArn"), ID_REF],
         **_list_tags("elbv2", "CreateListener")},
+    "aws:acm/certificate:Certificate": {
+        "domainName": Api("acm", "RequestCertificate", "DomainName"),
+        "validationMethod": Api("acm", "RequestCertificate", "ValidationMethod"),
+        "options.export": Api("acm", "RequestCertificate", "Options.Export"),
+        **_list_tags("acm", "RequestCertificate")},
+    "aws:acm/certificateValidation:CertificateValidation": {
+        "certificateArn": NotMapped("provider-side wait for this certificate's ISSUED status; no API input"),
+        "validationRecordFqdns[]": NotMapped("provider-side check that these records exist; no API input")},
     "aws:route53/record:Record": {
         "zoneId": Api("route53", "ChangeResourceRecordSets", "HostedZoneId"),
         **{p: Api("route53", "ChangeResourceRecordSets", f"{RRS}.{m}") for p, m in {
             "name": "Name", "type": "Type", "ttl": "TTL", "setIdentifier": "SetIdentifier",
             "multivalueAnswerRoutingPolicy": "MultiValueAnswer", "records[]": "ResourceRecords[].Value",
             "aliases[].name": "AliasTarget.DNSName", "aliases[].zoneId": "AliasTarget.HostedZoneId",
-            "aliases[].evaluateTargetHealth": "AliasTarget.EvaluateTargetHealth"}.items()}},
+            "aliases[].evaluateTargetHealth": "AliasTarget.EvaluateTargetHealth"}.items()},
+        "allowOverwrite": NotMapped("provider-side: UPSERT instead of CREATE (ACM's validation CNAME may exist)")},
     "aws:cloudwatch/dashboard:Dashboard": {
         "dashboardName": [Api("cloudwatch", "PutDashboard", "DashboardName"), DASHBOARD_NAME],
         "dashboardBody": [Api("cloudwatch", "PutDashboard", "DashboardBody"), DASHBOARD_BODY]},
