@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from stun_infra.client.targets import Check
+from stun_infra.client.targets import Check, is_address, split_families
 from stun_infra.client.turn_client import StunError, stun_binding, tls_context, tls_handshake, turn_allocation
 
 CONCURRENCY = 16
@@ -37,6 +37,7 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         return {"endpoint": self.check.endpoint, "host": self.check.host, "port": self.check.port,
+                "family": self.check.family,
                 "check": self.check.kind, "status": self.status, "ok": self.ok,
                 "rtt_ms": round(self.rtt_ms, 2) if self.rtt_ms is not None and self.check.kind.startswith("stun")
                 else None,
@@ -74,15 +75,44 @@ def describe(exc: BaseException, check: Check, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+async def families_of(hosts: set[str], timeout: float) -> dict[str, set[int]]:
+    """Which address families each host name resolves to (empty when it does not resolve)."""
+    loop = asyncio.get_running_loop()
+
+    async def one(host: str) -> set[int]:
+        try:
+            infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM), timeout)
+        except (OSError, TimeoutError, asyncio.TimeoutError):
+            return set()
+        return {4 if info[0] == socket.AF_INET else 6 for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)}
+
+    names = sorted(h for h in hosts if not is_address(h))
+    return dict(zip(names, await asyncio.gather(*(one(h) for h in names))))
+
+
+async def with_families(checks: Sequence[Check], timeout: float) -> list[Check]:
+    """`checks`, with every check on a dual-stack name split into one per family."""
+    return split_families(checks, await families_of({c.host for c in checks}, timeout))
+
+
+async def _server(check: Check) -> tuple[str, int]:
+    """Where to connect: the host itself, or its address of the check's family."""
+    if not check.family:
+        return check.host, check.port
+    family = socket.AF_INET if check.family == 4 else socket.AF_INET6
+    infos = await asyncio.get_running_loop().getaddrinfo(check.host, check.port, family=family,
+                                                         type=socket.SOCK_DGRAM)
+    return infos[0][4][0], check.port
+
+
 async def _stun(check: Check, timeout: float) -> tuple[str, dict[str, Any]]:
     transport = "udp" if check.kind == "stun-udp" else "tcp"
-    binding = await stun_binding((check.host, check.port), transport=transport, timeout=timeout)
+    binding = await stun_binding(await _server(check), transport=transport, timeout=timeout)
     mapped = _addr(binding.mapped_address)
     return f"mapped {mapped}", {"mapped_address": mapped, "rtt_ms": binding.rtt * 1000}
 
 
-def _tls(check: Check, timeout: float) -> tuple[str, dict[str, Any]]:
-    server = (check.host, check.port)
+def _tls(check: Check, timeout: float, server: tuple[str, int]) -> tuple[str, dict[str, Any]]:
     verified_context = ssl.create_default_context()
     verified_context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -111,7 +141,7 @@ async def _turn(check: Check, timeout: float) -> tuple[str, dict[str, Any]]:
     assert check.auth is not None
     transport = "udp" if check.kind == "turn-udp" else "tcp"
     ssl_context = tls_context() if check.kind == "turn-tls" else None
-    async with turn_allocation((check.host, check.port), *check.auth, transport=transport, timeout=timeout,
+    async with turn_allocation(await _server(check), *check.auth, transport=transport, timeout=timeout,
                                ssl_context=ssl_context) as allocation:
         relayed, mapped = _addr(allocation.relayed_address), _addr(allocation.mapped_address)
     return f"relayed {relayed}, mapped {mapped}", {"relayed_address": relayed, "mapped_address": mapped}
@@ -121,7 +151,7 @@ async def _attempt(check: Check, timeout: float) -> tuple[str, dict[str, Any]]:
     if check.kind.startswith("stun"):
         return await _stun(check, timeout)
     if check.kind == "tls":
-        return await asyncio.to_thread(_tls, check, timeout)
+        return await asyncio.to_thread(_tls, check, timeout, await _server(check))
     return await _turn(check, timeout)
 
 

@@ -138,10 +138,12 @@ class Check:
     host: str
     port: int
     auth: tuple[str, str] | None = None  # TURN username and password
+    family: int | None = None     # 4 or 6: this address family of a name that has both
 
     @property
     def endpoint(self) -> str:
-        return endpoint_label(self.host, self.port)
+        label = endpoint_label(self.host, self.port)
+        return f"{label}/ipv{self.family}" if self.family else label
 
     @property
     def turn(self) -> bool:
@@ -162,6 +164,26 @@ def _checks_for(target: str, tls_port: int) -> list[Check]:
         raise InputError(f"{target!r}: expected host, host:port or a stun:/turn:/turns: URI")
     host, port = split_host_port(target, DEFAULT_STUN_PORT, target)
     return [Check("stun-udp", host, port), Check("stun-tcp", host, port)]
+
+
+def is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def split_families(checks: Iterable[Check], families: dict[str, set[int]]) -> list[Check]:
+    """Each check on a name that resolves to both IPv4 and IPv6 (`families`: host -> {4, 6})
+    becomes one check per family: a dual-stack name is two ways in, and either can be broken."""
+    out: list[Check] = []
+    for check in checks:
+        if families.get(check.host) == {4, 6} and not is_address(check.host):
+            out += [replace(check, family=4), replace(check, family=6)]
+        else:
+            out.append(check)
+    return out
 
 
 def plan_checks(targets: Iterable[str], *, tls_port: int = DEFAULT_TLS_PORT,

@@ -52,7 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_stack_arguments(p)
     p.add_argument("--check", action="store_true", help="start, probe, stop: exit 0 if every check passes, else 1")
     p.add_argument("--address", default="127.0.0.1",
-                   help="an address of this machine to listen and relay on (default: 127.0.0.1)")
+                   help="an IPv4 address of this machine to listen and relay on (default: 127.0.0.1)")
+    p.add_argument("--ipv6", default=None, metavar="ADDRESS",
+                   help="also listen and relay on this IPv6 address of this machine, as an instance with an "
+                        "IPv6 address does (e.g. ::1); probed and printed beside the IPv4 one")
     p.add_argument("--dir", type=Path, default=None,
                    help="keep the config, certificate and log here (default: a temporary folder, removed on exit)")
     p.add_argument("--ttl", default="1h", help="lifetime of the printed TURN credentials (default: 1h)")
@@ -94,14 +97,20 @@ def ensure_coturn(*, may_install: bool) -> str:
     return found
 
 
-def check_address(address: str) -> str:
+def check_address(address: str, option: str = "--address", version: int = 4) -> str:
+    example = "127.0.0.1" if version == 4 else "::1"
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        raise LocalError(f"--address {address!r}: expected an IP address of this machine, e.g. 127.0.0.1") from None
+        raise LocalError(f"{option} {address!r}: expected an IPv{version} address of this machine, "
+                         f"e.g. {example}") from None
+    if ip.version != version:
+        hint = ("give the IPv4 address with --address and the IPv6 one with --ipv6 (coturn serves both, as "
+                "an instance does)") if option == "--address" else "give an IPv6 address, e.g. ::1"
+        raise LocalError(f"{option} {address}: {hint}")
     if ip.is_unspecified or ip.is_multicast:
-        raise LocalError(f"--address {address}: give one address of this machine (coturn advertises it to "
-                         "clients), e.g. 127.0.0.1")
+        raise LocalError(f"{option} {address}: give one address of this machine (coturn advertises it to "
+                         f"clients), e.g. {example}")
     return str(ip)
 
 
@@ -199,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         ttl = parse_ttl(args.ttl)
         timeout = timeout_seconds(args.timeout)
         address = check_address(args.address)
+        ipv6 = check_address(args.ipv6, "--ipv6", 6) if args.ipv6 else ""
     except ConfigError as e:
         return fail(f"invalid stack config for {args.stack}: " + "; ".join(e.problems))
     except (InputError, LocalError) as e:
@@ -210,9 +220,11 @@ def run(args: argparse.Namespace) -> int:
     server: LocalServer | None = None
     try:
         turnserver = ensure_coturn(may_install=not args.no_install)
-        check_ports_free(settings, address)
-        server = start(settings, turnserver, workdir, address)
-        return serve(args, settings, server, address, ttl, timeout)
+        for each in (address, ipv6):
+            if each:
+                check_ports_free(settings, each)
+        server = start(settings, turnserver, workdir, address, ipv6)
+        return serve(args, settings, server, address, ttl, timeout, ipv6)
     except LocalError as e:
         return fail(str(e), 1)
     except KeyboardInterrupt:
@@ -227,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
-def start(settings: Settings, turnserver: str, workdir: Path, address: str) -> LocalServer:
+def start(settings: Settings, turnserver: str, workdir: Path, address: str, ipv6: str = "") -> LocalServer:
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o700)
     try:
@@ -237,12 +249,13 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str) -> L
     paths = local_paths(workdir)
     Path(paths.log_file).unlink(missing_ok=True)
     secret = secrets.token_urlsafe(32)  # per run; only ever shown inside minted credentials
-    conf = turnserver_conf(settings, public_ip=address, private_ip=address, turn_secret=secret, paths=paths)
+    conf = turnserver_conf(settings, public_ip=address, private_ip=address, turn_secret=secret, paths=paths,
+                           ipv6=ipv6)
     conf_path = workdir / "turnserver.conf"
     conf_path.touch(mode=0o600)
     conf_path.write_text(conf)
     relay = f"TURN relay {settings.relay_min_port}-{settings.relay_max_port}" if settings.turn else "STUN only"
-    print(f"local: starting turnserver on {address}: stun {settings.stun_port} udp+tcp, tls {settings.tls_port}, "
+    print(f"local: starting turnserver on {address}{' and ' + ipv6 if ipv6 else ''}: stun {settings.stun_port} udp+tcp, tls {settings.tls_port}, "
           f"{relay} (stack {settings.stack})", file=sys.stderr, flush=True)
     server = LocalServer(turnserver, workdir, conf_path, Path(paths.log_file), secret)
     try:
@@ -258,9 +271,16 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str) -> L
 
 
 def serve(args: argparse.Namespace, settings: Settings, server: LocalServer, address: str, ttl: int,
-          timeout: float) -> int:
-    stun_uris, turn_uris = server_uris(address, stun_port=settings.stun_port, tls_port=settings.tls_port,
-                                       turn=settings.turn)
+          timeout: float, ipv6: str = "") -> int:
+    stun_uris: list[str] = []
+    turn_uris: list[str] = []
+    for host in (address, ipv6):
+        if host:
+            stun, turn = server_uris(host, stun_port=settings.stun_port, tls_port=settings.tls_port,
+                                     turn=settings.turn)
+            stun_uris += stun
+            turn_uris += turn
+    where = f"{address} and {ipv6}" if ipv6 else address
     username, password = mint(server.secret, user=LOCAL_USER, ttl_seconds=ttl)
     checks = plan_checks([*stun_uris, *turn_uris], tls_port=settings.tls_port,
                          auth=(username, password) if settings.turn else None)
@@ -273,14 +293,14 @@ def serve(args: argparse.Namespace, settings: Settings, server: LocalServer, add
     if not all(r.ok for r in results):
         raise LocalError(failure_line(results))
     if args.check:
-        print(f"local check passed: coturn with stack {settings.stack}'s config answers on {address}", file=out)
+        print(f"local check passed: coturn with stack {settings.stack}'s config answers on {where}", file=out)
         return 0
     print(json.dumps(ice_servers(stun_uris, turn_uris, username, password), indent=2), flush=True)
     print("local: the block above is an RTCConfiguration: `new RTCPeerConnection({...})`", file=sys.stderr)
-    if not ipaddress.ip_address(address).is_loopback:
-        print(f"local: {address} is reachable from the network: anyone holding these credentials can relay "
+    for exposed in (h for h in (address, ipv6) if h and not ipaddress.ip_address(h).is_loopback):
+        print(f"local: {exposed} is reachable from the network: anyone holding these credentials can relay "
               "through this machine until they expire", file=sys.stderr)
-    print(f"local: serving on {address} until Ctrl-C (credentials valid for {args.ttl}; "
+    print(f"local: serving on {where} until Ctrl-C (credentials valid for {args.ttl}; "
           f"log: {server.log_path if args.dir else 'removed on exit, keep it with --dir'})",
           file=sys.stderr, flush=True)
     while True:

@@ -20,7 +20,8 @@ import sys
 from stun_infra.commands.common import fail
 from stun_infra.client.credentials import mint
 from stun_infra.client.targets import DEFAULT_TLS_PORT, InputError, Servers, plan_checks, read_servers
-from stun_infra.client.probing import as_json, failure_line, progress_line, run_checks, summary, table
+from stun_infra.client.probing import (as_json, failure_line, progress_line, run_checks, summary, table,
+                                      with_families)
 
 SECRET_ENV = "STUN_INFRA_TURN_SECRET"
 PROBE_USER = "stun-infra-probe"
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         checks = plan_checks(targets, tls_port=args.tls_port, auth=auth, auth_by_uri=dict(servers.auth_by_uri))
     except (InputError, ValueError) as e:
         return fail(str(e))
+    checks = asyncio.run(with_families(checks, timeout))
 
     hosts = len({c.host for c in checks})
     print(f"probe: {len(checks)} checks on {hosts} host{'s' * (hosts != 1)} (timeout {timeout:g}s, "

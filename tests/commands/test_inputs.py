@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stun_infra.client.targets import InputError, Servers, parse_ttl, plan_checks, read_servers
+from stun_infra.client.targets import InputError, Servers, parse_ttl, plan_checks, read_servers, split_families
 
 from .conftest import LOOPBACK, assert_one_line_error, cli, free_ports
 
@@ -125,6 +125,26 @@ def test_stack_outputs_probe_every_uri_and_every_public_ip():
         by_host.setdefault(c.host, []).append(c.kind)
     every = ["stun-udp", "stun-tcp", "tls", "turn-udp", "turn-tcp", "turn-tls"]
     assert by_host == {"turn.example.com": every, "203.0.113.10": every, "203.0.113.11": every}
+
+
+def test_static_dual_stack_outputs_probe_each_instance_ipv6_address_too():
+    servers = read_servers(json.dumps({**OUTPUTS, "public_ipv6s": ["2001:db8::10"]}))
+    checks = plan_checks(servers.targets(), auth=("u", "p"))
+    assert {c.endpoint for c in checks if c.host == "2001:db8::10"} == {"[2001:db8::10]:3478", "[2001:db8::10]:5349"}
+
+
+def test_a_dual_stack_name_is_checked_once_per_family():
+    checks = split_families(plan_checks(["turn.example.com"]), {"turn.example.com": {4, 6}})
+    assert [(c.kind, c.endpoint) for c in checks] == [
+        ("stun-udp", "turn.example.com:3478/ipv4"), ("stun-udp", "turn.example.com:3478/ipv6"),
+        ("stun-tcp", "turn.example.com:3478/ipv4"), ("stun-tcp", "turn.example.com:3478/ipv6"),
+        ("tls", "turn.example.com:5349/ipv4"), ("tls", "turn.example.com:5349/ipv6")]
+
+
+@pytest.mark.parametrize("families", [{4}, {6}, set()])
+def test_a_single_family_name_and_an_address_are_checked_once(families):
+    planned = plan_checks(["turn.example.com", "198.51.100.7"])
+    assert split_families(planned, {"turn.example.com": families, "198.51.100.7": {4, 6}}) == planned
 
 
 def test_ice_servers_carry_their_own_credentials():

@@ -108,6 +108,28 @@ def test_local_refuses_an_address_not_on_this_machine():
     assert_one_line_error(result, "192.0.2.1", "not an address of this machine")
 
 
+def test_local_check_with_ipv6_serves_and_probes_both_families(tmp_path: Path):
+    stun, tls = free_ports()
+    result = cli("local", "--check", "--no-install", "--ipv6", "::1", *port_settings(stun, tls),
+                 env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("ENDPOINT")) + 1:]
+    rows = [line.split() for line in table if line.startswith(("[::1]", LOOPBACK))]
+    assert [r[1] for r in rows if r[0].startswith("[::1]")] == TURN_CHECKS
+    assert all(r[2] == "ok" for r in rows) and len(rows) == 12, result.stdout
+    v6 = {r[1]: r for r in rows if r[0].startswith("[::1]")}
+    assert v6["stun-udp"][-1].startswith("[::1]:")            # mapped: the client's own IPv6 address
+    assert v6["turn-udp"][5:7] == ["relayed", v6["turn-udp"][6]] and v6["turn-udp"][6].startswith(f"{LOOPBACK}:")
+    # (relayed over IPv4: coturn's default family unless the client asks, see test_dual_stack_relay)
+
+
+def test_local_takes_an_ipv6_address_with_ipv6_not_address():
+    stun, tls = free_ports()
+    result = cli("local", "--check", "--no-install", "--address", "::1", *port_settings(stun, tls))
+    assert_one_line_error(result, "--address ::1", "--ipv6")
+
+
 # -- local, serving ---------------------------------------------------------------------------
 
 def test_local_prints_ice_servers_for_rtcpeerconnection(local_server: LocalRun):
