@@ -46,6 +46,7 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
 # coturn's STUN_MAX_REALM_SIZE (ns_turn_defs.h, 4.6.1)
 MAX_REALM = 127
+MAX_COMMON_NAME = 64
 # Ports something else on an instance serves: a listening port there would open it to the
 # world (and, in autoscale mode, the NLB would forward to it), around sshAllowedCidrs.
 OTHER_SERVICES_PORTS = {22: "sshd", 68: "the DHCP client", 323: "chronyd"}
@@ -126,6 +127,12 @@ def region_problem(region: str) -> str | None:
         return (f"aws:region: got {shown}, a region of the {partition} partition; stun-infra deploys only to "
                 f"{SUPPORTED_PARTITION} regions (it uses Debian's AMIs and console URLs there)")
     return None
+
+
+def certificate_common_name(domain: str) -> str:
+    """The subject CN of a certificate for `domain`: at most 64 characters (RFC 5280
+    ub-common-name); the name itself goes in subjectAltName, which is what clients check."""
+    return domain if len(domain) <= MAX_COMMON_NAME else PROJECT
 
 
 def architecture_of(instance_type: str) -> str:

@@ -14,7 +14,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from stun_infra.settings import printable
+
 DEFAULT_USER = "stun-infra"
+# coturn's STUN_MAX_USERNAME_SIZE (ns_turn_defs.h, 4.6.1): bytes of the whole `<expiry>:<user>`.
+MAX_USERNAME_BYTES = 512
 
 
 def password_for(secret: str, username: str) -> str:
@@ -28,12 +32,17 @@ def mint(secret: str, *, user: str = DEFAULT_USER, ttl_seconds: int,
     """(username, password) valid for `ttl_seconds` from `now` (default: the current time)."""
     if not secret:
         raise ValueError("secret: must not be empty")
-    if not user or ":" in user:
-        raise ValueError(f"user: got {user!r}, must be non-empty and contain no ':'")
+    if not user or ":" in user or not user.isprintable():
+        raise ValueError(f"user: got {printable(repr(user))}, must be non-empty, one line of visible characters, "
+                         "and contain no ':'")
     if ttl_seconds <= 0:
         raise ValueError(f"ttl_seconds: got {ttl_seconds}, must be positive")
     expiry = int(time.time() if now is None else now) + ttl_seconds
     username = f"{expiry}:{user}"
+    if len(username.encode()) > MAX_USERNAME_BYTES:
+        room = MAX_USERNAME_BYTES - len(f"{expiry}:")
+        raise ValueError(f"user: {len(user.encode())} bytes is too long: coturn takes usernames "
+                         f"(`<expiry>:<user>`) of at most {MAX_USERNAME_BYTES} bytes, so at most {room} for the user")
     return username, password_for(secret, username)
 
 

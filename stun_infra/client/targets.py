@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from stun_infra.settings import printable
+
 DEFAULT_STUN_PORT = 3478
 DEFAULT_TLS_PORT = 5349
 MAX_TTL_SECONDS = 7 * 86400
@@ -67,14 +69,26 @@ def server_uris(host: str, *, stun_port: int = DEFAULT_STUN_PORT, tls_port: int 
                   f"turns:{h}:{tls_port}?transport=tcp"]
 
 
-def _port(text: str, what: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise InputError(f"{what}: port {text!r} must be a number from 1 to 65535")
+def parse_port(text: str, what: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise InputError(f"{printable(what)}: port {printable(repr(text))} must be a number from 1 to 65535")
     return int(text)
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def is_host_name(text: str) -> bool:
+    """A DNS host name (RFC 1123 labels, 253 characters at most, one trailing dot allowed)
+    that cannot be mistaken for an IPv4 address: the last label is not all digits."""
+    labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
+    return (len(text) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+            and not labels[-1].isdigit())
 
 
 def split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
     """`host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal."""
+    what = printable(what)
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -82,12 +96,12 @@ def split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
         host, rest = text[1:end], text[end + 1:]
         if rest and not rest.startswith(":"):
             raise InputError(f"{what}: expected [IPv6]:port, got {text!r}")
-        port = _port(rest[1:], what) if rest else default_port
+        port = parse_port(rest[1:], what) if rest else default_port
     elif text.count(":") > 1:
         host, port = text, default_port  # a bare IPv6 literal
     elif ":" in text:
         host, _, p = text.partition(":")
-        port = _port(p, what)
+        port = parse_port(p, what)
     else:
         host, port = text, default_port
     if ":" in host:
@@ -95,8 +109,12 @@ def split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise InputError(f"{what}: {host!r} is not an IPv6 address") from None
-    elif not re.fullmatch(r"[A-Za-z0-9._-]{1,253}", host or ""):
-        raise InputError(f"{what}: {host!r} is not a host name or address")
+    elif not is_host_name(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InputError(f"{what}: {printable(repr(host))} is not a host name (such as "
+                             "turn.example.com) or an IP address") from None
     return host, port
 
 
@@ -261,6 +279,8 @@ def read_servers(text: str) -> Servers:
     except json.JSONDecodeError as e:
         raise InputError(f"stack outputs on stdin are not JSON (line {e.lineno} column {e.colno}: {e.msg}); "
                          f"{PIPE_HINT}") from None
+    except RecursionError:
+        raise InputError(f"stack outputs on stdin are nested too deeply to be stack outputs; {PIPE_HINT}") from None
     if not isinstance(doc, dict):
         raise InputError(f"stack outputs on stdin: expected a JSON object, got {type(doc).__name__}; {PIPE_HINT}")
     if "iceServers" in doc:

@@ -29,6 +29,8 @@ from typing import Literal
 from aioice import stun
 from aioice.turn import UDP_TRANSPORT, TurnClientProtocol, TurnClientTcpProtocol, TurnClientUdpProtocol
 
+from stun_infra.settings import certificate_common_name
+
 Address = tuple[str, int]
 Transport = Literal["udp", "tcp"]
 
@@ -330,9 +332,10 @@ def make_self_signed(out_dir: Path, common_name: str, *, days: int = 30) -> tupl
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cert, key = out_dir / "cert.pem", out_dir / "key.pem"
+    subject = certificate_common_name(common_name)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", str(days), "-subj", f"/CN={common_name}",
+         "-nodes", "-days", str(days), "-subj", f"/CN={subject}",
          "-addext", f"subjectAltName=DNS:{common_name}",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=30)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 
-from stun_infra.settings import ConfigError, Settings
+from stun_infra.settings import ConfigError, Settings, printable
 
 DEFAULT_STACK = "dev"
 
@@ -32,6 +34,28 @@ def stack_settings(args: argparse.Namespace) -> Settings:
     from stun_infra.cloud.offline import stack_settings as settings_of
 
     return settings_of(args.stack, overrides(args))
+
+
+# coturn's AUTH_SECRET_SIZE (ns_turn_defs.h, 4.6.1); one `static-auth-secret=` line.
+MAX_TURN_SECRET = 256
+_TURN_SECRET = re.compile(rf"[\x21-\x7e]{{1,{MAX_TURN_SECRET}}}")
+
+
+def config_folder(path: Path, flag: str) -> Path:
+    """A folder whose paths are written into turnserver.conf: one line of visible characters."""
+    text = str(path.resolve())
+    if any(not c.isprintable() for c in text):
+        raise ConfigError([f"{flag}: got {printable(repr(str(path)))}, a path with a line break or control "
+                           "character cannot be written into turnserver.conf; choose another folder"])
+    return path
+
+
+def turn_secret(value: str, flag: str) -> str:
+    """A TURN secret for one config line; the message never shows it."""
+    if not _TURN_SECRET.fullmatch(value):
+        raise ConfigError([f"{flag}: must be 1-{MAX_TURN_SECRET} visible ASCII characters, no spaces or line "
+                           f"breaks (a {len(value)}-character value was given; not shown)"])
+    return value
 
 
 def fail(message: str, code: int = 2) -> int:

@@ -18,7 +18,7 @@ from stun_infra.commands.common import fail
 from stun_infra.commands.probe import add_secret_argument
 from stun_infra.client.credentials import DEFAULT_USER, ice_servers, mint
 from stun_infra.client.targets import (DEFAULT_STUN_PORT, DEFAULT_TLS_PORT, PIPE_HINT, InputError, Servers,
-                                  parse_ttl, parse_uri, read_servers, server_uris, split_host_port)
+                                  parse_port, parse_ttl, parse_uri, read_servers, server_uris, split_host_port)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_secret_argument(p)
     p.add_argument("--ttl", default="1h", help="lifetime: 30s, 15m, 1h, 2d ... at most 7d (default: 1h)")
     p.add_argument("--user", default=DEFAULT_USER, help=f"name in the username (default: {DEFAULT_USER})")
-    p.add_argument("--tls-port", type=int, default=DEFAULT_TLS_PORT,
+    p.add_argument("--tls-port", default=str(DEFAULT_TLS_PORT),
                    help=f"port of the turns: URI for hosts given as TARGET (default: {DEFAULT_TLS_PORT})")
     p.set_defaults(run=run)
 
@@ -45,6 +45,7 @@ def _uris_for(target: str, tls_port: int) -> tuple[list[str], list[str]]:
 def run(args: argparse.Namespace) -> int:
     try:
         ttl = parse_ttl(args.ttl)
+        tls_port = parse_port(args.tls_port, "--tls-port")
         targets = [t for t in args.targets if t != "-"]
         servers = Servers()
         piped = sys.stdin is not None and not sys.stdin.isatty()
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{PIPE_HINT}, or give --secret")
         stun, turn = list(servers.stun_uris), list(servers.turn_uris)
         for target in targets:
-            s, t = _uris_for(target, args.tls_port)
+            s, t = _uris_for(target, tls_port)
             stun += s
             turn += t
         if args.secret is None and servers.secret is None:

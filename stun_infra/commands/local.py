@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stun_infra.commands.common import add_stack_arguments, fail, stack_settings
+from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings
 from stun_infra.commands.probe import timeout_seconds
 from stun_infra.instance.coturn import local_paths, turnserver_conf
 from stun_infra.client.credentials import ice_servers, mint
@@ -203,6 +203,11 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 # -- the command --------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        if args.dir is not None:
+            config_folder(args.dir, "--dir")
+    except ConfigError as e:
+        return fail("; ".join(e.problems))  # about an argument: one line
     try:
         settings = stack_settings(args)
         ttl = parse_ttl(args.ttl)

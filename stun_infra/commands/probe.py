@@ -19,7 +19,8 @@ import sys
 
 from stun_infra.commands.common import fail
 from stun_infra.client.credentials import mint
-from stun_infra.client.targets import DEFAULT_TLS_PORT, InputError, Servers, plan_checks, read_servers
+from stun_infra.client.targets import (DEFAULT_TLS_PORT, InputError, Servers, parse_port, plan_checks,
+                                      read_servers)
 from stun_infra.client.probing import (as_json, failure_line, progress_line, run_checks, summary, table,
                                       with_families)
 
@@ -58,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="host, host:port, stun:/turn:/turns: URI, or - for stack outputs on stdin")
     add_secret_argument(p)
     p.add_argument("--user", default=PROBE_USER, help=f"name in the minted TURN username (default: {PROBE_USER})")
-    p.add_argument("--tls-port", type=int, default=DEFAULT_TLS_PORT,
+    p.add_argument("--tls-port", default=str(DEFAULT_TLS_PORT),
                    help=f"TLS port for hosts given without a turns: URI (default: {DEFAULT_TLS_PORT})")
     p.add_argument("--timeout", default="3", help="seconds per attempt, at most 60 (default: 3)")
     p.add_argument("--retries", default="1", help="extra attempts after a timeout, 0-10 (default: 1)")
@@ -76,6 +77,7 @@ def read_stdin_servers() -> Servers:
 def run(args: argparse.Namespace) -> int:
     try:
         timeout, retries = timeout_seconds(args.timeout), retry_count(args.retries)
+        tls_port = parse_port(args.tls_port, "--tls-port")
         targets: list[str] = []
         servers = Servers()
         for target in args.targets:
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                         "or `-` with `pulumi stack output --json --show-secrets` on stdin")
         secret = args.secret or servers.secret
         auth = mint(secret, user=args.user, ttl_seconds=PROBE_TTL) if secret else None
-        checks = plan_checks(targets, tls_port=args.tls_port, auth=auth, auth_by_uri=dict(servers.auth_by_uri))
+        checks = plan_checks(targets, tls_port=tls_port, auth=auth, auth_by_uri=dict(servers.auth_by_uri))
     except (InputError, ValueError) as e:
         return fail(str(e))
     checks = asyncio.run(with_families(checks, timeout))

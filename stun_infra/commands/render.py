@@ -12,11 +12,12 @@ import argparse
 import ipaddress
 import os
 import secrets
+import subprocess
 from pathlib import Path
 
-from stun_infra.commands.common import add_stack_arguments, fail, stack_settings
+from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings, turn_secret
 from stun_infra.instance.coturn import INSTANCE_PATHS, local_paths, turnserver_conf
-from stun_infra.settings import ConfigError
+from stun_infra.settings import ConfigError, Settings, printable
 from stun_infra.instance.userdata import BootInputs, ParameterNames, agent_config, render_user_data
 
 SECRET_ENV = "STUN_INFRA_TURN_SECRET"
@@ -45,33 +46,58 @@ def _ipv4(value: str, flag: str) -> str:
     try:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
-        raise ConfigError([f"{flag}: got {value!r}, must be an IPv4 address such as 203.0.113.10"]) from None
+        raise ConfigError([f"{flag}: got {printable(repr(value))}, must be an IPv4 address such as "
+                           "203.0.113.10"]) from None
 
 
 def _ipv6(value: str, flag: str) -> str:
+    """An instance's own IPv6 address: no zone (`%eth0` would reach the config as it is)."""
     try:
-        return str(ipaddress.IPv6Address(value))
+        ip = ipaddress.IPv6Address(value)
     except ValueError:
-        raise ConfigError([f"{flag}: got {value!r}, must be an IPv6 address such as 2001:db8::10"]) from None
+        ip = None
+    if ip is None or ip.scope_id is not None or ip.is_multicast or ip.is_unspecified:
+        raise ConfigError([f"{flag}: got {printable(repr(value))}, must be an IPv6 unicast address without a "
+                           "zone, such as 2001:db8::10"])
+    return str(ip)
 
 
 def _write(path: Path, text: str, mode: int) -> None:
-    path.write_text(text)
+    path.touch(mode=mode)
     path.chmod(mode)
+    path.write_text(text)
 
 
 def run(args: argparse.Namespace) -> int:
-    from stun_infra.client.turn_client import make_self_signed
-
     try:
         settings = stack_settings(args)
+    except ConfigError as e:
+        return fail(str(e))
+    try:
         public_ip = _ipv4(args.public_ip, "--public-ip")
         private_ip = _ipv4(args.private_ip, "--private-ip")
         ipv6 = _ipv6(args.ipv6, "--ipv6") if args.ipv6 else ""
+        out: Path = config_folder(args.out, "--out")
+        if args.turn_secret is not None:
+            secret = turn_secret(args.turn_secret, "--turn-secret")
+        elif os.environ.get(SECRET_ENV):
+            secret = turn_secret(os.environ[SECRET_ENV], f"${SECRET_ENV}")
+        else:
+            secret = secrets.token_urlsafe(32)
     except ConfigError as e:
-        return fail(str(e))
-    secret = args.turn_secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
-    out: Path = args.out
+        return fail("; ".join(e.problems))  # about an argument: one line
+    try:
+        return write_files(args, settings, out, public_ip, private_ip, ipv6, secret)
+    except OSError as e:
+        return fail(f"--out {printable(str(out))}: cannot write there ({e.strerror or e})")
+    except subprocess.SubprocessError as e:
+        return fail(f"could not make a self-signed certificate with openssl in {printable(str(out))}: {e}")
+
+
+def write_files(args: argparse.Namespace, settings: Settings, out: Path, public_ip: str, private_ip: str,
+                ipv6: str, secret: str) -> int:
+    from stun_infra.client.turn_client import make_self_signed
+
     out.mkdir(parents=True, exist_ok=True)
     paths = INSTANCE_PATHS if args.instance_paths else local_paths(out)
     if not args.instance_paths:

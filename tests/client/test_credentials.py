@@ -65,3 +65,18 @@ def test_ice_servers_lists_stun_without_and_turn_with_credentials():
 def test_ice_servers_leaves_out_turn_when_there_is_none():
     assert ice_servers(["stun:turn.example.com:3478"], [], "", "") == {
         "iceServers": [{"urls": ["stun:turn.example.com:3478"]}]}
+
+
+def test_a_username_longer_than_coturn_takes_is_refused():
+    """coturn 4.6.1 takes usernames of at most 512 bytes (STUN_MAX_USERNAME_SIZE): `<expiry>:<user>`."""
+    username, _ = mint("s", user="u" * 501, ttl_seconds=60, now=1_700_000_000)
+    assert len(username.encode()) == 512
+    with pytest.raises(ValueError, match="at most 512 bytes, so at most 501 for the user"):
+        mint("s", user="u" * 502, ttl_seconds=60, now=1_700_000_000)
+
+
+@pytest.mark.parametrize("user", ["a\nb", "a\x1bb"])
+def test_a_username_with_a_control_character_is_refused_and_escaped(user):
+    with pytest.raises(ValueError) as caught:
+        mint("s", user=user, ttl_seconds=60)
+    assert "one line of visible characters" in str(caught.value) and user not in str(caught.value)

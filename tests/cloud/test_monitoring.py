@@ -387,3 +387,10 @@ def test_one_stalled_instance_alarms_its_own_alarm_not_the_fleets(static):
     assert not alarms_after(alarm, stalled_series(alarm, [8.0] * 3, [0.0, 0.0, 8.0]))
     fleet_alarm = found["stun-infra-test-bindings-stalled"]
     assert alarms_after(fleet_alarm, stalled_series(fleet_alarm, [24.0] * 3, [None] * 3))
+
+
+def test_dashboard_json_is_built_whole_so_no_value_breaks_out_of_its_string():
+    from stun_infra.cloud.components.monitoring import dashboard_body
+    region = 'eu-west-3", "x": "y'
+    body = json.loads(dashboard_body(region, NAMESPACE, None, ["i-1"]))
+    assert {w["properties"]["region"] for w in body["widgets"]} == {region}

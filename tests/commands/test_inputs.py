@@ -201,3 +201,111 @@ def test_local_without_coturn_says_how_to_install_it(tmp_path: Path):
     env = {**os.environ, "PATH": str(bin_dir)}  # no turnserver, no apt-get
     result = cli("local", "--check", "--no-install", env=env, timeout=30)
     assert_one_line_error(result, "coturn is not installed", "apt-get install coturn")
+
+
+# -- hosts, ports and users of the client commands ------------------------------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    (["credentials", "--secret", SECRET, "--tls-port", "70000", "turn.example.com"],
+     "--tls-port: port '70000' must be a number from 1 to 65535"),
+    (["probe", "--tls-port", "0", "turn.example.com"], "--tls-port: port '0' must be a number from 1 to 65535"),
+    (["probe", "--tls-port", "abc", "turn.example.com"], "--tls-port: port 'abc'"),
+    (["credentials", "--secret", SECRET, "turn.example.com:0"], "port '0' must be a number from 1 to 65535"),
+    (["credentials", "--secret", SECRET, "--", "-turn.example.com"], "is not a host name"),
+    (["credentials", "--secret", SECRET, "turn..example.com"], "is not a host name"),
+    (["credentials", "--secret", SECRET, "999.1.1.1"], "is not a host name"),
+    (["probe", "turn_1.example.com"], "is not a host name"),
+    (["credentials", "--secret", SECRET, "--user", "u" * 502, "turn.example.com"],
+     "at most 512 bytes, so at most 501 for the user"),
+])
+def test_client_ports_hosts_and_users_coturn_would_refuse_are_one_line(args, fragment):
+    line = assert_one_line_error(cli(*args, timeout=20), fragment)
+    assert SECRET not in line
+
+
+@pytest.mark.parametrize("host", ["turn.example.com", "turn.example.com.", "a-b.c", "203.0.113.10", "localhost"])
+def test_real_host_names_and_addresses_are_accepted(host):
+    assert plan_checks([host])[0].host == host
+
+
+def test_deeply_nested_json_on_stdin_is_one_line():
+    assert_one_line_error(cli("probe", "-", stdin="[" * 100_000, timeout=20), "nested too deeply")
+
+
+# -- render and local: nothing reaches turnserver.conf unchecked -----------------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--ipv6", "fe80::1%eth0\nallowed-peer-ip=10.0.0.1"], "must be an IPv6 unicast address without a zone"),
+    (["--ipv6", "fe80::1%eth0"], "without a zone"),
+    (["--ipv6", "ff02::1"], "unicast"),
+    (["--turn-secret", "x\nallowed-peer-ip=10.0.0.1"], "--turn-secret: must be 1-256 visible ASCII characters"),
+    (["--turn-secret", "has space"], "no spaces or line breaks"),
+    (["--turn-secret", "s" * 257], "1-256"),
+    (["--public-ip", "203.0.113.1\nallowed-peer-ip=10.0.0.1"], "--public-ip: got '203.0.113.1\\nallowed"),
+])
+def test_render_arguments_that_would_inject_a_line_are_refused(tmp_path: Path, args, fragment):
+    line = assert_one_line_error(cli("render", "--out", str(tmp_path / "out"), *args), fragment)
+    assert "allowed-peer-ip=10.0.0.1\n" not in line and not (tmp_path / "out").exists()
+    assert "x\nallowed" not in line
+
+
+def test_a_secret_from_the_environment_is_checked_and_never_shown(tmp_path: Path):
+    env = {**os.environ, "STUN_INFRA_TURN_SECRET": "abc\nallowed-peer-ip=10.0.0.1"}
+    line = assert_one_line_error(cli("render", "--out", str(tmp_path), env=env), "$STUN_INFRA_TURN_SECRET: must be")
+    assert "abc" not in line
+
+
+@pytest.mark.parametrize("command", [["render", "--out"], ["local", "--check", "--no-install", "--dir"]])
+def test_a_folder_with_a_line_break_is_refused_before_it_reaches_the_config(tmp_path: Path, command):
+    folder = tmp_path / "a\nallowed-peer-ip=10.0.0.1"
+    assert_one_line_error(cli(*command, str(folder), timeout=20), "line break or control character")
+    assert not folder.exists()
+
+
+def test_an_unwritable_out_folder_is_one_line(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_one_line_error(cli("render", "--out", str(blocker / "sub")), "--out", "cannot write there")
+
+
+def test_render_with_a_long_tls_domain_writes_a_certificate_naming_it(tmp_path: Path):
+    """A common name holds 64 characters; a DNS name up to 253: the name goes in subjectAltName."""
+    domain = "a" * 60 + ".b" * 20 + ".example.com"
+    result = cli("render", "--out", str(tmp_path), "--set", f"tlsDomain={domain}")
+    assert result.returncode == 0, result.stderr
+    from cryptography import x509
+    cert = x509.load_pem_x509_certificate((tmp_path / "cert.pem").read_bytes())
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == [domain]
+
+
+# -- stack files, stack names, PULUMI_CONFIG -------------------------------------------------
+
+def assert_config_error(result, fragment: str) -> None:
+    """One `error: invalid stack config` (its problems listed below it, as `pulumi up` shows them)."""
+    assert_one_line_error(result)
+    assert fragment in result.stderr and "\x1b" not in result.stderr, result.stderr
+
+@pytest.mark.parametrize("command", [["plan"], ["render", "--out", "/nonexistent-11a"], ["local", "--check", "--no-install"]])
+def test_a_300_character_stack_name_is_one_error(command):
+    assert_config_error(cli(*command, "--stack", "s" * 300, timeout=20), "stack name: got 'sss")
+
+
+def test_a_malformed_pulumi_config_is_one_error():
+    env = {**os.environ, "PULUMI_CONFIG": "{not json"}
+    assert_config_error(cli("plan", env=env, timeout=60), "PULUMI_CONFIG: must be a JSON object")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("config: [\n", "is not valid YAML"), ("- just\n- a list\n", "must be a map with a `config:` map"),
+    ("config:\n  instanceCount: 3\n", "instanceCount: has no namespace"),
+])
+def test_a_broken_stack_file_is_one_error(text, fragment):
+    """Plan reads Pulumi.<stack>.yaml from the project: a throwaway stack file there, removed after."""
+    stack = f"broken{os.getpid()}"
+    path = Path(__file__).resolve().parents[2] / f"Pulumi.{stack}.yaml"
+    path.write_text(text)
+    try:
+        assert_config_error(cli("plan", "--stack", stack, timeout=60), fragment)
+    finally:
+        path.unlink()

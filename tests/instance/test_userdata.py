@@ -287,7 +287,7 @@ def test_render_with_ipv6_equals_what_an_instance_with_ipv6_writes(tmp_path):
 
 def test_render_refuses_a_bad_ipv6(tmp_path, capsys):
     assert main(["render", "--out", str(tmp_path), "--ipv6", "10.0.0.1"]) == 2
-    assert "--ipv6: got '10.0.0.1', must be an IPv6 address" in capsys.readouterr().err
+    assert "--ipv6: got '10.0.0.1', must be an IPv6 unicast address" in capsys.readouterr().err
 
 
 def test_render_refuses_a_bad_address(tmp_path, capsys):

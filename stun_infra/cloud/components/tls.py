@@ -8,6 +8,7 @@ import pulumi
 import pulumi_tls as tls
 
 from stun_infra.cloud.components.base import PACKAGE, child_opts
+from stun_infra.settings import certificate_common_name
 
 VALIDITY_HOURS = 365 * 24
 RENEW_BEFORE_HOURS = 30 * 24
@@ -35,7 +36,7 @@ class TlsCertificate(pulumi.ComponentResource):
             key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child_opts(self))
             cert = tls.SelfSignedCert(
                 f"{name}-cert", private_key_pem=key.private_key_pem,
-                subject=tls.SelfSignedCertSubjectArgs(common_name=args.domain, organization="stun-infra"),
+                subject=tls.SelfSignedCertSubjectArgs(common_name=certificate_common_name(args.domain), organization="stun-infra"),
                 dns_names=[args.domain], validity_period_hours=VALIDITY_HOURS,
                 early_renewal_hours=RENEW_BEFORE_HOURS,
                 allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
