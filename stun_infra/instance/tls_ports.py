@@ -2,9 +2,9 @@
 
 coturn 4.6.1 opens `alt-tls-listening-port` only for RFC 5780 (two listening addresses);
 an instance has one, so a second `tls-listening-port` is not possible (checked against
-the real server). A `redirect` in the nat hooks keeps the client's address, so coturn
-sees the real client on every port. `prerouting` catches what arrives from the network;
-`output` the same for connections made on the host itself (tests, a local probe).
+the real server). A `redirect` in the prerouting hook keeps the client's address, so
+coturn sees the real client on every port; it applies to what arrives from the network
+(a connection made on the instance itself to the other port is not redirected).
 """
 
 from __future__ import annotations

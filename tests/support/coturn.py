@@ -96,13 +96,19 @@ class CoturnServer:
 
 
 def start_coturn(ns: NetNs, workdir: Path, settings: Settings, *, extra_lines: tuple[str, ...] = (),
-                 host: str = SERVER_IPV4, ipv6: str = "") -> CoturnServer:
+                 host: str = SERVER_IPV4, ipv6: str = "", certificate: tuple[str, str] | None = None,
+                 public_ip: str = PUBLIC_IPV4) -> CoturnServer:
     """Render the config into `workdir` (with `ipv6` as the instance's IPv6 address, if
-    any), launch turnserver in `ns`, return once it answers on `host`."""
+    any), launch turnserver in `ns`, return once it answers on `host`. `certificate`
+    (cert PEM, key PEM) replaces the self-signed one; `public_ip` equal to SERVER_IPV4
+    makes relayed addresses reachable inside the namespace (no 1:1 NAT there)."""
     make_self_signed(workdir, TLS_NAME)
     paths = local_paths(workdir)
+    if certificate:
+        Path(paths.cert).write_text(certificate[0])
+        Path(paths.key).write_text(certificate[1])
     secret = secrets.token_urlsafe(32) if settings.turn else ""
-    conf = turnserver_conf(settings, public_ip=PUBLIC_IPV4, private_ip=SERVER_IPV4,
+    conf = turnserver_conf(settings, public_ip=public_ip, private_ip=SERVER_IPV4,
                            turn_secret=secret, paths=paths, ipv6=ipv6)
     conf += "".join(f"{line}\n" for line in extra_lines)
     conf_path = workdir / "turnserver.conf"
