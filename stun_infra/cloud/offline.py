@@ -180,6 +180,9 @@ class OfflineMocks(pulumi.runtime.Mocks):
                 "resourceRecordValue": f"_{_fake_id('w', domain)}.acm-validations.aws."}])
         elif typ == "aws:route53/record:Record":
             state.update(fqdn=inputs["name"].rstrip("."))
+        elif typ == "aws:lb/targetGroup:TargetGroup":
+            state.update(arn=f"arn:aws:elasticloadbalancing:{self.region}:{OFFLINE_ACCOUNT}:targetgroup/"
+                             f"{(inputs.get('name') or name)[:32]}/{rid[:16]}")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
             state.update(dnsName=f"{name}-{rid[:8]}.elb.{self.region}.amazonaws.com", zoneId="Z1CMS0P5QUZ6D5")
         elif typ == "aws:autoscaling/group:Group":

@@ -30,6 +30,7 @@ from stun_infra.cloud.components.secrets import SecretsArgs, ServerSecrets
 from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
 from stun_infra.client.targets import server_uris
 from stun_infra.settings import PROJECT, ConfigError, Settings
+from stun_infra.instance.nlb_targets import TargetGroupPort
 from stun_infra.instance.userdata import BootInputs, render_user_data
 
 DEBIAN_OWNER = "136693071363"  # Debian's official AWS account
@@ -174,9 +175,17 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         retention_days=settings.log_retention_days, metric_namespace=namespace,
         session_logging=settings.session_logging, tags=tags))
     exported_arn = acm.certificate_arn if acm and settings.acm_export else None
+    # Autoscale: the load balancer first, so that the role and the boot script can name its
+    # IPv6 target groups (each instance registers its own IPv6 address in them).
+    endpoint = LoadBalancedEndpoint(prefix, LoadBalancerArgs(
+        vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
+        tls_ports=settings.turns_ports, coturn_tls_port=settings.tls_port, tags=tags,
+        certificate_arn=acm.certificate_arn if acm else None, ipv6=settings.ipv6)) if settings.autoscale else None
+    ipv6_groups = endpoint.ipv6_target_groups if endpoint else []
     access = InstanceAccess(prefix, AccessArgs(
         parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,
-        metric_namespace=namespace, tags=tags, exported_certificate_arn=exported_arn))
+        metric_namespace=namespace, tags=tags, exported_certificate_arn=exported_arn,
+        ipv6_target_group_arns=[arn for arn, _ in ipv6_groups]))
     spec = LaunchSpec(
         ami_id=found.ami_id, root_device_name=found.root_device_name, instance_type=settings.instance_type,
         key_name=key_pair.key_name, instance_profile_name=access.profile.name,
@@ -185,16 +194,15 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     pinned = secrets.pinned_names
     # The boot script but for the instance's own address: the launch template's, and what
     # boot_script_sha256 reports (it changes with a new version of a secret or certificate).
-    boot_script = pinned.apply(lambda names: render_user_data(settings, BootInputs(parameters=names)))
+    boot_script = pulumi.Output.all(pinned, *[arn for arn, _ in ipv6_groups]).apply(
+        lambda a: render_user_data(settings, BootInputs(
+            parameters=a[0], ipv6_target_groups=tuple(
+                TargetGroupPort(arn, port) for arn, (_, port) in zip(a[1:], ipv6_groups)))))
     # Instances boot only once the role may read what the script fetches.
     fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs, *([acm] if acm else [])])
 
     outputs: dict[str, Any] = {"mode": settings.mode, "region": settings.region}
-    if settings.autoscale:
-        endpoint = LoadBalancedEndpoint(prefix, LoadBalancerArgs(
-            vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
-            tls_ports=settings.turns_ports, coturn_tls_port=settings.tls_port, tags=tags,
-            certificate_arn=acm.certificate_arn if acm else None))
+    if endpoint:
         fleet = AutoscaleFleet(prefix, AutoscaleFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, min_size=settings.min_size,
             desired_capacity=settings.desired_capacity, max_size=settings.max_size,
@@ -205,7 +213,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         hosts: list[pulumi.Input[str]] = [endpoint.dns_name]
         if settings.dns_name:
             DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
-                                        alias_target=(endpoint.dns_name, endpoint.zone_id)))
+                                        alias_target=(endpoint.dns_name, endpoint.zone_id),
+                                        alias_ipv6=settings.ipv6))
         outputs.update(asg_name=fleet.group_name, load_balancer_dns_name=endpoint.dns_name)
         asg_name, instance_ids, min_size = fleet.group_name, [], settings.min_size
     else:

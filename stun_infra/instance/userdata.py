@@ -12,7 +12,7 @@ import gzip
 import json
 from dataclasses import dataclass
 
-from stun_infra.instance import binding_counters, metrics, tls_ports, tls_sync
+from stun_infra.instance import binding_counters, metrics, nlb_targets, tls_ports, tls_sync
 from stun_infra.instance.coturn import INSTANCE_PATHS, coturn_tls_ports, turnserver_conf
 from stun_infra.settings import Settings
 from stun_infra.instance.templating import render
@@ -57,6 +57,8 @@ class BootInputs:
     parameters: ParameterNames
     expected_public_ip: str = ""  # static mode: the Elastic IP to wait for
     certificate_arn: str = ""     # static mode with ACM: the exportable certificate coturn serves
+    # Autoscale, dual stack: the load balancer's IPv6 target groups the instance joins.
+    ipv6_target_groups: tuple[nlb_targets.TargetGroupPort, ...] = ()
     agent_base_url: str = CLOUDWATCH_AGENT_BASE_URL
     ssm_agent_url: str = SSM_AGENT_URL
 
@@ -93,6 +95,7 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         agent_config=agent_config(settings),
         paths=INSTANCE_PATHS,
         counters=binding_counters.boot_files(settings),
+        nlb_targets=nlb_targets.boot_files(list(boot.ipv6_target_groups)) if boot.ipv6_target_groups else None,
     )
     packed(text)  # fail here, at plan time, if it would not fit
     return text

@@ -152,3 +152,79 @@ def test_ipv6_ssh_cidrs_with_ipv6_off_are_refused_naming_both_keys():
 def test_ipv4_ssh_cidrs_with_ipv6_off_are_fine():
     run = program(ipv6="false", sshAllowedCidrs='["203.0.113.7/32"]')
     assert ("tcp", 22, 22, "203.0.113.7/32") in ingress(run)
+
+
+# -- autoscale: the load balancer -----------------------------------------------------------
+
+LB = "aws:lb/loadBalancer:LoadBalancer"
+TG = "aws:lb/targetGroup:TargetGroup"
+LISTENER = "aws:lb/listener:Listener"
+RULE = "aws:lb/listenerRule:ListenerRule"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+
+
+def test_the_load_balancer_is_dualstack_with_a_source_nat_prefix_for_udp(autoscale_run):
+    lb = autoscale_run.one(LB).inputs
+    assert (lb["ipAddressType"], lb["enablePrefixForIpv6SourceNat"]) == ("dualstack", "on")
+
+
+def test_each_instance_group_has_an_ipv6_twin_with_ip_targets(autoscale_run):
+    groups = [r.inputs for r in autoscale_run.of_type(TG)]
+    v4 = {(g["protocol"], g["port"]) for g in groups if g["targetType"] == "instance"}
+    v6 = {(g["protocol"], g["port"]) for g in groups if (g["targetType"], g.get("ipAddressType")) == ("ip", "ipv6")}
+    assert v4 == v6 and len(v4) == 2
+    assert all(g["preserveClientIp"] == "true" for g in groups)
+
+
+def test_every_listener_sends_ipv6_clients_to_the_ipv6_twin_of_its_group(autoscale_run):
+    arn = {r.urn: r.state["arn"] for r in autoscale_run.of_type(LISTENER) + autoscale_run.of_type(TG)}
+    groups = {r.state["arn"]: r.inputs for r in autoscale_run.of_type(TG)}
+    listeners = {r.state["arn"]: r.inputs for r in autoscale_run.of_type(LISTENER)}
+    rules = [r.inputs for r in autoscale_run.of_type(RULE)]
+    assert sorted(r["listenerArn"] for r in rules) == sorted(listeners) and arn
+    for rule in rules:
+        assert rule["conditions"] == [{"sourceIp": {"ipAddressType": "ipv6"}}]
+        (action,) = rule["actions"]
+        default = groups[listeners[rule["listenerArn"]]["defaultActions"][0]["targetGroupArn"]]
+        twin = groups[action["targetGroupArn"]]
+        assert action["type"] == "forward" and twin.get("ipAddressType") == "ipv6"
+        assert (twin["protocol"], twin["port"]) == (default["protocol"], default["port"])
+
+
+def test_the_auto_scaling_group_registers_instances_in_the_ipv4_groups_only(autoscale_run):
+    (group,) = inputs_of(autoscale_run, "aws:autoscaling/group:Group")
+    instance_groups = {r.state["arn"] for r in autoscale_run.of_type(TG) if r.inputs["targetType"] == "instance"}
+    assert set(group["targetGroupArns"]) == instance_groups
+
+
+def test_each_instance_registers_its_own_ipv6_address_in_the_ipv6_groups(autoscale_run):
+    from stun_infra.instance.userdata import unpacked
+    script = unpacked(autoscale_run.one(LAUNCH_TEMPLATE).inputs["userData"])
+    ipv6_groups = [r for r in autoscale_run.of_type(TG) if r.inputs["targetType"] == "ip"]
+    for group in ipv6_groups:
+        assert f'--target-group-arn "{group.state["arn"]}"' in script
+        assert f'--targets "Id=${{IPV6}},Port={int(group.inputs["port"])}"' in script
+    assert "systemctl enable stun-nlb-targets.service" in script
+
+
+def test_the_role_may_register_in_the_ipv6_groups_and_nowhere_else(autoscale_run):
+    import json
+    statements = json.loads(autoscale_run.one(ROLE_POLICY).inputs["policy"])["Statement"]
+    (register,) = [s for s in statements if "elasticloadbalancing:RegisterTargets" in s["Action"]]
+    assert sorted(register["Action"]) == ["elasticloadbalancing:DeregisterTargets",
+                                          "elasticloadbalancing:RegisterTargets"]
+    assert sorted(register["Resource"]) == sorted(
+        r.state["arn"] for r in autoscale_run.of_type(TG) if r.inputs["targetType"] == "ip")
+
+
+def test_static_instances_register_nowhere(static_run):
+    from stun_infra.instance.userdata import unpacked
+    assert all("stun-nlb-targets" not in unpacked(i["userDataBase64"]) for i in inputs_of(static_run, INSTANCE))
+
+
+def test_autoscale_dns_aliases_the_name_for_both_families():
+    run = program(mode="autoscale", **DNS)
+    aliases = [r for r in inputs_of(run, RECORD) if r.get("aliases")]
+    lb = run.one(LB).state
+    assert sorted(a["type"] for a in aliases) == ["A", "AAAA"]
+    assert all(a["aliases"][0]["name"] == lb["dnsName"] and a["name"] == DNS["dnsName"] for a in aliases)

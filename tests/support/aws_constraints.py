@@ -308,11 +308,13 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
                           "https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html"),
         "subnets[]": Api("elbv2", "CreateLoadBalancer", "Subnets[]"),
         "enableCrossZoneLoadBalancing": Api("elbv2", "ModifyLoadBalancerAttributes", "Attributes[].Value"),
+        "ipAddressType": Api("elbv2", "CreateLoadBalancer", "IpAddressType"),
+        "enablePrefixForIpv6SourceNat": Api("elbv2", "CreateLoadBalancer", "EnablePrefixForIpv6SourceNat"),
         AUTONAME: [Api("elbv2", "CreateLoadBalancer", "Name"), LB_NAME],
         **_list_tags("elbv2", "CreateLoadBalancer")},
     "aws:lb/targetGroup:TargetGroup": {
         **{p: Api("elbv2", "CreateTargetGroup", m) for p, m in {
-            "port": "Port", "protocol": "Protocol", "targetType": "TargetType",
+            "port": "Port", "protocol": "Protocol", "targetType": "TargetType", "ipAddressType": "IpAddressType",
             "healthCheck.protocol": "HealthCheckProtocol", "healthCheck.port": "HealthCheckPort",
             "healthCheck.interval": "HealthCheckIntervalSeconds", "healthCheck.timeout": "HealthCheckTimeoutSeconds",
             "healthCheck.healthyThreshold": "HealthyThresholdCount",
@@ -330,6 +332,11 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
                             "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html")],
         "certificateArn": [Api("elbv2", "CreateListener", "Certificates[].CertificateArn"), ID_REF],
         **_list_tags("elbv2", "CreateListener")},
+    "aws:lb/listenerRule:ListenerRule": {
+        "listenerArn": ID_REF, "priority": Api("elbv2", "CreateRule", "Priority"),
+        "conditions[].sourceIp.ipAddressType": Api("elbv2", "CreateRule", "Conditions[].SourceIpConfig.IpAddressType"),
+        "actions[].type": Api("elbv2", "CreateRule", "Actions[].Type"), "actions[].targetGroupArn": ID_REF,
+        **_list_tags("elbv2", "CreateRule")},
     "aws:acm/certificate:Certificate": {
         "domainName": Api("acm", "RequestCertificate", "DomainName"),
         "validationMethod": Api("acm", "RequestCertificate", "ValidationMethod"),

@@ -34,6 +34,7 @@ class AccessArgs:
     metric_namespace: str
     tags: dict[str, str]
     exported_certificate_arn: pulumi.Input[str] | None = None  # static mode with ACM
+    ipv6_target_group_arns: Sequence[pulumi.Input[str]] = ()  # autoscale, dual stack: groups it joins
 
 
 def export_statement(certificate_arn: str) -> dict:
@@ -43,9 +44,13 @@ def export_statement(certificate_arn: str) -> dict:
 
 
 def instance_policy(parameter_arns: list[str], log_group_arn: str, metric_namespace: str,
-                    exported_certificate_arn: str | None = None) -> str:
+                    exported_certificate_arn: str | None = None, ipv6_target_group_arns: list[str] = ()) -> str:
     """The role's one inline policy, as JSON."""
     export = [export_statement(exported_certificate_arn)] if exported_certificate_arn else []
+    # Each instance puts its own IPv6 address in the load balancer's IPv6 groups, and takes it out.
+    export += [{"Sid": "RegisterOwnIpv6Target", "Effect": "Allow",
+                "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                "Resource": list(ipv6_target_group_arns)}] if ipv6_target_group_arns else []
     # STUN only with ACM's certificate: no parameter at all, and IAM refuses an empty Resource.
     read = [{"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
              "Resource": parameter_arns}] if parameter_arns else []
@@ -79,8 +84,8 @@ class InstanceAccess(pulumi.ComponentResource):
             }),
             tags=tagged(args.tags, f"{name}-role"), opts=child_opts(self))
         policy = pulumi.Output.all(list(args.parameter_arns), args.log_group_arn,
-                                   args.exported_certificate_arn).apply(
-            lambda a: instance_policy(a[0], a[1], args.metric_namespace, a[2]))
+                                   args.exported_certificate_arn, list(args.ipv6_target_group_arns)).apply(
+            lambda a: instance_policy(a[0], a[1], args.metric_namespace, a[2], a[3]))
         aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=policy, opts=child_opts(self))
         self.profile = aws.iam.InstanceProfile(
             f"{name}-profile", role=self.role.name, tags=tagged(args.tags, f"{name}-profile"),

@@ -20,6 +20,12 @@ import pulumi_aws as aws
 from stun_infra.cloud.components.base import PACKAGE, child_opts, fitted, tagged
 
 DNS_TTL = 60
+# A dualstack NLB answers clients on IPv4 and IPv6. Its UDP listeners need a source NAT
+# prefix per subnet ([Network Load Balancers with UDP listeners] "The IP address type must
+# be dualstack"; API_LoadBalancer EnablePrefixForIpv6SourceNat): AWS picks one (/80) from
+# each subnet's /64 when it is on.
+DUALSTACK = {"ip_address_type": "dualstack", "enable_prefix_for_ipv6_source_nat": "on"}
+IPV6_RULE_PRIORITY = 10
 AWS_LB_NAME_LIMIT = 32  # load balancers and target groups
 # NLB health checks: the interval is 5-300 s and the timeout 2-120 s, no longer than the
 # interval (AWS picks 10 s for TCP when none is given); a target is out after 3 misses.
@@ -41,6 +47,7 @@ class LoadBalancerArgs:
     coturn_tls_port: int                # where passed-through TLS lands on the instances
     tags: dict[str, str]
     certificate_arn: pulumi.Input[str] | None = None  # ACM: the NLB terminates TLS
+    ipv6: bool = False  # dual stack: IPv6 clients reach coturn with their own address
 
 
 @dataclass(frozen=True)
@@ -86,16 +93,22 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
         self.load_balancer = aws.lb.LoadBalancer(
             fitted(name, "nlb", AWS_LB_NAME_LIMIT), load_balancer_type="network", internal=False, subnets=list(args.subnet_ids),
             enable_cross_zone_load_balancing=True, tags=tagged(args.tags, f"{name}-nlb"),
-            opts=child_opts(self))
+            opts=child_opts(self), **(DUALSTACK if args.ipv6 else {}))
         group_specs, listener_specs = layout(args.stun_port, args.tls_ports, args.coturn_tls_port,
                                              terminate_tls=args.certificate_arn is not None)
         groups: dict[str, aws.lb.TargetGroup] = {}
-        for spec in group_specs:
-            groups[spec.key] = aws.lb.TargetGroup(
-                fitted(name, spec.key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=spec.protocol, port=spec.port,
-                # Instance targets see the client's own address, also behind a TLS listener
+        ipv6_groups: dict[str, aws.lb.TargetGroup] = {}
+        for spec, family in [(g, f) for g in group_specs for f in ((4, 6) if args.ipv6 else (4,))]:
+            key = spec.key if family == 4 else f"{spec.key}-v6"
+            (groups if family == 4 else ipv6_groups)[spec.key] = aws.lb.TargetGroup(
+                fitted(name, key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=spec.protocol, port=spec.port,
+                # Instance targets see an IPv4 client's own address, also behind a TLS listener,
+                # but an IPv6 client's is translated to the load balancer's IPv4 one; only an
+                # IPv6 group (IP targets: each instance registers its own address, see
+                # stun_infra/instance/nlb_targets.py) keeps an IPv6 client's address
                 # (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html).
-                target_type="instance", preserve_client_ip="true",
+                **({"target_type": "instance"} if family == 4 else {"target_type": "ip", "ip_address_type": "ipv6"}),
+                preserve_client_ip="true",
                 # A draining instance's flows end with the deregistration delay, so clients
                 # move to a healthy one. Also the only value that stays put: AWS defaults it
                 # to true for UDP/TCP_UDP groups and the provider sends it on create only
@@ -105,20 +118,34 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
                 health_check=aws.lb.TargetGroupHealthCheckArgs(
                     protocol="TCP", port="traffic-port", interval=HEALTH_CHECK_INTERVAL,
                     timeout=HEALTH_CHECK_TIMEOUT, healthy_threshold=3, unhealthy_threshold=3),
-                tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self))
+                tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self))
         for spec in listener_specs:
             tls = {"certificate_arn": args.certificate_arn, "ssl_policy": TLS_POLICY} if spec.protocol == "TLS" else {}
-            aws.lb.Listener(
+            listener = aws.lb.Listener(
                 f"{name}-{spec.key}", load_balancer_arn=self.load_balancer.arn, protocol=spec.protocol,
                 port=spec.port, **tls,
                 default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward",
                                                                   target_group_arn=groups[spec.target].arn)],
                 tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self))
+            if args.ipv6:
+                # IPv6 clients to the IPv6 group, the rest to the default (instance) group: NLB
+                # listener rules match the source's address type, on TCP, UDP, TCP_UDP and TLS
+                # listeners (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/add-rule.html).
+                aws.lb.ListenerRule(
+                    f"{name}-{spec.key}-v6", listener_arn=listener.arn, priority=IPV6_RULE_PRIORITY,
+                    conditions=[aws.lb.ListenerRuleConditionArgs(
+                        source_ip=aws.lb.ListenerRuleConditionSourceIpArgs(ip_address_type="ipv6"))],
+                    actions=[aws.lb.ListenerRuleActionArgs(type="forward",
+                                                           target_group_arn=ipv6_groups[spec.target].arn)],
+                    tags=tagged(args.tags, f"{name}-{spec.key}-v6"), opts=child_opts(self))
         self.target_groups = list(groups.values())
-        self.target_group_arns = [g.arn for g in self.target_groups]
+        self.target_group_arns = [g.arn for g in self.target_groups]  # the Auto Scaling group's (instance targets)
+        # (ARN, port on the instance) of each IPv6 group: each instance registers itself in them.
+        self.ipv6_target_groups = [(ipv6_groups[spec.key].arn, spec.port) for spec in group_specs if args.ipv6]
         self.dns_name = self.load_balancer.dns_name
         self.zone_id = self.load_balancer.zone_id
-        self.register_outputs({"dns_name": self.dns_name, "target_group_arns": self.target_group_arns})
+        self.register_outputs({"dns_name": self.dns_name, "target_group_arns": self.target_group_arns,
+                               "ipv6_target_group_arns": [arn for arn, _ in self.ipv6_target_groups]})
 
 
 @dataclass(frozen=True)

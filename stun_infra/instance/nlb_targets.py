@@ -1,0 +1,57 @@
+"""An instance's own IPv6 address in the load balancer's IPv6 target groups (autoscale, dual stack).
+
+Why the instance registers itself: an IPv6 client reaching an NLB's instance target group
+(IPv4) is translated, and the target sees the load balancer's IPv4 address instead of the
+client's (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html,
+"Client IP preservation"): coturn's XOR-MAPPED-ADDRESS would then be wrong. Only IPv6
+target groups preserve an IPv6 client's address, and they take IP targets only
+(https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-target-groups.html),
+which an Auto Scaling group does not register. So `stun-nlb-targets.service` registers the
+instance's IPv6 address when it starts (every boot) and deregisters it when it stops (the
+shutdown of a terminated or replaced instance); a target that vanished without stopping
+fails its health check and gets no traffic.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from stun_infra.instance.templating import render
+
+SCRIPT_PATH = "/usr/local/sbin/stun-nlb-targets"
+ENV_PATH = "/etc/stun-infra/nlb-targets.env"
+UNIT = "stun-nlb-targets.service"
+# What the boot script may print into the script: an ELB target group ARN, nothing else.
+_TARGET_GROUP_ARN = re.compile(
+    r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{1,32}")
+
+
+@dataclass(frozen=True)
+class TargetGroupPort:
+    arn: str
+    port: int  # the port on the instance the group sends to
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    script_path: str
+    script: str
+    env_path: str
+    unit: str
+    unit_text: str
+
+
+def checked(groups: list[TargetGroupPort]) -> list[TargetGroupPort]:
+    for group in groups:
+        if not _TARGET_GROUP_ARN.fullmatch(group.arn) or not 1 <= group.port <= 65535:
+            raise ValueError(f"not a target group ARN and port: {group.arn!r} {group.port!r}")
+    return groups
+
+
+def boot_files(groups: list[TargetGroupPort]) -> BootFiles:
+    groups = checked(groups)
+    return BootFiles(script_path=SCRIPT_PATH, script=render("stun-nlb-targets.sh.j2", groups=groups,
+                                                            env_path=ENV_PATH),
+                     env_path=ENV_PATH, unit=UNIT,
+                     unit_text=render("stun-nlb-targets.service.j2", script_path=SCRIPT_PATH))

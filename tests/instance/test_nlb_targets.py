@@ -1,0 +1,71 @@
+"""The instance's registration in the load balancer's IPv6 target groups (autoscale, dual stack)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from stun_infra.instance import nlb_targets
+from stun_infra.instance.nlb_targets import TargetGroupPort
+from stun_infra.instance.userdata import BootInputs, ParameterNames, render_user_data
+
+from tests.conftest import settings
+
+GROUPS = (TargetGroupPort("arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/stun-infra-dev-stun-v6/"
+                          "0123456789abcdef", 3478),
+          TargetGroupPort("arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/stun-infra-dev-tls-v6/"
+                          "fedcba9876543210", 5349))
+
+
+def _shellcheck(tmp_path, name: str, text: str) -> None:
+    if not shutil.which("shellcheck"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run shellcheck (apt-get install shellcheck)")
+        pytest.skip("shellcheck is not installed")
+    path = tmp_path / name
+    path.write_text(text)
+    result = subprocess.run(["shellcheck", "--severity=info", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def _user_data() -> str:
+    s = settings(mode="autoscale")
+    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn), ipv6_target_groups=GROUPS))
+
+
+def test_the_registration_script_is_shellcheck_clean(tmp_path):
+    _shellcheck(tmp_path, "stun-nlb-targets", nlb_targets.boot_files(list(GROUPS)).script)
+
+
+def test_the_boot_script_with_registration_is_shellcheck_clean(tmp_path):
+    _shellcheck(tmp_path, "user-data.sh", _user_data())
+
+
+def test_registration_runs_only_when_the_instance_has_an_ipv6_address():
+    script = _user_data()
+    block = script[script.index("stage nlb-ipv6"):script.index('stage ""')]
+    assert 'if [ -n "${IPV6}" ]; then' in block and "systemctl restart stun-nlb-targets.service" in block
+
+
+def test_the_unit_registers_on_start_and_deregisters_on_stop():
+    unit = nlb_targets.boot_files(list(GROUPS)).unit_text
+    assert f"ExecStart={nlb_targets.SCRIPT_PATH} register" in unit
+    assert f"ExecStop={nlb_targets.SCRIPT_PATH} deregister" in unit
+    assert "After=network-online.target coturn.service" in unit  # stopped before the network goes
+
+
+def test_the_script_registers_the_address_on_each_group_port():
+    script = nlb_targets.boot_files(list(GROUPS)).script
+    for group in GROUPS:
+        assert f'--target-group-arn "{group.arn}" \\\n        --targets "Id=${{IPV6}},Port={group.port}"' in script
+
+
+@pytest.mark.parametrize("arn", ['arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/x/1"; reboot; "',
+                                 "arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/x/1\nreboot",
+                                 "not-an-arn"])
+def test_a_value_that_is_not_a_target_group_arn_never_reaches_the_script(arn):
+    with pytest.raises(ValueError):
+        nlb_targets.boot_files([TargetGroupPort(arn, 3478)])
