@@ -22,13 +22,14 @@ SHARED_AGENT_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas"
 
 def program(stack: str = "test", *, secret_keys: tuple[str, ...] = (),
             offered_zones: dict[str, list[str]] | None = None,
-            hosted_zones: dict[str, tuple[str, bool]] | None = None, **config: Any) -> OfflineRun:
+            hosted_zones: dict[str, tuple[str, bool]] | None = None, record_sets: tuple[dict, ...] = (),
+            **config: Any) -> OfflineRun:
     """Run the program with these `stun-infra:` keys (camelCase) on top of the defaults."""
     raw = {"aws:region": REGION}
     for key, value in config.items():
         raw[key if ":" in key else f"{PROJECT}:{key}"] = value if isinstance(value, str) else _engine(value)
     return run_offline(raw, stack=stack, secret_keys={k if ":" in k else f"{PROJECT}:{k}" for k in secret_keys},
-                       offered_zones=offered_zones, hosted_zones=hosted_zones)
+                       offered_zones=offered_zones, hosted_zones=hosted_zones, record_sets=record_sets)
 
 
 # The three shapes of boot script, by the raw config that makes each.

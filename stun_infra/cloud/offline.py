@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -114,8 +115,11 @@ class OfflineMocks(pulumi.runtime.Mocks):
     """Computed outputs of the resources this program creates, keyed by the engine's camelCase names."""
 
     def __init__(self, region: str, offered_zones: Mapping[str, Sequence[str]] | None = None,
-                 hosted_zones: Mapping[str, tuple[str, bool]] | None = None, dns_name: str = ""):
+                 hosted_zones: Mapping[str, tuple[str, bool]] | None = None, dns_name: str = "",
+                 record_sets: Sequence[Mapping[str, Any]] = ()):
         self.region = region
+        # Record sets already in the hosted zone (ListResourceRecordSets' shape); default: none.
+        self.record_sets = [dict(r) for r in record_sets]
         # instance type -> zones, overriding the snapshot (tests of the zone choice itself)
         self.offered_zones = dict(offered_zones or {})
         # zone id -> (domain, private); a zone not listed stands in as the public parent
@@ -149,6 +153,10 @@ class OfflineMocks(pulumi.runtime.Mocks):
             domain, private = self.hosted_zones.get(zone_id, (parent, False))
             return {"id": zone_id, "zoneId": zone_id, "name": domain, "privateZone": private,
                     "nameServers": [f"ns-1.awsdns-00.{tld}" for tld in ("com", "net")]}, []
+        if args.token == "aws:route53/getRecords:getRecords":
+            pattern = re.compile(args.args.get("nameRegex") or "")
+            return {"zoneId": args.args["zoneId"], "nameRegex": args.args.get("nameRegex"),
+                    "resourceRecordSets": [r for r in self.record_sets if pattern.search(r["name"])]}, []
         raise UnknownInvoke(f"Mock not implemented: {args.token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -347,13 +355,15 @@ def engine_string(value: Any) -> str:
 
 def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: set[str] = frozenset(),
                 offered_zones: Mapping[str, Sequence[str]] | None = None,
-                hosted_zones: Mapping[str, tuple[str, bool]] | None = None) -> OfflineRun:
+                hosted_zones: Mapping[str, tuple[str, bool]] | None = None,
+                record_sets: Sequence[Mapping[str, Any]] = ()) -> OfflineRun:
     """Run build_stack under mocks with this config; raises what the program raises."""
     from stun_infra.cloud.config import read_settings
     from stun_infra.cloud.stack import build_stack
 
     region = config.get("aws:region", "eu-west-3")
-    mocks = OfflineMocks(region, offered_zones, hosted_zones, dns_name=config.get(f"{PROJECT}:dnsName", ""))
+    mocks = OfflineMocks(region, offered_zones, hosted_zones, dns_name=config.get(f"{PROJECT}:dnsName", ""),
+                         record_sets=record_sets)
     monitor = RecordingMonitor(mocks)
     reset_options(project=PROJECT, stack=stack, preview=False)
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)

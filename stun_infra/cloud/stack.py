@@ -18,7 +18,8 @@ import pulumi_aws as aws
 from stun_infra.instance import metrics
 from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
 from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
-from stun_infra.cloud.components.endpoint import DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs
+from stun_infra.cloud.components.endpoint import (DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs,
+                                                  RecordSet, routing_conflict)
 from stun_infra.cloud.components.firewall import Firewall, FirewallArgs, openings
 from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, LaunchSpec, StaticFleet,
                                          StaticFleetArgs)
@@ -103,6 +104,7 @@ def look_up(settings: Settings) -> Lookups:
                  aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"])])
     if settings.dns_zone_id:
         check_zone(settings)
+        check_records(settings)
     return Lookups(zones=tuple(usable[:settings.availability_zones]), ami_id=ami.id,
                    ami_name=ami.name, root_device_name=ami.root_device_name)
 
@@ -124,6 +126,17 @@ def check_zone(settings: Settings) -> None:
     if zone.private_zone:
         raise ConfigError([f"{PROJECT}:dnsZoneId: got {settings.dns_zone_id}, a private zone ({domain}); "
                            "clients and ACM's validation need a public hosted zone"])
+
+
+def check_records(settings: Settings) -> None:
+    """The records already at dnsName must allow this mode's (a switch of mode needs two runs)."""
+    name = settings.dns_name.rstrip(".").lower()
+    found = aws.route53.get_records(zone_id=settings.dns_zone_id,
+                                    name_regex="^" + name.replace(".", "\\.") + "\\.?$")
+    existing = [RecordSet(type=r.type, set_identifier=r.set_identifier or "", multivalue=bool(r.multi_value_answer))
+                for r in found.resource_record_sets]
+    if problem := routing_conflict(settings.autoscale, settings.dns_zone_id, name, existing):
+        raise ConfigError([problem])
 
 
 def uri_lists(settings: Settings, hosts: list[str]) -> tuple[list[str], list[str]]:

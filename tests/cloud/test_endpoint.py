@@ -137,3 +137,46 @@ def test_static_dns_is_one_multivalue_a_record_per_instance():
 def test_turn_uris_use_the_dns_name_when_configured(mode):
     run = program(mode=mode, dnsZoneId=ZONE, dnsName="turn.example.com")
     assert {u.split(":")[1] for u in run.outputs["turn_uris"]} == {"turn.example.com"}
+
+
+# -- switching mode with dnsName: Route 53 keeps one routing policy per name and type ----------
+
+def multivalue(kind: str, i: int) -> dict:
+    return {"name": "turn.example.com.", "type": kind, "setIdentifier": f"stun-infra-test{'-v6' if kind == 'AAAA' else ''}-{i}",
+            "multiValueAnswer": True, "ttl": 60}
+
+
+ALIAS = {"name": "turn.example.com.", "type": "A", "aliasTarget": {"name": "nlb.example", "zoneId": "Z1"}}
+
+
+@pytest.mark.parametrize("mode, existing, found", [
+    ("autoscale", (multivalue("A", 0), multivalue("A", 1), multivalue("AAAA", 0)), "multivalue A, multivalue AAAA"),
+    ("static", (ALIAS,), "simple A"),
+    ("static", ({"name": "turn.example.com.", "type": "CNAME", "ttl": 300},), "simple CNAME"),
+])
+def test_a_switch_of_mode_with_dns_is_refused_with_the_steps_before_any_resource(mode, existing, found, monkeypatch):
+    from stun_infra.cloud.offline import RecordingMonitor
+    from stun_infra.settings import ConfigError
+    created: list[str] = []
+    original = RecordingMonitor.RegisterResource
+    monkeypatch.setattr(RecordingMonitor, "RegisterResource",
+                        lambda self, request: created.append(request.type) or original(self, request))
+    with pytest.raises(ConfigError) as caught:
+        program(mode=mode, dnsZoneId=ZONE, dnsName="turn.example.com", record_sets=existing)
+    (message,) = caught.value.problems
+    assert message.startswith(f"stun-infra:dnsName: zone {ZONE} already holds {found} records for turn.example.com")
+    assert "pulumi config rm stun-infra:dnsName" in message and "set both keys again and `pulumi up`" in message
+    assert [t for t in created if t != "pulumi:pulumi:Stack"] == []
+
+
+@pytest.mark.parametrize("mode, existing", [
+    ("static", (multivalue("A", 0), multivalue("A", 1), multivalue("AAAA", 0))),  # its own, from the last run
+    ("autoscale", (ALIAS,)),
+    ("autoscale", ({"name": "other.example.com.", "type": "A", "setIdentifier": "x", "multiValueAnswer": True},
+                   {"name": "_x.turn.example.com.", "type": "CNAME", "ttl": 300})),  # other names
+])
+def test_records_of_the_same_mode_or_other_names_do_not_stop_a_run(mode, existing):
+    run = program(mode=mode, dnsZoneId=ZONE, dnsName="turn.example.com", record_sets=existing)
+    assert run.of_type(RECORD)
+    (call,) = [a for token, a in run.calls if token == "aws:route53/getRecords:getRecords"]
+    assert call["zoneId"] == ZONE and call["nameRegex"] == "^turn\\.example\\.com\\.?$"

@@ -158,6 +158,47 @@ class DnsArgs:
     alias_ipv6: bool = False  # the NLB is dualstack: an AAAA alias beside the A alias
 
 
+@dataclass(frozen=True)
+class RecordSet:
+    """One record set already in the zone at the endpoint's name, as ListResourceRecordSets shows it."""
+
+    type: str
+    set_identifier: str = ""
+    multivalue: bool = False
+
+    @property
+    def policy(self) -> str:
+        if self.multivalue:
+            return "multivalue"
+        return "simple" if not self.set_identifier else "weighted, latency, failover or geo"
+
+
+ADDRESS_TYPES = ("A", "AAAA", "CNAME")
+
+
+def routing_conflict(autoscale: bool, zone_id: str, name: str, existing: Sequence[RecordSet]) -> str | None:
+    """Why this mode's records cannot be created beside those already at `name`, with the way out.
+
+    Route 53 keeps one routing policy per name and type (and a CNAME alone): autoscale mode
+    makes a simple alias, static mode multivalue records, and `pulumi up` creates the new
+    records before it deletes the old ones, so a switch of mode with dnsName set fails half
+    way unless the old records go first.
+    https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/routing-policy.html
+    """
+    wanted = "simple" if autoscale else "multivalue"
+    clash = sorted({f"{r.policy} {r.type}" for r in existing
+                    if r.type in ADDRESS_TYPES and (r.type == "CNAME" or r.policy != wanted)})
+    if not clash:
+        return None
+    mode = "autoscale" if autoscale else "static"
+    return (f"stun-infra:dnsName: zone {zone_id} already holds {', '.join(clash)} records for {name}, and {mode} "
+            f"mode needs {'a simple alias' if autoscale else 'multivalue A/AAAA records'} there; Route 53 refuses "
+            "both at once (a switch between static and autoscale with dnsName set). Switch in two runs: "
+            "1) `pulumi config rm stun-infra:dnsName && pulumi config rm stun-infra:dnsZoneId && pulumi up` "
+            "removes this stack's records (the name stops resolving; records that are not this stack's, delete "
+            "yourself), 2) set both keys again and `pulumi up` creates the new ones")
+
+
 class DnsEndpoint(pulumi.ComponentResource):
     def __init__(self, name: str, args: DnsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PACKAGE}:endpoint:DnsEndpoint", name, None, opts)
