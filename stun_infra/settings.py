@@ -37,6 +37,13 @@ MIN_RELAY_PORTS = 100
 HTTPS_PORT, TURNS_PORT = 443, 5349
 MAX_TLS_PORTS = 4
 CERT_EXPIRY_WARNING_DAYS = 7
+SCALING_METRICS = ("cpu", "sessions")
+# An instance drains at most as long as the NLB keeps forwarding a deregistered target's flows:
+# its deregistration delay is 0-3600 s (ELB target group attribute
+# deregistration_delay.timeout_seconds; at its end the flows are closed). The lifecycle hook's
+# heartbeat timeout (30-7200 s, PutLifecycleHook) is this plus a margin, so it always fits.
+# At least 60 s: one report of the live sessions and room for the lifecycle call.
+DRAIN_SECONDS = (60, 3600)
 MIN_BOOT_SECONDS = 180  # measured boot (apt installs + agent) is ~2 min; see README
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
                       1096, 1827, 2192, 2557, 2922, 3288, 3653)
@@ -177,6 +184,9 @@ class Settings:
     alarm_email: str
     cpu_high_percent: int
     scaling_cpu_target: int
+    scaling_metric: str
+    scaling_sessions_target: int
+    drain_seconds: int
     min_healthy_percentage: int
     health_check_grace_period: int
     dns_zone_id: str
@@ -567,6 +577,9 @@ _CHECKS = {
     "alarmEmail": _email,
     "cpuHighPercent": _int_range(1, 100),
     "scalingCpuTarget": _int_range(10, 90),
+    "scalingMetric": lambda v: None if v in SCALING_METRICS else 'must be "cpu" or "sessions"',
+    "scalingSessionsTarget": _int_range(1, 1_000_000),
+    "drainSeconds": _int_range(*DRAIN_SECONDS),
     "minHealthyPercentage": _int_range(0, 100),
     "healthCheckGracePeriod": _int_range(MIN_BOOT_SECONDS, 7200),
     "dnsZoneId": _zone_id,
@@ -576,6 +589,7 @@ _CHECKS = {
 
 _MODE_ONLY = {"static": ("instanceCount",),
               "autoscale": ("minSize", "desiredCapacity", "maxSize", "scalingCpuTarget",
+                            "scalingMetric", "scalingSessionsTarget",
                             "minHealthyPercentage", "healthCheckGracePeriod")}
 
 
@@ -595,6 +609,14 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
                 if k in given and v[k] != key_specs()[k].default:
                     out.append(f"{p}:{k}: is only used in {mode} mode but this stack has mode "
                                f"{v['mode']}; remove it (pulumi config rm {p}:{k})")
+    if v["mode"] == "autoscale" and v["scalingMetric"] == "sessions":
+        if not v["turn"]:
+            out.append(f"{p}:scalingMetric: got \"sessions\", but {p}:turn is false: a STUN-only fleet has no "
+                       f"TURN sessions to scale on; use \"cpu\"")
+        elif v["totalQuota"] and v["scalingSessionsTarget"] > v["totalQuota"]:
+            out.append(f"{p}:scalingSessionsTarget: got {v['scalingSessionsTarget']}, must not exceed "
+                       f"{p}:totalQuota ({v['totalQuota']}): coturn refuses sessions beyond it, so the target "
+                       "would never be reached")
     if v["stunPort"] in v["tlsPorts"]:
         out.append(f"{p}:tlsPorts: got {list(v['tlsPorts'])}, must not include {p}:stunPort ({v['stunPort']})")
     lo, hi = v["relayMinPort"], v["relayMaxPort"]

@@ -631,3 +631,29 @@ def test_a_wildcard_user_certificate_covers_one_label():
 def test_a_user_certificate_without_a_dns_name_gives_turns_its_own_name():
     s = with_user_certificate(USER_CERT)
     assert (s.tls_host, s.turns_ports) == ("turn.example.com", (443, 5349))
+@pytest.mark.parametrize("seconds", ["59", "3601"])
+def test_a_drain_time_outside_what_aws_allows_is_refused(seconds):
+    assert only_problem(mode="autoscale", drainSeconds=seconds) == \
+        f'stun-infra:drainSeconds: got "{seconds}", must be a whole number from 60 to 3600'
+
+
+def test_a_sessions_target_below_one_is_refused():
+    assert only_problem(mode="autoscale", scalingMetric="sessions", scalingSessionsTarget="0") == \
+        'stun-infra:scalingSessionsTarget: got "0", must be a whole number from 1 to 1000000'
+
+
+def test_a_sessions_target_above_total_quota_is_refused():
+    assert only_problem(mode="autoscale", scalingMetric="sessions", scalingSessionsTarget="1001") == (
+        "stun-infra:scalingSessionsTarget: got 1001, must not exceed stun-infra:totalQuota (1000): coturn "
+        "refuses sessions beyond it, so the target would never be reached")
+
+
+def test_scaling_on_sessions_with_turn_off_is_refused():
+    assert only_problem(mode="autoscale", scalingMetric="sessions", turn="false") == (
+        'stun-infra:scalingMetric: got "sessions", but stun-infra:turn is false: a STUN-only fleet has no '
+        'TURN sessions to scale on; use "cpu"')
+
+
+def test_an_unknown_scaling_metric_is_refused():
+    assert only_problem(mode="autoscale", scalingMetric="memory") == \
+        'stun-infra:scalingMetric: got "memory", must be "cpu" or "sessions"'

@@ -21,8 +21,8 @@ from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
 from stun_infra.cloud.components.endpoint import (DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs,
                                                   RecordSet, routing_conflict)
 from stun_infra.cloud.components.firewall import Firewall, FirewallArgs, openings
-from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, LaunchSpec, StaticFleet,
-                                         StaticFleetArgs)
+from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, CpuScaling, LaunchSpec,
+                                               SessionsScaling, StaticFleet, StaticFleetArgs)
 from stun_infra.cloud.components.keypair import KeyPairArgs, SshKeyPair
 from stun_infra.cloud.components.logs import LogsArgs, ServerLogs
 from stun_infra.cloud.components.monitoring import Monitoring, MonitoringArgs
@@ -221,7 +221,9 @@ def build_stack(settings: Settings) -> dict[str, Any]:
             desired_capacity=settings.desired_capacity, max_size=settings.max_size,
             user_data=boot_script, target_group_arns=endpoint.target_group_arns,
             health_check_grace_period=settings.health_check_grace_period,
-            min_healthy_percentage=settings.min_healthy_percentage, cpu_target=settings.scaling_cpu_target),
+            min_healthy_percentage=settings.min_healthy_percentage,
+            scaling=SessionsScaling(namespace, settings.scaling_sessions_target)
+            if settings.scaling_metric == "sessions" else CpuScaling(settings.scaling_cpu_target)),
             opts=fleet_opts)
         hosts: list[pulumi.Input[str]] = [endpoint.dns_name]
         if settings.dns_name:
@@ -251,7 +253,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     monitoring = Monitoring(prefix, MonitoringArgs(
         region=settings.region, metric_namespace=namespace, asg_name=asg_name, instance_ids=instance_ids,
         min_size=min_size, cpu_high_percent=settings.cpu_high_percent, alarm_email=settings.alarm_email,
-        session_logging=settings.session_logging, tags=tags))
+        session_logging=settings.session_logging, turn=settings.turn, total_quota=settings.total_quota,
+        tags=tags))
 
     stun_uris, turn_uris = uris(settings, hosts)
     outputs.update(

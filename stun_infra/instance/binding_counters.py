@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stun_infra.instance import metrics
+from stun_infra.instance import live_sessions, metrics
 from stun_infra.settings import Settings
 from stun_infra.instance.templating import render
 
@@ -69,12 +69,14 @@ def nft_ruleset(settings: Settings) -> str:
                   requests=[c for c in COUNTERS if c.inbound], responses=[c for c in COUNTERS if not c.inbound])
 
 
-def reporter_script() -> str:
-    """The reporter, a python3 script (standard library only: Debian's python3 runs it)."""
+def reporter_script(settings: Settings) -> str:
+    """The reporter, a python3 script (standard library only: Debian's python3 runs it).
+    With TURN on it also publishes the live sessions (stun_infra.instance.live_sessions)."""
     return render("stun-metrics-reporter.py.j2", table=TABLE, metrics={c.name: c.metric for c in COUNTERS},
                   dimension_sets=metrics.counter_dimension_sets(), instance_dimension=metrics.INSTANCE_DIMENSION,
                   ruleset_path=RULESET_PATH, state_path=STATE_PATH, publish_timeout=PUBLISH_TIMEOUT_SECONDS,
-                  env_names=list(METRICS_ENV))
+                  env_names=list(METRICS_ENV), live_metric=metrics.LIVE_SESSIONS,
+                  **live_sessions.template_values(settings))
 
 
 UNITS = ("stun-counters.service", "stun-metrics.service", "stun-metrics.timer")
@@ -134,6 +136,6 @@ class BootFiles:
 
 def boot_files(settings: Settings) -> BootFiles:
     return BootFiles(ruleset_path=RULESET_PATH, ruleset=nft_ruleset(settings), reporter_path=REPORTER_PATH,
-                     reporter=reporter_script(),
+                     reporter=reporter_script(settings),
                      state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units(), enable=enabled_units(),
                      env_path=METRICS_ENV_PATH, env_names=METRICS_ENV, namespace=metrics.namespace(settings.stack))

@@ -13,6 +13,12 @@ BINDING_METRICS = (BINDING_REQUESTS, BINDING_SUCCESSES, BINDING_ERRORS)
 # the STUN port): free and always on. TCP/TLS allocations are not counted.
 UDP_ALLOCATIONS = "UdpAllocations"
 COUNTER_METRICS = (*BINDING_METRICS, UDP_ALLOCATIONS)  # every metric the kernel counters feed
+# TURN allocations live on an instance when the reporter runs (a gauge, not a count of
+# events): coturn's UDP relay sockets, read from the kernel's socket table (see
+# stun_infra.instance.live_sessions). Published beside the counters, with the same
+# dimension sets, only with TURN on. Each instance reports once a minute (timer runs >= 60 s
+# apart), so the no-dimension series' Sum over a minute is the fleet's live sessions.
+LIVE_SESSIONS = "LiveSessions"
 
 SESSIONS_CLOSED = "SessionsClosed"
 ALLOCATIONS = "Allocations"

@@ -341,7 +341,7 @@ def total(name, dimensions):
                                       StartTime=now - datetime.timedelta(hours=2), EndTime=now + datetime.timedelta(hours=1),
                                       Period=60, Statistics=["Sum", "SampleCount"])["Datapoints"]
     return [sum(p["Sum"] for p in points), sum(p["SampleCount"] for p in points)]
-names = {list(metrics.COUNTER_METRICS)!r}
+names = {list(metrics.COUNTER_METRICS) + [metrics.LIVE_SESSIONS]!r}
 # Does this moto match a query without dimensions exactly (as CloudWatch does) or sum every
 # series of the metric? Asked in a namespace of its own.
 cw.put_metric_data(Namespace="Probe/loose", MetricData=[
@@ -361,7 +361,13 @@ print(json.dumps({{
     # exactly two series per counter metric: this instance's, and the fleet's with no
     # dimension (a set: moto lists a no-dimension metric once per datum)
     assert set(map(json.dumps, published["listed"])) == {
-        json.dumps([namespace, m, dims]) for m in metrics.COUNTER_METRICS for dims in ([], [["InstanceId", instance_id]])}
+        json.dumps([namespace, m, dims])
+        for m in (*metrics.COUNTER_METRICS, *([metrics.LIVE_SESSIONS] if booted.settings.turn else []))
+        for dims in ([], [["InstanceId", instance_id]])}
+    # TURN on: the live sessions went out with every run, beside the counters (their values:
+    # the allocations the boot checks held when it ran; tests/instance/metrics counts them exactly)
+    live = published["instance"].pop(metrics.LIVE_SESSIONS)
+    assert live[1] == (float(runs) if booted.settings.turn else 0.0), published
     by_metric = {c.metric: counted[c.name] for c in binding_counters.COUNTERS}
     assert published["instance"] == {m: [float(n), float(runs)] for m, n in by_metric.items()}, (published, counted)
     # The fleet series (no dimension) sums to the same counts. moto 5.2 answers a query

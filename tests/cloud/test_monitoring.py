@@ -11,6 +11,7 @@ import pytest
 
 from stun_infra.instance import metrics
 from stun_infra.cloud.components.fleet import GROUP_METRICS
+from stun_infra.cloud.components.monitoring import SESSIONS_NEAR_QUOTA_PERCENT, sessions_load_expression
 from stun_infra.settings import load_settings
 from stun_infra.instance.userdata import agent_config
 from tests.conftest import AGENT_SCHEMA, REGION, program
@@ -99,7 +100,7 @@ def test_static_dashboard_reads_fleet_bindings_without_dimensions_and_each_insta
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, {}) for m in (
         metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
     assert metrics.fleet_dimensions() == [] and [] in metrics.counter_dimension_sets()  # the reporter's fleet datum
-    sessions = widget(body, "TURN sessions")
+    sessions = widget(body, "TURN sessions:")
     assert rows(sessions) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {}), (NAMESPACE, metrics.AUTH_FAILURES, {})]
     assert sessions["title"] == f"TURN sessions: {metrics.UDP_ALLOCATIONS}, {metrics.AUTH_FAILURES}"
     assert rows(widget(body, "Status check")) == [("AWS/EC2", "StatusCheckFailed", {"InstanceId": i}) for i in ids]
@@ -114,7 +115,7 @@ def test_autoscale_dashboard_reads_the_fleet_counters_and_the_groups_aws_metrics
     # the kernel counters: the fleet series with no dimension, as in static mode
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, {}) for m in (
         metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
-    assert rows(widget(body, "TURN sessions")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {}),
+    assert rows(widget(body, "TURN sessions:")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {}),
                                                    (NAMESPACE, metrics.AUTH_FAILURES, {})]
     assert rows(widget(body, "Group capacity")) == [("AWS/AutoScaling", m, group) for m in GROUP_METRICS]
     assert {"GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances",
@@ -149,7 +150,7 @@ def test_session_logging_adds_the_verbose_only_filters_and_dashboard_rows():
     filters = {f.inputs["metricTransformation"]["name"]
                for f in run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
     assert filters == {metrics.SESSIONS_CLOSED, metrics.ALLOCATIONS, metrics.AUTH_FAILURES}
-    assert rows(widget(dashboard(run), "TURN sessions")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {})] + [
+    assert rows(widget(dashboard(run), "TURN sessions:")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {})] + [
         (NAMESPACE, m.name, {}) for m in metrics.LOG_METRICS]
 
 
@@ -196,7 +197,7 @@ def test_autoscale_alarms_and_their_dimensions(autoscale):
     found = alarms(autoscale)
     group = {"AutoScalingGroupName": autoscale.outputs["asg_name"]}
     assert set(found) == {"stun-infra-test-in-service-low", "stun-infra-test-cpu-high",
-                          "stun-infra-test-bindings-stalled"}
+                          "stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota"}
     low = found["stun-infra-test-in-service-low"]
     assert (low["namespace"], low["metricName"], low["dimensions"], low["threshold"]) == (
         "AWS/AutoScaling", "GroupInServiceInstances", group, 2)
@@ -220,7 +221,7 @@ def test_static_alarms_and_their_dimensions(static):
     ids = static.outputs["instance_ids"]
     assert len(ids) == 3 and len(set(ids)) == 3
     assert set(found) == {f"stun-infra-test-{k}-{i}" for k in ("status-check", "cpu-high", "bindings-stalled")
-                          for i in range(3)} | {"stun-infra-test-bindings-stalled"}
+                          for i in range(3)} | {"stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota"}
     for i, instance in enumerate(ids):
         check = found[f"stun-infra-test-status-check-{i}"]
         assert (check["metricName"], check["dimensions"]) == ("StatusCheckFailed", {"InstanceId": instance})
@@ -230,6 +231,53 @@ def test_static_alarms_and_their_dimensions(static):
         assert str(i) in found[f"stun-infra-test-bindings-stalled-{i}"]["alarmDescription"]
     check_stalled(found["stun-infra-test-bindings-stalled"], {})  # the fleet series the reporter publishes
     assert not static.of_type("aws:sns/topicSubscription:TopicSubscription")  # no email configured
+
+
+def near_quota_queries(run) -> dict[str, dict]:
+    alarm = alarms(run)["stun-infra-test-sessions-near-quota"]
+    assert (alarm["comparisonOperator"], alarm["threshold"], alarm["evaluationPeriods"], alarm["datapointsToAlarm"],
+            alarm["treatMissingData"]) == ("GreaterThanOrEqualToThreshold", SESSIONS_NEAR_QUOTA_PERCENT, 3, 3,
+                                           "notBreaching")
+    assert "metricName" not in alarm and [q["returnData"] for q in alarm["metricQueries"]][-1] is True
+    return {q["id"]: q for q in alarm["metricQueries"]}
+
+
+FLEET_SESSIONS = {"namespace": NAMESPACE, "metricName": metrics.LIVE_SESSIONS, "period": 60, "stat": "Sum"}
+
+
+def test_static_sessions_alarm_is_the_fleet_against_total_quota_times_instances(static):
+    queries = near_quota_queries(static)
+    assert set(queries) == {"sessions", "load"}
+    assert queries["sessions"]["metric"] == FLEET_SESSIONS  # no dimension: the fleet series
+    assert queries["load"]["expression"] == "100 * FILL(sessions, 0) / 3000"  # 3 instances x totalQuota 1000
+
+
+def test_autoscale_sessions_alarm_divides_by_the_groups_in_service_instances(autoscale):
+    queries = near_quota_queries(autoscale)
+    assert set(queries) == {"sessions", "inservice", "load"}
+    assert queries["sessions"]["metric"] == FLEET_SESSIONS
+    assert queries["inservice"]["metric"] == {
+        "namespace": "AWS/AutoScaling", "metricName": "GroupInServiceInstances", "period": 60, "stat": "Minimum",
+        "dimensions": {"AutoScalingGroupName": autoscale.outputs["asg_name"]}}
+    assert queries["load"]["expression"] == sessions_load_expression(1000, None) == \
+        "IF(inservice > 0, 100 * FILL(sessions, 0) / (inservice * 1000), 0)"
+
+
+@pytest.mark.parametrize("config", [{"turn": False}, {"totalQuota": 0}], ids=["stun-only", "unlimited-quota"])
+def test_no_sessions_alarm_without_turn_or_quota(config):
+    run = program(mode="static", instanceCount=1, **config)
+    assert "stun-infra-test-sessions-near-quota" not in alarms(run)
+
+
+def test_dashboard_shows_the_fleets_live_sessions_now(static, autoscale):
+    for run in (static, autoscale):
+        now = widget(dashboard(run), "TURN sessions now")
+        assert rows(now) == [(NAMESPACE, metrics.LIVE_SESSIONS, {})] and now["stat"] == "Sum"
+
+
+def test_stun_only_dashboard_has_no_sessions_now_widget():
+    body = dashboard(program(mode="static", instanceCount=1, turn=False))
+    assert not [w for w in body["widgets"] if w["properties"]["title"].startswith("TURN sessions now")]
 
 
 def settings(**raw):
@@ -258,7 +306,7 @@ def test_every_counter_series_read_is_one_the_reporter_publishes(mode, static, a
     per-instance stalled alarms the InstanceId one."""
     run = {"static": static, "autoscale": autoscale}[mode]
     read = [(metric, sorted(dims)) for ns, metric, dims in rows(widget(dashboard(run), "STUN bindings"))
-            + rows(widget(dashboard(run), "TURN sessions")) if metric in metrics.COUNTER_METRICS]
+            + rows(widget(dashboard(run), "TURN sessions:")) if metric in metrics.COUNTER_METRICS]
     for name, alarm in alarms(run).items():
         if "bindings-stalled" in name:
             for query in stalled_queries(alarm).values():

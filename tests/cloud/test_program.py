@@ -97,7 +97,7 @@ def test_static_mode_creates_exactly_these_resources(static_run):
     assert counts(static_run) == {
         **EVERY_STACK,
         INSTANCE: 3, "aws:ec2/eip:Eip": 3, "aws:ec2/eipAssociation:EipAssociation": 3,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 10,  # status check, CPU and bindings stalled per instance; fleet bindings stalled
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 11,  # status check, CPU and bindings stalled per instance; fleet bindings stalled, sessions near quota
     }
 
 
@@ -108,7 +108,7 @@ def test_autoscale_mode_creates_exactly_these_resources(autoscale_run):
         "aws:lb/loadBalancer:LoadBalancer": 1, "aws:lb/targetGroup:TargetGroup": 4, "aws:lb/listener:Listener": 2,
         "aws:lb/listenerRule:ListenerRule": 2,  # dual stack: IPv6 clients to the IPv6 groups
         LAUNCH_TEMPLATE: 1, GROUP: 1, "aws:autoscaling/policy:Policy": 1,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 3,  # in service below minimum, CPU, bindings stalled
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 4,  # in service below minimum, CPU, bindings stalled, sessions near quota
     }
 
 

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.instance import metrics
 from stun_infra.instance.userdata import packed
 
 GROUP_METRICS = ["GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity",
@@ -102,7 +103,73 @@ class AutoscaleFleetArgs:
     target_group_arns: Sequence[pulumi.Input[str]]
     health_check_grace_period: int
     min_healthy_percentage: int
-    cpu_target: int
+    scaling: "CpuScaling | SessionsScaling"
+
+
+@dataclass(frozen=True)
+class CpuScaling:
+    """Track the group's average CPU at `target` percent."""
+    target: int
+
+
+@dataclass(frozen=True)
+class SessionsScaling:
+    """Track live TURN sessions per in-service instance at `target`: the fleet's LiveSessions
+    (Sum per minute of every instance's report, `namespace`) divided by the group's
+    GroupInServiceInstances, by metric math (AWS: "Create a target tracking scaling policy
+    using metric math", https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-target-tracking-metric-math.html;
+    its SQS backlog-per-instance example divides by the same group metric)."""
+    namespace: str
+    target: int
+
+
+SESSIONS_PER_INSTANCE = "sessions / inservice"
+
+
+def sessions_per_instance(namespace: str, group_name: pulumi.Input[str]) -> list:
+    """The customized metric's queries: two metrics and the one expression it returns."""
+    spec = aws.autoscaling
+    return [
+        spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
+            id="sessions", return_data=False,
+            metric_stat=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatArgs(
+                metric=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs(
+                    namespace=namespace, metric_name=metrics.LIVE_SESSIONS),
+                stat="Sum", period=60)),
+        spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
+            id="inservice", return_data=False,
+            metric_stat=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatArgs(
+                metric=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs(
+                    namespace="AWS/AutoScaling", metric_name="GroupInServiceInstances",
+                    dimensions=[spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs(
+                        name="AutoScalingGroupName", value=group_name)]),
+                stat="Average", period=60)),
+        spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
+            id="per_instance", label="Live TURN sessions per in-service instance",
+            expression=SESSIONS_PER_INSTANCE, return_data=True),
+    ]
+
+
+def scaling_policy(name: str, group_name: pulumi.Output[str], scaling: CpuScaling | SessionsScaling,
+                   opts: pulumi.ResourceOptions) -> aws.autoscaling.Policy:
+    """The group's one target-tracking policy, on CPU or on live sessions per instance."""
+    if isinstance(scaling, CpuScaling):
+        return aws.autoscaling.Policy(
+            f"{name}-cpu-target", autoscaling_group_name=group_name, policy_type="TargetTrackingScaling",
+            target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
+                predefined_metric_specification=aws.autoscaling.
+                PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs(
+                    predefined_metric_type="ASGAverageCPUUtilization"),
+                target_value=float(scaling.target)),
+            opts=opts)
+    return aws.autoscaling.Policy(
+        f"{name}-sessions-target", autoscaling_group_name=group_name, policy_type="TargetTrackingScaling",
+        target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
+            customized_metric_specification=aws.autoscaling.
+            PolicyTargetTrackingConfigurationCustomizedMetricSpecificationArgs(
+                metrics=sessions_per_instance(scaling.namespace, group_name)),
+            target_value=float(scaling.target)),
+        opts=opts)
 
 
 class AutoscaleFleet(pulumi.ComponentResource):
@@ -160,15 +227,6 @@ class AutoscaleFleet(pulumi.ComponentResource):
                   for k, v in tagged(spec.tags, name).items()],
             # The scaling policy owns the desired capacity once the group exists.
             opts=child_opts(self, ignore_changes=["desiredCapacity"]))
-        aws.autoscaling.Policy(
-            f"{name}-cpu-target",
-            autoscaling_group_name=self.group.name,
-            policy_type="TargetTrackingScaling",
-            target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
-                predefined_metric_specification=aws.autoscaling.
-                PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs(
-                    predefined_metric_type="ASGAverageCPUUtilization"),
-                target_value=float(args.cpu_target)),
-            opts=child_opts(self))
+        self.scaling_policy = scaling_policy(name, self.group.name, args.scaling, child_opts(self))
         self.group_name = self.group.name
         self.register_outputs({"asg_name": self.group_name, "launch_template_id": self.launch_template.id})

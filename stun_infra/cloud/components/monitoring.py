@@ -23,6 +23,16 @@ PERIOD = 60
 NO_DATA_YET = "missing"
 # 1 in a minute when requests arrived (a missing datum counts as none) and nothing succeeded.
 STALLED_EXPRESSION = "IF(FILL(requests, 0) > 0 AND FILL(successes, 0) == 0, 1, 0)"
+SESSIONS_NEAR_QUOTA_PERCENT = 80  # of totalQuota x instances: time to add instances before coturn says 486
+
+
+def sessions_load_expression(total_quota: int, instances: int | None) -> str:
+    """Live sessions as a percent of what the fleet admits (coturn's total-quota per instance):
+    `sessions` is the fleet series (Sum per minute), `inservice` the group's in-service count
+    (autoscale; `instances` None) or a fixed count (static)."""
+    if instances is None:
+        return f"IF(inservice > 0, 100 * FILL(sessions, 0) / (inservice * {total_quota}), 0)"
+    return f"100 * FILL(sessions, 0) / {instances * total_quota}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ class MonitoringArgs:
     instance_ids: Sequence[pulumi.Input[str]]  # static mode
     min_size: int
     session_logging: bool
+    turn: bool            # live sessions are published, shown and alarmed on only with TURN on
+    total_quota: int      # coturn's total-quota per instance; 0 = unlimited (no near-quota alarm)
     cpu_high_percent: int
     alarm_email: str
     tags: dict[str, str]
@@ -45,7 +57,7 @@ def _widget(title: str, metric_rows: list, y: int, x: int, stat: str = "Sum") ->
 
 
 def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_ids: list[str],
-                   session_logging: bool = False) -> str:
+                   session_logging: bool = False, turn: bool = True) -> str:
     """CloudWatch dashboard JSON; every name comes from the arguments."""
     # Kernel counters: the fleet series, which every instance publishes with no dimension
     # (metrics.fleet_dimensions; the namespace is this stack's alone), in both modes.
@@ -71,6 +83,9 @@ def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_i
         _widget("CPU utilization (%)", cpu, 6, 12, "Average"),
         _widget("Network packets in/out", packets, 12, 0),
     ]
+    if turn:  # the fleet's live allocations (each instance reports once a minute: Sum is the fleet)
+        widgets.append(_widget("TURN sessions now (live allocations, fleet)",
+                               [[namespace, metrics.LIVE_SESSIONS]], 12, 12))
     for widget in widgets:
         widget["properties"]["region"] = region
     return json.dumps({"widgets": widgets})
@@ -84,7 +99,8 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PACKAGE}:monitoring:Monitoring", name, None, opts)
         body = pulumi.Output.all(args.asg_name, list(args.instance_ids)).apply(
-            lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1], args.session_logging))
+            lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1], args.session_logging,
+                                     args.turn))
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard", dashboard_name=name, dashboard_body=body, opts=child_opts(self))
         self.dashboard_url = self.dashboard.dashboard_name.apply(lambda n: dashboard_url(args.region, n))
@@ -120,6 +136,8 @@ class Monitoring(pulumi.ComponentResource):
                                    {metrics.INSTANCE_DIMENSION: instance_id})
         self._bindings_stalled(name, "bindings-stalled", args, actions,
                                "Binding requests arrive but no binding succeeds")
+        if args.turn and args.total_quota:
+            self._sessions_near_quota(name, args, actions)
         self.register_outputs({"dashboard_url": self.dashboard_url, "alarm_topic_arn": self.topic.arn})
 
     def _alarm(self, name: str, key: str, args: MonitoringArgs, actions: list, **kwargs) -> None:
@@ -135,6 +153,30 @@ class Monitoring(pulumi.ComponentResource):
                     statistic="Average", comparison_operator="GreaterThanThreshold",
                     threshold=args.cpu_high_percent, evaluation_periods=5, datapoints_to_alarm=5,
                     treat_missing_data="missing")
+
+    def _sessions_near_quota(self, name: str, args: MonitoringArgs, actions: list) -> None:
+        """The fleet's live sessions near what its instances admit (totalQuota each): beyond it
+        coturn refuses allocations (486). Autoscale: over the group's in-service instances."""
+        queries = [aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id="sessions", return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace=args.metric_namespace, metric_name=metrics.LIVE_SESSIONS, period=PERIOD, stat="Sum"))]
+        instances = None if args.asg_name is not None else len(args.instance_ids)
+        if instances is None:
+            queries.append(aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="inservice", return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace="AWS/AutoScaling", metric_name="GroupInServiceInstances",
+                    dimensions={"AutoScalingGroupName": args.asg_name}, period=PERIOD, stat="Minimum")))
+        queries.append(aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id="load", return_data=True, label="Live sessions, percent of totalQuota x instances",
+            expression=sessions_load_expression(args.total_quota, instances)))
+        self.alarms.append(aws.cloudwatch.MetricAlarm(
+            f"{name}-sessions-near-quota",
+            alarm_description=(f"Live TURN sessions above {SESSIONS_NEAR_QUOTA_PERCENT}% of totalQuota "
+                               f"({args.total_quota}) x instances for 3 minutes"),
+            comparison_operator="GreaterThanOrEqualToThreshold", threshold=SESSIONS_NEAR_QUOTA_PERCENT,
+            evaluation_periods=3, datapoints_to_alarm=3, treat_missing_data="notBreaching",
+            metric_queries=queries, alarm_actions=actions, ok_actions=actions,
+            tags=tagged(args.tags, f"{name}-sessions-near-quota"), opts=child_opts(self)))
 
     def _bindings_stalled(self, name: str, key: str, args: MonitoringArgs, actions: list, description: str,
                           dimensions: dict[str, pulumi.Input[str]] | None = None) -> None:

@@ -104,18 +104,18 @@ class FakeAws:
 
 
 def published(call: dict, *, region: str = REGION, namespace: str = NAMESPACE,
-              instance_id: str = INSTANCE_ID) -> dict[str, int]:
+              instance_id: str = INSTANCE_ID, live: bool = False) -> dict[str, int]:
     """metric -> value of one `aws cloudwatch put-metric-data` call, after checking the call
-    exactly: the command, region and namespace, and for every counter metric two datums
-    with the same value, timestamp and unit: one per instance (InstanceId), one with no
-    dimension (the fleet series)."""
+    exactly: the command, region and namespace, and for every counter metric (and, when
+    `live`, the live sessions) two datums with the same value, timestamp and unit: one per
+    instance (InstanceId), one with no dimension (the fleet series)."""
     argv = call["argv"]
     assert argv[:7] == ["cloudwatch", "put-metric-data", "--region", region, "--namespace", namespace,
                         "--metric-data"] and len(argv) == 8 and argv[7].startswith("file://"), argv
     assert call["aws_pager"] == ""  # never waits on a pager
     data = call["metric_data"]
     values = {d["MetricName"]: d["Value"] for d in data}
-    assert set(values) == set(metrics.COUNTER_METRICS), data
+    assert set(values) == {*metrics.COUNTER_METRICS, *([metrics.LIVE_SESSIONS] if live else [])}, data
     assert all(type(v) is int and v >= 0 for v in values.values()), data
     stamp = data[0]["Timestamp"]
     when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
@@ -143,20 +143,28 @@ class Reporter:
     ruleset: Path
     state: Path
     aws: FakeAws
+    coturn_pid: int
+    live: int | None = None  # LiveSessions of the last run
 
     def run(self) -> tuple[dict[str, int], str]:
-        """One run, as the timer starts it: (metric -> value it published, its stdout)."""
+        """One run, as the timer starts it: (counter metric -> value it published, its stdout);
+        the live sessions it published beside them are kept in `live`."""
         before = len(self.aws.calls())
         done = self.start()
         assert done.returncode == 0, done.stderr
         calls = self.aws.calls()[before:]
         assert len(calls) == 1, calls
-        return published(calls[0]), done.stdout
+        values = published(calls[0], live=True)
+        self.live = values.pop(metrics.LIVE_SESSIONS)
+        return values, done.stdout
 
     def start(self) -> subprocess.CompletedProcess:
+        # Live sessions are counted in coturn's namespace (/proc/PID/net) among the sockets of
+        # the user it runs as here (root), as on an instance among turnserver's.
         return subprocess.run(
             [sys.executable, str(self.script), "--nft", f"ip netns exec {self.ns.name} nft",
-             "--ruleset", str(self.ruleset), "--state", str(self.state)],
+             "--ruleset", str(self.ruleset), "--state", str(self.state),
+             "--proc-net", f"/proc/{self.coturn_pid}/net", "--relay-user", str(os.geteuid())],
             env=reporter_env(self.aws), capture_output=True, text=True, timeout=REPORTER_TIMEOUT)
 
     def nft(self, *args: str) -> str:
@@ -179,7 +187,7 @@ def counted_server(metrics_ns: NetNs, tmp_path_factory: pytest.TempPathFactory
     settings = settings_for()
     ruleset = load_ruleset(metrics_ns, settings, workdir)
     script = workdir / "stun-metrics-reporter"
-    script.write_text(binding_counters.reporter_script())
+    script.write_text(binding_counters.reporter_script(settings))
     with running_coturn(metrics_ns, workdir, settings) as server:
         yield server, Reporter(metrics_ns, script, ruleset, workdir / "state" / "stun-metrics.json",
-                               FakeAws(workdir / "bin"))
+                               FakeAws(workdir / "bin"), server.process.pid)

@@ -31,7 +31,7 @@ def test_metrics_stage_writes_the_rendered_ruleset_reporter_and_units(mode):
     s = settings(**MODES[mode])
     body = stage(user_data(**MODES[mode]), "metrics")
     assert heredoc(body, binding_counters.RULESET_PATH, "STUN_COUNTERS") == binding_counters.nft_ruleset(s)
-    assert heredoc(body, binding_counters.REPORTER_PATH, "STUN_METRICS_REPORTER") == binding_counters.reporter_script()
+    assert heredoc(body, binding_counters.REPORTER_PATH, "STUN_METRICS_REPORTER") == binding_counters.reporter_script(s)
     for unit, text in binding_counters.systemd_units().items():
         assert heredoc(body, f"/etc/systemd/system/{unit}", "UNIT") == text
 

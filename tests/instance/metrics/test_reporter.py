@@ -15,6 +15,8 @@ import pytest
 
 from stun_infra.instance import binding_counters, metrics
 
+from tests.support.coturn import settings_for
+
 from .conftest import NAMESPACE, REGION, FakeAws, published, reporter_env
 
 METRICS = {c.name: c.metric for c in binding_counters.COUNTERS}
@@ -23,7 +25,8 @@ METRICS = {c.name: c.metric for c in binding_counters.COUNTERS}
 @pytest.fixture(scope="module")
 def reporter(tmp_path_factory):
     path = tmp_path_factory.mktemp("reporter") / "stun_metrics_reporter.py"
-    path.write_text(binding_counters.reporter_script())
+    # TURN on (the defaults); runs here read live sessions from a fake table (--proc-net)
+    path.write_text(binding_counters.reporter_script(settings_for()))
     spec = importlib.util.spec_from_file_location("stun_metrics_reporter", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -37,6 +40,11 @@ def reading(table: int, boot: str = "boot-a", **packets: int) -> dict:
 
 def by_metric(**packets: int) -> dict[str, int]:
     return {METRICS[n]: packets.get(n, 0) for n in METRICS}
+
+
+def sent(**packets: int) -> dict[str, int]:
+    """What one run publishes: the counters' deltas and the live sessions (none here)."""
+    return {**by_metric(**packets), metrics.LIVE_SESSIONS: 0}
 
 
 def test_reporter_is_standard_library_only(reporter):
@@ -109,7 +117,12 @@ def fake_nft(tmp_path: Path, table_handle: int, **packets: int) -> str:
 
 
 def run_reporter(reporter, nft: str, state: Path, aws: FakeAws, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(reporter.path), "--nft", nft, "--state", str(state), *args],
+    """The script as the timer runs it, with no relay socket in its (empty) socket tables."""
+    proc_net = state.parent / "proc-net"
+    proc_net.mkdir(parents=True, exist_ok=True)
+    (proc_net / "udp").write_text("  sl  local_address rem_address   st\n")
+    return subprocess.run([sys.executable, str(reporter.path), "--nft", nft, "--state", str(state),
+                           "--proc-net", str(proc_net), *args],
                           env=reporter_env(aws), capture_output=True, text=True, timeout=60)
 
 
@@ -119,16 +132,16 @@ def publish(reporter, nft: str, state: Path, aws: FakeAws) -> tuple[dict[str, in
     done = run_reporter(reporter, nft, state, aws)
     assert done.returncode == 0, done.stderr
     (call,) = aws.calls()[before:]
-    return published(call), done.stdout
+    return published(call, live=True), done.stdout
 
 
 def test_runs_publish_deltas_and_keep_state_between_runs(reporter, tmp_path):
     state, aws = tmp_path / "lib" / "stun-metrics.json", FakeAws(tmp_path / "bin")
     first, _ = publish(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=9), state, aws)
-    assert first == by_metric(binding_requests=10, binding_successes=9)
+    assert first == sent(binding_requests=10, binding_successes=9)
     second, out = publish(reporter, fake_nft(tmp_path, 4, binding_requests=25, binding_successes=23,
                                              binding_errors=1, allocate_successes=3), state, aws)
-    assert second == by_metric(binding_requests=15, binding_successes=14, binding_errors=1, allocate_successes=3)
+    assert second == sent(binding_requests=15, binding_successes=14, binding_errors=1, allocate_successes=3)
     assert f"{metrics.BINDING_REQUESTS}=15" in out and f"{metrics.UDP_ALLOCATIONS}=3" in out
     saved = json.loads(state.read_text())
     assert saved["table"] == 4 and saved["counters"]["binding_requests"] == 25 and saved["boot_id"]
@@ -149,11 +162,11 @@ def test_a_failed_publish_keeps_the_previous_state(reporter, tmp_path, how):
         assert f"exit {how.split()[1]}" in done.stderr and "Throttling" in done.stderr, done.stderr
         assert f"{metrics.BINDING_REQUESTS}={packets - 10}" in done.stderr, done.stderr
     # each failed call carried everything since the last success
-    assert [published(c) for c in aws.calls()[1:]] == [by_metric(binding_requests=n, binding_successes=n)
-                                                        for n in (20, 35)]
+    assert [published(c, live=True) for c in aws.calls()[1:]] == [
+        sent(binding_requests=n, binding_successes=n) for n in (20, 35)]
     aws.fail(None)
     again, _ = publish(reporter, fake_nft(tmp_path, 4, binding_requests=50, binding_successes=49), state, aws)
-    assert again == by_metric(binding_requests=40, binding_successes=39)  # everything since the last success
+    assert again == sent(binding_requests=40, binding_successes=39)  # everything since the last success
     assert len(aws.calls()) == 4
 
 
@@ -176,8 +189,8 @@ def test_options_override_the_environment_file(reporter, tmp_path):
                         "--region", "us-east-2", "--namespace", "StunInfra/other", "--instance-id", "i-0other")
     assert done.returncode == 0, done.stderr
     (call,) = aws.calls()
-    assert published(call, region="us-east-2", namespace="StunInfra/other", instance_id="i-0other") == by_metric(
-        binding_requests=2)
+    assert published(call, region="us-east-2", namespace="StunInfra/other", instance_id="i-0other",
+                     live=True) == sent(binding_requests=2)
 
 
 def test_without_region_namespace_or_instance_id_nothing_runs(reporter, tmp_path):
@@ -188,3 +201,44 @@ def test_without_region_namespace_or_instance_id_nothing_runs(reporter, tmp_path
                           timeout=60)
     assert done.returncode == 2 and "region, namespace, instance_id" in done.stderr, done.stderr
     assert not aws.calls() and not (tmp_path / "state.json").exists()
+
+
+def udp_row(slot: int, local: str, remote: str, uid: int) -> str:
+    """One line of /proc/net/udp (layout of Linux 6.x)."""
+    return (f"{slot:5d}: {local} {remote} 07 00000000:00000000 00:00000000 00000000 {uid:5d}        0 "
+            f"{1000 + slot} 2 0000000000000000 0")
+
+
+def test_live_sessions_count_coturns_unconnected_relay_sockets(reporter, tmp_path):
+    """Only sockets in the relay range, with no remote address, owned by coturn's user count:
+    an IPv6 relay too; not another user's socket in the range (an ephemeral client port),
+    not a connected one, not coturn's listening port."""
+    low, high = reporter.RELAY_PORTS
+    coturn, other = 106, 0
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops"
+    (tmp_path / "udp").write_text("\n".join([header,
+        udp_row(0, f"0A2A0010:{low:04X}", "00000000:0000", coturn),           # relay, first port
+        udp_row(1, f"0A2A0010:{high:04X}", "00000000:0000", coturn),          # relay, last port
+        udp_row(2, f"0A2A0010:{low + 5:04X}", "00000000:0000", other),        # someone else's
+        udp_row(3, f"0A2A0010:{low + 6:04X}", "08080808:0035", coturn),       # connected
+        udp_row(4, "0A2A0010:0D96", "00000000:0000", coturn),                 # 3478, the listener
+        udp_row(5, f"0A2A0010:{low - 1:04X}", "00000000:0000", coturn),       # below the range
+    ]) + "\n")
+    (tmp_path / "udp6").write_text("\n".join([header, udp_row(
+        0, f"B80D0120000000000000000001000000:{low + 9:04X}", "00000000000000000000000000000000:0000", coturn)]) + "\n")
+    assert reporter.live_sessions(str(coturn), str(tmp_path)) == 3
+    (tmp_path / "udp6").unlink()  # IPv6 disabled: no udp6 table
+    assert reporter.live_sessions(str(coturn), str(tmp_path)) == 2
+
+
+def test_stun_only_reporter_publishes_the_counters_alone(tmp_path):
+    """STUN only: nothing is relayed, so no LiveSessions datum (and the script still runs)."""
+    script = tmp_path / "reporter.py"
+    script.write_text(binding_counters.reporter_script(settings_for(turn=False)))
+    aws = FakeAws(tmp_path / "bin")
+    done = subprocess.run([sys.executable, str(script), "--nft", fake_nft(tmp_path, 4, binding_requests=5),
+                           "--state", str(tmp_path / "state.json")], env=reporter_env(aws), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (call,) = aws.calls()
+    assert published(call) == by_metric(binding_requests=5)  # live=False: exactly the counters
