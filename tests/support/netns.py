@@ -26,6 +26,22 @@ CLONE_NEWNET = 0x40000000
 SERVER_IPV4, PEER_IPV4 = "198.51.100.1", "198.51.100.2"
 SERVER_IPV6, PEER_IPV6 = "2001:db8::1", "2001:db8::2"
 PUBLIC_IPV4 = "203.0.113.10"  # what external-ip tells clients; never used as a destination
+# Internal IPv6 peers in every notation a client can write: a relay must refuse each (403).
+INTERNAL_IPV6 = [
+    "::ffff:169.254.169.254",  # IPv4-mapped metadata service (CVE-2026-27624 below 4.9.0)
+    "::ffff:a9fe:a9fe",        # the same, hex notation
+    "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+    "::a9fe:a9fe",             # IPv4-compatible (deprecated)
+    "::1", "::",
+    "fd00:ec2::254",           # AWS metadata service over IPv6
+    "fd00:ec2::253",           # AWS DNS over IPv6
+    "fe80::1", "ff02::1", "fec0::1",
+    "64:ff9b::a9fe:a9fe",      # NAT64 of 169.254.169.254
+    "64:ff9b:1::a9fe:a9fe",
+    "2002:a9fe:a9fe::1",       # 6to4 of 169.254.169.254
+    "2001:0:a9fe:a9fe::1",     # Teredo
+    "100::1",
+]
 
 
 def _ip(*args: str) -> None:
