@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from cryptography import x509
+
 from stun_infra.client.targets import Check, is_address, split_families
 from stun_infra.client.turn_client import StunError, stun_binding, tls_context, tls_handshake, turn_allocation
+from stun_infra.settings import CERT_EXPIRY_WARNING_DAYS, dns_names, name_matches
 
 CONCURRENCY = 16
 EXPIRY_WARNING_DAYS = 14
@@ -113,28 +116,49 @@ async def _stun(check: Check, timeout: float) -> tuple[str, dict[str, Any]]:
 
 
 def _tls(check: Check, timeout: float, server: tuple[str, int]) -> tuple[str, dict[str, Any]]:
-    verified_context = ssl.create_default_context()
-    verified_context.minimum_version = ssl.TLSVersion.TLSv1_2
+    """Handshake, then the certificate's trust (system store), name and days left. A name
+    that does not match or an expiry within CERT_EXPIRY_WARNING_DAYS fails (browsers would
+    refuse it soon or now); an untrusted one (the self-signed default) is reported."""
+    chain_only = ssl.create_default_context()  # the system store; the name is checked below
+    chain_only.minimum_version = ssl.TLSVersion.TLSv1_2
+    chain_only.check_hostname = False
     try:
-        handshake = tls_handshake(server, timeout=timeout, context=verified_context, server_name=check.host)
-        trust = "certificate verified"
-        verified = True
+        handshake = tls_handshake(server, timeout=timeout, context=chain_only, server_name=_sni(check.host))
+        trusted, trust = True, "trusted (system store)"
     except ssl.SSLCertVerificationError as e:
-        handshake = tls_handshake(server, timeout=timeout, context=tls_context(), server_name=check.host)
-        trust = f"not verified: {e.verify_message}"  # expected of the default self-signed certificate
-        verified = False
+        handshake = tls_handshake(server, timeout=timeout, context=tls_context(), server_name=_sni(check.host))
+        trusted, trust = False, f"not trusted: {e.verify_message}"  # expected of the self-signed default
+    names = dns_names(x509.load_der_x509_certificate(handshake.certificate)) if handshake.certificate else []
+    name_ok = None if is_address(check.host) else name_matches(check.host, names)
     facts: dict[str, Any] = {"tls_version": handshake.version, "cipher": handshake.cipher,
-                             "certificate_verified": verified,
+                             "certificate_verified": trusted and name_ok is not False,
+                             "certificate_trusted": trusted, "certificate_names": names,
+                             "certificate_name_match": name_ok,
                              "certificate_not_after": handshake.not_after.isoformat() if handshake.not_after else None}
+    if name_ok is False:
+        raise _Failed(f"{handshake.version}: certificate names {', '.join(names) or 'no DNS name'}, "
+                      f"not {check.host}: browsers refuse it")
+    name = "name not checked (an address)" if name_ok is None else f"name {check.host} matches"
     if handshake.not_after is None:
-        expiry = "certificate expiry unreadable"
-    else:
-        days = (handshake.not_after - datetime.now(timezone.utc)).total_seconds() / 86400
-        if days < 0:
-            raise _Failed(f"{handshake.version}: certificate expired on {handshake.not_after:%Y-%m-%d}")
-        soon = " SOON" if days < EXPIRY_WARNING_DAYS else ""
-        expiry = f"expires {handshake.not_after:%Y-%m-%d} ({int(days)} days){soon}"
-    return f"{handshake.version} {handshake.cipher}, {expiry}, {trust}", facts
+        return f"{handshake.version} {handshake.cipher}, {trust}, {name}, certificate expiry unreadable", facts
+    days = days_left_until(handshake.not_after)
+    facts["certificate_days_left"] = days
+    if days < 0:
+        raise _Failed(f"{handshake.version}: certificate expired on {handshake.not_after:%Y-%m-%d}")
+    if days < CERT_EXPIRY_WARNING_DAYS:
+        raise _Failed(f"{handshake.version}: certificate expires in {days} days ({handshake.not_after:%Y-%m-%d}), "
+                      f"under {CERT_EXPIRY_WARNING_DAYS}: renew it")
+    soon = " SOON" if days < EXPIRY_WARNING_DAYS else ""
+    expiry = f"{days} days left (expires {handshake.not_after:%Y-%m-%d}){soon}"
+    return f"{handshake.version} {handshake.cipher}, {trust}, {name}, {expiry}", facts
+
+
+def _sni(host: str) -> str | None:
+    return None if is_address(host) else host
+
+
+def days_left_until(not_after: datetime) -> int:
+    return int((not_after - datetime.now(timezone.utc)).total_seconds() // 86400)
 
 
 async def _turn(check: Check, timeout: float) -> tuple[str, dict[str, Any]]:

@@ -278,6 +278,7 @@ class TlsHandshake:
     version: str                 # "TLSv1.3", "TLSv1.2", ...
     cipher: str
     not_after: datetime | None   # certificate expiry (UTC); None if it could not be read
+    certificate: bytes = b""     # the server's certificate, DER
 
 
 def tls_context(*, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
@@ -311,7 +312,7 @@ def tls_handshake(server: Address, *, timeout: float = 3.0, context: ssl.SSLCont
             version = tls.version() or ""
             cipher = (tls.cipher() or ("",))[0]
     return TlsHandshake(version=version, cipher=cipher,
-                        not_after=_not_after(der, timeout) if der else None)
+                        not_after=_not_after(der, timeout) if der else None, certificate=der or b"")
 
 
 def _not_after(der: bytes, timeout: float) -> datetime | None:

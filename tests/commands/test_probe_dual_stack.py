@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from stun_infra.client.turn_client import make_self_signed
+
 from tests.support.coturn import CoturnServer, netns, running_coturn, settings_for  # noqa: F401 - fixture
 from tests.support.netns import SERVER_IPV4, SERVER_IPV6, NetNs
 
@@ -29,7 +31,10 @@ NAME = "turn.dual-stack.test"
 
 @pytest.fixture(scope="module")
 def dual_stack_server(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
-    with running_coturn(netns, tmp_path_factory.mktemp("dual-stack"), settings_for(), ipv6=SERVER_IPV6) as server:
+    # Its certificate names NAME: probe fails a TLS endpoint whose certificate names another host.
+    cert, key = make_self_signed(tmp_path_factory.mktemp("dual-stack-cert"), NAME)
+    with running_coturn(netns, tmp_path_factory.mktemp("dual-stack"), settings_for(), ipv6=SERVER_IPV6,
+                        certificate=(cert.read_text(), key.read_text())) as server:
         yield server
 
 
