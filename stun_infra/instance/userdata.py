@@ -14,12 +14,10 @@ from dataclasses import dataclass
 
 from stun_infra.instance import binding_counters, metrics, nlb_targets, tls_ports, tls_sync
 from stun_infra.instance.coturn import INSTANCE_PATHS, coturn_tls_ports, turnserver_conf
+from stun_infra.instance.downloads import AGENTS, DOWNLOAD_SECONDS, AgentPackage
 from stun_infra.settings import Settings
 from stun_infra.instance.templating import render
 
-CLOUDWATCH_AGENT_BASE_URL = "https://amazoncloudwatch-agent.amazonaws.com"
-# {region} and {arch} are filled in on the instance: Debian AMIs ship no SSM agent.
-SSM_AGENT_URL = "https://s3.{region}.amazonaws.com/amazon-ssm-{region}/latest/debian_{arch}/amazon-ssm-agent.deb"
 PACKAGES = ("coturn", "awscli", "nftables", "curl", "ca-certificates", "logrotate", "python3")
 MAX_USER_DATA_BYTES = 16 * 1024
 
@@ -59,8 +57,10 @@ class BootInputs:
     certificate_arn: str = ""     # static mode with ACM: the exportable certificate coturn serves
     # Autoscale, dual stack: the load balancer's IPv6 target groups the instance joins.
     ipv6_target_groups: tuple[nlb_targets.TargetGroupPort, ...] = ()
-    agent_base_url: str = CLOUDWATCH_AGENT_BASE_URL
-    ssm_agent_url: str = SSM_AGENT_URL
+    # The agent packages and the keys that sign them (the sandbox swaps in its test key;
+    # production keys stay pinned in stun_infra/instance/downloads.py).
+    agents: tuple[AgentPackage, ...] = AGENTS
+    download_seconds: int = DOWNLOAD_SECONDS  # per download, retries included
 
 
 def agent_config(settings: Settings, log_file: str = INSTANCE_PATHS.log_file) -> str:
@@ -96,6 +96,7 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         paths=INSTANCE_PATHS,
         counters=binding_counters.boot_files(settings),
         nlb_targets=nlb_targets.boot_files(list(boot.ipv6_target_groups)) if boot.ipv6_target_groups else None,
+        log_group=metrics.log_group_name(settings.project, settings.stack),
     )
     packed(text)  # fail here, at plan time, if it would not fit
     return text

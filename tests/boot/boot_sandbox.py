@@ -53,7 +53,11 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
+
+if TYPE_CHECKING:  # imported where used: this module is also imported inside the namespace
+    from stun_infra.instance.downloads import AgentPackage
+    from tests.support.signing import TestKey
 
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = Path(__file__).resolve().with_name("boot_standins.py")
@@ -65,6 +69,7 @@ BUILD_VERSION = 1  # bump when the build procedure changes, to invalidate old ca
 BASE_PACKAGES = ("ca-certificates", "curl", "iproute2", "procps", "systemd-sysv")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CALLS_LOG = "/var/log/stun-infra-sandbox/calls.log"
+HOST_NFT_DIR = "/usr/local/lib/stun-infra-sandbox/host-nft"  # emulated roots only: see Sandbox._host_nft
 # The system trust store, which holds the sandbox CA: Debian's awscli trusts only its
 # bundled cacert.pem unless told otherwise (the script and the services get this).
 SANDBOX_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -231,6 +236,31 @@ def cleanup_stale() -> list[str]:
     return done
 
 
+# -- foreign architectures -------------------------------------------------------------
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+# Debian architecture -> qemu-user's name for it (qemu-user-static's /usr/lib/binfmt.d/*.conf).
+QEMU_NAMES = {"arm64": "aarch64", "amd64": "x86_64"}
+
+
+def ensure_binfmt(arch: str) -> None:
+    """Let this kernel run `arch` binaries through qemu-user-static: mount binfmt_misc if
+    it is not, and register the interpreter from qemu-user-static's binfmt.d line (its
+    F flag opens the interpreter now, so it works inside a chroot). Idempotent."""
+    name = QEMU_NAMES.get(arch, arch)
+    conf = Path(f"/usr/lib/binfmt.d/qemu-{name}.conf")
+    if not conf.is_file():
+        raise RuntimeError(f"running {arch} binaries needs qemu-user-static ({conf} missing)")
+    if not (BINFMT_DIR / "register").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)])
+    entry = BINFMT_DIR / f"qemu-{name}"
+    if not entry.exists():
+        with contextlib.suppress(FileExistsError):  # another process registered it meanwhile
+            (BINFMT_DIR / "register").write_text(conf.read_text().strip() + "\n")
+    if not entry.read_text().startswith("enabled"):
+        raise RuntimeError(f"binfmt_misc entry {entry} is disabled")
+
+
 # -- root filesystem cache -------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -268,15 +298,18 @@ def apt_list_to_path(filename: str, host: str) -> str | None:
     return "/" + "/".join(urllib.parse.unquote(p) for p in filename[len(prefix):].split("_"))
 
 
-def ensure_rootfs(packages: Iterable[str]) -> RootfsCache:
-    """The cached rootfs for this package set, built now if missing (needs the mirror)."""
+def ensure_rootfs(packages: Iterable[str], arch: str | None = None) -> RootfsCache:
+    """The cached rootfs for this package set and Debian architecture (default: this
+    machine's), built now if missing (needs the mirror; a foreign one needs qemu-user)."""
     packages = sorted(set(packages))
-    arch = host_arch()
+    arch = arch or host_arch()
+    if arch != host_arch():
+        ensure_binfmt(arch)
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{SUITE}-{arch}-{cache_key(packages, arch)}"
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time per machine
+    with open(root / f".lock-{final.name}", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build of a cache at a time per machine
         if (final / "build.json").is_file():
             (final / "last-used").touch()
             return RootfsCache(final)
@@ -316,10 +349,16 @@ def _build(cache: RootfsCache, packages: list[str], arch: str) -> None:
     rootfs = cache.rootfs
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    log(f"debootstrap {SUITE} ({arch}) from {mirror} into {rootfs} ...")
+    foreign = arch != host_arch()
+    log(f"debootstrap {SUITE} ({arch}{', foreign' if foreign else ''}) from {mirror} into {rootfs} ...")
     run(["debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={','.join(BASE_PACKAGES)}",
-         SUITE, str(rootfs), mirror], timeout=1800)
+         *(["--foreign"] if foreign else []), SUITE, str(rootfs), mirror], timeout=1800)
     timings["debootstrap"] = round(time.monotonic() - t0, 1)
+    if foreign:  # unpacked only: configure it with the target's own binaries, under qemu-user
+        t_second = time.monotonic()
+        run(["chroot", str(rootfs), "/debootstrap/debootstrap", "--second-stage"],
+            env={"PATH": CHROOT_PATH, "LANG": "C.UTF-8"}, timeout=3600)
+        timings["second_stage"] = round(time.monotonic() - t_second, 1)
     env = {"PATH": CHROOT_PATH, "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
     t1 = time.monotonic()
     mount_api_filesystems(rootfs)
@@ -487,33 +526,10 @@ exit 0
 """
 
 
-def build_stub_deb(out_dir: Path, package: str, arch: str, files: dict[str, str],
-                   postinst: str = "") -> Path:
-    """A tiny .deb holding `files` ({path: text}; executables if they start with #!)."""
-    tree = out_dir / f"{package}-tree"
-    if tree.exists():
-        shutil.rmtree(tree)
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN/control").write_text(
-        f"Package: {package}\nVersion: 1.0.0-sandbox\nArchitecture: {arch}\n"
-        f"Maintainer: stun-infra boot sandbox <sandbox@example.invalid>\n"
-        f"Description: stand-in for {package} built by the stun-infra boot test\n")
-    if postinst:
-        (tree / "DEBIAN/postinst").write_text(postinst)
-        (tree / "DEBIAN/postinst").chmod(0o755)
-    for path, text in files.items():
-        dest = tree / path.lstrip("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(text)
-        dest.chmod(0o755 if text.startswith("#!") else 0o644)
-    deb = out_dir / f"{package}_{arch}.deb"
-    run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)])
-    return deb
-
-
 def cloudwatch_agent_deb(out_dir: Path, arch: str) -> Path:
+    from tests.support.signing import build_deb
     base = "/opt/aws/amazon-cloudwatch-agent"
-    return build_stub_deb(out_dir, "amazon-cloudwatch-agent", arch, {
+    return build_deb(out_dir, "amazon-cloudwatch-agent", arch, {
         f"{base}/bin/amazon-cloudwatch-agent-ctl": RECORDER,
         f"{base}/bin/amazon-cloudwatch-agent": RECORDER,
         f"{base}/etc/.keep": "",
@@ -525,7 +541,8 @@ def cloudwatch_agent_deb(out_dir: Path, arch: str) -> Path:
 
 
 def ssm_agent_deb(out_dir: Path, arch: str) -> Path:
-    return build_stub_deb(out_dir, "amazon-ssm-agent", arch, {
+    from tests.support.signing import build_deb
+    return build_deb(out_dir, "amazon-ssm-agent", arch, {
         "/usr/bin/amazon-ssm-agent": RECORDER,
         "/lib/systemd/system/amazon-ssm-agent.service":
             "[Unit]\nDescription=amazon-ssm-agent (sandbox stub)\n[Service]\n"
@@ -702,6 +719,23 @@ def parse_binding_response(data: bytes, txid: bytes) -> tuple[str, int]:
     return mapped
 
 
+# -- boot inputs -----------------------------------------------------------------------
+
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}  # settings.architecture -> dpkg's name
+
+
+def sandbox_boot_inputs(settings, instance: "Instance", signer: "TestKey", **changes):
+    """(what `stun-infra render --parameter-version 1` uses for this instance, what the sandbox
+    runs): the same boot inputs but for the sandbox's signing key in place of AWS's."""
+    import dataclasses
+
+    from stun_infra.instance.userdata import BootInputs, ParameterNames
+
+    names = ParameterNames.under(settings.ssm_path, settings.turn).at(1, 1, 1)
+    production = BootInputs(parameters=names, expected_public_ip="" if settings.autoscale else instance.public_ip)
+    return production, dataclasses.replace(production, agents=signer.in_place_of_aws(production.agents), **changes)
+
+
 # -- the sandbox -----------------------------------------------------------------------
 
 @dataclass
@@ -763,11 +797,16 @@ class Sandbox:
     instance: Instance = field(default_factory=Instance)
     parameters: dict[str, str] = field(default_factory=dict)
     extra_hosts: dict[str, str] = field(default_factory=dict)  # name -> stand-in address
+    signer: TestKey | None = None  # signs the agent packages served (default: a fresh key)
+    log_group: str = "stun-infra-sandbox"  # the stack's CloudWatch Logs group, created in moto
     name: str = field(default_factory=lambda: f"{OVERLAY_SOURCE}-{os.getpid()}")
 
     def __post_init__(self) -> None:
-        self.arch = host_arch()
+        self.arch = self.cache.info["arch"]
         self.root = self.workdir / "merged"
+        if self.signer is None:
+            from tests.support.signing import TestKey
+            self.signer = TestKey(self.workdir / "signer")
         self.logs = self.workdir / "logs"
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._netns = False
@@ -866,14 +905,15 @@ class Sandbox:
     # -- root filesystem ---------------------------------------------------------------
 
     def aws_hosts(self) -> dict[str, str]:
-        from stun_infra.instance import userdata  # the production URLs, so the script runs unchanged
+        from stun_infra.instance import downloads  # the production URLs, so the script runs unchanged
 
         region = self.instance.region
-        agent_host = urllib.parse.urlsplit(userdata.CLOUDWATCH_AGENT_BASE_URL).hostname
-        ssm_agent_host = urllib.parse.urlsplit(userdata.SSM_AGENT_URL.format(region=region, arch=self.arch)).hostname
-        return {f"ssm.{region}.amazonaws.com": AWS_API_IP, f"monitoring.{region}.amazonaws.com": AWS_API_IP,
-                agent_host: DOWNLOADS_IP,
-                ssm_agent_host: DOWNLOADS_IP, **self.extra_hosts}
+        hosts = {f"ssm.{region}.amazonaws.com": AWS_API_IP, f"monitoring.{region}.amazonaws.com": AWS_API_IP,
+                 f"logs.{region}.amazonaws.com": AWS_API_IP}
+        for host in downloads.documented_hosts():
+            if host != IMDS_IP:
+                hosts[host.replace("{region}", region)] = DOWNLOADS_IP
+        return {**hosts, **self.extra_hosts}
 
     def _prepare_rootfs(self) -> None:
         root = self.root
@@ -898,7 +938,33 @@ class Sandbox:
         run(self.chroot("dpkg-divert", "--local", "--rename", "--add", "/usr/bin/systemctl"))
         (root / "usr/bin/systemctl").write_text(SYSTEMCTL)
         (root / "usr/bin/systemctl").chmod(0o755)
+        if self.arch != host_arch():
+            self._host_nft()
         (root / "var/lib/cloud/instance/scripts").mkdir(parents=True, exist_ok=True)
+
+    def _host_nft(self) -> None:
+        """Under qemu-user the root's own nft cannot reach the kernel: qemu (7.2) does not
+        translate NETLINK_NETFILTER sockets ("Unable to initialize Netlink socket: Protocol
+        not supported"). The one deviation of an emulated root: /usr/sbin/nft is diverted
+        (before the script installs nftables) to a shim running this machine's nft (the same
+        Debian 12 nftables) with its own libraries, so the script's ruleset and the
+        reporter's reads reach the kernel unchanged."""
+        host_nft = Path(shutil.which("nft") or "/usr/sbin/nft").resolve()
+        dest = self.root / HOST_NFT_DIR.lstrip("/")
+        dest.mkdir(parents=True)
+        loader = ""
+        for line in run(["ldd", str(host_nft)]).stdout.splitlines():
+            m = re.search(r"(/\S+)", line)
+            if m:
+                lib = Path(m[1])
+                shutil.copy(lib.resolve(), dest / lib.name)
+                loader = lib.name if "ld-linux" in lib.name else loader
+        shutil.copy(host_nft, dest / "nft")
+        run(self.chroot("dpkg-divert", "--local", "--rename", "--add", "/usr/sbin/nft"))
+        shim = self.root / "usr/sbin/nft"
+        shim.write_text(f"#!/bin/sh\n# stun-infra boot sandbox: the host's nft (qemu-user has no NETLINK_NETFILTER)\n"
+                        f"exec {HOST_NFT_DIR}/{loader} --library-path {HOST_NFT_DIR} {HOST_NFT_DIR}/nft \"$@\"\n")
+        shim.chmod(0o755)
 
     # -- stand-ins ---------------------------------------------------------------------
 
@@ -921,29 +987,47 @@ class Sandbox:
         self._spawn("imds", "imds", "--instance", str(doc), "--log", str(self.logs / "imds.jsonl"))
         self._spawn("mirror", "files", "--bind", MIRROR_IP, "--port", "80", "--root", str(self.cache.mirror),
                     "--pool-dir", str(self.cache.debs), "--log", str(self.logs / "mirror.jsonl"))
-        www = self.workdir / "www"
-        from stun_infra.instance import userdata
-
-        agent = cloudwatch_agent_deb(self.workdir, self.arch)
-        dest = www / urllib.parse.urlsplit(
-            f"{userdata.CLOUDWATCH_AGENT_BASE_URL}/debian/{self.arch}/latest/amazon-cloudwatch-agent.deb").path.lstrip("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(agent, dest)
-        ssm_agent = ssm_agent_deb(self.workdir, self.arch)
-        dest = www / urllib.parse.urlsplit(
-            userdata.SSM_AGENT_URL.format(region=self.instance.region, arch=self.arch)).path.lstrip("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ssm_agent, dest)
+        self.publish_agents()
         self._spawn("downloads", "files", "--bind", DOWNLOADS_IP, "--port", "80", "--tls-port", "443",
-                    "--cert", str(self.pki["cert"]), "--key", str(self.pki["key"]), "--root", str(www),
-                    "--log", str(self.logs / "downloads.jsonl"))
+                    "--cert", str(self.pki["cert"]), "--key", str(self.pki["key"]), "--root", str(self.www),
+                    "--faults", str(self.faults_file), "--log", str(self.logs / "downloads.jsonl"))
         seed = self.workdir / "ssm-seed.json"
         seed.write_text(json.dumps(self.parameters))
         seed.chmod(0o600)
         self._spawn("ssm", "ssm", "--bind", AWS_API_IP, "--cert", str(self.pki["cert"]), "--key",
                     str(self.pki["key"]), "--region", self.instance.region, "--seed", str(seed),
-                    "--seed-port", str(MOTO_PLAIN_PORT),
+                    "--seed-port", str(MOTO_PLAIN_PORT), "--log-group", self.log_group,
                     "--log", str(self.logs / "ssm.jsonl"), timeout=90)
+
+    @property
+    def www(self) -> Path:
+        return self.workdir / "www"
+
+    @property
+    def faults_file(self) -> Path:
+        """{URL path: fault} the downloads stand-in reads on every request (see boot_standins)."""
+        return self.workdir / "download-faults.json"
+
+    def agent_path(self, agent: AgentPackage, url: str | None = None) -> Path:
+        """Where the downloads stand-in serves `url` (default: the agent's package) from."""
+        url = (url or agent.url).format(region=self.instance.region, arch=self.arch)
+        return self.www / urllib.parse.urlsplit(url).path.lstrip("/")
+
+    def publish_agents(self, *, arch: str | None = None) -> None:
+        """Serve each agent .deb (a stub for `arch`, default the instance's), its detached
+        signature by the sandbox key, and the key file where the production key URL is."""
+        from stun_infra.instance import downloads
+
+        self.faults_file.write_text("{}")
+        for agent, build in ((downloads.CLOUDWATCH_AGENT, cloudwatch_agent_deb), (downloads.SSM_AGENT, ssm_agent_deb)):
+            deb = self.agent_path(agent)
+            deb.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(build(self.workdir, arch or self.arch), deb)
+            self.signer.sign(deb, deb.with_name(deb.name + ".sig"))
+            if agent.key.url:
+                key = self.agent_path(agent, agent.key.url)
+                key.parent.mkdir(parents=True, exist_ok=True)
+                key.write_text(self.signer.armored)
 
     def requests(self, label: str) -> list[dict]:
         f = self.logs / f"{label}.jsonl"

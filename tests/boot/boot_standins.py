@@ -195,6 +195,11 @@ def ssm(args: argparse.Namespace) -> None:
                               aws_access_key_id="seed", aws_secret_access_key="seed")
         for name, value in json.loads(Path(args.seed).read_text()).items():
             client.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+    if args.log_group:  # the stack's log group, which the deployed stack creates before any instance
+        import boto3
+        boto3.client("logs", region_name=args.region, endpoint_url=f"http://127.0.0.1:{args.seed_port}",
+                     aws_access_key_id="seed", aws_secret_access_key="seed").create_log_group(
+            logGroupName=args.log_group)
     _ready()
 
 
@@ -227,18 +232,39 @@ def files(args: argparse.Namespace) -> None:
                 candidate = root / path.lstrip("/")
             return candidate if candidate.is_file() else None
 
+        def _fault(self) -> str:
+            """What goes wrong with this request: "" (nothing), "truncate" (the whole
+            length announced, half the body sent, connection closed) or "unavailable" (503);
+            a fault with "times" applies to that many requests, then the file is served."""
+            if not args.faults or not Path(args.faults).is_file():
+                return ""
+            with _log_lock:
+                faults = json.loads(Path(args.faults).read_text() or "{}")
+                fault = faults.get(self.path.split("?", 1)[0])
+                if not fault:
+                    return ""
+                if "times" in fault:
+                    if fault["times"] <= 0:
+                        return ""
+                    fault["times"] -= 1
+                    Path(args.faults).write_text(json.dumps(faults))
+                return fault["kind"]
+
         def _send(self, body: bool) -> None:
             found = self._find()
-            status = 200 if found else 404
-            data = found.read_bytes() if found else b"not found\n"
+            fault = self._fault() if found else ""
+            status = 503 if fault == "unavailable" else 200 if found else 404
+            data = found.read_bytes() if found and status == 200 else b"not found\n" if not found else b"busy\n"
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
             if body:
-                self.wfile.write(data)
+                self.wfile.write(data[:len(data) // 2] if fault == "truncate" else data)
+            if fault == "truncate":
+                self.close_connection = True
             _log(args.log, method=self.command, host=self.headers.get("Host", ""), path=self.path,
-                 status=status, bytes=len(data))
+                 status=status, bytes=len(data), fault=fault)
 
         def do_GET(self) -> None:
             self._send(True)
@@ -274,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--key", required=True)
     a.add_argument("--region", required=True)
     a.add_argument("--seed", help="JSON {name: value} put as SecureString parameters")
+    a.add_argument("--log-group", default="", help="a CloudWatch Logs group to create")
     a.add_argument("--log", required=True)
     a.set_defaults(run=ssm)
     a = sub.add_parser("files")
@@ -284,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--key", default="")
     a.add_argument("--root", required=True)
     a.add_argument("--pool-dir", default="")
+    a.add_argument("--faults", default="", help="JSON file {path: fault}, read on every request")
     a.add_argument("--log", required=True)
     a.set_defaults(run=files)
     args = p.parse_args(argv)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import boot_sandbox as sb
+from tests.support.signing import TestKey
 
 # Paths the script may legitimately change on every run: logs, caches, the script
 # itself, the sandbox's own call log, API filesystems.
@@ -116,27 +117,44 @@ def _report_run(label: str, r: sb.ScriptRun) -> None:
 
 
 @pytest.fixture(scope="session")
-def rootfs_cache(_boot_requirements) -> sb.RootfsCache:
+def rootfs_cache(_boot_requirements):
+    """rootfs_cache(arch): the cached Debian 12 root for a Debian architecture, built once
+    per machine (a foreign one through qemu-user; without qemu-user-static it skips, and
+    fails under CI=true)."""
     from stun_infra.instance.userdata import PACKAGES
 
-    t0 = time.monotonic()
-    cache = sb.ensure_rootfs(PACKAGES)
-    info = cache.info
-    took = time.monotonic() - t0
-    TIMINGS["rootfs"] = {"cache": cache.dir.name, "ready_seconds": round(took, 1), "build": info["seconds"]}
-    STAGE_REPORT.append(f"rootfs cache {cache.dir.name}: ready in {took:.1f}s "
-                        f"(built {info['built']}: {info['seconds']})")
-    print(STAGE_REPORT[-1])
-    return cache
+    caches: dict[str, sb.RootfsCache] = {}
+
+    def get(arch: str) -> sb.RootfsCache:
+        if arch not in caches:
+            if arch != sb.host_arch() and not Path(f"/usr/lib/binfmt.d/qemu-{sb.QEMU_NAMES[arch]}.conf").is_file():
+                message = f"an {arch} boot needs qemu-user-static"
+                if os.environ.get("CI") == "true":
+                    pytest.fail(f"CI=true but {message}", pytrace=False)
+                pytest.skip(message)
+            t0 = time.monotonic()
+            cache = caches[arch] = sb.ensure_rootfs(PACKAGES, arch)
+            info = cache.info
+            took = time.monotonic() - t0
+            TIMINGS[f"rootfs-{arch}"] = {"cache": cache.dir.name, "ready_seconds": round(took, 1),
+                                         "build": info["seconds"]}
+            STAGE_REPORT.append(f"rootfs cache {cache.dir.name}: ready in {took:.1f}s "
+                                f"(built {info['built']}: {info['seconds']})")
+            print(STAGE_REPORT[-1])
+        return caches[arch]
+
+    return get
 
 
-# The stacks booted: (id, stack file, overrides, the instance's IPv6 address or ""). Instance
-# types are x86 ones because the sandbox runs this machine's architecture (the script reads it
-# from dpkg). One instance has an IPv6 address in IMDS; the other gets IMDS's 404, as in
+# The stacks booted: (id, stack file, overrides, the instance's IPv6 address or ""). The
+# sandbox runs the architecture of the stack's instance type: the default dev stack as it is
+# (t4g, Graviton: arm64 under qemu-user) and with an x86 type, and the autoscale STUN-only
+# stack on x86. One instance has an IPv6 address in IMDS; the others get IMDS's 404, as in
 # today's IPv4-only VPC.
 STACKS = [
-    ("dev-static-turn-ipv6", "dev", {"instanceType": "t3.small"}, "2001:db8:42:1::23"),
-    ("prod-autoscale-stun-only", "prod", {"instanceType": "c7i.large", "turn": "false"}, ""),
+    ("dev-arm64-ipv6", "dev", {}, "2001:db8:42:1::23"),
+    ("dev-x86_64", "dev", {"instanceType": "t3.small"}, ""),
+    ("prod-autoscale-stun-only-x86_64", "prod", {"instanceType": "c7i.large", "turn": "false"}, ""),
 ]
 
 
@@ -144,12 +162,14 @@ STACKS = [
 def booted(request, rootfs_cache, tmp_path_factory):
     """One instance of a stack, booted by the user-data `stun-infra render` writes."""
     from stun_infra.cloud.offline import stack_settings
-    from stun_infra.instance.userdata import ParameterNames
+    from stun_infra.instance.metrics import log_group_name
+    from stun_infra.instance.userdata import ParameterNames, render_user_data
 
     label, stack, overrides, ipv6 = request.param
     settings = stack_settings(stack, overrides)
     instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=overrides["instanceType"], ipv6=ipv6)
+                           instance_type=settings.instance_type, ipv6=ipv6)
+    cache = rootfs_cache(sb.DEBIAN_ARCH[settings.architecture])
     names = ParameterNames.under(settings.ssm_path, settings.turn)
     cert, key = sb.self_signed(settings.tls_domain)
     parameters = {names.tls_certificate: cert, names.tls_private_key: key}
@@ -167,10 +187,14 @@ def booted(request, rootfs_cache, tmp_path_factory):
             "--public-ip", instance.public_ip, "--private-ip", instance.private_ip,
             *(["--ipv6", ipv6] if ipv6 else [])],
            env={**os.environ, "STUN_INFRA_TURN_SECRET": secret})
-    user_data = (rendered / "user-data.sh").read_text()
+    signer = TestKey(workdir / "signer")
+    production, boot = sb.sandbox_boot_inputs(settings, instance, signer)
+    assert (rendered / "user-data.sh").read_text() == render_user_data(settings, production)
+    user_data = render_user_data(settings, boot)
     STAGE_REPORT.append(f"[{label}] user-data {len(user_data.encode())} bytes")
 
-    with sb.Sandbox(rootfs_cache, workdir, instance=instance, parameters=parameters) as box:
+    with sb.Sandbox(cache, workdir, instance=instance, parameters=parameters, signer=signer,
+                    log_group=log_group_name(settings.project, settings.stack)) as box:
         echo = (lambda line: print(f"  | {line}")) if os.environ.get("STUN_INFRA_BOOT_ECHO") == "1" else None
         first = box.run_script(user_data, echo=echo)
         _report_run(f"[{label}] user-data, first run", first)

@@ -229,7 +229,7 @@ def test_no_package_starts_a_service_before_the_script_configures_it():
     guard = script.index("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d")
     assert guard < script.index(" install -y -q --no-install-recommends") < script.index("stage coturn-config")
     assert "trap 'rm -f /usr/sbin/policy-rc.d' EXIT" in script
-    assert script.index("install_deb amazon-ssm-agent") < script.index("stage services")
+    assert script.index("\ninstall_agent amazon-ssm-agent") < script.index("stage services")
 
 
 def test_coturn_stays_disabled_until_its_config_is_written():

@@ -1,0 +1,181 @@
+"""Bad downloads on a booting instance: each stops the boot with one line naming the package
+and the reason, in the console output and in the stack's CloudWatch Logs group, and coturn
+stays disabled (nothing answers the health check, so autoscale replaces the instance). A
+download that fails for a while is retried and the boot completes.
+
+One sandboxed x86 instance of the dev stack (this machine's architecture: its apt stage takes
+seconds, not minutes) runs the script once per case; before each, the agents are purged and
+the downloads stand-in serves the signed packages again, then the case spoils one thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+import boot_sandbox as sb
+from stun_infra.instance import downloads
+
+pytestmark = pytest.mark.boot
+
+# Small enough that a download which never completes gives up within the test's patience;
+# the production value (downloads.DOWNLOAD_SECONDS) is checked in tests/instance.
+DOWNLOAD_SECONDS = 8
+STOPPED = re.compile(r"^stun-infra: BOOT STOPPED: ")
+
+
+class Case:
+    """The sandbox and what one run of the script did."""
+
+    def __init__(self, box: sb.Sandbox, user_data: str):
+        self.box, self.user_data = box, user_data
+        self.run: sb.ScriptRun | None = None
+        self.calls_before = 0
+
+    def reset(self) -> None:
+        """Agents not installed, every download served and signed as published."""
+        for pkg in ("amazon-cloudwatch-agent", "amazon-ssm-agent"):
+            sb.run(self.box.chroot("dpkg", "--purge", pkg), check=False)
+        self.box.publish_agents()
+
+    def boot(self) -> sb.ScriptRun:
+        self.calls_before = len(self.box.calls())
+        echo = (lambda line: print(f"  | {line}")) if os.environ.get("STUN_INFRA_BOOT_ECHO") == "1" else None
+        self.run = self.box.run_script(self.user_data, echo=echo, timeout=600)
+        return self.run
+
+    def stopped_line(self) -> str:
+        lines = [text for _, text in self.run.lines if STOPPED.match(text)]
+        assert len(lines) == 1, f"expected one BOOT STOPPED line:\n{self.run.output[-3000:]}"
+        return lines[0]
+
+    def cloudwatch_lines(self) -> list[str]:
+        return self.box.ns_python(f"""
+import json, boto3
+logs = boto3.client("logs", region_name={self.box.instance.region!r}, endpoint_url="http://127.0.0.1:{sb.MOTO_PLAIN_PORT}",
+                    aws_access_key_id="reader", aws_secret_access_key="reader")
+try:
+    events = logs.get_log_events(logGroupName={self.box.log_group!r},
+                                 logStreamName={self.box.instance.instance_id + "/boot"!r})["events"]
+except logs.exceptions.ResourceNotFoundException:
+    events = []
+print(json.dumps([e["message"] for e in events]))
+""")
+
+    def coturn_calls(self) -> list[str]:
+        return [c for c in self.box.calls()[self.calls_before:] if "coturn" in c]
+
+
+@pytest.fixture(scope="module")
+def case(rootfs_cache, tmp_path_factory):
+    from stun_infra.cloud.offline import stack_settings
+    from stun_infra.instance.metrics import log_group_name
+    from stun_infra.instance.userdata import ParameterNames, render_user_data
+    from tests.support.signing import TestKey
+
+    settings = stack_settings("dev", {"instanceType": "t3.small"})
+    cache = rootfs_cache(sb.DEBIAN_ARCH[settings.architecture])
+    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
+                           instance_type=settings.instance_type)
+    names = ParameterNames.under(settings.ssm_path, settings.turn)
+    cert, key = sb.self_signed(settings.tls_domain)
+    parameters = {f"{names.tls_certificate}": cert, names.tls_private_key: key,
+                  names.turn_secret: "sandbox-turn-secret-" + os.urandom(12).hex()}
+    workdir = tmp_path_factory.mktemp("boot-downloads")
+    signer = TestKey(workdir / "signer")
+    _, boot = sb.sandbox_boot_inputs(settings, instance, signer, download_seconds=DOWNLOAD_SECONDS)
+    with sb.Sandbox(cache, workdir, instance=instance, parameters=parameters, signer=signer,
+                    log_group=log_group_name(settings.project, settings.stack)) as box:
+        yield Case(box, render_user_data(settings, boot))
+
+
+def assert_boot_stopped(case: Case, package: str, reason: str) -> None:
+    """One line naming the package and the reason, in the console output, the boot log and
+    CloudWatch Logs; no other failure line; coturn disabled and never started."""
+    r = case.run
+    assert r.returncode == 1, r.output[-3000:]
+    line = case.stopped_line()
+    assert line.startswith(f"stun-infra: BOOT STOPPED: {package}: {reason}"), line
+    assert line.endswith("(coturn stays disabled)"), line
+    assert "FAILED at line" not in r.output and "boot complete" not in r.output
+    assert line in (case.box.root / "var/log/stun-infra-boot.log").read_text()
+    assert line in case.cloudwatch_lines()
+    # The package's own postinst presets it (enabled); the script's disable comes last, and
+    # nothing starts it.
+    calls = case.coturn_calls()
+    assert calls and calls[-1] == "systemctl disable --quiet coturn.service", calls
+    assert not [c for c in calls if re.match(r"systemctl (\S+ )*(start|restart|reload-or-restart|enable) ", c)], calls
+    assert "stun-infra" not in (case.box.root / "etc/turnserver.conf").read_text()  # Debian's stock file
+
+
+def test_a_tampered_package_stops_the_boot(case):
+    case.reset()
+    deb = case.box.agent_path(downloads.CLOUDWATCH_AGENT)
+    data = bytearray(deb.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    deb.write_bytes(bytes(data))
+    case.boot()
+    assert_boot_stopped(case, "amazon-cloudwatch-agent",
+                        f"signature does not verify with key {case.box.signer.fingerprint} (BADSIG)")
+
+
+def test_a_missing_package_stops_the_boot(case):
+    case.reset()
+    deb = case.box.agent_path(downloads.SSM_AGENT)
+    deb.unlink()
+    case.boot()
+    url = downloads.SSM_AGENT.url.format(region=case.box.instance.region, arch=case.box.arch)
+    assert_boot_stopped(case, "amazon-ssm-agent", f"download failed: HTTP 404 from {url} (")
+    gets = [r for r in case.box.requests("downloads") if r["path"].endswith("/amazon-ssm-agent.deb")]
+    assert [r["status"] for r in gets][-1:] == [404] and len([r for r in gets if r["status"] == 404]) == 1
+
+
+def test_a_truncated_download_stops_the_boot_once_its_time_is_spent(case):
+    case.reset()
+    path = "/" + str(case.box.agent_path(downloads.CLOUDWATCH_AGENT).relative_to(case.box.www))
+    case.box.faults_file.write_text(json.dumps({path: {"kind": "truncate"}}))
+    case.boot()
+    assert_boot_stopped(case, "amazon-cloudwatch-agent", "download failed: curl: (18) ")
+    assert f"attempts in {DOWNLOAD_SECONDS} s)" in case.stopped_line()
+    truncated = [r for r in case.box.requests("downloads") if r["path"] == path and r.get("fault") == "truncate"]
+    assert len(truncated) >= 2, truncated  # retried before giving up
+
+
+def test_a_package_for_the_wrong_architecture_stops_the_boot(case):
+    case.reset()
+    other = "arm64" if case.box.arch == "amd64" else "amd64"
+    case.box.publish_agents(arch=other)
+    case.boot()
+    assert_boot_stopped(case, "amazon-cloudwatch-agent", f"package is for {other}, this instance is {case.box.arch}")
+
+
+def test_a_package_and_key_swapped_together_stop_the_boot(case, tmp_path):
+    """Whoever can replace the package and the key file beside it still lacks the pinned key."""
+    from tests.support.signing import TestKey
+
+    case.reset()
+    intruder = TestKey(tmp_path / "intruder", name="not aws")
+    deb = case.box.agent_path(downloads.CLOUDWATCH_AGENT)
+    intruder.sign(deb)
+    case.box.agent_path(downloads.CLOUDWATCH_AGENT, downloads.CLOUDWATCH_AGENT.key.url).write_text(intruder.armored)
+    case.boot()
+    assert_boot_stopped(case, "amazon-cloudwatch-agent",
+                        f"signed by key {intruder.fingerprint}, not by the pinned key {case.box.signer.fingerprint}")
+
+
+def test_a_download_that_fails_for_a_while_is_retried_and_the_boot_completes(case):
+    case.reset()
+    path = "/" + str(case.box.agent_path(downloads.SSM_AGENT).relative_to(case.box.www))
+    case.box.faults_file.write_text(json.dumps({path: {"kind": "unavailable", "times": 2}}))
+    r = case.boot()
+    assert r.returncode == 0 and "stun-infra: boot complete" in r.output, r.output[-3000:]
+    statuses = [x["status"] for x in case.box.requests("downloads") if x["path"] == path]
+    assert statuses[-3:] == [503, 503, 200], statuses
+    assert len(re.findall(r"HTTP 503 from .*amazon-ssm-agent\.deb; retrying in \d+ s", r.output)) == 2
+    assert not [text for _, text in r.lines if STOPPED.match(text)]
+    for pkg in ("amazon-cloudwatch-agent", "amazon-ssm-agent"):
+        assert f"stun-infra: {pkg}: signature verified (key {case.box.signer.fingerprint}), {case.box.arch} package" \
+            in r.output
