@@ -51,7 +51,8 @@ _INSTANCE_TYPE = re.compile(r"(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\.
 _DNS_NAME = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
-# coturn's STUN_MAX_REALM_SIZE (ns_turn_defs.h, 4.6.1)
+# coturn's STUN_MAX_REALM_SIZE (ns_turn_defs.h, 4.6.1); a longer realm is not refused by
+# coturn, so it is refused here rather than cut short there.
 MAX_REALM = 127
 MAX_COMMON_NAME = 64
 # Ports something else on an instance serves: a listening port there would open it to the

@@ -36,7 +36,8 @@ def stack_settings(args: argparse.Namespace) -> Settings:
     return settings_of(args.stack, overrides(args))
 
 
-# coturn's AUTH_SECRET_SIZE (ns_turn_defs.h, 4.6.1); one `static-auth-secret=` line.
+# One `static-auth-secret=` line of visible ASCII. 256 is coturn's AUTH_SECRET_SIZE
+# (ns_turn_defs.h); 4.6.1 was seen to take longer ones too, but nothing needs them.
 MAX_TURN_SECRET = 256
 _TURN_SECRET = re.compile(rf"[\x21-\x7e]{{1,{MAX_TURN_SECRET}}}")
 

@@ -33,7 +33,7 @@ from stun_infra.instance.coturn import local_paths, turnserver_conf
 from stun_infra.client.credentials import ice_servers, mint
 from stun_infra.client.targets import InputError, plan_checks, parse_ttl, server_uris
 from stun_infra.client.probing import failure_line, progress_line, run_checks, summary, table
-from stun_infra.settings import ConfigError, Settings
+from stun_infra.settings import ConfigError, Settings, printable
 from stun_infra.client.turn_client import make_self_signed, stun_binding
 
 STARTUP_DEADLINE = 15.0  # seconds for turnserver to answer a binding after launch
@@ -102,8 +102,10 @@ def check_address(address: str, option: str = "--address", version: int = 4) -> 
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        raise LocalError(f"{option} {address!r}: expected an IPv{version} address of this machine, "
+        raise LocalError(f"{option} {printable(repr(address))}: expected an IPv{version} address of this machine, "
                          f"e.g. {example}") from None
+    if ip.version == 6 and ip.scope_id is not None:  # a zone would reach turnserver.conf as it is
+        raise LocalError(f"{option} {printable(repr(address))}: give the address without a %zone, e.g. {example}")
     if ip.version != version:
         hint = ("give the IPv4 address with --address and the IPv6 one with --ipv6 (coturn serves both, as "
                 "an instance does)") if option == "--address" else "give an IPv6 address, e.g. ::1"

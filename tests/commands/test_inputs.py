@@ -262,6 +262,12 @@ def test_a_folder_with_a_line_break_is_refused_before_it_reaches_the_config(tmp_
     assert not folder.exists()
 
 
+@pytest.mark.parametrize("args", [["--ipv6", "fe80::1%lo\nallowed-peer-ip=10.0.0.1"], ["--ipv6", "fe80::1%lo"]])
+def test_local_addresses_with_a_zone_are_refused(args):
+    line = assert_one_line_error(cli("local", "--check", "--no-install", *args, timeout=20), "without a %zone")
+    assert "\nallowed" not in line
+
+
 def test_an_unwritable_out_folder_is_one_line(tmp_path: Path):
     blocker = tmp_path / "file"
     blocker.write_text("")

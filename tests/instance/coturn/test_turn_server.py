@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import ssl
 import threading
@@ -13,7 +14,7 @@ from datetime import datetime, timezone
 import pytest
 
 from stun_infra.instance.coturn import DENIED_PEER_RANGES
-from stun_infra.client.credentials import mint
+from stun_infra.client.credentials import MAX_USERNAME_BYTES, mint, password_for
 from stun_infra.client.turn_client import (StunError, allocate, make_self_signed, stun_binding, tls_context,
                                     tls_handshake, turn_allocation)
 
@@ -138,6 +139,23 @@ def test_allocate_over_tls_succeeds_with_minted_credentials(turn_server: CoturnS
                                    ssl_context=tls_context(), timeout=2) as relay:
             return relay.relayed_address
     assert turn_server.ns.run_async(go)[0] == PUBLIC_IPV4
+
+
+def test_the_longest_username_credentials_mints_is_accepted(turn_server: CoturnServer):
+    """`credentials --user` stops at coturn's 512-byte username; right at the limit, coturn allocates."""
+    expiry_part = len(f"{int(time.time()) + 600}:")
+    username, password = turn_server.credentials(user="u" * (MAX_USERNAME_BYTES - expiry_part - 8) + secrets.token_hex(4))
+    assert len(username.encode()) == MAX_USERNAME_BYTES
+    relayed = turn_server.ns.run_async(allocate, turn_server.stun_address, username, password, timeout=2)
+    assert relayed[0] == PUBLIC_IPV4
+
+
+def test_a_username_one_byte_over_coturns_limit_gets_401(turn_server: CoturnServer):
+    """Why `credentials` refuses longer users: coturn 4.6.1 turns a 513-byte username away."""
+    prefix = f"{int(time.time()) + 600}:"
+    username = prefix + "u" * (MAX_USERNAME_BYTES + 1 - len(prefix) - 8) + secrets.token_hex(4)
+    assert len(username.encode()) == MAX_USERNAME_BYTES + 1
+    assert _allocate_error(turn_server, username, password_for(turn_server.secret, username)) == 401
 
 
 def _allocate_error(server: CoturnServer, username: str, password: str) -> int | None:
