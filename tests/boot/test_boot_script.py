@@ -266,6 +266,42 @@ asyncio.run(main())
         assert settings.relay_min_port <= out["relayed"][1] <= settings.relay_max_port, out
 
 
+def test_an_ipv6_client_gets_an_ipv6_relay_that_refuses_internal_ipv6_peers(booted):
+    """Over the instance's IPv6 address (from the metadata stand-in): a client that asks for
+    an IPv6 relay (REQUESTED-ADDRESS-FAMILY) gets one on that address, one that does not
+    gets the IPv4 relay (coturn's default, kept), and the IPv6 relay refuses every internal
+    IPv6 peer, in every notation, with 403."""
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box, settings = booted.sandbox, booted.settings
+    if not (box.instance.ipv6 and settings.turn):
+        pytest.skip("this stack's instance has no IPv6 address or serves no TURN")
+    secret = booted.parameters[booted.parameter_names.turn_secret]
+    code = f"""
+import asyncio, json
+from stun_infra.client import credentials, turn_client as tc
+from tests.support.netns import INTERNAL_IPV6
+server = ({box.instance.ipv6!r}, {settings.stun_port})
+async def main():
+    out = {{"refused": {{}}}}
+    async with tc.turn_allocation(server, *credentials.mint({secret!r}, user="v4", ttl_seconds=600),
+                                  timeout=3) as relay:
+        out["default"] = list(relay.relayed_address)
+    async with tc.turn_allocation(server, *credentials.mint({secret!r}, user="v6", ttl_seconds=600),
+                                  timeout=3, family=6) as relay:
+        out["ipv6"], out["mapped"] = list(relay.relayed_address), list(relay.mapped_address)
+        for peer in INTERNAL_IPV6:
+            out["refused"][peer] = [await relay.create_permission(peer), await relay.channel_bind((peer, 80))]
+    print(json.dumps(out))
+asyncio.run(main())
+"""
+    out = box.ns_python(code)
+    assert out["ipv6"][0] == box.instance.ipv6, out
+    assert settings.relay_min_port <= out["ipv6"][1] <= settings.relay_max_port, out
+    assert ":" in out["mapped"][0], out  # reached over IPv6
+    assert out["default"][0] == box.instance.public_ip, out
+    assert {peer: codes for peer, codes in out["refused"].items() if codes != [403, 403]} == {}
+
+
 def test_coturn_accepts_every_line_of_the_written_conf(booted):
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox
