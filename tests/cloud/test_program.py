@@ -140,6 +140,23 @@ def test_firewall_opens_stun_tls_and_exactly_the_relay_range(static_run):
         ("udp", 3478, 3478), ("tcp", 3478, 3478), ("tcp", 5349, 5349), ("udp", 49152, 65535))}
 
 
+@pytest.mark.parametrize("config", [
+    {"stunPort": 443, "tlsPorts": [8443], "sshAllowedCidrs": ["203.0.113.7/32"]},
+    {"mode": "autoscale", "stunPort": 3479, "relayMinPort": 20000, "relayMaxPort": 20999},
+    {"turn": False, "stunPort": 1024, "sshAllowedCidrs": ["2001:db8::/64"]},
+])
+def test_only_coturns_own_ports_are_open_to_the_world(config):
+    """Whatever the ports, the world reaches coturn's STUN, TLS and relay ports and nothing else."""
+    from stun_infra.cloud.offline import engine_string
+    from stun_infra.settings import load_settings
+    run = program(**config)
+    s = load_settings({k: engine_string(v) for k, v in config.items()}, stack="test", region="eu-west-3")
+    coturn = {s.stun_port, *s.turns_ports} | (set(range(s.relay_min_port, s.relay_max_port + 1)) if s.turn else set())
+    world = [r for r in ingress(run) if r[3] in ("0.0.0.0/0", "::/0")]
+    assert world and all(set(range(lo, hi + 1)) <= coturn for _, lo, hi, _ in world)
+    assert all(r[1] != 22 for r in world)
+
+
 def test_relay_range_in_the_firewall_equals_coturns_min_and_max_port():
     from stun_infra.instance.coturn import INSTANCE_PATHS, turnserver_conf
     from stun_infra.settings import load_settings
