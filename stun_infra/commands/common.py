@@ -10,6 +10,12 @@ from pathlib import Path
 from stun_infra.settings import ConfigError, Settings, printable
 
 DEFAULT_STACK = "dev"
+# Said wherever a self-signed certificate serves turns: (issue 13: browsers refuse it).
+SELF_SIGNED_NOTE = (
+    "turns: is served with a self-signed certificate (no stun-infra:dnsZoneId/dnsName, no "
+    "stun-infra:tlsCertificate). Browsers refuse a self-signed TURN certificate (Chromium: ICE error 701), "
+    "so a browser gets relay candidates only from the turn: UDP and TCP URIs, listed first. Set dnsZoneId "
+    "and dnsName for a certificate browsers trust, on 443 and 5349.")
 
 
 def add_stack_arguments(p: argparse.ArgumentParser) -> None:

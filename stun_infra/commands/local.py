@@ -36,6 +36,12 @@ from stun_infra.client.probing import failure_line, progress_line, run_checks, s
 from stun_infra.settings import ConfigError, Settings, printable
 from stun_infra.client.turn_client import make_self_signed, stun_binding
 
+# Whatever the stack's certificate, `local` serves a throwaway self-signed one.
+LOCAL_SELF_SIGNED_NOTE = (
+    "turns: here uses a throwaway self-signed certificate, which browsers refuse (Chromium: ICE error 701): "
+    "in a browser only the turn: UDP and TCP URIs give relay candidates. A deployment with "
+    "stun-infra:dnsZoneId/dnsName serves a certificate browsers trust.")
+
 STARTUP_DEADLINE = 15.0  # seconds for turnserver to answer a binding after launch
 STOP_DEADLINE = 5.0      # seconds for turnserver to exit after SIGTERM before SIGKILL
 LOCAL_USER = "local"
@@ -264,6 +270,8 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str, ipv6
     relay = f"TURN relay {settings.relay_min_port}-{settings.relay_max_port}" if settings.turn else "STUN only"
     print(f"local: starting turnserver on {address}{' and ' + ipv6 if ipv6 else ''}: stun {settings.stun_port} udp+tcp, tls {settings.tls_port}, "
           f"{relay} (stack {settings.stack})", file=sys.stderr, flush=True)
+    if settings.turn:
+        print(f"local: {LOCAL_SELF_SIGNED_NOTE}", file=sys.stderr, flush=True)
     server = LocalServer(turnserver, workdir, conf_path, Path(paths.log_file), secret)
     try:
         server.wait_until_answering((address, settings.stun_port), STARTUP_DEADLINE)

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from stun_infra.commands.common import add_stack_arguments, fail, overrides
+from stun_infra.commands.common import SELF_SIGNED_NOTE, add_stack_arguments, fail, overrides, stack_settings
 from stun_infra.settings import ConfigError
 
 COMPONENT_ORDER = ["network", "access", "tls", "secrets", "monitoring", "endpoint", "fleet"]
@@ -27,7 +27,8 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "aws:autoscaling/policy:Policy": ("policyType", "targetTrackingConfiguration.targetValue"),
     "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "enableCrossZoneLoadBalancing"),
     "aws:lb/targetGroup:TargetGroup": ("protocol", "port", "healthCheck.protocol"),
-    "aws:lb/listener:Listener": ("protocol", "port"),
+    "aws:lb/listener:Listener": ("protocol", "port", "sslPolicy"),
+    "aws:acm/certificate:Certificate": ("domainName", "validationMethod", "options.export"),
     "aws:ssm/parameter:Parameter": ("name", "type"),
     "aws:cloudwatch/logGroup:LogGroup": ("name", "retentionInDays"),
     "aws:cloudwatch/logMetricFilter:LogMetricFilter": ("pattern",),
@@ -108,4 +109,7 @@ def run(args: argparse.Namespace) -> int:
     width = max(map(len, outputs))
     for key, value in outputs.items():
         print(f"  {key:<{width}}  {_one_line(value)}")
+    settings = stack_settings(args)
+    if settings.turn and not settings.trusted_tls:
+        print(f"\nNote: {SELF_SIGNED_NOTE}")
     return 0

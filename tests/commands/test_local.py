@@ -64,6 +64,13 @@ def test_local_check_passes_every_probe_and_leaves_nothing_behind(tmp_path: Path
     assert "iceServers" not in result.stdout  # --check only checks
 
 
+def test_local_says_browsers_refuse_its_self_signed_turns_certificate(tmp_path: Path):
+    stun, tls = free_ports()
+    result = cli("local", "--check", "--no-install", *port_settings(stun, tls))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "local: turns: here uses a throwaway self-signed certificate, which browsers refuse" in result.stderr
+
+
 def test_local_check_stun_only_stack(tmp_path: Path):
     stun, tls = free_ports()
     result = cli("local", "--check", "--no-install", *port_settings(stun, tls), "--set", "turn=false")

@@ -48,3 +48,20 @@ def test_plan_shows_config_errors_and_creates_nothing(capsys):
 def test_plan_refuses_a_malformed_override(capsys):
     assert main(["plan", "--set", "instanceCount"]) == 2
     assert "--set 'instanceCount': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_plan_says_browsers_refuse_the_self_signed_turns_certificate(capsys):
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "Note: turns: is served with a self-signed certificate" in out
+    assert "Browsers refuse a self-signed TURN certificate (Chromium: ICE error 701)" in out
+
+
+def test_plan_with_a_zone_shows_the_acm_certificate_and_tls_listeners_and_no_note(capsys):
+    zone = ["--set", "dnsZoneId=Z0123456789ABCDEFGHIJ", "--set", "dnsName=turn.example.com"]
+    assert main(["plan", "--stack", "prod", *zone]) == 0
+    out = capsys.readouterr().out
+    assert "domainName=turn.example.com validationMethod=DNS" in out
+    assert "protocol=TLS port=443 sslPolicy=ELBSecurityPolicy-TLS13-1-2-2021-06" in out
+    assert "Note:" not in out
+
