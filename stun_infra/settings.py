@@ -364,9 +364,9 @@ def printable(text: str) -> str:
     return out + ("..." if len(text) > MAX_SHOWN else "")
 
 
-def _show(key: str, raw: Any) -> str:
+def _show(key: str, raw: Any, secret: bool = False) -> str:
     """A config value as a message quotes it: never a secret or a PEM body, never raw control characters."""
-    if key in UNSHOWN_KEYS and isinstance(raw, str):
+    if (secret or key in UNSHOWN_KEYS) and isinstance(raw, str):
         return f"a {len(raw)}-character value (not shown)"
     if isinstance(raw, str) and raw.startswith("["):  # a list arrives as JSON text
         try:
@@ -752,15 +752,16 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
     values: dict[str, Any] = {}
     for key, spec in specs.items():
         given = raw.get(key, spec.default)
+        hidden = f"{PROJECT}:{key}" in secret_keys
         try:
             value = _parse(spec, given)
         except ValueError as e:
-            problems.append(f"{PROJECT}:{key}: got {_show(key, given)}, {e}")
+            problems.append(f"{PROJECT}:{key}: got {_show(key, given, hidden)}, {e}")
             continue
         message = (None if key in UNSHOWN_KEYS else _one_line(value)) or \
             (_CHECKS[key](value) if key in _CHECKS else None)
         if message:
-            problems.append(f"{PROJECT}:{key}: got {_show(key, given)}, {message}")
+            problems.append(f"{PROJECT}:{key}: got {_show(key, given, hidden)}, {message}")
         values[key] = value
     if message := region_problem(region):
         problems.append(message)

@@ -657,3 +657,11 @@ def test_scaling_on_sessions_with_turn_off_is_refused():
 def test_an_unknown_scaling_metric_is_refused():
     assert only_problem(mode="autoscale", scalingMetric="memory") == \
         'stun-infra:scalingMetric: got "memory", must be "cpu" or "sessions"'
+
+
+def test_a_bad_value_set_as_a_secret_is_not_shown():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"alarmEmail": "hunter2-not-an-email"}, stack="test", region="eu-west-3",
+                      secret_keys={"stun-infra:alarmEmail"})
+    assert caught.value.problems == [
+        "stun-infra:alarmEmail: got a 20-character value (not shown), must be an email address or empty"]
