@@ -62,20 +62,22 @@ def _join(name: str) -> None:
 class NetNs:
     """`ip netns add` on creation; `close()` stops the worker thread and deletes it by name."""
 
-    def __init__(self, prefix: str = "stun-test"):
+    def __init__(self, prefix: str = "stun-test", *, veth: bool = True):
+        """With `veth` false the namespace holds loopback alone (see `link_ipv6_only`)."""
         self.name = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
         self._worker: ThreadPoolExecutor | None = None
         _ip("netns", "add", self.name)
         try:
             n = ("-n", self.name)
             _ip(*n, "link", "set", "lo", "up")
-            _ip(*n, "link", "add", "veth-srv", "type", "veth", "peer", "name", "veth-peer")
-            _ip(*n, "addr", "add", f"{SERVER_IPV4}/24", "dev", "veth-srv")
-            _ip(*n, "addr", "add", f"{PEER_IPV4}/24", "dev", "veth-peer")
-            _ip(*n, "addr", "add", f"{SERVER_IPV6}/64", "dev", "veth-srv", "nodad")
-            _ip(*n, "addr", "add", f"{PEER_IPV6}/64", "dev", "veth-peer", "nodad")
-            _ip(*n, "link", "set", "veth-srv", "up")
-            _ip(*n, "link", "set", "veth-peer", "up")
+            if veth:
+                _ip(*n, "link", "add", "veth-srv", "type", "veth", "peer", "name", "veth-peer")
+                _ip(*n, "addr", "add", f"{SERVER_IPV4}/24", "dev", "veth-srv")
+                _ip(*n, "addr", "add", f"{PEER_IPV4}/24", "dev", "veth-peer")
+                _ip(*n, "addr", "add", f"{SERVER_IPV6}/64", "dev", "veth-srv", "nodad")
+                _ip(*n, "addr", "add", f"{PEER_IPV6}/64", "dev", "veth-peer", "nodad")
+                _ip(*n, "link", "set", "veth-srv", "up")
+                _ip(*n, "link", "set", "veth-peer", "up")
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name,
                                               initializer=_join, initargs=(self.name,))
         except BaseException:
@@ -109,3 +111,18 @@ class NetNs:
             self._worker.shutdown(wait=True, cancel_futures=True)
             self._worker = None
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, timeout=10)
+
+
+# An IPv6-only client network: a veth pair from a client namespace into the server's.
+V6ONLY_GATEWAY, V6ONLY_CLIENT = "2001:db8:6::1", "2001:db8:6::2"
+
+
+def link_ipv6_only(server: NetNs, client: NetNs) -> None:
+    """Give `client` one interface with one IPv6 address and an IPv6 default route into
+    `server` (whose own addresses it then reaches); no IPv4 at all besides loopback."""
+    _ip("-n", server.name, "link", "add", "v6-gw", "type", "veth", "peer", "name", "v6-only", "netns", client.name)
+    _ip("-n", server.name, "addr", "add", f"{V6ONLY_GATEWAY}/64", "dev", "v6-gw", "nodad")
+    _ip("-n", client.name, "addr", "add", f"{V6ONLY_CLIENT}/64", "dev", "v6-only", "nodad")
+    _ip("-n", server.name, "link", "set", "v6-gw", "up")
+    _ip("-n", client.name, "link", "set", "v6-only", "up")
+    _ip("-n", client.name, "-6", "route", "add", "default", "via", V6ONLY_GATEWAY)
