@@ -18,6 +18,7 @@ from pathlib import Path
 from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings, turn_secret
 from stun_infra.instance.coturn import INSTANCE_PATHS, local_paths, turnserver_conf
 from stun_infra.settings import ConfigError, Settings, printable
+from stun_infra.instance.tls_sync import ACM_ARN
 from stun_infra.instance.userdata import BootInputs, ParameterNames, agent_config, render_user_data
 
 SECRET_ENV = "STUN_INFRA_TURN_SECRET"
@@ -37,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parameter-version", type=int, default=None, metavar="N",
                    help="read every parameter at version N (`name:N`), as a deployed stack pins them "
                         "(default: the latest version)")
+    p.add_argument("--certificate-arn", default="", metavar="ARN",
+                   help="static mode with dnsZoneId/dnsName: the ACM certificate the instances export "
+                        "(`pulumi stack output tls_certificate_arn`)")
     p.add_argument("--instance-paths", action="store_true",
                    help="use the instance's paths (/etc/coturn/...) instead of files in --out")
     p.set_defaults(run=run)
@@ -62,6 +66,22 @@ def _ipv6(value: str, flag: str) -> str:
     return str(ip)
 
 
+def _certificate_arn(value: str, settings: Settings) -> str:
+    """Static mode with a zone needs the ACM certificate's ARN, which goes into the script."""
+    if not settings.acm_export:
+        if value:
+            raise ConfigError(["--certificate-arn: only static mode with stun-infra:dnsZoneId/dnsName exports "
+                               "an ACM certificate; leave it out"])
+        return ""
+    if not value:
+        raise ConfigError(["--certificate-arn: this stack (static mode, dnsZoneId/dnsName) serves an ACM "
+                           "certificate; give its ARN: `pulumi stack output tls_certificate_arn`"])
+    if not ACM_ARN.fullmatch(value):
+        raise ConfigError([f"--certificate-arn: got {printable(repr(value))}, must be an ACM certificate ARN such as "
+                           "arn:aws:acm:eu-west-3:123456789012:certificate/0123abcd-..."])
+    return value
+
+
 def _write(path: Path, text: str, mode: int) -> None:
     path.touch(mode=mode)
     path.chmod(mode)
@@ -77,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         public_ip = _ipv4(args.public_ip, "--public-ip")
         private_ip = _ipv4(args.private_ip, "--private-ip")
         ipv6 = _ipv6(args.ipv6, "--ipv6") if args.ipv6 else ""
+        certificate_arn = _certificate_arn(args.certificate_arn, settings)
         out: Path = config_folder(args.out, "--out")
         if args.turn_secret is not None:
             secret = turn_secret(args.turn_secret, "--turn-secret")
@@ -87,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return fail("; ".join(e.problems))  # about an argument: one line
     try:
-        return write_files(args, settings, out, public_ip, private_ip, ipv6, secret)
+        return write_files(args, settings, out, public_ip, private_ip, ipv6, secret, certificate_arn)
     except OSError as e:
         return fail(f"--out {printable(str(out))}: cannot write there ({e.strerror or e})")
     except subprocess.SubprocessError as e:
@@ -95,18 +116,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_files(args: argparse.Namespace, settings: Settings, out: Path, public_ip: str, private_ip: str,
-                ipv6: str, secret: str) -> int:
+                ipv6: str, secret: str, certificate_arn: str = "") -> int:
     from stun_infra.client.turn_client import make_self_signed
 
     out.mkdir(parents=True, exist_ok=True)
     paths = INSTANCE_PATHS if args.instance_paths else local_paths(out)
     if not args.instance_paths:
         make_self_signed(out, settings.tls_domain)
-    names = ParameterNames.under(settings.ssm_path, settings.turn)
+    names = ParameterNames.under(settings.ssm_path, settings.turn, tls=not settings.acm_tls)
     if args.parameter_version:
         names = names.at(args.parameter_version, args.parameter_version, args.parameter_version)
     boot = BootInputs(parameters=names,
-                      expected_public_ip="" if settings.autoscale else public_ip)
+                      expected_public_ip="" if settings.autoscale else public_ip, certificate_arn=certificate_arn)
     _write(out / "user-data.sh", render_user_data(settings, boot), 0o755)
     _write(out / "turnserver.conf",
            turnserver_conf(settings, public_ip=public_ip, private_ip=private_ip, turn_secret=secret, paths=paths,

@@ -11,12 +11,16 @@ certificate eligible for managed renewal (ACM renews an exported certificate).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from stun_infra.instance.coturn import INSTANCE_PATHS, CoturnPaths
 from stun_infra.instance.templating import render
 
 SCRIPT_PATH = "/usr/local/sbin/stun-tls-sync"
+# What ACM returns (https://docs.aws.amazon.com/acm/latest/APIReference/API_ExportCertificate.html),
+# narrowed to the partitions' names and ACM's id alphabet: it is written into a shell script.
+ACM_ARN = re.compile(r"arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+")
 UNITS = ("stun-tls-sync.service", "stun-tls-sync.timer")
 
 
@@ -30,6 +34,8 @@ class TlsSyncFiles:
 
 def script(certificate_arn: str, paths: CoturnPaths = INSTANCE_PATHS, owner: str = "turnserver") -> str:
     """The sync script; `paths` and `owner` differ only in tests."""
+    if not ACM_ARN.fullmatch(certificate_arn):
+        raise ValueError(f"not an ACM certificate ARN: {certificate_arn!r}")
     return render("stun-tls-sync.sh.j2", certificate_arn=certificate_arn, cert=paths.cert, key=paths.key,
                   owner=owner)
 

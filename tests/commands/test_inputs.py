@@ -315,3 +315,29 @@ def test_a_broken_stack_file_is_one_error(text, fragment):
         assert_config_error(cli("plan", "--stack", stack, timeout=60), fragment)
     finally:
         path.unlink()
+
+
+# -- render for a stack with a zone: the ACM certificate's ARN --------------------------------
+
+ZONE_SETS = ("--set", "dnsZoneId=Z0123456789ABCDEFGHIJ", "--set", "dnsName=turn.example.com")
+ACM_ARN = "arn:aws:acm:eu-west-3:123456789012:certificate/0123abcd-0000-4000-8000-000000000000"
+
+
+def test_render_of_a_static_zone_stack_needs_the_certificate_arn(tmp_path: Path):
+    assert_one_line_error(cli("render", "--out", str(tmp_path / "out"), *ZONE_SETS),
+                          "--certificate-arn", "pulumi stack output tls_certificate_arn")
+
+
+@pytest.mark.parametrize("arn", ['arn:aws:acm:eu-west-3:123456789012:certificate/x";reboot;"',
+                                 "arn:aws:acm:eu-west-3:123456789012:certificate/x\nid"])
+def test_render_refuses_a_certificate_arn_that_would_break_out_of_the_script(tmp_path: Path, arn):
+    line = assert_one_line_error(cli("render", "--out", str(tmp_path / "out"), *ZONE_SETS, "--certificate-arn", arn),
+                                 "--certificate-arn", "must be an ACM certificate ARN")
+    assert "\n" not in line and not (tmp_path / "out").exists()
+
+
+def test_render_of_a_static_zone_stack_exports_the_certificate_and_reads_no_tls_parameter(tmp_path: Path):
+    result = cli("render", "--out", str(tmp_path), *ZONE_SETS, "--certificate-arn", ACM_ARN)
+    assert result.returncode == 0, result.stderr
+    script = (tmp_path / "user-data.sh").read_text()
+    assert f'ARN="{ACM_ARN}"' in script and "tls-certificate" not in script
