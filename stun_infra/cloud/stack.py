@@ -207,10 +207,10 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     pinned = secrets.pinned_names
     # The boot script but for the instance's own address: the launch template's, and what
     # boot_script_sha256 reports (it changes with a new version of a secret or certificate).
-    boot_script = pulumi.Output.all(pinned, *[arn for arn, _ in ipv6_groups]).apply(
+    boot_script = pulumi.Output.all(pinned, exported_arn, *[arn for arn, _ in ipv6_groups]).apply(
         lambda a: render_user_data(settings, BootInputs(
-            parameters=a[0], ipv6_target_groups=tuple(
-                TargetGroupPort(arn, port) for arn, (_, port) in zip(a[1:], ipv6_groups)))))
+            parameters=a[0], certificate_arn=a[1] or "", ipv6_target_groups=tuple(
+                TargetGroupPort(arn, port) for arn, (_, port) in zip(a[2:], ipv6_groups)))))
     # Instances boot only once the role may read what the script fetches.
     fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs, *([acm] if acm else [])])
 
