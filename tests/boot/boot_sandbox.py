@@ -1224,3 +1224,25 @@ class Sandbox:
                     out[rel] = ("file", oct(st.st_mode), st.st_uid, st.st_gid,
                                 hashlib.sha256(path.read_bytes()).hexdigest())
         return out
+
+
+def main(argv: list[str]) -> int:
+    """`python tests/boot/boot_sandbox.py build-rootfs ARCH...`: build (or find) the cached
+    roots ahead of the tests, e.g. in the background while other tests run (.ci/run); the
+    tests then wait on the same per-cache lock and use them."""
+    if len(argv) < 2 or argv[0] != "build-rootfs":
+        print("usage: boot_sandbox.py build-rootfs ARCH...", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(REPO))
+    from stun_infra.instance.userdata import PACKAGES
+
+    for arch in argv[1:]:
+        t0 = time.monotonic()
+        cache = ensure_rootfs(PACKAGES, arch)
+        log(f"{cache.dir.name} ready in {time.monotonic() - t0:.1f}s (built {cache.info['built']}: "
+            f"{cache.info['seconds']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

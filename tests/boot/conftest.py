@@ -54,6 +54,11 @@ def _boot_requirements():
         pytest.skip(message)
 
 
+def pytest_collection_modifyitems(items):
+    """Boot tests last: on a fresh machine their roots are built meanwhile (.ci/run)."""
+    items.sort(key=lambda item: item.get_closest_marker("boot") is not None)
+
+
 def pytest_terminal_summary(terminalreporter):
     report = os.environ.get("STUN_INFRA_BOOT_REPORT")
     if report and TIMINGS:
