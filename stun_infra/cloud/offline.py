@@ -281,6 +281,11 @@ class OfflineRun:
             raise AssertionError(f"expected one {typ}, found {len(found)}")
         return found[0]
 
+    def named(self, typ: str, name: str) -> Registration:
+        """The one resource of this type with this logical name."""
+        (found,) = [r for r in self.of_type(typ) if r.name == name]
+        return found
+
 
 def stack_config(stack: str, overrides: Mapping[str, str] = (), project_root: Path = PROJECT_ROOT
                  ) -> tuple[dict[str, str], set[str]]:

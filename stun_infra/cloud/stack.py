@@ -15,9 +15,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.instance import metrics
+from stun_infra.instance import drain, metrics
 from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
 from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
+from stun_infra.cloud.components.drain import DrainDocument, DrainDocumentArgs, ScaleInDrain, ScaleInDrainArgs
 from stun_infra.cloud.components.endpoint import (DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs,
                                                   RecordSet, routing_conflict)
 from stun_infra.cloud.components.firewall import Firewall, FirewallArgs, openings
@@ -193,7 +194,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     endpoint = LoadBalancedEndpoint(prefix, LoadBalancerArgs(
         vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
         tls_ports=settings.turns_ports, coturn_tls_port=settings.tls_port, tags=tags,
-        certificate_arn=acm.certificate_arn if acm else None, ipv6=settings.ipv6)) if settings.autoscale else None
+        certificate_arn=acm.certificate_arn if acm else None, ipv6=settings.ipv6,
+        deregistration_delay=settings.drain_seconds)) if settings.autoscale else None
     ipv6_groups = endpoint.ipv6_target_groups if endpoint else []
     access = InstanceAccess(prefix, AccessArgs(
         parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,
@@ -225,6 +227,9 @@ def build_stack(settings: Settings) -> dict[str, Any]:
             scaling=SessionsScaling(namespace, settings.scaling_sessions_target)
             if settings.scaling_metric == "sessions" else CpuScaling(settings.scaling_cpu_target)),
             opts=fleet_opts)
+        ScaleInDrain(prefix, ScaleInDrainArgs(
+            group_name=fleet.group_name, group_arn=fleet.group.arn, role_id=access.role.id,
+            hook_name=drain.hook_name(settings), heartbeat_seconds=drain.hook_timeout(settings)))
         hosts: list[pulumi.Input[str]] = [endpoint.dns_name]
         if settings.dns_name:
             DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
@@ -239,6 +244,9 @@ def build_stack(settings: Settings) -> dict[str, Any]:
                 lambda a: render_user_data(settings, BootInputs(parameters=a[1], expected_public_ip=a[0],
                                                                 certificate_arn=a[2] or "")))),
             opts=fleet_opts)
+        document = DrainDocument(prefix, DrainDocumentArgs(
+            document_name=drain.hook_name(settings), drain_seconds=settings.drain_seconds, tags=tags))
+        outputs.update(drain_document_name=document.document.name)
         # Without a DNS name each instance is named by both its addresses (IPv6 bracketed in URIs).
         hosts = [*fleet.public_ips, *fleet.ipv6_addresses]
         if settings.dns_name:

@@ -12,7 +12,7 @@ import gzip
 import json
 from dataclasses import dataclass
 
-from stun_infra.instance import binding_counters, metrics, nlb_targets, tls_ports, tls_sync
+from stun_infra.instance import binding_counters, drain, metrics, nlb_targets, tls_ports, tls_sync
 from stun_infra.instance.coturn import INSTANCE_PATHS, coturn_tls_ports, turnserver_conf
 from stun_infra.instance.downloads import AGENTS, DOWNLOAD_SECONDS, AgentPackage
 from stun_infra.settings import Settings
@@ -95,6 +95,7 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         agent_config=agent_config(settings),
         paths=INSTANCE_PATHS,
         counters=binding_counters.boot_files(settings),
+        drain=drain.boot_files(settings),
         nlb_targets=nlb_targets.boot_files(list(boot.ipv6_target_groups)) if boot.ipv6_target_groups else None,
         log_group=metrics.log_group_name(settings.project, settings.stack),
     )

@@ -753,6 +753,7 @@ class Instance:
     role: str = "stun-infra-boot-instance"
     mac: str = "0a:00:00:00:00:01"
     ipv6: str = ""
+    group_name: str = "stun-infra-sandbox-asg-0123"  # its aws:autoscaling:groupName tag (EC2 DescribeTags)
 
     def imds_document(self, arch: str) -> dict:
         return {**self.__dict__, "architecture": "x86_64" if arch == "amd64" else arch,
@@ -810,6 +811,14 @@ class Sandbox:
         self.logs = self.workdir / "logs"
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._netns = False
+        self.lifecycle_state_file = self.workdir / "target-lifecycle-state"
+
+    def set_lifecycle_state(self, state: str | None) -> None:
+        """What IMDS answers for autoscaling/target-lifecycle-state (None: 404)."""
+        if state is None:
+            self.lifecycle_state_file.unlink(missing_ok=True)
+        else:
+            self.lifecycle_state_file.write_text(state + "\n")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -909,7 +918,8 @@ class Sandbox:
 
         region = self.instance.region
         hosts = {f"ssm.{region}.amazonaws.com": AWS_API_IP, f"monitoring.{region}.amazonaws.com": AWS_API_IP,
-                 f"logs.{region}.amazonaws.com": AWS_API_IP}
+                 f"logs.{region}.amazonaws.com": AWS_API_IP,
+                 f"ec2.{region}.amazonaws.com": AWS_API_IP, f"autoscaling.{region}.amazonaws.com": AWS_API_IP}
         for host in downloads.documented_hosts():
             if host != IMDS_IP:
                 hosts[host.replace("{region}", region)] = DOWNLOADS_IP
@@ -984,7 +994,8 @@ class Sandbox:
     def _start_standins(self) -> None:
         doc = self.workdir / "instance.json"
         doc.write_text(json.dumps(self.instance.imds_document(self.arch)))
-        self._spawn("imds", "imds", "--instance", str(doc), "--log", str(self.logs / "imds.jsonl"))
+        self._spawn("imds", "imds", "--instance", str(doc), "--lifecycle", str(self.lifecycle_state_file),
+                    "--log", str(self.logs / "imds.jsonl"))
         self._spawn("mirror", "files", "--bind", MIRROR_IP, "--port", "80", "--root", str(self.cache.mirror),
                     "--pool-dir", str(self.cache.debs), "--log", str(self.logs / "mirror.jsonl"))
         self.publish_agents()
@@ -997,6 +1008,7 @@ class Sandbox:
         self._spawn("ssm", "ssm", "--bind", AWS_API_IP, "--cert", str(self.pki["cert"]), "--key",
                     str(self.pki["key"]), "--region", self.instance.region, "--seed", str(seed),
                     "--seed-port", str(MOTO_PLAIN_PORT), "--log-group", self.log_group,
+                    "--group-name", self.instance.group_name,
                     "--log", str(self.logs / "ssm.jsonl"), timeout=90)
 
     @property
@@ -1163,6 +1175,23 @@ class Sandbox:
                              stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=limits)
         self._procs.append((unit, p))
         return p, ignored
+
+    def start_enabled_services(self) -> tuple[dict[str, list[str]], dict[str, int | None]]:
+        """Start the enabled services as boot would: oneshots first (run to completion), then
+        the long-running ones; returns (unit -> settings not applied, oneshot -> exit status).
+        Timers are left to the tests (they fire later)."""
+        services = [u for u in self.enabled_units() if u.endswith(".service")]
+        kinds = {u: read_unit(self.root, u).get("Type", ["simple"])[-1] for u in services}
+        ignored: dict[str, list[str]] = {}
+        oneshots: dict[str, int | None] = {}
+        for unit in sorted(services, key=lambda u: kinds[u] != "oneshot"):
+            proc, ignored[unit] = self.start_unit(unit, stdout=self.logs / f"{unit}.out")
+            if kinds[unit] == "oneshot":
+                try:
+                    oneshots[unit] = proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    oneshots[unit] = None
+        return ignored, oneshots
 
     def stun_binding(self, server: str, port: int, *, client_ip: str = CLIENT_IP,
                      attempts: int = 20, interval: float = 0.5) -> tuple[str, int]:

@@ -131,6 +131,12 @@ def imds(args: argparse.Namespace) -> None:
             if tokens.get(token, 0) < time.time():
                 return self._reply(401, "Unauthorized")
             path = self.path.split("?", 1)[0]
+            # An Auto Scaling instance's target lifecycle state: what the test wrote (none: 404,
+            # as for an instance outside a group)
+            if path == "/latest/meta-data/autoscaling/target-lifecycle-state" and args.lifecycle:
+                state = Path(args.lifecycle)
+                if state.exists():
+                    return self._reply(200, state.read_text().strip())
             for prefix, table in (("/latest/meta-data/", meta), ("/latest/dynamic/", dynamic)):
                 if path.startswith(prefix) and path[len(prefix):] in table:
                     return self._reply(200, table[path[len(prefix):]])
@@ -176,7 +182,13 @@ def ssm(args: argparse.Namespace) -> None:
             status_box.append(status)
             return start_response(status, headers, exc_info)
 
-        out = app(environ, sr)
+        canned = _lifecycle_api(environ, body, args)
+        if canned is not None:
+            entry.update(canned[1])
+            out = [canned[0]]
+            sr("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(canned[0])))])
+        else:
+            out = app(environ, sr)
         entry["status"] = int(status_box[0].split()[0]) if status_box else 0
         _log(args.log, **entry)
         return out
@@ -201,6 +213,33 @@ def ssm(args: argparse.Namespace) -> None:
                      aws_access_key_id="seed", aws_secret_access_key="seed").create_log_group(
             logGroupName=args.log_group)
     _ready()
+
+
+LIFECYCLE_FIELDS = ("LifecycleHookName", "AutoScalingGroupName", "InstanceId", "LifecycleActionResult")
+
+
+def _lifecycle_api(environ, body: bytes, args: argparse.Namespace) -> tuple[bytes, dict] | None:  # noqa: ANN001
+    """What moto 5.2 lacks, answered here: Auto Scaling's CompleteLifecycleAction (recorded
+    with its parameters) and EC2's DescribeTags for the group tag of the instance."""
+    host = environ.get("HTTP_HOST", "")
+    form = urllib.parse.parse_qs(body.decode(errors="replace"))
+    action = form.get("Action", [""])[0]
+    if host.startswith("autoscaling.") and action == "CompleteLifecycleAction":
+        xml = ('<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+               "<CompleteLifecycleActionResult/><ResponseMetadata><RequestId>sandbox</RequestId>"
+               "</ResponseMetadata></CompleteLifecycleActionResponse>")
+        return xml.encode(), {"lifecycle": {k: form.get(k, [""])[0] for k in LIFECYCLE_FIELDS}}
+    if host.startswith("ec2.") and action == "DescribeTags":
+        filters = {form[k][0]: form.get(k.replace(".Name", ".Value.1"), [""])[0]
+                   for k in form if k.startswith("Filter.") and k.endswith(".Name")}
+        items = ""
+        if filters.get("key") == "aws:autoscaling:groupName" and args.group_name:
+            items = (f"<item><resourceId>{filters.get('resource-id', '')}</resourceId><resourceType>instance"
+                     f"</resourceType><key>aws:autoscaling:groupName</key><value>{args.group_name}</value></item>")
+        xml = ('<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+               f"<requestId>sandbox</requestId><tagSet>{items}</tagSet></DescribeTagsResponse>")
+        return xml.encode(), {"filters": filters}
+    return None
 
 
 def _access_key(authorization: str) -> str:
@@ -291,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--bind", default="169.254.169.254")
     a.add_argument("--port", type=int, default=80)
     a.add_argument("--instance", required=True, help="JSON file describing the instance")
+    a.add_argument("--lifecycle", default="", help="file holding autoscaling/target-lifecycle-state (absent: 404)")
     a.add_argument("--log", required=True)
     a.set_defaults(run=imds)
     a = sub.add_parser("ssm")
@@ -301,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--region", required=True)
     a.add_argument("--seed", help="JSON {name: value} put as SecureString parameters")
     a.add_argument("--log-group", default="", help="a CloudWatch Logs group to create")
+    a.add_argument("--group-name", default="", help="the instance's aws:autoscaling:groupName tag")
     a.add_argument("--log", required=True)
     a.set_defaults(run=ssm)
     a = sub.add_parser("files")

@@ -95,23 +95,6 @@ class Booted:
 TIMINGS: dict[str, object] = {}
 
 
-def _boot_services(box: sb.Sandbox) -> tuple[dict[str, list[str]], dict[str, int | None]]:
-    """Start the enabled services as boot would: oneshots first (run to completion), then
-    the long-running ones. Timers are left to the tests (they fire later)."""
-    services = [u for u in box.enabled_units() if u.endswith(".service")]
-    kinds = {u: sb.read_unit(box.root, u).get("Type", ["simple"])[-1] for u in services}
-    ignored: dict[str, list[str]] = {}
-    oneshots: dict[str, int | None] = {}
-    for unit in sorted(services, key=lambda u: kinds[u] != "oneshot"):
-        proc, ignored[unit] = box.start_unit(unit, stdout=box.logs / f"{unit}.out")
-        if kinds[unit] == "oneshot":
-            try:
-                oneshots[unit] = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                oneshots[unit] = None
-    return ignored, oneshots
-
-
 def _report_run(label: str, r: sb.ScriptRun) -> None:
     TIMINGS[label] = {"returncode": r.returncode, "seconds": r.seconds, "stages": r.stages}
     STAGE_REPORT.append(f"{label}: exit {r.returncode} in {r.seconds:.1f}s")
@@ -215,7 +198,7 @@ def booted(request, rootfs_cache, tmp_path_factory):
         ignored: dict[str, list[str]] = {}
         oneshots: dict[str, int | None] = {}
         if first.returncode == 0 and second.returncode == 0:
-            ignored, oneshots = _boot_services(box)
+            ignored, oneshots = box.start_enabled_services()
         yield Booted(box, settings, user_data, parameters, names, first, second, manifest_first,
                      manifest_second, conf_after_first, coturn_log, ignored, imds_during,
                      mirror_during_second, (rendered / "turnserver.conf").read_text(), oneshots)

@@ -209,7 +209,7 @@ def test_each_instance_registers_its_own_ipv6_address_in_the_ipv6_groups(autosca
 
 def test_the_role_may_register_in_the_ipv6_groups_and_nowhere_else(autoscale_run):
     import json
-    statements = json.loads(autoscale_run.one(ROLE_POLICY).inputs["policy"])["Statement"]
+    statements = json.loads(autoscale_run.named(ROLE_POLICY, "stun-infra-test-policy").inputs["policy"])["Statement"]
     (register,) = [s for s in statements if "elasticloadbalancing:RegisterTargets" in s["Action"]]
     assert sorted(register["Action"]) == ["elasticloadbalancing:DeregisterTargets",
                                           "elasticloadbalancing:RegisterTargets"]

@@ -53,6 +53,9 @@ class NotMapped:
 Target = Api | Prose | NotMapped
 
 
+TRACKED = "targetTrackingConfiguration.customizedMetricSpecification.metrics[]"
+TRACKED_API = "TargetTrackingConfiguration.CustomizedMetricSpecification.Metrics[]"
+
 # -- prose rules: constraints AWS states only in its documentation ----------------------
 
 def _charset(allowed: str, max_len: int, what: str) -> Callable[[Any], str | None]:
@@ -301,7 +304,27 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
             "TargetTrackingConfiguration.PredefinedMetricSpecification.PredefinedMetricType"),
         "targetTrackingConfiguration.targetValue": Api("autoscaling", "PutScalingPolicy",
                                                        "TargetTrackingConfiguration.TargetValue"),
+        **{f"{TRACKED}.{p}": Api("autoscaling", "PutScalingPolicy", f"{TRACKED_API}.{m}") for p, m in {
+            "id": "Id", "expression": "Expression", "label": "Label", "returnData": "ReturnData",
+            "metricStat.stat": "MetricStat.Stat", "metricStat.period": "MetricStat.Period",
+            "metricStat.metric.namespace": "MetricStat.Metric.Namespace",
+            "metricStat.metric.metricName": "MetricStat.Metric.MetricName",
+            "metricStat.metric.dimensions[].name": "MetricStat.Metric.Dimensions[].Name",
+            "metricStat.metric.dimensions[].value": "MetricStat.Metric.Dimensions[].Value"}.items()},
         AUTONAME: Api("autoscaling", "PutScalingPolicy", "PolicyName")},
+    "aws:autoscaling/lifecycleHook:LifecycleHook": {
+        **{p: Api("autoscaling", "PutLifecycleHook", m) for p, m in {
+            "name": "LifecycleHookName", "autoscalingGroupName": "AutoScalingGroupName",
+            "lifecycleTransition": "LifecycleTransition", "heartbeatTimeout": "HeartbeatTimeout",
+            "defaultResult": "DefaultResult"}.items()},
+        # PutLifecycleHook's model gives the type only; the range is in its documentation
+        "heartbeatTimeout": [Api("autoscaling", "PutLifecycleHook", "HeartbeatTimeout"), Prose(
+            lambda v: None if 30 <= int(v) <= 7200 else "30-7200 seconds",
+            "https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_PutLifecycleHook.html")]},
+    "aws:ssm/document:Document": {
+        "name": Api("ssm", "CreateDocument", "Name"), "content": Api("ssm", "CreateDocument", "Content"),
+        "documentType": Api("ssm", "CreateDocument", "DocumentType"),
+        "documentFormat": Api("ssm", "CreateDocument", "DocumentFormat"), **_list_tags("ssm", "CreateDocument")},
     "aws:lb/loadBalancer:LoadBalancer": {
         "loadBalancerType": Api("elbv2", "CreateLoadBalancer", "Type"),
         "internal": Prose(lambda v: None if isinstance(v, bool) else "boolean: scheme internal or internet-facing",

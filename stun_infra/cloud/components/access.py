@@ -26,6 +26,18 @@ SESSION_MANAGER_ACTIONS = [
     "ssmmessages:OpenDataChannel",
 ]
 
+# The SSM agent receives Run Command requests (the drain document, static mode) through the
+# ec2messages service: these are the ec2messages actions of AWS's AmazonSSMManagedInstanceCore
+# (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonSSMManagedInstanceCore.html).
+RUN_COMMAND_ACTIONS = [
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+]
+
 
 @dataclass(frozen=True)
 class AccessArgs:
@@ -65,6 +77,7 @@ def instance_policy(parameter_arns: list[str], log_group_arn: str, metric_namesp
              "Condition": {"StringEquals": {"cloudwatch:namespace": [metric_namespace, "CWAgent"]}}},
             {"Sid": "AgentDimensions", "Effect": "Allow", "Action": ["ec2:DescribeTags"], "Resource": "*"},
             {"Sid": "SessionManager", "Effect": "Allow", "Action": SESSION_MANAGER_ACTIONS, "Resource": "*"},
+            {"Sid": "RunCommand", "Effect": "Allow", "Action": RUN_COMMAND_ACTIONS, "Resource": "*"},
         ],
     }, indent=2)
 

@@ -48,6 +48,9 @@ class LoadBalancerArgs:
     tags: dict[str, str]
     certificate_arn: pulumi.Input[str] | None = None  # ACM: the NLB terminates TLS
     ipv6: bool = False  # dual stack: IPv6 clients reach coturn with their own address
+    # How long a deregistered (leaving) instance keeps its established flows: stun-infra:drainSeconds
+    # (ELB allows 0-3600 s), so calls through it last while it drains (stun_infra/cloud/components/drain.py).
+    deregistration_delay: int = 30
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,12 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
                 # (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html).
                 **({"target_type": "instance"} if family == 4 else {"target_type": "ip", "ip_address_type": "ipv6"}),
                 preserve_client_ip="true",
-                # A draining instance's flows end with the deregistration delay, so clients
-                # move to a healthy one. Also the only value that stays put: AWS defaults it
-                # to true for UDP/TCP_UDP groups and the provider sends it on create only
-                # when true, so false would show a diff on every `pulumi up`.
-                connection_termination=True, deregistration_delay=30,
+                # A draining instance's flows end with the deregistration delay (drainSeconds:
+                # its calls last while it drains), then clients move to a healthy one. Also the
+                # only value that stays put: AWS defaults it to true for UDP/TCP_UDP groups and
+                # the provider sends it on create only when true, so false would show a diff on
+                # every `pulumi up`.
+                connection_termination=True, deregistration_delay=args.deregistration_delay,
                 # NLBs cannot check UDP: a TCP connect to the same port proves coturn listens.
                 health_check=aws.lb.TargetGroupHealthCheckArgs(
                     protocol="TCP", port="traffic-port", interval=HEALTH_CHECK_INTERVAL,

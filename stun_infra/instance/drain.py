@@ -1,0 +1,106 @@
+"""Draining an instance that is leaving: refuse new STUN/TURN flows, let live sessions end
+(or a deadline pass), then let it go. A TURN allocation is a live call: terminating the
+instance under it drops the call.
+
+On each instance (both modes):
+- templates/stun-drain.nft.j2 as TRACK_RULESET: a table `inet stun_infra_drain` whose only
+  rule makes the kernel track every flow (conntrack) from boot, before coturn starts.
+  Without it a drain could not tell an established UDP flow from a new one: conntrack
+  takes a flow it first sees mid-stream for a new one.
+- the same template as REFUSE_RULESET: new flows to coturn's listening ports (UDP and TCP
+  STUN port, TLS ports) are rejected (ICMP port unreachable, TCP reset: a client moves
+  on at once); established flows, and everything on the relay ports, continue.
+- templates/stun-drain.py.j2 at DRAIN_PATH: `stun-drain now [--deadline S]` loads the
+  refusing table and waits until coturn's live allocations (stun_infra.instance.live_sessions)
+  reach zero or the deadline passes; `stun-drain cancel` loads the tracking table again.
+Autoscale mode adds stun-drain.service, `stun-drain watch`: it polls IMDSv2's
+`autoscaling/target-lifecycle-state` and, when it says `Terminated`, drains, then
+completes the group's termination lifecycle action itself (`aws autoscaling
+complete-lifecycle-action`, the group's name from the instance's `aws:autoscaling:groupName`
+tag). Static mode: the stack's SSM document runs `stun-drain now` (Run Command).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stun_infra.instance import live_sessions
+from stun_infra.instance.coturn import coturn_tls_ports
+from stun_infra.instance.templating import render
+from stun_infra.settings import DRAIN_SECONDS, Settings
+
+TABLE = "stun_infra_drain"
+DRAIN_PATH = "/usr/local/sbin/stun-drain"
+TRACK_RULESET = "/etc/stun-infra/stun-drain-track.nft"
+REFUSE_RULESET = "/etc/stun-infra/stun-drain-refuse.nft"
+ENV_PATH = "/etc/stun-infra/drain.env"  # the watcher's EnvironmentFile
+ENV_NAMES = ("STUN_DRAIN_REGION", "STUN_DRAIN_INSTANCE_ID", "STUN_DRAIN_HOOK")
+TRACK_UNIT = "stun-drain-track.service"
+WATCH_UNIT = "stun-drain.service"
+POLL_SECONDS = 5        # lifecycle state and live sessions are read this often
+# The hook waits this much longer than the instance drains, so the instance, not the
+# timeout, ends the wait: room for its last count and the complete-lifecycle-action call.
+HOOK_MARGIN_SECONDS = 120
+AWS_CALL_TIMEOUT_SECONDS = 30
+
+
+def hook_name(settings: Settings) -> str:
+    return f"{settings.prefix}-drain"
+
+
+def hook_timeout(settings: Settings) -> int:
+    """The termination hook's heartbeat timeout: at most 3720 s, inside PutLifecycleHook's
+    30-7200 s (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_PutLifecycleHook.html)."""
+    return settings.drain_seconds + HOOK_MARGIN_SECONDS
+
+
+def ports(settings: Settings) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(UDP, TCP) ports where new flows are refused while draining: coturn's listeners."""
+    return (settings.stun_port,), tuple(sorted({settings.stun_port, *coturn_tls_ports(settings)}))
+
+
+def ruleset(settings: Settings, *, refuse: bool) -> str:
+    udp, tcp = ports(settings)
+    return render("stun-drain.nft.j2", table=TABLE, refuse=refuse, udp_ports=udp, tcp_ports=tcp)
+
+
+def script(settings: Settings) -> str:
+    """The drain program, python3 with the standard library only (Debian's python3 runs it)."""
+    return render("stun-drain.py.j2", drain_seconds=settings.drain_seconds, max_seconds=DRAIN_SECONDS[1],
+                  hook_seconds=hook_timeout(settings), poll_seconds=POLL_SECONDS,
+                  track_ruleset=TRACK_RULESET, refuse_ruleset=REFUSE_RULESET, env_names=list(ENV_NAMES),
+                  aws_timeout=AWS_CALL_TIMEOUT_SECONDS, **live_sessions.template_values(settings))
+
+
+def units(settings: Settings) -> dict[str, str]:
+    values = dict(table=TABLE, track_ruleset=TRACK_RULESET, drain_path=DRAIN_PATH, env_path=ENV_PATH)
+    names = (TRACK_UNIT, WATCH_UNIT) if settings.autoscale else (TRACK_UNIT,)
+    return {unit: render(f"{unit}.j2", **values) for unit in names}
+
+
+def document_command(deadline: str) -> str:
+    """What the static fleet's SSM document runs (`deadline`: its parameter, digits only)."""
+    return f"{DRAIN_PATH} now --deadline {deadline}"
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """What the boot script's `drain` stage writes; it enables and starts every unit."""
+
+    script_path: str
+    script: str
+    track_path: str
+    track: str
+    refuse_path: str
+    refuse: str
+    units: dict[str, str]
+    env_path: str
+    env_names: tuple[str, str, str]  # region, instance id, hook name
+    hook_name: str
+
+
+def boot_files(settings: Settings) -> BootFiles:
+    return BootFiles(script_path=DRAIN_PATH, script=script(settings), track_path=TRACK_RULESET,
+                     track=ruleset(settings, refuse=False), refuse_path=REFUSE_RULESET,
+                     refuse=ruleset(settings, refuse=True), units=units(settings), env_path=ENV_PATH,
+                     env_names=ENV_NAMES, hook_name=hook_name(settings))

@@ -1,0 +1,148 @@
+"""The drain, run for real: an autoscale instance booted by its rendered user-data, with coturn
+and stun-drain.service started from their units; a TURN client holds an allocation relaying
+to a test peer; the metadata stand-in turns the target lifecycle state to Terminated.
+
+Then a new client is refused while the held allocation keeps relaying, and the instance
+completes its lifecycle action itself (CompleteLifecycleAction, signed with the role's
+credentials from IMDSv2; moto 5.2 lacks the call, the stand-in records it): once the client
+releases, or, when it never does, at the deadline (rendered short for the test)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import boot_sandbox as sb
+
+from stun_infra.instance import drain
+
+pytestmark = pytest.mark.boot
+
+DEADLINE = 25  # seconds: drainSeconds rendered short (the key allows 60-3600), longer than a release takes
+WAIT = 90.0   # bound on every wait below
+CLIENT = Path(__file__).with_name("drain_client.py")
+
+
+@pytest.fixture(scope="module")
+def instance(rootfs_cache, tmp_path_factory):
+    """An autoscale TURN instance, booted, its services started as boot would."""
+    from stun_infra.cloud.offline import stack_settings
+    from stun_infra.instance.metrics import log_group_name
+    from stun_infra.instance.userdata import ParameterNames, render_user_data
+    from tests.support.signing import TestKey
+
+    settings = dataclasses.replace(stack_settings("prod", {"instanceType": "c7i.large"}), drain_seconds=DEADLINE)
+    box_instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
+                               instance_type=settings.instance_type)
+    names = ParameterNames.under(settings.ssm_path, settings.turn)
+    cert, key = sb.self_signed(settings.tls_domain)
+    secret = "sandbox-turn-secret-" + os.urandom(12).hex()
+    parameters = {names.tls_certificate: cert, names.tls_private_key: key, names.turn_secret: secret}
+    workdir = tmp_path_factory.mktemp("drain")
+    signer = TestKey(workdir / "signer")
+    _, boot = sb.sandbox_boot_inputs(settings, box_instance, signer)
+    user_data = render_user_data(settings, boot)
+    with sb.Sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), workdir, instance=box_instance,
+                    parameters=parameters, signer=signer,
+                    log_group=log_group_name(settings.project, settings.stack)) as box:
+        run = box.run_script(user_data)
+        assert run.returncode == 0, "\n".join(line for _, line in run.lines[-40:])
+        box.start_enabled_services()
+        box.stun_binding(box_instance.private_ip, settings.stun_port)  # coturn answers
+        yield box, settings, secret
+
+
+def wait_until(what: str, check, timeout: float = WAIT):  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.2)
+
+
+def completions(box: sb.Sandbox) -> list[dict]:
+    return [r for r in box.requests("ssm") if r.get("lifecycle")]
+
+
+def start_client(box: sb.Sandbox, settings, secret: str, workdir: Path, hold: bool) -> subprocess.Popen:
+    workdir.mkdir()
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(sb.REPO), "DRAIN_CLIENT_TURN_SECRET": secret}
+    cmd = box.ns("env", *(f"{k}={v}" for k, v in env.items()), sys.executable, str(CLIENT),
+                 "--server", box.instance.private_ip, "--port", str(settings.stun_port),
+                 "--peer", sb.CLIENT_IP, "--dir", str(workdir), *(["--hold"] if hold else []))
+    return subprocess.Popen(cmd, stdout=open(workdir / "out", "w"), stderr=subprocess.STDOUT)
+
+
+def drain_run(box: sb.Sandbox, settings, secret: str, workdir: Path, *, hold: bool) -> tuple[dict, str, float]:
+    """One scale-in: (what the client saw, the drain service's log, seconds from Terminated
+    to the lifecycle call)."""
+    log = box.logs / f"{drain.WATCH_UNIT}.out"
+    done_before = len(completions(box))
+    client = start_client(box, settings, secret, workdir, hold)
+    try:
+        wait_until("the client holds a relaying allocation", lambda: (workdir / "held.json").exists()
+                   or client.poll() is not None)
+        held = json.loads((workdir / "held.json").read_text())
+        assert held["relays"], held
+        t0 = time.monotonic()
+        box.set_lifecycle_state("Terminated")
+        wait_until("the instance drains", lambda: "new flows refused" in log.read_text())
+        (workdir / "draining").write_text("")
+        wait_until("the client checked", lambda: (workdir / "checked.json").exists() or client.poll() is not None)
+        checked = json.loads((workdir / "checked.json").read_text())
+        table = sb.run(box.chroot("nft", "list", "table", "inet", drain.TABLE)).stdout
+        assert "ct state new udp dport 3478 reject" in table, table  # what refused the newcomer
+        wait_until("the lifecycle action is completed", lambda: len(completions(box)) > done_before)
+        took = time.monotonic() - t0
+        if hold:
+            (workdir / "stop").write_text("")
+        assert client.wait(timeout=WAIT) == 0, (workdir / "out").read_text()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(timeout=10)
+    print(f"client: {checked}; lifecycle action {took:.1f} s after Terminated")
+    return checked, log.read_text(), took
+
+
+def check_completion(box: sb.Sandbox, settings) -> None:
+    call = completions(box)[-1]
+    assert call["lifecycle"] == {"LifecycleHookName": drain.hook_name(settings),
+                                 "AutoScalingGroupName": box.instance.group_name,
+                                 "InstanceId": box.instance.instance_id, "LifecycleActionResult": "CONTINUE"}
+    assert (call["status"], call["scheme"], call["host"]) == (200, "https", f"autoscaling.{settings.region}.amazonaws.com")
+    role_key = box.instance.imds_document(box.arch)["access_key_id"]
+    assert call["access_key_id"] == role_key and call["session_token"], call  # the role's credentials
+
+
+def test_a_terminated_instance_refuses_newcomers_relays_held_calls_and_lets_go_when_they_end(instance, tmp_path):
+    box, settings, secret = instance
+    checked, log, took = drain_run(box, settings, secret, tmp_path / "release", hold=False)
+    assert checked["refused"], checked      # a new client gets no allocation
+    assert checked["relays"], checked       # the held call goes on
+    assert "drained: no live session" in log, log
+    assert took < DEADLINE, took            # it did not wait for the deadline
+    check_completion(box, settings)
+
+
+def test_a_call_that_never_ends_is_let_go_at_the_deadline(instance, tmp_path):
+    box, settings, secret = instance
+    # back in service: new flows accepted again, the watcher restarted
+    box.set_lifecycle_state("InService")
+    sb.run(box.chroot(drain.DRAIN_PATH, "cancel"))
+    box.start_unit(drain.WATCH_UNIT, stdout=box.logs / f"{drain.WATCH_UNIT}.out")
+    checked, log, took = drain_run(box, settings, secret, tmp_path / "hold", hold=True)
+    assert checked["refused"] and checked["relays"], checked
+    assert "deadline reached with 1 live sessions" in log, log
+    assert took >= DEADLINE, took
+    check_completion(box, settings)
+    assert len(completions(box)) == 2
