@@ -53,10 +53,12 @@ class StunCounter:
     metric: str        # CloudWatch metric name
     message_type: str  # STUN message type, first 2 bytes of the UDP payload
     inbound: bool      # requests arrive on the port; responses leave from it
+    family: str = ""   # "ipv6": only what came over IPv6 (`meta nfproto ipv6`); "": both families
 
 
 COUNTERS = (
     StunCounter("binding_requests", metrics.BINDING_REQUESTS, "0x0001", True),
+    StunCounter("binding_requests_ipv6", metrics.BINDING_REQUESTS_IPV6, "0x0001", True, "ipv6"),
     StunCounter("binding_successes", metrics.BINDING_SUCCESSES, "0x0101", False),
     StunCounter("binding_errors", metrics.BINDING_ERRORS, "0x0111", False),
     StunCounter("allocate_successes", metrics.UDP_ALLOCATIONS, "0x0103", False),

@@ -98,7 +98,7 @@ def test_static_dashboard_reads_fleet_bindings_without_dimensions_and_each_insta
     ids = static.outputs["instance_ids"]
     assert len(ids) == 3
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, {}) for m in (
-        metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
+        metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS, metrics.BINDING_REQUESTS_IPV6)]
     assert metrics.fleet_dimensions() == [] and [] in metrics.counter_dimension_sets()  # the reporter's fleet datum
     sessions = widget(body, "TURN sessions:")
     assert rows(sessions) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {}), (NAMESPACE, metrics.AUTH_FAILURES, {})]
@@ -114,7 +114,7 @@ def test_autoscale_dashboard_reads_the_fleet_counters_and_the_groups_aws_metrics
     group = {"AutoScalingGroupName": autoscale.outputs["asg_name"]}
     # the kernel counters: the fleet series with no dimension, as in static mode
     assert rows(widget(body, "STUN bindings")) == [(NAMESPACE, m, {}) for m in (
-        metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS)]
+        metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS, metrics.BINDING_REQUESTS, metrics.BINDING_REQUESTS_IPV6)]
     assert rows(widget(body, "TURN sessions:")) == [(NAMESPACE, metrics.UDP_ALLOCATIONS, {}),
                                                    (NAMESPACE, metrics.AUTH_FAILURES, {})]
     assert rows(widget(body, "Group capacity")) == [("AWS/AutoScaling", m, group) for m in GROUP_METRICS]

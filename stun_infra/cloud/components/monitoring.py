@@ -62,7 +62,7 @@ def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_i
     # Kernel counters: the fleet series, which every instance publishes with no dimension
     # (metrics.fleet_dimensions; the namespace is this stack's alone), in both modes.
     bindings = [[namespace, m] for m in (metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS,
-                                         metrics.BINDING_REQUESTS)]
+                                         metrics.BINDING_REQUESTS, metrics.BINDING_REQUESTS_IPV6)]
     # UDP allocations: kernel counter, always (fleet series, like the bindings); the rest: log metrics
     sessions = [[namespace, metrics.UDP_ALLOCATIONS],
                 *([namespace, m.name] for m in metrics.log_metrics(session_logging))]
@@ -76,7 +76,7 @@ def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_i
         packets = [["AWS/EC2", m, "InstanceId", i] for i in instance_ids
                    for m in ("NetworkPacketsIn", "NetworkPacketsOut")]
     widgets = [
-        _widget("STUN bindings per minute (kernel counters)", bindings, 0, 0),
+        _widget("STUN bindings per minute (kernel counters; requests over IPv6 among them)", bindings, 0, 0),
         _widget("TURN sessions: " + ", ".join(row[1] for row in sessions), sessions, 0, 12),
         _widget("Group capacity" if asg_name else "Status check failures", capacity, 6, 0,
                 "Maximum"),

@@ -24,7 +24,7 @@ import pytest
 from stun_infra.instance import binding_counters, metrics
 from stun_infra.settings import Settings
 from tests.support.coturn import CoturnServer, require_coturn, running_coturn, settings_for
-from tests.support.netns import NetNs
+from tests.support.netns import SERVER_IPV6, NetNs
 
 REPORTER_TIMEOUT = 20.0
 
@@ -188,6 +188,7 @@ def counted_server(metrics_ns: NetNs, tmp_path_factory: pytest.TempPathFactory
     ruleset = load_ruleset(metrics_ns, settings, workdir)
     script = workdir / "stun-metrics-reporter"
     script.write_text(binding_counters.reporter_script(settings))
-    with running_coturn(metrics_ns, workdir, settings) as server:
+    # The instance's IPv6 address too (dual stack): bindings over IPv6 are counted apart.
+    with running_coturn(metrics_ns, workdir, settings, ipv6=SERVER_IPV6) as server:
         yield server, Reporter(metrics_ns, script, ruleset, workdir / "state" / "stun-metrics.json",
                                FakeAws(workdir / "bin"), server.process.pid)

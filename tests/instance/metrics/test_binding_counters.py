@@ -23,6 +23,7 @@ from aioice.turn import UDP_TRANSPORT, make_integrity_key
 
 from stun_infra.instance import metrics
 from bench.stun_load import BINDING_ERROR, BINDING_SUCCESS, bindings, exchange, mixed, probes
+from tests.support.netns import SERVER_IPV6
 from stun_infra.client.credentials import mint
 from stun_infra.client.turn_client import StunError, turn_allocation
 
@@ -49,9 +50,11 @@ ALLOCATION_BINDINGS = 20
 ANSWER_TIMEOUT = 2.0  # seconds per STUN/TURN answer on loopback
 
 
-def pushed(requests: int, successes: int, errors: int, allocations: int = 0) -> dict[str, int]:
+def pushed(requests: int, successes: int, errors: int, allocations: int = 0, ipv6_requests: int = 0
+           ) -> dict[str, int]:
     return {metrics.BINDING_REQUESTS: requests, metrics.BINDING_SUCCESSES: successes,
-            metrics.BINDING_ERRORS: errors, metrics.UDP_ALLOCATIONS: allocations}
+            metrics.BINDING_ERRORS: errors, metrics.UDP_ALLOCATIONS: allocations,
+            metrics.BINDING_REQUESTS_IPV6: ipv6_requests}
 
 
 def test_counts_equal_what_was_sent_and_answered(counted_server):
@@ -69,6 +72,17 @@ def test_counts_equal_what_was_sent_and_answered(counted_server):
     assert (sent.requests, sent.successes, sent.errors) == (expected_requests, expected_successes, expected_errors)
     assert set(sent.answers) == {BINDING_SUCCESS, BINDING_ERROR}, sent.answers
     assert values == pushed(expected_requests, expected_successes, expected_errors), stdout
+
+
+def test_requests_over_ipv6_are_counted_apart_and_in_the_total(counted_server):
+    server, reporter = counted_server
+    reporter.run()
+    over_ipv6 = server.ns.run(lambda: exchange((SERVER_IPV6, server.settings.stun_port), bindings(70),
+                                              answer_timeout=ANSWER_TIMEOUT))
+    over_ipv4 = server.ns.run(lambda: exchange(server.stun_address, bindings(30), answer_timeout=ANSWER_TIMEOUT))
+    values, stdout = reporter.run()
+    assert (over_ipv6.successes, over_ipv4.successes) == (70, 30)
+    assert values == pushed(100, 100, 0, ipv6_requests=70), stdout
 
 
 def test_a_run_without_traffic_publishes_zeros(counted_server):

@@ -92,12 +92,13 @@ def test_metric_data_is_one_datum_per_metric_per_instance_and_for_the_fleet(repo
                                 {"InstanceId": "i-0abc"}, "2025-01-02T03:04:05Z")
     expected = []
     for metric, value in ((metrics.BINDING_REQUESTS, 3), (metrics.BINDING_SUCCESSES, 2),
-                          (metrics.BINDING_ERRORS, 0), (metrics.UDP_ALLOCATIONS, 1)):
+                          (metrics.BINDING_ERRORS, 0), (metrics.BINDING_REQUESTS_IPV6, 0),
+                          (metrics.UDP_ALLOCATIONS, 1)):
         common = {"Timestamp": "2025-01-02T03:04:05Z", "Value": value, "Unit": "Count"}
         expected += [{"MetricName": metric, "Dimensions": [{"Name": "InstanceId", "Value": "i-0abc"}], **common},
                      {"MetricName": metric, **common}]  # the fleet: no Dimensions at all
     assert sorted(data, key=json.dumps) == sorted(expected, key=json.dumps)
-    assert len(data) == 8  # PutMetricData takes up to 1000
+    assert len(data) == 10  # PutMetricData takes up to 1000
 
 
 def fake_nft(tmp_path: Path, table_handle: int, **packets: int) -> str:
