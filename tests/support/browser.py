@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.coturn import require
 from tests.support.netns import NetNs
 
 PAGE = Path(__file__).resolve().parent / "turns_page.html"
@@ -32,16 +33,11 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def require_browser() -> None:
-    missing = [why for ok, why in (
+    require("browser", (
         (shutil.which("chromium"), "chromium is not installed (apt-get install chromium)"),
         (shutil.which("certutil"), "certutil is not installed (apt-get install libnss3-tools)"),
         (shutil.which("stunnel4"), "stunnel4 is not installed (apt-get install stunnel4)"),
-    ) if not ok]
-    if missing:
-        message = "; ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser tests: {message}")
-        pytest.skip(message)
+    ))
 
 
 def home_trusting(home: Path, ca_pem: str) -> Path:

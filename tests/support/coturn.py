@@ -38,18 +38,23 @@ def settings_for(**config: object) -> Settings:
                          stack="test", region="eu-west-3")
 
 
+def require(what: str, needs: tuple[tuple[object, str], ...]) -> None:
+    """Skip when a need (truthy, or the reason why not) is missing; fail instead under CI=true."""
+    missing = [why for ok, why in needs if not ok]
+    if missing:
+        message = "; ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the {what} tests: {message}")
+        pytest.skip(message)
+
+
 def require_coturn() -> None:
-    missing = [why for ok, why in (
+    require("coturn", (
         (shutil.which("turnserver"), "coturn is not installed (no turnserver)"),
         (shutil.which("ip"), "iproute2 is not installed (no ip)"),
         (shutil.which("openssl"), "openssl is not installed"),
         (os.geteuid() == 0, "network namespaces need root"),
-    ) if not ok]
-    if missing:
-        message = "; ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the coturn tests: {message}")
-        pytest.skip(message)
+    ))
 
 
 @dataclass

@@ -1,0 +1,124 @@
+"""Static mode with a Route 53 zone, booted for real: the instance exports the stack's ACM
+certificate with its role (moto's ACM stands in, behind the regional endpoint's name),
+coturn serves it on 443, nftables redirects 5349 to it, and the daily sync finds it
+unchanged. No TLS parameter is read: the key exists only in ACM and on the instance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import boot_sandbox as sb
+
+pytestmark = pytest.mark.boot
+
+ZONE = {"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com"}
+
+
+@pytest.fixture(scope="module")
+def acm_booted(rootfs_cache, tmp_path_factory) -> Iterator[dict]:
+    from stun_infra.cloud.offline import stack_settings
+    from stun_infra.instance.metrics import log_group_name
+    from stun_infra.instance.userdata import ParameterNames, render_user_data
+    from tests.support.signing import TestKey
+
+    settings = stack_settings("dev", {"instanceType": "t3.small", **ZONE})
+    assert settings.acm_export and settings.turns_ports == (443, 5349)
+    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
+                           instance_type=settings.instance_type)
+    names = ParameterNames.under(settings.ssm_path, settings.turn, tls=False)
+    parameters = {names.turn_secret: "sandbox-turn-secret-" + os.urandom(12).hex()}
+    workdir = tmp_path_factory.mktemp("boot-acm")
+    signer = TestKey(workdir / "signer")
+    acm_host = f"acm.{settings.region}.amazonaws.com"
+    with sb.Sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), workdir, instance=instance,
+                    parameters=parameters, signer=signer, extra_hosts={acm_host: sb.AWS_API_IP},
+                    log_group=log_group_name(settings.project, settings.stack)) as box:
+        issued = box.ns_python(_moto_acm(settings.region, "request_certificate(DomainName='turn.example.com', "
+                                         "ValidationMethod='DNS', Options={'Export': 'ENABLED'})"))
+        arn = issued["CertificateArn"]
+        _, boot = sb.sandbox_boot_inputs(settings, instance, signer, parameters=names.at(1, None, None),
+                                         certificate_arn=arn)
+        user_data = render_user_data(settings, boot)
+        first = box.run_script(user_data)
+        second = box.run_script(user_data) if first.returncode == 0 else first
+        started = {}
+        if second.returncode == 0:
+            for unit in ("stun-tls-ports.service", "coturn.service"):
+                proc, _ = box.start_unit(unit, stdout=box.logs / f"{unit}.out")
+                started[unit] = proc
+            started["stun-tls-ports.service"].wait(timeout=60)
+        exported = box.ns_python(_moto_acm(settings.region, f"get_certificate(CertificateArn={arn!r})"))
+        yield {"box": box, "settings": settings, "arn": arn, "first": first, "second": second,
+               "exported": exported, "user_data": user_data}
+
+
+def _moto_acm(region: str, call: str) -> str:
+    """Python for ns_python: one ACM call on moto's plain listener, its answer as JSON."""
+    return ("import boto3, json\n"
+            f"c = boto3.client('acm', region_name={region!r}, endpoint_url='http://127.0.0.1:{sb.MOTO_PLAIN_PORT}', "
+            "aws_access_key_id='sandbox', aws_secret_access_key='sandbox')\n"
+            f"print(json.dumps(c.{call}, default=str))\n")
+
+
+def _tail(run: sb.ScriptRun) -> str:
+    return "\n".join(run.output.splitlines()[-60:])
+
+
+def test_the_boot_script_runs_to_completion_twice(acm_booted):
+    assert acm_booted["first"].returncode == 0, _tail(acm_booted["first"])
+    assert acm_booted["second"].returncode == 0, _tail(acm_booted["second"])
+
+
+def test_coturn_gets_acms_certificate_and_chain_through_the_role(acm_booted):
+    root = acm_booted["box"].root
+    served = (root / "etc/coturn/tls/cert.pem").read_text()
+    assert served.startswith(acm_booted["exported"]["Certificate"].strip())
+    assert acm_booted["exported"]["CertificateChain"].strip() in served
+    exports = [r for r in acm_booted["box"].requests("ssm") if r.get("target") == "CertificateManager.ExportCertificate"]
+    assert len(exports) == 2 and all(r["host"] == f"acm.{acm_booted['settings'].region}.amazonaws.com" for r in exports)
+
+
+def test_the_second_run_finds_the_certificate_unchanged(acm_booted):
+    assert "stun-tls-sync: certificate unchanged" in acm_booted["second"].output
+
+
+def test_no_tls_parameter_is_read_and_no_key_is_in_user_data(acm_booted):
+    reads = [r for r in acm_booted["box"].requests("ssm") if r.get("target") == "AmazonSSM.GetParameter"]
+    assert reads and not [r for r in reads if "tls" in json.dumps(r)]
+    assert "PRIVATE KEY" not in acm_booted["user_data"]
+
+
+def test_the_key_is_coturns_alone_and_the_passphrase_is_gone(acm_booted):
+    root = acm_booted["box"].root
+    key = root / "etc/coturn/tls/key.pem"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert "ENCRYPTED" not in key.read_text() and "PRIVATE KEY" in key.read_text()
+    assert not list((root / "tmp").glob("tmp.*/passphrase"))
+
+
+def test_the_renewal_timer_and_the_port_redirect_are_enabled(acm_booted):
+    enabled = acm_booted["box"].enabled_units()
+    assert "stun-tls-sync.timer" in enabled and "stun-tls-ports.service" in enabled
+    ruleset = (acm_booted["box"].root / "etc/stun-infra/tls-ports.nft").read_text()
+    assert "tcp dport { 5349 } redirect to :443" in ruleset
+
+
+def test_coturn_serves_the_exported_certificate_on_443(acm_booted):
+    box = acm_booted["box"]
+    box.stun_binding(box.instance.private_ip, acm_booted["settings"].stun_port)  # it is up
+    cafile = box.workdir / "acm-chain.pem"
+    cafile.write_text(acm_booted["exported"]["CertificateChain"])
+    seen = box.ns_python(
+        "import json, socket, ssl\n"
+        "ctx = ssl.create_default_context(cafile=None)\n"
+        "ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
+        f"with socket.create_connection(({box.instance.private_ip!r}, 443), timeout=5) as s:\n"
+        "    with ctx.wrap_socket(s, server_hostname='turn.example.com') as t:\n"
+        "        print(json.dumps(ssl.DER_cert_to_PEM_cert(t.getpeercert(binary_form=True))))\n")
+    assert seen.strip() == acm_booted["exported"]["Certificate"].strip()
