@@ -8,6 +8,7 @@ import json
 import re
 import resource
 import time
+import urllib.parse
 import warnings
 
 import pytest
@@ -52,6 +53,28 @@ def test_packages_came_from_the_mirror_standin(booted):
     status = booted.sandbox.root.joinpath("var/lib/dpkg/status").read_text()
     for pkg in PACKAGES:
         assert re.search(rf"^Package: {re.escape(pkg)}\nStatus: install ok installed$", status, re.M), pkg
+
+
+def test_agents_come_from_their_documented_hosts_and_are_verified_before_install(booted):
+    """Each agent .deb and its signature were fetched over HTTPS from the host AWS documents
+    (the CloudWatch agent's key file too), and installed only once verified with the pinned
+    key (the sandbox's, in place of AWS's) for this instance's architecture."""
+    from stun_infra.instance import downloads
+
+    assert booted.first.returncode == 0, _tail(booted.first)
+    box = booted.sandbox
+    region, fetched = box.instance.region, box.requests("downloads")
+    for agent in downloads.AGENTS:
+        url = urllib.parse.urlsplit(agent.url.format(region=region, arch=box.arch))
+        for path in (url.path, url.path + ".sig"):
+            assert [(r["host"], r["status"]) for r in fetched if r["path"] == path] == [(url.hostname, 200)], path
+        if agent.key.url:
+            key = urllib.parse.urlsplit(agent.key.url)
+            assert [(r["host"], r["status"]) for r in fetched if r["path"] == key.path] == [(key.hostname, 200)]
+        verified = f"stun-infra: {agent.name}: signature verified (key {box.signer.fingerprint}), {box.arch} package"
+        lines = [text for _, text in booted.first.lines]
+        assert verified in lines, agent.name
+        assert lines.index(verified) < next(i for i, t in enumerate(lines) if f"Unpacking {agent.name} " in t)
 
 
 def test_metadata_service_is_used_with_imdsv2_tokens(booted):
