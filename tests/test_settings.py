@@ -100,7 +100,7 @@ def test_fewer_than_two_zones_is_refused():
 def test_more_zones_than_the_region_has_is_refused_before_any_resource():
     with pytest.raises(ConfigError) as caught:
         program(availabilityZones=6)
-    assert "stun-infra:availabilityZones: got 6, but region eu-west-3 has 3 available zones" in str(caught.value)
+    assert "stun-infra:availabilityZones: got 6, but region eu-west-3 has 3 zones" in str(caught.value)
 
 
 def test_an_invalid_vpc_cidr_is_refused():

@@ -77,13 +77,15 @@ def check_quotas(settings: Settings) -> None:
 
 
 def look_up(settings: Settings) -> Lookups:
+    # No `state` filter: a zone's state (available, impaired, constrained...) changes with
+    # events, and a choice that followed it would move a subnet, and everything in it, on
+    # the next `pulumi up`. The region's standard zones and their offerings are stable.
     available = aws.get_availability_zones(
-        state="available", filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status",
-                                                                         values=["opt-in-not-required"])])
+        filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])])
     if len(available.names) < settings.availability_zones:
         raise ConfigError([
             f"{PROJECT}:availabilityZones: got {settings.availability_zones}, but region {settings.region} "
-            f"has {len(available.names)} available zones ({', '.join(available.names)}); "
+            f"has {len(available.names)} zones ({', '.join(available.names)}); "
             f"choose at most {len(available.names)} (and at least 2)"])
     # Newer and Graviton types are not offered in every zone: launching there would fail.
     offered = set(aws.ec2.get_instance_type_offerings(
@@ -94,7 +96,7 @@ def look_up(settings: Settings) -> Lookups:
     if len(usable) < settings.availability_zones:
         raise ConfigError([
             f"{PROJECT}:instanceType: got {settings.instance_type}, which region {settings.region} offers in "
-            f"{len(usable)} available zones ({', '.join(usable) or 'none'}) but {PROJECT}:availabilityZones "
+            f"{len(usable)} zones ({', '.join(usable) or 'none'}) but {PROJECT}:availabilityZones "
             f"asks for {settings.availability_zones}; choose an instance type offered in enough zones"
             + (f" or at most {len(usable)} zones" if len(usable) >= 2 else "")])
     ami = aws.ec2.get_ami(

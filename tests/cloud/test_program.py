@@ -271,11 +271,17 @@ def test_zones_are_only_those_offering_the_instance_type():
         "eu-west-3b", "eu-west-3c"]
 
 
+def test_zones_are_chosen_by_name_and_offering_never_by_their_passing_state(static_run):
+    (args,) = [a for token, a in static_run.calls if token == "aws:index/getAvailabilityZones:getAvailabilityZones"]
+    assert "state" not in args  # an impaired zone must not move subnets on the next run
+    assert args["filters"] == [{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
+
+
 def test_too_few_zones_offering_the_instance_type_is_refused_before_any_resource():
     with pytest.raises(ConfigError) as caught:
         program(instanceType="c7gn.medium", offered_zones={"c7gn.medium": ["eu-west-3c"]})
     assert caught.value.problems == [
-        "stun-infra:instanceType: got c7gn.medium, which region eu-west-3 offers in 1 available zones "
+        "stun-infra:instanceType: got c7gn.medium, which region eu-west-3 offers in 1 zones "
         "(eu-west-3c) but stun-infra:availabilityZones asks for 2; choose an instance type offered in enough zones"]
 
 
