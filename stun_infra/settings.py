@@ -678,6 +678,13 @@ def split_config(everything: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
     return ours, sorted(k for k in everything if not read(k))
 
 
+# Keys an earlier release read, with how to move a stack off them (README, Changelog).
+RENAMED_KEYS = {
+    "tlsPort": ("replaced by stun-infra:tlsPorts, a list; run `pulumi config rm stun-infra:tlsPort`, then, "
+                "to keep your port, `pulumi config set --path 'stun-infra:tlsPorts[0]' PORT`"),
+}
+
+
 def _dropped_key_problem(key: str) -> str:
     name = key.split(":", 1)[-1]
     near = _near_key(name)
@@ -746,6 +753,9 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
         problems.append(message)
     problems += [_dropped_key_problem(key) for key in dropped]
     for key in sorted(set(raw) - set(specs)):
+        if key in RENAMED_KEYS:
+            problems.append(f"{PROJECT}:{key}: {RENAMED_KEYS[key]}")
+            continue
         near = _near_key(key)
         hint = f"did you mean {PROJECT}:{near[0]}? " if near else ""
         problems.append(f"{PROJECT}:{printable(key)}: unknown key; {hint}known keys: {', '.join(specs)}")

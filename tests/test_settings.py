@@ -157,6 +157,12 @@ def test_a_misspelt_key_is_refused_with_a_suggestion():
     assert message.startswith("stun-infra:instancecount: unknown key; did you mean stun-infra:instanceCount?")
 
 
+def test_a_key_an_earlier_release_read_is_refused_with_the_steps_to_move_off_it():
+    assert only_problem(tlsPort="443") == (
+        "stun-infra:tlsPort: replaced by stun-infra:tlsPorts, a list; run `pulumi config rm stun-infra:tlsPort`, "
+        "then, to keep your port, `pulumi config set --path 'stun-infra:tlsPorts[0]' PORT`")
+
+
 def test_a_key_of_the_other_mode_is_refused():
     assert only_problem(mode="autoscale", instanceCount="5") == (
         "stun-infra:instanceCount: is only used in static mode but this stack has mode autoscale; "
