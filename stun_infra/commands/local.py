@@ -41,6 +41,9 @@ LOCAL_SELF_SIGNED_NOTE = (
     "turns: here uses a throwaway self-signed certificate, which browsers refuse (Chromium: ICE error 701): "
     "in a browser only the turn: UDP and TCP URIs give relay candidates. A deployment with "
     "stun-infra:dnsZoneId/dnsName serves a certificate browsers trust.")
+LOCAL_NLB_TLS_NOTE = (
+    "this stack ends TLS at its load balancer (ACM's certificate), so coturn serves STUN/TURN over UDP and "
+    "TCP only, as here; turns: is the load balancer's and is not served locally.")
 
 STARTUP_DEADLINE = 15.0  # seconds for turnserver to answer a binding after launch
 STOP_DEADLINE = 5.0      # seconds for turnserver to exit after SIGTERM before SIGKILL
@@ -126,9 +129,9 @@ def check_ports_free(settings: Settings, address: str) -> None:
     """Bind each listening port once ourselves: coturn binds with SO_REUSEPORT and would
     silently share a port with another coturn instead of failing."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    tls = () if settings.nlb_tls else ((settings.tls_port, socket.SOCK_STREAM, "tcp"),)
     for port, kind, proto in ((settings.stun_port, socket.SOCK_DGRAM, "udp"),
-                              (settings.stun_port, socket.SOCK_STREAM, "tcp"),
-                              (settings.tls_port, socket.SOCK_STREAM, "tcp")):
+                              (settings.stun_port, socket.SOCK_STREAM, "tcp"), *tls):
         with socket.socket(family, kind) as s:
             try:
                 s.bind((address, port))
@@ -268,9 +271,12 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str, ipv6
     conf_path.touch(mode=0o600)
     conf_path.write_text(conf)
     relay = f"TURN relay {settings.relay_min_port}-{settings.relay_max_port}" if settings.turn else "STUN only"
-    print(f"local: starting turnserver on {address}{' and ' + ipv6 if ipv6 else ''}: stun {settings.stun_port} udp+tcp, tls {settings.tls_port}, "
+    print(f"local: starting turnserver on {address}{' and ' + ipv6 if ipv6 else ''}: stun {settings.stun_port} udp+tcp, "
+          f"{'no tls (the load balancer ends it)' if settings.nlb_tls else f'tls {settings.tls_port}'}, "
           f"{relay} (stack {settings.stack})", file=sys.stderr, flush=True)
-    if settings.turn:
+    if settings.nlb_tls:
+        print(f"local: {LOCAL_NLB_TLS_NOTE}", file=sys.stderr, flush=True)
+    elif settings.turn:
         print(f"local: {LOCAL_SELF_SIGNED_NOTE}", file=sys.stderr, flush=True)
     server = LocalServer(turnserver, workdir, conf_path, Path(paths.log_file), secret)
     try:
@@ -297,8 +303,11 @@ def serve(args: argparse.Namespace, settings: Settings, server: LocalServer, add
             turn_uris += turn
     where = f"{address} and {ipv6}" if ipv6 else address
     username, password = mint(server.secret, user=LOCAL_USER, ttl_seconds=ttl)
-    checks = plan_checks([*stun_uris, *turn_uris], tls_port=settings.tls_port,
-                         auth=(username, password) if settings.turn else None)
+    if settings.nlb_tls:  # coturn serves no TLS: the load balancer does
+        turn_uris = [u for u in turn_uris if not u.startswith("turns:")]
+    checks = [c for c in plan_checks([*stun_uris, *turn_uris], tls_port=settings.tls_port,
+                                     auth=(username, password) if settings.turn else None)
+              if not (settings.nlb_tls and c.kind in ("tls", "turn-tls"))]
     out = sys.stdout if args.check else sys.stderr
     print(f"local: probing {len(checks)} checks", file=sys.stderr, flush=True)
     results = asyncio.run(run_checks(checks, timeout=timeout, retries=1,

@@ -71,6 +71,15 @@ def test_local_says_browsers_refuse_its_self_signed_turns_certificate(tmp_path: 
     assert "local: turns: here uses a throwaway self-signed certificate, which browsers refuse" in result.stderr
 
 
+def test_local_check_of_a_stack_whose_load_balancer_ends_tls_serves_and_probes_no_tls(tmp_path: Path):
+    stun, _ = free_ports()
+    result = cli("local", "--check", "--no-install", "--stack", "prod", "--set", "dnsZoneId=Z0123456789ABCDEFGHIJ",
+                 "--set", "dnsName=turn.example.com", "--set", f"stunPort={stun}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [r[1] for r in _rows(result.stdout)] == ["stun-udp", "stun-tcp", "turn-udp", "turn-tcp"]
+    assert "this stack ends TLS at its load balancer" in result.stderr
+
+
 def test_local_check_stun_only_stack(tmp_path: Path):
     stun, tls = free_ports()
     result = cli("local", "--check", "--no-install", *port_settings(stun, tls), "--set", "turn=false")
