@@ -3,13 +3,18 @@ table redirects the others to it; and the NLB-mode config (`no-tls`) runs clean.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from stun_infra.instance import tls_ports
 from stun_infra.client.turn_client import tls_context, tls_handshake, turn_allocation
@@ -117,3 +122,31 @@ def test_the_nlb_mode_config_serves_no_tls_and_starts_clean(tmp_path):
         assert rejected_lines(server.startup_log()) == []
         with pytest.raises(OSError):
             ns.run(tls_handshake, (SERVER_IPV4, 443), timeout=2)
+
+
+def test_coturn_reloads_a_renewed_certificate_on_sigusr2_without_restarting(tmp_path):
+    """What the static-mode sync relies on: new files plus SIGUSR2, same process, new certificate."""
+    require_coturn()
+    first, renewed = CA.issue(HOST), CA.issue(HOST)
+    settings = load_settings({"tlsCertificate": first.cert_pem, "tlsPrivateKey": first.key_pem, **RELAY},
+                             stack="test", region="eu-west-3", secret_keys={"stun-infra:tlsPrivateKey"})
+
+    def served_serial(ns: NetNs) -> int:
+        der = ns.run(_peer_certificate, (SERVER_IPV4, 443))
+        return x509.load_der_x509_certificate(der).serial_number
+
+    with NetNs() as ns, running_coturn(ns, tmp_path, settings, certificate=(first.cert_pem, first.key_pem)) as server:
+        assert served_serial(ns) == x509.load_pem_x509_certificate(first.cert_pem.encode()).serial_number
+        renewed.write(tmp_path)  # cert.pem and key.pem, where the rendered config points
+        os.kill(server.process.pid, signal.SIGUSR2)
+        expected = x509.load_pem_x509_certificate(renewed.cert_pem.encode()).serial_number
+        deadline = time.monotonic() + 10
+        while served_serial(ns) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert served_serial(ns) == expected and server.process.poll() is None
+
+
+def _peer_certificate(address) -> bytes:
+    context = tls_context()
+    with socket.create_connection(address, timeout=3) as sock, context.wrap_socket(sock) as tls:
+        return tls.getpeercert(binary_form=True)
