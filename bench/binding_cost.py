@@ -20,7 +20,6 @@ would cost at 10,000 bindings/s ($0.50 per GB ingested, 30-day month).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import secrets
@@ -33,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.namespace import bench_main  # noqa: E402
 from bench.stun_load import bindings, exchange  # noqa: E402
 from stun_infra.instance.coturn import local_paths, turnserver_conf  # noqa: E402
 from stun_infra.settings import load_settings  # noqa: E402
@@ -190,35 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=90.0, help="seconds to wait for idle-session close lines")
     p.add_argument("--bindings-per-client", type=float, default=2.0,
                    help="for the projection: bindings a real client sends from one 5-tuple")
-    p.add_argument("--json", help="also write the raw tallies here")
-    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--workdir", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.inside:
-        print(json.dumps(measure(args)))
-        return 0
-    if os.geteuid() != 0:
-        p.error("needs root (it creates a network namespace)")
-    ns = f"stun-bench-{os.getpid()}"
-    workdir = Path(f"/tmp/{ns}")
-    workdir.mkdir()
-    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=10)
-        budget = args.rounds * len(CONFIGS) * (args.round_deadline + 5) + args.settle + 120
-        inner = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
-                 ("rounds", "bindings", "sockets", "window", "round_deadline", "settle")]
-        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, *inner, "--inside",
-                               f"--workdir={workdir}"], stdout=subprocess.PIPE, text=True, timeout=budget)
-        if done.returncode != 0:
-            return done.returncode
-        results = json.loads(done.stdout.strip().splitlines()[-1])
-    finally:
-        subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=10)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    print(report(results, args))
-    return 0
+    return bench_main(
+        p, argv, __file__, "stun-bench", measure, report,
+        inner=lambda a: [f"--{k.replace('_', '-')}={getattr(a, k)}" for k in
+                         ("rounds", "bindings", "sockets", "window", "round_deadline", "settle")],
+        budget=lambda a: a.rounds * len(CONFIGS) * (a.round_deadline + 5) + a.settle + 120)
 
 
 if __name__ == "__main__":

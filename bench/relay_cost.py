@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import subprocess
 import sys
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.binding_cost import cpu_ticks, machine  # noqa: E402
+from bench.namespace import bench_main  # noqa: E402
 from stun_infra.instance.coturn import local_paths, turnserver_conf  # noqa: E402
 from stun_infra.settings import load_settings  # noqa: E402
 
@@ -160,37 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--sessions", type=int, default=100, help="allocations per round")
     p.add_argument("--seconds", type=int, default=10, help="each session sends this long")
-    p.add_argument("--json", help="also write the raw tallies here")
-    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--workdir", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.inside:
-        print(json.dumps(measure(args)))
-        return 0
-    if os.geteuid() != 0:
-        p.error("needs root (it creates a network namespace)")
-    ns = f"relay-bench-{os.getpid()}"
-    workdir = Path(f"/tmp/{ns}")
-    workdir.mkdir()
-    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
-    try:
-        n = ["ip", "-n", ns]
-        subprocess.run([*n, "link", "set", "lo", "up"], check=True, timeout=10)
-        for address in (*SERVERS.values(), PEER):
-            subprocess.run([*n, "addr", "add", f"{address}/32", "dev", "lo"], check=True, timeout=10)
-        budget = args.rounds * len(SERVERS) * len(SIZES) * (args.seconds * 4 + 70) + 60
-        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, f"--rounds={args.rounds}",
-                               f"--sessions={args.sessions}", f"--seconds={args.seconds}", "--inside",
-                               f"--workdir={workdir}"], stdout=subprocess.PIPE, text=True, timeout=budget)
-        if done.returncode != 0:
-            return done.returncode
-        results = json.loads(done.stdout.strip().splitlines()[-1])
-    finally:
-        subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=10)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    print(report(results, args))
-    return 0
+    return bench_main(
+        p, argv, __file__, "relay-bench", measure, report,
+        inner=lambda a: [f"--rounds={a.rounds}", f"--sessions={a.sessions}", f"--seconds={a.seconds}"],
+        budget=lambda a: a.rounds * len(SERVERS) * len(SIZES) * (a.seconds * 4 + 70) + 60,
+        addresses=(*SERVERS.values(), PEER))
 
 
 if __name__ == "__main__":

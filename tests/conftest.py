@@ -6,6 +6,8 @@ the two lookups the program makes, and an error for any other invoke.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,10 @@ def stun_only_run() -> OfflineRun:
 @pytest.fixture(scope="session", params=["static", "autoscale", "stun-only"])
 def any_run(request, static_run, autoscale_run, stun_only_run) -> OfflineRun:
     return {"static": static_run, "autoscale": autoscale_run, "stun-only": stun_only_run}[request.param]
+
+
+def heredoc(script: str, target: str, delimiter: str) -> str:
+    """The body of the quoted heredoc in the boot script that writes `target`."""
+    match = re.search(rf'{re.escape(target)}"? <<\'{delimiter}\'\n(.*?)^{delimiter}$', script, re.S | re.M)
+    assert match, f"no heredoc {delimiter} for {target}"
+    return match.group(1)

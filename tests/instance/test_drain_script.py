@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stun_infra.instance import drain
-from tests.conftest import MODES, settings, user_data
+from tests.conftest import MODES, heredoc, settings, user_data
 
 RECORDER = """#!{python}
 # Records its argv; answers describe-tags with the group, complete-lifecycle-action as the
@@ -124,12 +123,6 @@ def test_the_lifecycle_action_gives_up_at_the_hooks_timeout(program, tools, monk
     assert not program.complete_lifecycle_action("eu-west-3", "i-1", "hook", until=20, clock=lambda: clock[0],
                                                  sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     assert clock[0] == 20
-
-
-def heredoc(script: str, target: str, delimiter: str) -> str:
-    match = re.search(rf'{re.escape(target)}"? <<\'{delimiter}\'\n(.*?)^{delimiter}$', script, re.S | re.M)
-    assert match, f"no heredoc {delimiter} for {target}"
-    return match.group(1)
 
 
 @pytest.mark.parametrize("mode", MODES)

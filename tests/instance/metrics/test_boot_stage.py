@@ -9,15 +9,8 @@ import subprocess
 import pytest
 
 from stun_infra.instance import binding_counters, metrics
-from tests.conftest import MODES, settings, user_data
+from tests.conftest import MODES, heredoc, settings, user_data
 
-
-
-def heredoc(script: str, target: str, delimiter: str) -> str:
-    """The body of the quoted heredoc that writes `target`."""
-    match = re.search(rf'{re.escape(target)}"? <<\'{delimiter}\'\n(.*?)^{delimiter}$', script, re.S | re.M)
-    assert match, f"no heredoc {delimiter} for {target}"
-    return match.group(1)
 
 
 def stage(script: str, name: str) -> str:
