@@ -30,8 +30,8 @@ STOPPED = re.compile(r"^stun-infra: BOOT STOPPED: ")
 class Case:
     """The sandbox and what one run of the script did."""
 
-    def __init__(self, box: sb.Sandbox, user_data: str):
-        self.box, self.user_data = box, user_data
+    def __init__(self, box: sb.Sandbox, user_data: str, settings: object):
+        self.box, self.user_data, self.settings = box, user_data, settings
         self.run: sb.ScriptRun | None = None
         self.calls_before = 0
 
@@ -89,7 +89,7 @@ def case(rootfs_cache, tmp_path_factory):
     _, boot = sb.sandbox_boot_inputs(settings, instance, signer, download_seconds=DOWNLOAD_SECONDS)
     with sb.Sandbox(cache, workdir, instance=instance, parameters=parameters, signer=signer,
                     log_group=log_group_name(settings.project, settings.stack)) as box:
-        yield Case(box, render_user_data(settings, boot))
+        yield Case(box, render_user_data(settings, boot), settings)
 
 
 def assert_boot_stopped(case: Case, package: str, reason: str) -> None:
@@ -164,6 +164,29 @@ def test_a_package_and_key_swapped_together_stop_the_boot(case, tmp_path):
     case.boot()
     assert_boot_stopped(case, "amazon-cloudwatch-agent",
                         f"signed by key {intruder.fingerprint}, not by the pinned key {case.box.signer.fingerprint}")
+
+
+def test_a_stopped_boot_leaves_the_health_check_port_closed(case):
+    """What the load balancer sees: once the services the script enabled are started (as at
+    boot), nothing accepts a TCP connection on the STUN port, so the target is unhealthy and
+    the group replaces the instance."""
+    case.reset()
+    case.box.signer.sign(case.box.agent_path(downloads.SSM_AGENT), case.box.agent_path(
+        downloads.CLOUDWATCH_AGENT).with_name("amazon-cloudwatch-agent.deb.sig"))  # a signature of another file
+    case.boot()
+    assert_boot_stopped(case, "amazon-cloudwatch-agent", "signature does not verify with key")
+    case.box.start_enabled_services()
+    answer = case.box.ns_python(f"""
+import json, socket
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect(({case.box.instance.private_ip!r}, {case.settings.stun_port}))
+    print(json.dumps("accepted"))
+except OSError as e:
+    print(json.dumps(type(e).__name__))
+""")
+    assert answer == "ConnectionRefusedError", answer
 
 
 def test_a_download_that_fails_for_a_while_is_retried_and_the_boot_completes(case):
