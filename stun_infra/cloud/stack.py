@@ -156,6 +156,8 @@ def uri_lists(settings: Settings, hosts: list[str]) -> tuple[list[str], list[str
     secure = [u for u in turn if u.startswith("turns:")]
     if settings.tls_host and settings.turn:
         secure = [f"turns:{settings.tls_host}:{port}?transport=tcp" for port in settings.turns_ports]
+    elif settings.trusted_tls:
+        secure = []  # a certificate naming only wildcards, and no dnsName: no host name to give turns:
     return stun, plain + secure
 
 

@@ -220,3 +220,16 @@ def test_a_private_zone_is_refused():
 def test_the_zone_apex_itself_is_a_valid_name():
     run = program(hosted_zones={ZONE: ("example.com.", False)}, dnsZoneId=ZONE, dnsName="example.com")
     assert run.one(CERT).inputs["domainName"] == "example.com"
+
+
+def test_a_wildcard_only_certificate_without_a_dns_name_gives_no_turns_uri_rather_than_an_address():
+    wildcard = make_ca().issue("*.example.com")
+    run = program(tlsCertificate=wildcard.cert_pem, tlsPrivateKey=wildcard.key_pem, secret_keys=("tlsPrivateKey",))
+    assert run.outputs["turn_uris"] and not [u for u in run.outputs["turn_uris"] if u.startswith("turns:")]
+
+
+def test_a_user_certificate_without_a_dns_name_gives_turns_the_certificates_name():
+    issued = make_ca().issue("turn.example.net")
+    run = program(tlsCertificate=issued.cert_pem, tlsPrivateKey=issued.key_pem, secret_keys=("tlsPrivateKey",))
+    assert [u for u in run.outputs["turn_uris"] if u.startswith("turns:")] == [
+        "turns:turn.example.net:443?transport=tcp", "turns:turn.example.net:5349?transport=tcp"]
