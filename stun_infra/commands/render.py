@@ -19,6 +19,7 @@ from stun_infra.commands.common import add_stack_arguments, config_folder, fail,
 from stun_infra.instance.coturn import INSTANCE_PATHS, local_paths, turnserver_conf
 from stun_infra.settings import ConfigError, Settings, printable
 from stun_infra.instance.tls_sync import ACM_ARN
+from stun_infra.instance.nlb_targets import TargetGroupPort, checked
 from stun_infra.instance.userdata import BootInputs, ParameterNames, agent_config, render_user_data
 
 SECRET_ENV = "STUN_INFRA_TURN_SECRET"
@@ -41,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--certificate-arn", default="", metavar="ARN",
                    help="static mode with dnsZoneId/dnsName: the ACM certificate the instances export "
                         "(`pulumi stack output tls_certificate_arn`)")
+    p.add_argument("--ipv6-target-group", action="append", default=[], metavar="ARN=PORT",
+                   help="autoscale, dual stack: an IPv6 target group of the load balancer and the instance port "
+                        "it sends to; the boot script registers the instance's IPv6 address in it (repeatable)")
     p.add_argument("--instance-paths", action="store_true",
                    help="use the instance's paths (/etc/coturn/...) instead of files in --out")
     p.set_defaults(run=run)
@@ -82,6 +86,21 @@ def _certificate_arn(value: str, settings: Settings) -> str:
     return value
 
 
+def _ipv6_target_groups(values: list[str], settings: Settings) -> tuple[TargetGroupPort, ...]:
+    if values and not (settings.autoscale and settings.ipv6):
+        raise ConfigError(["--ipv6-target-group: only autoscale mode with stun-infra:ipv6 has IPv6 target groups"])
+    groups = []
+    for value in values:
+        arn, _, port = value.rpartition("=")
+        try:
+            groups += checked([TargetGroupPort(arn, int(port))])
+        except ValueError:
+            raise ConfigError([f"--ipv6-target-group: got {printable(repr(value))}, must be ARN=PORT such as "
+                               "arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/name/0123abcd=3478"]
+                              ) from None
+    return tuple(groups)
+
+
 def _write(path: Path, text: str, mode: int) -> None:
     path.touch(mode=mode)
     path.chmod(mode)
@@ -98,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         private_ip = _ipv4(args.private_ip, "--private-ip")
         ipv6 = _ipv6(args.ipv6, "--ipv6") if args.ipv6 else ""
         certificate_arn = _certificate_arn(args.certificate_arn, settings)
+        target_groups = _ipv6_target_groups(args.ipv6_target_group, settings)
         out: Path = config_folder(args.out, "--out")
         if args.turn_secret is not None:
             secret = turn_secret(args.turn_secret, "--turn-secret")
@@ -108,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return fail("; ".join(e.problems))  # about an argument: one line
     try:
-        return write_files(args, settings, out, public_ip, private_ip, ipv6, secret, certificate_arn)
+        return write_files(args, settings, out, public_ip, private_ip, ipv6, secret, certificate_arn, target_groups)
     except OSError as e:
         return fail(f"--out {printable(str(out))}: cannot write there ({e.strerror or e})")
     except subprocess.SubprocessError as e:
@@ -116,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_files(args: argparse.Namespace, settings: Settings, out: Path, public_ip: str, private_ip: str,
-                ipv6: str, secret: str, certificate_arn: str = "") -> int:
+                ipv6: str, secret: str, certificate_arn: str = "",
+                target_groups: tuple[TargetGroupPort, ...] = ()) -> int:
     from stun_infra.client.turn_client import make_self_signed
 
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +148,8 @@ def write_files(args: argparse.Namespace, settings: Settings, out: Path, public_
     if args.parameter_version:
         names = names.at(args.parameter_version, args.parameter_version, args.parameter_version)
     boot = BootInputs(parameters=names,
-                      expected_public_ip="" if settings.autoscale else public_ip, certificate_arn=certificate_arn)
+                      expected_public_ip="" if settings.autoscale else public_ip, certificate_arn=certificate_arn,
+                      ipv6_target_groups=target_groups)
     _write(out / "user-data.sh", render_user_data(settings, boot), 0o755)
     _write(out / "turnserver.conf",
            turnserver_conf(settings, public_ip=public_ip, private_ip=private_ip, turn_secret=secret, paths=paths,

@@ -724,6 +724,18 @@ def parse_binding_response(data: bytes, txid: bytes) -> tuple[str, int]:
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}  # settings.architecture -> dpkg's name
 
 
+def ipv6_target_groups(settings) -> tuple:
+    """Autoscale dual stack: stand-ins for the load balancer's IPv6 target groups (the
+    `stun-infra render --ipv6-target-group` values), on coturn's STUN and TLS ports."""
+    from stun_infra.instance.nlb_targets import TargetGroupPort
+
+    if not (settings.autoscale and settings.ipv6):
+        return ()
+    arn = f"arn:aws:elasticloadbalancing:{settings.region}:123456789012:targetgroup/{{}}/0123456789abcdef"
+    return (TargetGroupPort(arn.format("sandbox-stun-v6"), settings.stun_port),
+            TargetGroupPort(arn.format("sandbox-tls-v6"), settings.tls_port))
+
+
 def sandbox_boot_inputs(settings, instance: "Instance", signer: "TestKey", **changes):
     """(what `stun-infra render --parameter-version 1` uses for this instance, what the sandbox
     runs): the same boot inputs but for the sandbox's signing key in place of AWS's."""
@@ -732,7 +744,8 @@ def sandbox_boot_inputs(settings, instance: "Instance", signer: "TestKey", **cha
     from stun_infra.instance.userdata import BootInputs, ParameterNames
 
     names = ParameterNames.under(settings.ssm_path, settings.turn).at(1, 1, 1)
-    production = BootInputs(parameters=names, expected_public_ip="" if settings.autoscale else instance.public_ip)
+    production = BootInputs(parameters=names, expected_public_ip="" if settings.autoscale else instance.public_ip,
+                            ipv6_target_groups=ipv6_target_groups(settings))
     return production, dataclasses.replace(production, agents=signer.in_place_of_aws(production.agents), **changes)
 
 
@@ -919,7 +932,8 @@ class Sandbox:
         region = self.instance.region
         hosts = {f"ssm.{region}.amazonaws.com": AWS_API_IP, f"monitoring.{region}.amazonaws.com": AWS_API_IP,
                  f"logs.{region}.amazonaws.com": AWS_API_IP,
-                 f"ec2.{region}.amazonaws.com": AWS_API_IP, f"autoscaling.{region}.amazonaws.com": AWS_API_IP}
+                 f"ec2.{region}.amazonaws.com": AWS_API_IP, f"autoscaling.{region}.amazonaws.com": AWS_API_IP,
+                 f"elasticloadbalancing.{region}.amazonaws.com": AWS_API_IP}
         for host in downloads.documented_hosts():
             if host != IMDS_IP:
                 hosts[host.replace("{region}", region)] = DOWNLOADS_IP

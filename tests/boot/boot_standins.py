@@ -220,7 +220,8 @@ LIFECYCLE_FIELDS = ("LifecycleHookName", "AutoScalingGroupName", "InstanceId", "
 
 def _lifecycle_api(environ, body: bytes, args: argparse.Namespace) -> tuple[bytes, dict] | None:  # noqa: ANN001
     """What moto 5.2 lacks, answered here: Auto Scaling's CompleteLifecycleAction (recorded
-    with its parameters) and EC2's DescribeTags for the group tag of the instance."""
+    with its parameters), EC2's DescribeTags for the group tag of the instance, and ELB's
+    Register/DeregisterTargets for IP targets (recorded: target group, targets)."""
     host = environ.get("HTTP_HOST", "")
     form = urllib.parse.parse_qs(body.decode(errors="replace"))
     action = form.get("Action", [""])[0]
@@ -229,6 +230,14 @@ def _lifecycle_api(environ, body: bytes, args: argparse.Namespace) -> tuple[byte
                "<CompleteLifecycleActionResult/><ResponseMetadata><RequestId>sandbox</RequestId>"
                "</ResponseMetadata></CompleteLifecycleActionResponse>")
         return xml.encode(), {"lifecycle": {k: form.get(k, [""])[0] for k in LIFECYCLE_FIELDS}}
+    if host.startswith("elasticloadbalancing.") and action in ("RegisterTargets", "DeregisterTargets"):
+        xml = (f'<{action}Response xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/">'
+               f"<{action}Result/><ResponseMetadata><RequestId>sandbox</RequestId></ResponseMetadata>"
+               f"</{action}Response>")
+        return xml.encode(), {"target_group": form.get("TargetGroupArn", [""])[0],
+                              "targets": [[form.get(f"Targets.member.{i}.Id", [""])[0],
+                                           form.get(f"Targets.member.{i}.Port", [""])[0]]
+                                          for i in range(1, 1 + sum(k.endswith(".Id") for k in form))]}
     if host.startswith("ec2.") and action == "DescribeTags":
         filters = {form[k][0]: form.get(k.replace(".Name", ".Value.1"), [""])[0]
                    for k in form if k.startswith("Filter.") and k.endswith(".Name")}

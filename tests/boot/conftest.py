@@ -142,7 +142,8 @@ def rootfs_cache(_boot_requirements):
 STACKS = [
     ("dev-arm64-ipv6", "dev", {}, "2001:db8:42:1::23"),
     ("dev-x86_64", "dev", {"instanceType": "t3.small"}, ""),
-    ("prod-autoscale-stun-only-x86_64", "prod", {"instanceType": "c7i.large", "turn": "false"}, ""),
+    # Autoscale with an IPv6 address: it registers itself in the load balancer's IPv6 groups.
+    ("prod-autoscale-stun-only-x86_64", "prod", {"instanceType": "c7i.large", "turn": "false"}, "2001:db8:42:2::23"),
 ]
 
 
@@ -173,7 +174,8 @@ def booted(request, rootfs_cache, tmp_path_factory):
     sb.run([str(cli), "render", "--stack", stack, *sets, "--instance-paths", "--parameter-version", "1",
             "--out", str(rendered),
             "--public-ip", instance.public_ip, "--private-ip", instance.private_ip,
-            *(["--ipv6", ipv6] if ipv6 else [])],
+            *(["--ipv6", ipv6] if ipv6 else []),
+            *(a for g in sb.ipv6_target_groups(settings) for a in ("--ipv6-target-group", f"{g.arn}={g.port}"))],
            env={**os.environ, "STUN_INFRA_TURN_SECRET": secret})
     signer = TestKey(workdir / "signer")
     production, boot = sb.sandbox_boot_inputs(settings, instance, signer)

@@ -325,6 +325,32 @@ asyncio.run(main())
     assert {peer: codes for peer, codes in out["refused"].items() if codes != [403, 403]} == {}
 
 
+def test_an_autoscale_instance_registers_its_ipv6_address_in_the_ipv6_target_groups(booted):
+    """The unit the boot script enabled ran at boot (as the instance's role, through the ELB
+    endpoint stand-in): the instance's IPv6 address, on each group's port, in each IPv6
+    target group; stopping it (the shutdown of a terminated instance) takes it out again."""
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box, settings = booted.sandbox, booted.settings
+    groups = sb.ipv6_target_groups(settings)
+    if not (groups and box.instance.ipv6):
+        pytest.skip("not an autoscale instance with an IPv6 address")
+    assert booted.oneshots.get("stun-nlb-targets.service") == 0, booted.oneshots
+
+    def calls(action: str) -> list[tuple[str, list]]:
+        entries = [r for r in box.requests("ssm") if r.get("action") == action]
+        assert all(r["status"] == 200 and r["session_token"] for r in entries), entries  # the role's credentials
+        return sorted((r["target_group"], r["targets"]) for r in entries)
+
+    expected = sorted((g.arn, [[box.instance.ipv6, str(g.port)]]) for g in groups)
+    assert calls("RegisterTargets") == expected
+    assert calls("DeregisterTargets") == []
+    stop_cmd = box.chroot("/usr/local/sbin/stun-nlb-targets", "deregister")  # the unit's ExecStop
+    stop_cmd.insert(stop_cmd.index("chroot"), f"AWS_CA_BUNDLE={sb.SANDBOX_CA_BUNDLE}")  # as for the unit
+    stop = sb.run(stop_cmd, check=False, timeout=120)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert calls("DeregisterTargets") == expected
+
+
 def test_coturn_accepts_every_line_of_the_written_conf(booted):
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox

@@ -341,3 +341,30 @@ def test_render_of_a_static_zone_stack_exports_the_certificate_and_reads_no_tls_
     assert result.returncode == 0, result.stderr
     script = (tmp_path / "user-data.sh").read_text()
     assert f'ARN="{ACM_ARN}"' in script and "tls-certificate" not in script
+
+
+# -- render for an autoscale dual-stack stack: the load balancer's IPv6 target groups ----------
+
+TG_ARN = "arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/stun-infra-dev-stun-v6/0123456789abcdef"
+
+
+def test_render_of_an_autoscale_dual_stack_stack_registers_in_the_given_ipv6_groups(tmp_path: Path):
+    result = cli("render", "--out", str(tmp_path), "--set", "mode=autoscale", "--ipv6-target-group", f"{TG_ARN}=3478")
+    assert result.returncode == 0, result.stderr
+    script = (tmp_path / "user-data.sh").read_text()
+    assert f'--target-group-arn "{TG_ARN}"' in script and 'Port=3478"' in script
+
+
+@pytest.mark.parametrize("value,fragment", [
+    (f'{TG_ARN}";reboot;"=3478', "must be ARN=PORT"), (f"{TG_ARN}\nid=3478", "must be ARN=PORT"),
+    (f"{TG_ARN}=http", "must be ARN=PORT"), (TG_ARN, "must be ARN=PORT")])
+def test_render_refuses_an_ipv6_target_group_that_is_not_arn_and_port(tmp_path: Path, value, fragment):
+    line = assert_one_line_error(cli("render", "--out", str(tmp_path / "out"), "--set", "mode=autoscale",
+                                     "--ipv6-target-group", value), "--ipv6-target-group", fragment)
+    assert "\n" not in line and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sets", [[], ["--set", "mode=autoscale", "--set", "ipv6=false"]])
+def test_render_takes_ipv6_target_groups_only_for_an_autoscale_dual_stack_stack(tmp_path: Path, sets):
+    assert_one_line_error(cli("render", "--out", str(tmp_path / "out"), *sets, "--ipv6-target-group",
+                              f"{TG_ARN}=3478"), "--ipv6-target-group", "only autoscale mode with stun-infra:ipv6")
