@@ -69,6 +69,13 @@ def wait_until(what: str, check, timeout: float = WAIT):  # noqa: ANN001
         time.sleep(0.2)
 
 
+def live_sessions(box: sb.Sandbox) -> int:
+    """The instance's live sessions, counted by its own drain program."""
+    code = ("import importlib.machinery as m; "
+            f"print(m.SourceFileLoader('stun_drain', {drain.DRAIN_PATH!r}).load_module().live_sessions())")
+    return int(sb.run(box.chroot("python3", "-c", code)).stdout)
+
+
 def completions(box: sb.Sandbox) -> list[dict]:
     return [r for r in box.requests("ssm") if r.get("lifecycle")]
 
@@ -129,7 +136,7 @@ def test_a_terminated_instance_refuses_newcomers_relays_held_calls_and_lets_go_w
     checked, log, took = drain_run(box, settings, secret, tmp_path / "release", hold=False)
     assert checked["refused"], checked      # a new client gets no allocation
     assert checked["relays"], checked       # the held call goes on
-    assert "drained: no live session" in log, log
+    assert "new flows refused, 1 live sessions" in log and "drained: no live session" in log, log
     assert took < DEADLINE, took            # it did not wait for the deadline
     check_completion(box, settings)
 
@@ -146,3 +153,38 @@ def test_a_call_that_never_ends_is_let_go_at_the_deadline(instance, tmp_path):
     assert took >= DEADLINE, took
     check_completion(box, settings)
     assert len(completions(box)) == 2
+
+
+def test_the_static_documents_command_drains_until_the_last_call_ends(instance, tmp_path):
+    """What the static fleet's SSM document runs (Run Command), on the same booted instance:
+    newcomers refused, the held call relays, and it returns once the call is released."""
+    box, settings, secret = instance
+    sb.run(box.chroot(drain.DRAIN_PATH, "cancel"))
+    wait_until("the calls of the tests before are gone", lambda: live_sessions(box) == 0)
+    workdir = tmp_path / "document"
+    client = start_client(box, settings, secret, workdir, hold=False)
+    out = box.logs / "document.out"
+    command = box.chroot(*drain.document_command(str(DEADLINE)).split())
+    document = None
+    try:
+        wait_until("the client holds a relaying allocation", lambda: (workdir / "held.json").exists()
+                   or client.poll() is not None)
+        t0 = time.monotonic()
+        document = subprocess.Popen(command, stdout=open(out, "w"), stderr=subprocess.STDOUT)
+        wait_until("the instance drains", lambda: "new flows refused" in out.read_text())
+        (workdir / "draining").write_text("")
+        wait_until("the client checked", lambda: (workdir / "checked.json").exists() or client.poll() is not None)
+        checked = json.loads((workdir / "checked.json").read_text())
+        assert document.wait(timeout=WAIT) == 0, out.read_text()
+        took = time.monotonic() - t0
+        assert client.wait(timeout=WAIT) == 0, (workdir / "out").read_text()
+    finally:
+        for proc in (client, document):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert checked["refused"] and checked["relays"], checked
+    said = out.read_text().splitlines()
+    assert said[0].endswith(f"new flows refused, 1 live sessions, waiting at most {DEADLINE} s"), said  # it counted the call
+    assert said[-1] == "stun-drain: drained: no live session", said
+    assert took < DEADLINE, took
