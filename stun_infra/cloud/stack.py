@@ -18,7 +18,8 @@ import pulumi_aws as aws
 from stun_infra.instance import drain, metrics
 from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
 from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
-from stun_infra.cloud.components.drain import DrainDocument, DrainDocumentArgs, ScaleInDrain, ScaleInDrainArgs
+from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs, ScaleInDrain, ScaleInDrainArgs,
+                                                group_delete_timeout)
 from stun_infra.cloud.components.endpoint import (DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs,
                                                   RecordSet, routing_conflict)
 from stun_infra.cloud.components.firewall import Firewall, FirewallArgs, openings
@@ -229,7 +230,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
             health_check_grace_period=settings.health_check_grace_period,
             min_healthy_percentage=settings.min_healthy_percentage,
             scaling=SessionsScaling(namespace, settings.scaling_sessions_target)
-            if settings.scaling_metric == "sessions" else CpuScaling(settings.scaling_cpu_target)),
+            if settings.scaling_metric == "sessions" else CpuScaling(settings.scaling_cpu_target),
+            delete_timeout=group_delete_timeout(settings.drain_seconds)),
             opts=fleet_opts)
         ScaleInDrain(prefix, ScaleInDrainArgs(
             group_name=fleet.group_name, group_arn=fleet.group.arn, role_id=access.role.id,

@@ -60,6 +60,13 @@ def test_the_load_balancer_keeps_a_leaving_instances_flows_for_the_drain(autosca
     assert {g["connectionTermination"] for g in groups} == {True}  # then they end, as AWS does for UDP
 
 
+def test_destroy_waits_for_the_groups_drain_longer_than_the_providers_ten_minutes(autoscale):
+    group = autoscale.one(GROUP)
+    delay = max(r.inputs["deregistrationDelay"] for r in autoscale.of_type("aws:lb/targetGroup:TargetGroup"))
+    seconds = int(group.delete_timeout.removesuffix("s"))
+    assert seconds >= delay + 600 and seconds > 10 * 60  # terraform-provider-aws: Delete 10m by default
+
+
 def test_static_mode_has_no_hook_and_autoscale_no_document(autoscale, static):
     assert not static.of_type(HOOK) and not autoscale.of_type(DOCUMENT)
 

@@ -176,19 +176,33 @@ def test_each_instance_group_has_an_ipv6_twin_with_ip_targets(autoscale_run):
     assert all(g["preserveClientIp"] == "true" for g in groups)
 
 
-def test_every_listener_sends_ipv6_clients_to_the_ipv6_twin_of_its_group(autoscale_run):
-    arn = {r.urn: r.state["arn"] for r in autoscale_run.of_type(LISTENER) + autoscale_run.of_type(TG)}
+def test_every_listener_defaults_to_an_ipv6_group_as_aws_requires_of_udp_on_dualstack(autoscale_run):
+    groups = {r.state["arn"]: r.inputs for r in autoscale_run.of_type(TG)}
+    for listener in inputs_of(autoscale_run, LISTENER):
+        (action,) = listener["defaultActions"]
+        assert groups[action["targetGroupArn"]].get("ipAddressType") == "ipv6", listener["protocol"]
+
+
+def test_every_listener_sends_ipv4_clients_to_the_instance_twin_of_its_ipv6_group(autoscale_run):
     groups = {r.state["arn"]: r.inputs for r in autoscale_run.of_type(TG)}
     listeners = {r.state["arn"]: r.inputs for r in autoscale_run.of_type(LISTENER)}
     rules = [r.inputs for r in autoscale_run.of_type(RULE)]
-    assert sorted(r["listenerArn"] for r in rules) == sorted(listeners) and arn
+    assert sorted(r["listenerArn"] for r in rules) == sorted(listeners)
     for rule in rules:
-        assert rule["conditions"] == [{"sourceIp": {"ipAddressType": "ipv6"}}]
+        assert rule["conditions"] == [{"sourceIp": {"ipAddressType": "ipv4"}}]
         (action,) = rule["actions"]
         default = groups[listeners[rule["listenerArn"]]["defaultActions"][0]["targetGroupArn"]]
         twin = groups[action["targetGroupArn"]]
-        assert action["type"] == "forward" and twin.get("ipAddressType") == "ipv6"
+        assert action["type"] == "forward" and twin["targetType"] == "instance" and "ipAddressType" not in twin
         assert (twin["protocol"], twin["port"]) == (default["protocol"], default["port"])
+
+
+def test_with_ipv6_off_listeners_default_to_the_instance_groups_without_rules():
+    run = program(mode="autoscale", ipv6=False)
+    groups = {r.state["arn"]: r.inputs for r in run.of_type(TG)}
+    assert run.of_type(RULE) == []
+    assert all(groups[l["defaultActions"][0]["targetGroupArn"]]["targetType"] == "instance"
+               for l in inputs_of(run, LISTENER))
 
 
 def test_the_auto_scaling_group_registers_instances_in_the_ipv4_groups_only(autoscale_run):

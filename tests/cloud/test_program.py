@@ -107,7 +107,7 @@ def test_autoscale_mode_creates_exactly_these_resources(autoscale_run):
         **EVERY_STACK,
         "aws:ec2/subnet:Subnet": 3, "aws:ec2/routeTableAssociation:RouteTableAssociation": 3,
         "aws:lb/loadBalancer:LoadBalancer": 1, "aws:lb/targetGroup:TargetGroup": 4, "aws:lb/listener:Listener": 2,
-        "aws:lb/listenerRule:ListenerRule": 2,  # dual stack: IPv6 clients to the IPv6 groups
+        "aws:lb/listenerRule:ListenerRule": 2,  # dual stack: IPv4 clients to the instance groups
         LAUNCH_TEMPLATE: 1, GROUP: 1, "aws:autoscaling/policy:Policy": 1,
         "aws:autoscaling/lifecycleHook:LifecycleHook": 1,  # the drain on scale-in and refresh
         "aws:iam/rolePolicy:RolePolicy": 2,  # + completing the group's lifecycle action

@@ -107,11 +107,23 @@ def test_the_tls_policy_allows_tls_1_2_and_newer_only():
     assert TLS_POLICY == "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 
+def groups_reached(run, listener) -> list[dict]:
+    """The listener's default group, then those its rules forward to (dual stack: IPv4 clients)."""
+    arns = [listener["defaultActions"][0]["targetGroupArn"]]
+    mine = next(r.state["arn"] for r in run.of_type(LISTENER) if r.inputs is listener)
+    arns += [a["targetGroupArn"] for r in inputs_of(run, "aws:lb/listenerRule:ListenerRule")
+             if r["listenerArn"] == mine for a in r["actions"]]
+    by_arn = {r.state["arn"]: r.inputs for r in run.of_type(TG)}
+    return [by_arn[arn] for arn in arns]
+
+
 def test_tls_listeners_forward_plain_tcp_to_coturns_stun_port_keeping_client_addresses(autoscale_acm):
     for port in (443, 5349):
-        group = group_of(autoscale_acm, listeners(autoscale_acm)[port])
-        assert (group["protocol"], int(group["port"])) == ("TCP", 3478)
-        assert group["targetType"] == "instance" and group["preserveClientIp"] == "true"
+        groups = groups_reached(autoscale_acm, listeners(autoscale_acm)[port])
+        assert {(g["protocol"], int(g["port"]), g["preserveClientIp"]) for g in groups} == {("TCP", 3478, "true")}
+        # IPv4 clients to instance targets, IPv6 clients to IPv6 IP targets: each keeps its address
+        assert sorted((g["targetType"], g.get("ipAddressType", "ipv4")) for g in groups) == [
+            ("instance", "ipv4"), ("ip", "ipv6")]
 
 
 def test_autoscale_instances_open_no_tls_port_when_the_nlb_ends_tls(autoscale_acm):

@@ -30,6 +30,17 @@ from stun_infra.settings import DRAIN_SECONDS
 
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 DOCUMENT_TIMEOUT_MARGIN = 120  # the Run Command step outlives the longest deadline by this
+# Deleting the group (destroy, or a replacement) scales it to zero, and the group keeps each
+# instance's load-balancer flows for the deregistration delay (drainSeconds) before it
+# terminates it: the provider's default 10-minute delete timeout is shorter than the
+# default 15-minute drain, so the delete would fail half way. This margin covers the
+# terminations themselves.
+GROUP_DELETE_MARGIN = 600
+
+
+def group_delete_timeout(drain_seconds: int) -> str:
+    """How long `pulumi destroy` waits for the group: its drain plus the terminations."""
+    return f"{drain_seconds + GROUP_DELETE_MARGIN}s"
 
 
 @dataclass(frozen=True)

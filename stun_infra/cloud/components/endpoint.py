@@ -25,7 +25,7 @@ DNS_TTL = 60
 # be dualstack"; API_LoadBalancer EnablePrefixForIpv6SourceNat): AWS picks one (/80) from
 # each subnet's /64 when it is on.
 DUALSTACK = {"ip_address_type": "dualstack", "enable_prefix_for_ipv6_source_nat": "on"}
-IPV6_RULE_PRIORITY = 10
+IPV4_RULE_PRIORITY = 10
 AWS_LB_NAME_LIMIT = 32  # load balancers and target groups
 # NLB health checks: the interval is 5-300 s and the timeout 2-120 s, no longer than the
 # interval (AWS picks 10 s for TCP when none is given); a target is out after 3 misses.
@@ -125,23 +125,28 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
                 tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self))
         for spec in listener_specs:
             tls = {"certificate_arn": args.certificate_arn, "ssl_policy": TLS_POLICY} if spec.protocol == "TLS" else {}
+            # Dual stack: the listener's default goes to the IPv6 group and a rule sends IPv4
+            # clients to the instance group. AWS refuses an IPv4 group as the default of a UDP
+            # (TCP_UDP) listener on a dualstack NLB ("A UDP listener for a dualstack load balancer
+            # requires IPv6 target groups", load-balancer-listeners.html); NLB listener rules match
+            # the source's address type on TCP, UDP, TCP_UDP and TLS listeners (add-rule.html), so
+            # each family reaches targets of its own family with its own address. Every listener
+            # takes the same shape.
+            default, by_rule = (ipv6_groups, groups) if args.ipv6 else (groups, None)
             listener = aws.lb.Listener(
                 f"{name}-{spec.key}", load_balancer_arn=self.load_balancer.arn, protocol=spec.protocol,
                 port=spec.port, **tls,
                 default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward",
-                                                                  target_group_arn=groups[spec.target].arn)],
+                                                                  target_group_arn=default[spec.target].arn)],
                 tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self))
-            if args.ipv6:
-                # IPv6 clients to the IPv6 group, the rest to the default (instance) group: NLB
-                # listener rules match the source's address type, on TCP, UDP, TCP_UDP and TLS
-                # listeners (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/add-rule.html).
+            if by_rule is not None:
                 aws.lb.ListenerRule(
-                    f"{name}-{spec.key}-v6", listener_arn=listener.arn, priority=IPV6_RULE_PRIORITY,
+                    f"{name}-{spec.key}-v4", listener_arn=listener.arn, priority=IPV4_RULE_PRIORITY,
                     conditions=[aws.lb.ListenerRuleConditionArgs(
-                        source_ip=aws.lb.ListenerRuleConditionSourceIpArgs(ip_address_type="ipv6"))],
+                        source_ip=aws.lb.ListenerRuleConditionSourceIpArgs(ip_address_type="ipv4"))],
                     actions=[aws.lb.ListenerRuleActionArgs(type="forward",
-                                                           target_group_arn=ipv6_groups[spec.target].arn)],
-                    tags=tagged(args.tags, f"{name}-{spec.key}-v6"), opts=child_opts(self))
+                                                           target_group_arn=by_rule[spec.target].arn)],
+                    tags=tagged(args.tags, f"{name}-{spec.key}-v4"), opts=child_opts(self))
         self.target_groups = list(groups.values())
         self.target_group_arns = [g.arn for g in self.target_groups]  # the Auto Scaling group's (instance targets)
         # (ARN, port on the instance) of each IPv6 group: each instance registers itself in them.

@@ -104,6 +104,7 @@ class AutoscaleFleetArgs:
     health_check_grace_period: int
     min_healthy_percentage: int
     scaling: "CpuScaling | SessionsScaling"
+    delete_timeout: str = ""  # e.g. "1500s": at least the target groups' deregistration delay
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,8 @@ class AutoscaleFleet(pulumi.ComponentResource):
             tags=[aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
                   for k, v in tagged(spec.tags, name).items()],
             # The scaling policy owns the desired capacity once the group exists.
-            opts=child_opts(self, ignore_changes=["desiredCapacity"]))
+            opts=child_opts(self, ignore_changes=["desiredCapacity"],
+                            custom_timeouts=pulumi.CustomTimeouts(delete=args.delete_timeout or None)))
         self.scaling_policy = scaling_policy(name, self.group.name, args.scaling, child_opts(self))
         self.group_name = self.group.name
         self.register_outputs({"asg_name": self.group_name, "launch_template_id": self.launch_template.id})
