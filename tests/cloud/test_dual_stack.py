@@ -242,3 +242,14 @@ def test_autoscale_dns_aliases_the_name_for_both_families():
     lb = run.one(LB).state
     assert sorted(a["type"] for a in aliases) == ["A", "AAAA"]
     assert all(a["aliases"][0]["name"] == lb["dnsName"] and a["name"] == DNS["dnsName"] for a in aliases)
+
+
+@pytest.mark.parametrize("cidr,allowed", [("2001:db8::/32", True), ("2001:db8::/31", False), ("::/0", False)])
+def test_ipv6_ssh_cidrs_are_at_most_a_slash_32_and_never_all_of_ipv6(cidr, allowed):
+    if allowed:
+        assert ("tcp", 22, 22, cidr) in ingress(program(sshAllowedCidrs=f'["{cidr}"]'))
+        return
+    with pytest.raises(ConfigError) as caught:
+        program(sshAllowedCidrs=f'["{cidr}"]')
+    (problem,) = caught.value.problems
+    assert problem.startswith(f'stun-infra:sshAllowedCidrs: got ["{cidr}"], \'{cidr}\' opens SSH to')
