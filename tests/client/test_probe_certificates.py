@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,24 +34,13 @@ CA = make_ca()
 
 
 @contextmanager
-def hosts_file(ns: NetNs, lines: str) -> Iterator[None]:
-    folder = Path("/etc/netns") / ns.name
-    folder.mkdir(parents=True)
-    try:
-        (folder / "hosts").write_text(lines)
-        yield
-    finally:
-        shutil.rmtree(folder)
-
-
-@contextmanager
 def serving(tmp_path: Path, days: int) -> Iterator[NetNs]:
     """coturn on 443 with a CA certificate for HOST valid `days` more days."""
     require_coturn()
     issued = CA.issue(HOST, days=days)
     settings = load_settings({"tlsCertificate": issued.cert_pem, "tlsPrivateKey": issued.key_pem, **RELAY},
                              stack="test", region="eu-west-3", secret_keys={"stun-infra:tlsPrivateKey"})
-    with NetNs() as ns, hosts_file(ns, f"{SERVER_IPV4} {HOST} {OTHER}\n"), \
+    with NetNs() as ns, ns.hosts(f"{SERVER_IPV4} {HOST} {OTHER}\n"), \
             running_coturn(ns, tmp_path, settings, certificate=(issued.cert_pem, issued.key_pem)):
         yield ns
 

@@ -9,7 +9,6 @@ runs the rendered config of an instance with an IPv6 address.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,13 +39,8 @@ def dual_stack_server(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def dual_stack_name(netns: NetNs) -> Iterator[str]:
-    folder = Path("/etc/netns") / netns.name
-    folder.mkdir(parents=True)
-    try:
-        (folder / "hosts").write_text(f"127.0.0.1 localhost\n{SERVER_IPV4} {NAME}\n{SERVER_IPV6} {NAME}\n")
+    with netns.hosts(f"127.0.0.1 localhost\n{SERVER_IPV4} {NAME}\n{SERVER_IPV6} {NAME}\n"):
         yield NAME
-    finally:
-        shutil.rmtree(folder)
 
 
 @pytest.fixture(scope="module")

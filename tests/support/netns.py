@@ -13,8 +13,11 @@ import asyncio
 import ctypes
 import os
 import secrets
+import shutil
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -99,6 +102,18 @@ class NetNs:
     def popen(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         """A process inside the namespace (`ip netns exec` execs it: same pid)."""
         return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **kwargs)  # type: ignore[call-overload]
+
+    @contextmanager
+    def hosts(self, text: str) -> Iterator[None]:
+        """Names that resolve only in here: `ip netns exec` mounts /etc/netns/NAME/hosts over
+        /etc/hosts for what it runs."""
+        folder = Path("/etc/netns") / self.name
+        folder.mkdir(parents=True)
+        try:
+            (folder / "hosts").write_text(text)
+            yield
+        finally:
+            shutil.rmtree(folder)
 
     def __enter__(self) -> "NetNs":
         return self

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import threading
@@ -55,13 +54,8 @@ def relay_server(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def ipv6_only(netns: NetNs) -> Iterator[NetNs]:
     with NetNs("stun-v6only", veth=False) as client:
         link_ipv6_only(netns, client)
-        folder = Path("/etc/netns") / client.name
-        folder.mkdir(parents=True)
-        try:
-            (folder / "hosts").write_text(f"::1 localhost\n{SERVER_IPV6} {NAME}\n")
+        with client.hosts(f"::1 localhost\n{SERVER_IPV6} {NAME}\n"):
             yield client
-        finally:
-            shutil.rmtree(folder)
 
 
 class Peer:
