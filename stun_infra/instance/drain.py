@@ -13,6 +13,12 @@ On each instance (both modes):
 - templates/stun-drain.py.j2 at DRAIN_PATH: `stun-drain now [--deadline S]` loads the
   refusing table and waits until coturn's live allocations (stun_infra.instance.live_sessions)
   reach zero or the deadline passes; `stun-drain cancel` loads the tracking table again.
+  Autoscale, dual stack: before refusing, the drain takes the instance's IPv6 address out of
+  the load balancer's IPv6 target groups (`stun-nlb-targets deregister`, the script
+  stun_infra/instance/nlb_targets.py installs): the group deregisters only its own, IPv4,
+  targets, and a registered address would keep receiving new IPv6 flows only to refuse them,
+  then fail its health check and have its established calls reset. Deregistered, its flows
+  get the deregistration delay (drainSeconds), as the IPv4 ones do. `cancel` registers it again.
 Autoscale mode adds stun-drain.service, `stun-drain watch`: it polls IMDSv2's
 `autoscaling/target-lifecycle-state` and, when it says `Terminated`, drains, then
 completes the group's termination lifecycle action itself (`aws autoscaling
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stun_infra.instance import live_sessions
+from stun_infra.instance import live_sessions, nlb_targets
 from stun_infra.instance.coturn import coturn_tls_ports
 from stun_infra.instance.templating import render
 from stun_infra.settings import DRAIN_SECONDS, Settings
@@ -64,12 +70,14 @@ def ruleset(settings: Settings, *, refuse: bool) -> str:
     return render("stun-drain.nft.j2", table=TABLE, refuse=refuse, udp_ports=udp, tcp_ports=tcp)
 
 
-def script(settings: Settings) -> str:
-    """The drain program, python3 with the standard library only (Debian's python3 runs it)."""
+def script(settings: Settings, ipv6_targets_script: str | None = None) -> str:
+    """The drain program, python3 with the standard library only (Debian's python3 runs it).
+    `ipv6_targets_script`: the stun-nlb-targets script, when the instance joins IPv6 target groups."""
     return render("stun-drain.py.j2", drain_seconds=settings.drain_seconds, max_seconds=DRAIN_SECONDS[1],
                   hook_seconds=hook_timeout(settings), poll_seconds=POLL_SECONDS,
                   track_ruleset=TRACK_RULESET, refuse_ruleset=REFUSE_RULESET, env_names=list(ENV_NAMES),
-                  aws_timeout=AWS_CALL_TIMEOUT_SECONDS, **live_sessions.template_values(settings))
+                  aws_timeout=AWS_CALL_TIMEOUT_SECONDS, ipv6_targets_script=ipv6_targets_script,
+                  ipv6_targets_seconds=nlb_targets.DEREGISTER_SECONDS, **live_sessions.template_values(settings))
 
 
 def units(settings: Settings) -> dict[str, str]:
@@ -99,8 +107,10 @@ class BootFiles:
     hook_name: str
 
 
-def boot_files(settings: Settings) -> BootFiles:
-    return BootFiles(script_path=DRAIN_PATH, script=script(settings), track_path=TRACK_RULESET,
+def boot_files(settings: Settings, ipv6_target_groups: bool = False) -> BootFiles:
+    """`ipv6_target_groups`: autoscale, dual stack (the boot script installs stun-nlb-targets)."""
+    targets = nlb_targets.SCRIPT_PATH if ipv6_target_groups else None
+    return BootFiles(script_path=DRAIN_PATH, script=script(settings, targets), track_path=TRACK_RULESET,
                      track=ruleset(settings, refuse=False), refuse_path=REFUSE_RULESET,
                      refuse=ruleset(settings, refuse=True), units=units(settings), env_path=ENV_PATH,
                      env_names=ENV_NAMES, hook_name=hook_name(settings))

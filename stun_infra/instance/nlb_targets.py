@@ -9,7 +9,11 @@ target groups preserve an IPv6 client's address, and they take IP targets only
 which an Auto Scaling group does not register. So `stun-nlb-targets.service` registers the
 instance's IPv6 address when it starts (every boot) and deregisters it when it stops (the
 shutdown of a terminated or replaced instance); a target that vanished without stopping
-fails its health check and gets no traffic.
+fails its health check and gets no traffic. A draining instance takes its address out
+first, with the same script (stun_infra/instance/drain.py): the group does that only for its
+own (IPv4) targets. Deregistering again at shutdown is harmless: DeregisterTargets succeeds
+for a target that is not registered
+(https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DeregisterTargets.html).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from stun_infra.instance.templating import render
 SCRIPT_PATH = "/usr/local/sbin/stun-nlb-targets"
 ENV_PATH = "/etc/stun-infra/nlb-targets.env"
 UNIT = "stun-nlb-targets.service"
+# Bound on one `stun-nlb-targets deregister` (its retries included): the unit's stop timeout
+# and the drain's wait for it.
+DEREGISTER_SECONDS = 60
 # What the boot script may print into the script: an ELB target group ARN, nothing else.
 _TARGET_GROUP_ARN = re.compile(
     r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{1,32}")
@@ -49,9 +56,13 @@ def checked(groups: list[TargetGroupPort]) -> list[TargetGroupPort]:
     return groups
 
 
+def script(groups: list[TargetGroupPort], env_path: str = ENV_PATH) -> str:
+    """`stun-nlb-targets register|deregister`: the one implementation, run by the unit (boot,
+    shutdown) and by the drain and its cancel."""
+    return render("stun-nlb-targets.sh.j2", groups=checked(groups), env_path=env_path)
+
+
 def boot_files(groups: list[TargetGroupPort]) -> BootFiles:
-    groups = checked(groups)
-    return BootFiles(script_path=SCRIPT_PATH, script=render("stun-nlb-targets.sh.j2", groups=groups,
-                                                            env_path=ENV_PATH),
-                     env_path=ENV_PATH, unit=UNIT,
-                     unit_text=render("stun-nlb-targets.service.j2", script_path=SCRIPT_PATH))
+    return BootFiles(script_path=SCRIPT_PATH, script=script(groups), env_path=ENV_PATH, unit=UNIT,
+                     unit_text=render("stun-nlb-targets.service.j2", script_path=SCRIPT_PATH,
+                                      stop_seconds=DEREGISTER_SECONDS))

@@ -95,7 +95,7 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         agent_config=agent_config(settings),
         paths=INSTANCE_PATHS,
         counters=binding_counters.boot_files(settings),
-        drain=drain.boot_files(settings),
+        drain=drain.boot_files(settings, ipv6_target_groups=bool(boot.ipv6_target_groups)),
         nlb_targets=nlb_targets.boot_files(list(boot.ipv6_target_groups)) if boot.ipv6_target_groups else None,
         log_group=metrics.log_group_name(settings.project, settings.stack),
     )

@@ -5,7 +5,10 @@ to a test peer; the metadata stand-in turns the target lifecycle state to Termin
 Then a new client is refused while the held allocation keeps relaying, and the instance
 completes its lifecycle action itself (CompleteLifecycleAction, signed with the role's
 credentials from IMDSv2; moto 5.2 lacks the call, the stand-in records it): once the client
-releases, or, when it never does, at the deadline (rendered short for the test)."""
+releases, or, when it never does, at the deadline (rendered short for the test). The stack
+is dual stack and the instance has an IPv6 address, so it is in the load balancer's IPv6
+target groups (the ELB stand-in records Register/DeregisterTargets): a drain leaves them
+before it refuses new flows, and `stun-drain cancel` rejoins them."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from stun_infra.instance import drain
 pytestmark = pytest.mark.boot
 
 DEADLINE = 25  # seconds: drainSeconds rendered short (the key allows 60-3600), longer than a release takes
+IPV6 = "2001:db8:42:3::23"  # the instance's own address, in the IPv6 target groups
 WAIT = 90.0   # bound on every wait below
 CLIENT = Path(__file__).with_name("drain_client.py")
 
@@ -40,7 +44,8 @@ def instance(rootfs_cache, tmp_path_factory):
 
     settings = dataclasses.replace(stack_settings("prod", {"instanceType": "c7i.large"}), drain_seconds=DEADLINE)
     box_instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                               instance_type=settings.instance_type)
+                               instance_type=settings.instance_type, ipv6=IPV6)
+    assert settings.ipv6 and sb.ipv6_target_groups(settings)  # the stack has IPv6 target groups
     names = ParameterNames.under(settings.ssm_path, settings.turn)
     cert, key = sb.self_signed(settings.tls_domain)
     secret = "sandbox-turn-secret-" + os.urandom(12).hex()
@@ -78,6 +83,22 @@ def live_sessions(box: sb.Sandbox) -> int:
 
 def completions(box: sb.Sandbox) -> list[dict]:
     return [r for r in box.requests("ssm") if r.get("lifecycle")]
+
+
+def target_calls(box: sb.Sandbox, action: str) -> list[dict]:
+    """RegisterTargets or DeregisterTargets calls the ELB stand-in answered."""
+    return [r for r in box.requests("ssm") if r.get("action") == action]
+
+
+def as_root(box: sb.Sandbox, *cmd: str) -> list[str]:
+    """`cmd` as root on the instance, its AWS CLI trusting the sandbox CA (as for the units)."""
+    line = box.chroot(*cmd)
+    line.insert(line.index("chroot"), f"AWS_CA_BUNDLE={sb.SANDBOX_CA_BUNDLE}")
+    return line
+
+
+def cancel(box: sb.Sandbox) -> None:
+    sb.run(as_root(box, drain.DRAIN_PATH, "cancel"), timeout=WAIT)
 
 
 def start_client(box: sb.Sandbox, settings, secret: str, workdir: Path, hold: bool) -> subprocess.Popen:
@@ -145,7 +166,7 @@ def test_a_call_that_never_ends_is_let_go_at_the_deadline(instance, tmp_path):
     box, settings, secret = instance
     # back in service: new flows accepted again, the watcher restarted
     box.set_lifecycle_state("InService")
-    sb.run(box.chroot(drain.DRAIN_PATH, "cancel"))
+    cancel(box)
     box.start_unit(drain.WATCH_UNIT, stdout=box.logs / f"{drain.WATCH_UNIT}.out")
     checked, log, took = drain_run(box, settings, secret, tmp_path / "hold", hold=True)
     assert checked["refused"] and checked["relays"], checked
@@ -159,12 +180,12 @@ def test_the_static_documents_command_drains_until_the_last_call_ends(instance, 
     """What the static fleet's SSM document runs (Run Command), on the same booted instance:
     newcomers refused, the held call relays, and it returns once the call is released."""
     box, settings, secret = instance
-    sb.run(box.chroot(drain.DRAIN_PATH, "cancel"))
+    cancel(box)
     wait_until("the calls of the tests before are gone", lambda: live_sessions(box) == 0)
     workdir = tmp_path / "document"
     client = start_client(box, settings, secret, workdir, hold=False)
     out = box.logs / "document.out"
-    command = box.chroot(*drain.document_command(str(DEADLINE)).split())
+    command = as_root(box, *drain.document_command(str(DEADLINE)).split())
     document = None
     try:
         wait_until("the client holds a relaying allocation", lambda: (workdir / "held.json").exists()
@@ -184,7 +205,41 @@ def test_the_static_documents_command_drains_until_the_last_call_ends(instance, 
                 proc.kill()
                 proc.wait(timeout=10)
     assert checked["refused"] and checked["relays"], checked
-    said = out.read_text().splitlines()
-    assert said[0].endswith(f"new flows refused, 1 live sessions, waiting at most {DEADLINE} s"), said  # it counted the call
+    said = [line for line in out.read_text().splitlines() if line.startswith("stun-drain: ")]
+    assert f"stun-drain: draining: new flows refused, 1 live sessions, waiting at most {DEADLINE} s" in said, said  # it counted the call
     assert said[-1] == "stun-drain: drained: no live session", said
     assert took < DEADLINE, took
+
+
+def test_a_terminated_instance_leaves_the_ipv6_target_groups_before_it_refuses_new_flows(instance):
+    """Back in service, `stun-drain cancel` rejoins the IPv6 target groups; then, the lifecycle
+    state turned Terminated, DeregisterTargets for the instance's IPv6 address on each group's
+    port reaches the ELB stand-in, signed with the role's credentials, before new flows are
+    refused (recorded by the time the drain says so, and said before)."""
+    box, settings, _ = instance
+    groups = sb.ipv6_target_groups(settings)
+    expected = sorted((g.arn, [[IPV6, str(g.port)]]) for g in groups)
+    role_key = box.instance.imds_document(box.arch)["access_key_id"]
+
+    def seen(action: str, since: int) -> list:
+        calls = target_calls(box, action)[since:]
+        assert all(c["status"] == 200 and c["access_key_id"] == role_key and c["session_token"]
+                   for c in calls), calls  # the role's credentials
+        return sorted((c["target_group"], c["targets"]) for c in calls)
+
+    box.set_lifecycle_state("InService")
+    registered = len(target_calls(box, "RegisterTargets"))
+    cancel(box)
+    assert seen("RegisterTargets", registered) == expected  # back in
+
+    log = box.logs / f"{drain.WATCH_UNIT}.out"
+    box.start_unit(drain.WATCH_UNIT, stdout=log)
+    deregistered, done_before = len(target_calls(box, "DeregisterTargets")), len(completions(box))
+    box.set_lifecycle_state("Terminated")
+    wait_until("the instance refuses new flows", lambda: "new flows refused" in log.read_text())
+    assert seen("DeregisterTargets", deregistered) == expected  # already out when it refused
+    said = log.read_text().splitlines()
+    out = said.index("stun-drain: out of the IPv6 target groups: new IPv6 flows go to the other instances")
+    assert out < next(i for i, line in enumerate(said) if "new flows refused" in line), said
+    wait_until("the lifecycle action is completed", lambda: len(completions(box)) > done_before)
+    check_completion(box, settings)

@@ -221,6 +221,14 @@ def test_each_instance_registers_its_own_ipv6_address_in_the_ipv6_groups(autosca
     assert "systemctl enable stun-nlb-targets.service" in script
 
 
+def test_the_autoscale_drain_leaves_the_ipv6_groups_with_the_registration_script(autoscale_run):
+    from stun_infra.instance import drain, nlb_targets
+    from stun_infra.instance.userdata import unpacked
+    from tests.conftest import heredoc
+    script = heredoc(unpacked(autoscale_run.one(LAUNCH_TEMPLATE).inputs["userData"]), drain.DRAIN_PATH, "STUN_DRAIN")
+    assert f'IPV6_TARGETS = "{nlb_targets.SCRIPT_PATH}"' in script
+
+
 def test_the_role_may_register_in_the_ipv6_groups_and_nowhere_else(autoscale_run):
     import json
     statements = json.loads(autoscale_run.named(ROLE_POLICY, "stun-infra-test-policy").inputs["policy"])["Statement"]

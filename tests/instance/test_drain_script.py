@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stun_infra.instance import drain
+from stun_infra.instance import drain, nlb_targets
+from stun_infra.instance.nlb_targets import TargetGroupPort
+from stun_infra.instance.userdata import BootInputs, ParameterNames, render_user_data
 from tests.conftest import MODES, heredoc, settings, user_data
 
 RECORDER = """#!{python}
@@ -26,7 +28,15 @@ if "describe-tags" in sys.argv:
 if "complete-lifecycle-action" in sys.argv and os.path.exists(os.path.join(here, "complete-fails")):
     os.remove(os.path.join(here, "complete-fails"))
     sys.exit("An error occurred (ValidationError): No active Lifecycle Action found with instance ID i-1")
+if "elbv2" in sys.argv and os.path.exists(os.path.join(here, "elb-fails")):
+    sys.exit("An error occurred (AccessDenied) when calling the DeregisterTargets operation")
 """
+# The IPv6 target groups of an autoscale dual-stack instance, and its address.
+IPV6_GROUPS = [TargetGroupPort("arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/t-stun-v6/"
+                               "0123456789abcdef", 3478),
+               TargetGroupPort("arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/t-tls-v6/"
+                               "fedcba9876543210", 5349)]
+IPV6 = "2001:db8:42:2::23"
 
 
 @pytest.fixture
@@ -46,15 +56,35 @@ def calls(bin_dir: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-@pytest.fixture
-def program(tmp_path):
-    path = tmp_path / "stun_drain.py"
-    path.write_text(drain.script(settings(mode="autoscale")))
-    spec = importlib.util.spec_from_file_location("stun_drain", path)
+def load_program(path: Path, text: str):  # noqa: ANN201
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.path = path
     return module
+
+
+@pytest.fixture
+def program(tmp_path):
+    return load_program(tmp_path / "stun_drain.py", drain.script(settings(mode="autoscale")))
+
+
+@pytest.fixture
+def dual_stack_program(tmp_path):
+    """The drain of an autoscale dual-stack instance, with the IPv6 target groups' registration
+    script as the boot script writes it (its env file here, the instance's address in it)."""
+    env = tmp_path / "nlb-targets.env"
+    env.write_text(f"REGION=eu-west-3\nIPV6={IPV6}\n")
+    targets = tmp_path / "stun-nlb-targets"
+    targets.write_text(nlb_targets.script(IPV6_GROUPS, env_path=str(env)))
+    targets.chmod(0o755)
+    return load_program(tmp_path / "stun_drain_dual.py", drain.script(settings(mode="autoscale"), str(targets)))
+
+
+def elb_call(action: str, group: TargetGroupPort) -> list[str]:
+    return ["aws", "elbv2", action, "--region", "eu-west-3", "--target-group-arn", group.arn,
+            "--targets", f"Id={IPV6},Port={group.port}"]
 
 
 def run(program, *args: str) -> subprocess.CompletedProcess:
@@ -83,6 +113,80 @@ def test_drain_now_refuses_new_flows_then_ends_when_no_session_is_live(program, 
 def test_cancel_accepts_new_flows_again(program, tools):
     done = run(program, "cancel")
     assert done.returncode == 0 and calls(tools) == [["nft", "-f", drain.TRACK_RULESET]]
+
+
+def test_a_dual_stack_drain_leaves_the_ipv6_target_groups_before_it_refuses_new_flows(
+        dual_stack_program, tools, tmp_path):
+    done = run(dual_stack_program, "now", "--deadline", "30", "--proc-net", empty_proc_net(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert calls(tools) == [elb_call("deregister-targets", group) for group in IPV6_GROUPS] + [
+        ["nft", "-f", drain.REFUSE_RULESET]]
+    assert "stun-drain: out of the IPv6 target groups: new IPv6 flows go to the other instances" in done.stdout
+    assert done.stdout.splitlines()[-1] == "stun-drain: drained: no live session"
+
+
+def test_a_dual_stack_cancel_accepts_new_flows_then_rejoins_the_ipv6_target_groups(dual_stack_program, tools):
+    done = run(dual_stack_program, "cancel")
+    assert done.returncode == 0, done.stderr
+    assert calls(tools) == [["nft", "-f", drain.TRACK_RULESET],
+                            *(elb_call("register-targets", group) for group in IPV6_GROUPS)]
+    assert done.stdout.splitlines()[-1] == "stun-drain: back in the IPv6 target groups"
+
+
+def test_a_failed_deregistration_is_said_and_the_drain_still_refuses_and_waits(dual_stack_program, tools, tmp_path):
+    (tools / "elb-fails").write_text("")
+    (tools / "sleep").write_text("#!/bin/sh\n")  # the script's pause between its attempts
+    (tools / "sleep").chmod(0o755)
+    done = run(dual_stack_program, "now", "--deadline", "30", "--proc-net", empty_proc_net(tmp_path))
+    assert done.returncode == 0, done.stderr
+    attempts = 5  # templates/stun-nlb-targets.sh.j2 tries five times
+    assert calls(tools) == [elb_call("deregister-targets", IPV6_GROUPS[0])] * attempts + [
+        ["nft", "-f", drain.REFUSE_RULESET]]
+    said = done.stdout.splitlines()
+    assert "stun-drain: IPv6 target groups: deregister failed (1)" in said, said
+    assert "stun-drain: still in the IPv6 target groups: new IPv6 flows are refused, not steered away" in said
+    assert said[-1] == "stun-drain: drained: no live session"
+
+
+def test_a_failed_registration_on_cancel_is_said_and_exits_1(dual_stack_program, tools):
+    (tools / "elb-fails").write_text("")
+    (tools / "sleep").write_text("#!/bin/sh\n")
+    (tools / "sleep").chmod(0o755)
+    done = run(dual_stack_program, "cancel")
+    assert done.returncode == 1
+    assert calls(tools)[0] == ["nft", "-f", drain.TRACK_RULESET]  # new flows accepted all the same
+    assert "stun-drain: IPv6 target groups: register failed (1)" in done.stdout
+
+
+def test_a_deregistration_that_hangs_is_ended_at_its_bound_with_its_children(dual_stack_program, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    hangs = tmp_path / "hangs"
+    hangs.write_text(f"#!/bin/sh\n/bin/sleep 600 &\necho $! > {pid_file}\nwait\n")
+    hangs.chmod(0o755)
+    assert dual_stack_program.ipv6_targets("deregister", script=str(hangs), timeout=1) is False
+    child = Path(f"/proc/{pid_file.read_text().strip()}/stat")
+    assert not child.exists() or child.read_text().split(") ")[1][0] == "Z"  # killed (a zombie at most)
+
+
+def test_a_drain_without_ipv6_target_groups_calls_no_load_balancer(program, tools, tmp_path):
+    assert program.IPV6_TARGETS is None
+    run(program, "now", "--deadline", "0", "--proc-net", empty_proc_net(tmp_path))
+    run(program, "cancel")
+    assert [c[0] for c in calls(tools)] == ["nft", "nft"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_boot_script_without_ipv6_target_groups_has_a_drain_that_leaves_none(mode):
+    """Static mode never has any (only the load balancer has target groups)."""
+    assert heredoc(user_data(**MODES[mode]), drain.DRAIN_PATH, "STUN_DRAIN").count("IPV6_TARGETS = None\n") == 1
+
+
+def test_a_boot_script_with_ipv6_target_groups_has_a_drain_that_leaves_them_with_its_registration_script():
+    s = settings(mode="autoscale")
+    dual = render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
+                                          ipv6_target_groups=tuple(IPV6_GROUPS)))
+    assert heredoc(dual, drain.DRAIN_PATH, "STUN_DRAIN") == drain.script(s, nlb_targets.SCRIPT_PATH)
+    assert heredoc(dual, nlb_targets.SCRIPT_PATH, "NLB_TARGETS") == nlb_targets.script(IPV6_GROUPS)
 
 
 @pytest.mark.parametrize("bad", ["3601", "-1", "1e3", "ten"])
