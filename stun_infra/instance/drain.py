@@ -18,7 +18,9 @@ On each instance (both modes):
   stun_infra/instance/nlb_targets.py installs): the group deregisters only its own, IPv4,
   targets, and a registered address would keep receiving new IPv6 flows only to refuse them,
   then fail its health check and have its established calls reset. Deregistered, its flows
-  get the deregistration delay (drainSeconds), as the IPv4 ones do. `cancel` registers it again.
+  get the deregistration delay (drainSeconds), as the IPv4 ones do
+  (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html#deregistration-delay).
+  `cancel` registers it again.
 Autoscale mode adds stun-drain.service, `stun-drain watch`: it polls IMDSv2's
 `autoscaling/target-lifecycle-state` and, when it says `Terminated`, drains, then
 completes the group's termination lifecycle action itself (`aws autoscaling
