@@ -32,6 +32,13 @@ class Echo(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
 
+def report(path: Path, doc: dict) -> None:
+    """Whole or not at all: the test polls for the file and reads it the moment it exists."""
+    part = path.with_suffix(".part")
+    part.write_text(json.dumps(doc))
+    part.rename(path)
+
+
 async def wait_for(path: Path) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while not path.exists():
@@ -55,8 +62,8 @@ async def main(args: argparse.Namespace) -> None:
     secret = os.environ["DRAIN_CLIENT_TURN_SECRET"]
     user, password = credentials.mint(secret, ttl_seconds=600, user="held")
     async with tc.turn_allocation(server, user, password, timeout=3) as held:
-        (out / "held.json").write_text(json.dumps({"relayed": list(held.relayed_address),
-                                                   "relays": await round_trip(held, peer, b"before")}))
+        report(out / "held.json", {"relayed": list(held.relayed_address),
+                                   "relays": await round_trip(held, peer, b"before")})
         await wait_for(out / "draining")
         refused = ""
         try:
@@ -64,8 +71,8 @@ async def main(args: argparse.Namespace) -> None:
             await tc.allocate(server, *newcomer, timeout=2)
         except (tc.StunError, TimeoutError, OSError) as e:
             refused = f"{type(e).__name__}: {e}"
-        (out / "checked.json").write_text(json.dumps({
-            "refused": refused, "relays": await round_trip(held, peer, b"while draining")}))
+        report(out / "checked.json", {"refused": refused,
+                                      "relays": await round_trip(held, peer, b"while draining")})
         if args.hold:
             await wait_for(out / "stop")
     echo.close()
