@@ -20,7 +20,7 @@ from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
 from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
 from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs, ScaleInDrain, ScaleInDrainArgs,
                                                 group_delete_timeout)
-from stun_infra.cloud.components.endpoint import (DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs,
+from stun_infra.cloud.components.endpoint import (DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs, layout,
                                                   RecordSet, routing_conflict)
 from stun_infra.cloud.components.firewall import Firewall, FirewallArgs, openings
 from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, CpuScaling, LaunchSpec,
@@ -34,7 +34,8 @@ from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
 from stun_infra.client.targets import server_uris
 from stun_infra.settings import PROJECT, ConfigError, Settings
 from stun_infra.instance.nlb_targets import TargetGroupPort
-from stun_infra.instance.userdata import BootInputs, render_user_data
+from stun_infra.instance.userdata import (MAX_USER_DATA_BYTES, BootInputs, ParameterNames, render_user_data,
+                                         user_data_bytes)
 
 DEBIAN_OWNER = "136693071363"  # Debian's official AWS account
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
@@ -75,6 +76,45 @@ def check_quotas(settings: Settings) -> None:
         for v, count in sorted(rules.items()) if count > MAX_RULES_PER_GROUP]
     if problems:
         raise ConfigError(problems)
+
+
+# Stand-ins as long as the boot script's unknowns at `pulumi up` can be (parameter versions,
+# ARNs, the Elastic IP), and as random as they are: gzip shrinks a repeated digit more than
+# a real id, so the size check would otherwise measure a smaller script than EC2 gets. The
+# margin covers what gzip still varies with the exact bytes.
+LONGEST_VERSION = 982_451
+LONGEST_IPV4 = "198.251.117.203"
+LONGEST_CERTIFICATE_ID = "9f3c2a71-5be4-4d08-a6c1-e27b40d9f5a3"  # a UUID
+LONGEST_TARGET_GROUP_ID = "7d1e94b2c06af3580b9e2d47c1a6f832"  # what nlb_targets accepts (AWS's: 16 hex digits)
+USER_DATA_SIZE_MARGIN = 256
+
+
+def longest_boot_inputs(settings: Settings) -> BootInputs:
+    names = ParameterNames.under(settings.ssm_path, settings.turn, tls=not settings.acm_tls)
+    account = "480275319642"
+    groups: tuple[TargetGroupPort, ...] = ()
+    if settings.autoscale and settings.ipv6:
+        specs, _ = layout(settings.stun_port, settings.turns_ports, settings.tls_port, settings.acm_tls)
+        groups = tuple(TargetGroupPort(f"arn:aws:elasticloadbalancing:{settings.region}:{account}:targetgroup/"
+                                       f"{(settings.prefix + '-' + spec.key + '-v6')[:32]}/{LONGEST_TARGET_GROUP_ID}",
+                                       spec.port) for spec in specs)
+    return BootInputs(
+        parameters=names.at(LONGEST_VERSION, LONGEST_VERSION, LONGEST_VERSION),
+        expected_public_ip="" if settings.autoscale else LONGEST_IPV4,
+        certificate_arn=f"arn:aws:acm:{settings.region}:{account}:certificate/{LONGEST_CERTIFICATE_ID}"
+        if settings.acm_tls and settings.acm_export else "",
+        ipv6_target_groups=groups)
+
+
+def check_boot_script_fits(settings: Settings) -> None:
+    """EC2 takes at most 16 KB of user data (gzipped here): refuse, before any resource, a
+    config whose boot script would not fit, naming the keys that add to it."""
+    size = user_data_bytes(render_user_data(settings, longest_boot_inputs(settings), check_size=False))
+    if size + USER_DATA_SIZE_MARGIN > MAX_USER_DATA_BYTES:
+        raise ConfigError([
+            f"{PROJECT}: the boot script this config makes is up to {size + USER_DATA_SIZE_MARGIN} bytes gzipped "
+            f"and EC2 accepts at most {MAX_USER_DATA_BYTES} of user data; it grows with {PROJECT}:dnsName, realm and tlsDomain "
+            f"(use shorter names) and with sessionLogging (turn it off)"])
 
 
 def look_up(settings: Settings) -> Lookups:
@@ -171,6 +211,7 @@ def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Out
 def build_stack(settings: Settings) -> dict[str, Any]:
     """Create every resource; returns the stack outputs."""
     check_quotas(settings)
+    check_boot_script_fits(settings)
     found = look_up(settings)
     prefix = settings.prefix
     tags = settings.common_tags

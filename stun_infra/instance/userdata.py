@@ -75,7 +75,7 @@ def agent_config(settings: Settings, log_file: str = INSTANCE_PATHS.log_file) ->
     return json.dumps(json.loads(text), indent=2) + "\n"
 
 
-def render_user_data(settings: Settings, boot: BootInputs) -> str:
+def render_user_data(settings: Settings, boot: BootInputs, *, check_size: bool = True) -> str:
     # Two renderings, the instance writes one: with its IPv6 address when IMDS has one, else
     # without (today's IPv4-only VPC). Each equals `stun-infra render` for the same inputs.
     boot_values = dict(public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}",
@@ -99,8 +99,18 @@ def render_user_data(settings: Settings, boot: BootInputs) -> str:
         nlb_targets=nlb_targets.boot_files(list(boot.ipv6_target_groups)) if boot.ipv6_target_groups else None,
         log_group=metrics.log_group_name(settings.project, settings.stack),
     )
-    packed(text)  # fail here, at plan time, if it would not fit
+    if check_size:
+        packed(text)  # fail here, at plan time, if it would not fit
     return text
+
+
+def gzipped(script: str) -> bytes:
+    return gzip.compress(script.encode(), mtime=0)
+
+
+def user_data_bytes(script: str) -> int:
+    """What counts against EC2's 16 KB user-data limit: the gzipped script (before base64)."""
+    return len(gzipped(script))
 
 
 def packed(script: str) -> str:
@@ -109,7 +119,7 @@ def packed(script: str) -> str:
     Compression leaves room under EC2's 16 KB limit; mtime=0 keeps the bytes, and so the
     diff, stable from one `pulumi up` to the next.
     """
-    data = gzip.compress(script.encode(), mtime=0)
+    data = gzipped(script)
     if len(data) > MAX_USER_DATA_BYTES:
         raise ValueError(f"user-data is {len(data)} bytes gzipped; EC2 accepts at most {MAX_USER_DATA_BYTES}")
     return base64.b64encode(data).decode()

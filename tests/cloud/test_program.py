@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 
@@ -466,3 +467,32 @@ def test_stun_only_exports_no_turn_uris_and_no_secret(stun_only_run):
 
 def test_output_names_are_snake_case(any_run):
     assert all(k.replace("_", "").isalnum() and k == k.lower() for k in any_run.outputs)
+
+
+# -- the boot script fits EC2's user-data limit, checked before any resource ------------------
+
+@pytest.mark.parametrize("case", [{}, {"mode": "autoscale"}, {"turn": False},
+                                  {"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com",
+                                   "sessionLogging": True},
+                                  {"mode": "autoscale", "dnsZoneId": "Z0123456789ABCDEFGHIJ",
+                                   "dnsName": "turn.example.com", "sessionLogging": True}])
+def test_the_size_check_renders_a_boot_script_at_least_as_big_as_any_sent(case):
+    from stun_infra.cloud.stack import USER_DATA_SIZE_MARGIN, longest_boot_inputs
+    from stun_infra.instance.userdata import render_user_data, user_data_bytes
+    from tests.conftest import settings as settings_of
+    run = program(**case)
+    sent = [r.inputs.get("userData") or r.inputs.get("userDataBase64") for r in run.registrations]
+    sent = [len(base64.b64decode(u)) for u in sent if u]
+    s = settings_of(**{k: str(v).lower() if isinstance(v, bool) else v for k, v in case.items()})
+    checked = user_data_bytes(render_user_data(s, longest_boot_inputs(s), check_size=False))
+    assert sent and checked + USER_DATA_SIZE_MARGIN >= max(sent) and max(sent) - checked < USER_DATA_SIZE_MARGIN / 4
+
+
+def test_a_boot_script_past_ec2s_limit_is_refused_before_any_resource(monkeypatch):
+    import stun_infra.cloud.stack as stack
+    monkeypatch.setattr(stack, "MAX_USER_DATA_BYTES", 4096)
+    with pytest.raises(ConfigError) as caught:
+        program(sessionLogging=True)
+    (problem,) = caught.value.problems
+    assert problem.startswith("stun-infra: the boot script this config makes is up to ")
+    assert "EC2 accepts at most 4096 of user data; it grows with stun-infra:dnsName" in problem
