@@ -41,9 +41,14 @@ class TestKey:
                                      re.M)[1]
 
     def _gpg(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--quiet", "--no-tty",
-                               "--passphrase", "", "--pinentry-mode", "loopback", *args],
-                              capture_output=True, text=True, timeout=120, check=True)
+        try:
+            return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--quiet", "--no-tty",
+                                   "--passphrase", "", "--pinentry-mode", "loopback", *args],
+                                  capture_output=True, text=True, timeout=120, check=True)
+        finally:
+            # gpg starts an agent daemon on demand; end it with the call, so no test leaves one behind.
+            subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+                           capture_output=True, timeout=30)
 
     @property
     def keyring(self) -> bytes:
