@@ -29,7 +29,8 @@ def _probe_in_namespace(server: CoturnServer, ice: dict) -> subprocess.Completed
 
 
 def test_credentials_are_accepted_then_rejected_once_expired(turn_server: CoturnServer):
-    result = cli("credentials", "--secret", turn_server.secret, "--ttl", f"{TTL_SECONDS}s", "--user", "alice",
+    result = cli("credentials", f"--secret={turn_server.secret}",  # may start with "-"
+                 "--ttl", f"{TTL_SECONDS}s", "--user", "alice",
                  SERVER_IPV4)
     assert result.returncode == 0, result.stderr
     ice = json.loads(result.stdout)
