@@ -95,6 +95,8 @@ class Registration:
     ignore_changes: tuple[str, ...] = ()
     delete_timeout: str = ""  # customTimeouts.delete, as the engine gets it ("" = the provider's)
     dependencies: frozenset[str] = frozenset()  # URNs this resource waits for
+    delete_before_replace: bool = False
+    replace_on_changes: tuple[str, ...] = ()  # input names whose change replaces the resource
 
 
 def _fake_id(typ: str, name: str) -> str:
@@ -245,7 +247,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=tuple(request.ignoreChanges),
                 delete_timeout=request.customTimeouts.delete,
                 dependencies=frozenset(request.dependencies)
-                | {u for deps in request.propertyDependencies.values() for u in deps.urns}))
+                | {u for deps in request.propertyDependencies.values() for u in deps.urns},
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                replace_on_changes=tuple(request.replaceOnChanges)))
         return response
 
 

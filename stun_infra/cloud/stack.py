@@ -22,7 +22,8 @@ from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs,
                                                 group_delete_timeout)
 from stun_infra.cloud.components.endpoint import (DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs, layout,
                                                   RecordSet, routing_conflict)
-from stun_infra.cloud.components.firewall import Firewall, FirewallArgs, openings
+from stun_infra.cloud.components.firewall import (Firewall, FirewallArgs, LoadBalancerFirewall,
+                                                  LoadBalancerFirewallArgs, openings)
 from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, CpuScaling, LaunchSpec,
                                                SessionsScaling, StaticFleet, StaticFleetArgs)
 from stun_infra.cloud.components.keypair import KeyPairArgs, SshKeyPair
@@ -55,20 +56,30 @@ class Lookups:
 MAX_RULES_PER_GROUP = 60
 
 
-def firewall_args(settings: Settings, vpc_id: pulumi.Input[str] = "") -> FirewallArgs:
+def firewall_args(settings: Settings, vpc_id: pulumi.Input[str] = "",
+                  load_balancer_security_group_id: pulumi.Input[str] | None = None) -> FirewallArgs:
     return FirewallArgs(
         vpc_id=vpc_id, stun_port=settings.stun_port, tls_ports=settings.instance_tls_ports,
         relay_ports=(settings.relay_min_port, settings.relay_max_port) if settings.turn else None,
-        ssh_cidrs=settings.ssh_allowed_cidrs, tags=settings.common_tags, ipv6=settings.ipv6)
+        ssh_cidrs=settings.ssh_allowed_cidrs, tags=settings.common_tags, ipv6=settings.ipv6,
+        behind_load_balancer=settings.autoscale, load_balancer_security_group_id=load_balancer_security_group_id)
+
+
+def load_balancer_firewall_args(settings: Settings, network: Network) -> LoadBalancerFirewallArgs:
+    groups, listeners = layout(settings.stun_port, settings.turns_ports, settings.tls_port, settings.acm_tls)
+    return LoadBalancerFirewallArgs(
+        vpc_id=network.vpc.id, vpc_cidr=settings.vpc_cidr, tags=settings.common_tags, ipv6=settings.ipv6,
+        listeners=tuple((l.protocol, l.port) for l in listeners), targets=tuple((g.protocol, g.port) for g in groups),
+        vpc_ipv6_cidr=network.vpc.ipv6_cidr_block if settings.ipv6 else None)
 
 
 def check_quotas(settings: Settings) -> None:
     """AWS limits the config can push past, checked before any look-up or resource."""
-    def family(cidr: str) -> int:
-        return ipaddress.ip_network(cidr).version
+    def families(cidr: str | None) -> tuple[int, ...]:
+        return (4, 6) if cidr is None else (ipaddress.ip_network(cidr).version,)  # a group reference: either
 
-    rules = Counter(family(o.cidr) for o in openings(firewall_args(settings)))
-    ssh = Counter(family(c) for c in settings.ssh_allowed_cidrs)
+    rules = Counter(v for o in openings(firewall_args(settings)) for v in families(o.cidr))
+    ssh = Counter(v for c in settings.ssh_allowed_cidrs for v in families(c))
     problems = [
         f"{PROJECT}:sshAllowedCidrs: {ssh[v]} IPv{v} CIDRs make {count} inbound IPv{v} rules in the security "
         f"group, AWS allows {MAX_RULES_PER_GROUP} per IP version; list at most "
@@ -218,7 +229,11 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     namespace = metrics.namespace(settings.stack)
 
     network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags, ipv6=settings.ipv6))
-    firewall = Firewall(prefix, firewall_args(settings, network.vpc.id))
+    # Autoscale: the load balancer's own group, which the instances' group refers to.
+    nlb_firewall = LoadBalancerFirewall(prefix, load_balancer_firewall_args(settings, network)) \
+        if settings.autoscale else None
+    firewall = Firewall(prefix, firewall_args(settings, network.vpc.id,
+                                              nlb_firewall.security_group.id if nlb_firewall else None))
     key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags))
     # ACM's certificate (with a zone) keeps its key in ACM; else self-signed or the user's, via SSM.
     certificate = None if settings.acm_tls else TlsCertificate(prefix, TlsArgs(
@@ -241,7 +256,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
         tls_ports=settings.turns_ports, coturn_tls_port=settings.tls_port, tags=tags,
         certificate_arn=acm.certificate_arn if acm else None, ipv6=settings.ipv6,
-        deregistration_delay=settings.drain_seconds)) if settings.autoscale else None
+        deregistration_delay=settings.drain_seconds,
+        security_group_ids=[nlb_firewall.security_group.id])) if nlb_firewall else None
     ipv6_groups = endpoint.ipv6_target_groups if endpoint else []
     access = InstanceAccess(prefix, AccessArgs(
         parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,

@@ -109,6 +109,10 @@ def test_autoscale_mode_creates_exactly_these_resources(autoscale_run):
         "aws:ec2/subnet:Subnet": 3, "aws:ec2/routeTableAssociation:RouteTableAssociation": 3,
         "aws:lb/loadBalancer:LoadBalancer": 1, "aws:lb/targetGroup:TargetGroup": 4, "aws:lb/listener:Listener": 2,
         "aws:lb/listenerRule:ListenerRule": 2,  # dual stack: IPv4 clients to the instance groups
+        # + the load balancer's group: in on 3 listener ports (udp+tcp 3478, tcp 5349), out on 3
+        # target ports, each for IPv4 and IPv6
+        "aws:ec2/securityGroup:SecurityGroup": 2, SG_RULE: 8 + 6,
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 2 + 6,
         LAUNCH_TEMPLATE: 1, GROUP: 1, "aws:autoscaling/policy:Policy": 1,
         "aws:autoscaling/lifecycleHook:LifecycleHook": 1,  # the drain on scale-in and refresh
         "aws:iam/rolePolicy:RolePolicy": 2,  # + completing the group's lifecycle action

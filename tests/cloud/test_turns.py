@@ -35,7 +35,9 @@ def static_acm():
 
 
 def tcp_ports_open(run) -> set[int]:
-    return {int(r["fromPort"]) for r in inputs_of(run, RULE) if r["ipProtocol"] == "tcp"}
+    """TCP ports the instances' own group opens (not the load balancer's)."""
+    return {int(r.inputs["fromPort"]) for r in run.of_type(RULE)
+            if r.inputs["ipProtocol"] == "tcp" and r.parent.split("::")[2].endswith(":network:Firewall")}
 
 
 def listeners(run) -> dict[int, dict]:

@@ -224,6 +224,7 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
         "ipProtocol": [Api("ec2", AUTH, "IpPermissions[].IpProtocol"), IP_PROTOCOL],
         "fromPort": [Api("ec2", AUTH, "IpPermissions[].FromPort"), PORT],
         "toPort": [Api("ec2", AUTH, "IpPermissions[].ToPort"), PORT],
+        "referencedSecurityGroupId": [Api("ec2", AUTH, "IpPermissions[].UserIdGroupPairs[].GroupId"), ID_REF],
         "securityGroupId": ID_REF, **_ec2_tags(AUTH)},
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": {
         "cidrIpv4": Api("ec2", "AuthorizeSecurityGroupEgress", "IpPermissions[].IpRanges[].CidrIp"),
@@ -333,6 +334,7 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
         "enableCrossZoneLoadBalancing": Api("elbv2", "ModifyLoadBalancerAttributes", "Attributes[].Value"),
         "ipAddressType": Api("elbv2", "CreateLoadBalancer", "IpAddressType"),
         "enablePrefixForIpv6SourceNat": Api("elbv2", "CreateLoadBalancer", "EnablePrefixForIpv6SourceNat"),
+        "securityGroups[]": [Api("elbv2", "CreateLoadBalancer", "SecurityGroups[]"), ID_REF],
         AUTONAME: [Api("elbv2", "CreateLoadBalancer", "Name"), LB_NAME],
         **_list_tags("elbv2", "CreateLoadBalancer")},
     "aws:lb/targetGroup:TargetGroup": {

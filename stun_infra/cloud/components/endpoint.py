@@ -25,6 +25,14 @@ DNS_TTL = 60
 # be dualstack"; API_LoadBalancer EnablePrefixForIpv6SourceNat): AWS picks one (/80) from
 # each subnet's /64 when it is on.
 DUALSTACK = {"ip_address_type": "dualstack", "enable_prefix_for_ipv6_source_nat": "on"}
+IPV4_ONLY = {"ip_address_type": "ipv4"}  # said, so that a switch back from dualstack is a change too
+# A change of security groups replaces the load balancer: an NLB created without any can never
+# get one (SetSecurityGroups refuses it), so a stack deployed before the NLB had its group gets
+# a new one. A change of address type replaces it too instead of updating it. In place, AWS
+# would take the NLB to dualstack while its UDP listener still forwards to an IPv4 group, a
+# state it refuses ("You can't use an IPv4 target group with a UDP listener for a dualstack
+# load balancer", create-target-group.html). A new NLB gets listeners built for its type.
+REPLACE_ON = ["ipAddressType", "enablePrefixForIpv6SourceNat", "securityGroups"]
 IPV4_RULE_PRIORITY = 10
 AWS_LB_NAME_LIMIT = 32  # load balancers and target groups
 # NLB health checks: the interval is 5-300 s and the timeout 2-120 s, no longer than the
@@ -51,6 +59,10 @@ class LoadBalancerArgs:
     # How long a deregistered (leaving) instance keeps its established flows: stun-infra:drainSeconds
     # (ELB allows 0-3600 s), so calls through it last while it drains (stun_infra/cloud/components/drain.py).
     deregistration_delay: int = 30
+    # Given at creation: an NLB made without can never get one. No PrivateLink endpoint service
+    # fronts it, so enforce_security_group_inbound_rules_on_private_link_traffic keeps AWS's
+    # default (on: PrivateLink traffic would meet the inbound rules too).
+    security_group_ids: Sequence[pulumi.Input[str]] = ()
 
 
 @dataclass(frozen=True)
@@ -95,8 +107,9 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
         super().__init__(f"{PACKAGE}:endpoint:LoadBalancedEndpoint", name, None, opts)
         self.load_balancer = aws.lb.LoadBalancer(
             fitted(name, "nlb", AWS_LB_NAME_LIMIT), load_balancer_type="network", internal=False, subnets=list(args.subnet_ids),
-            enable_cross_zone_load_balancing=True, tags=tagged(args.tags, f"{name}-nlb"),
-            opts=child_opts(self), **(DUALSTACK if args.ipv6 else {}))
+            enable_cross_zone_load_balancing=True, security_groups=list(args.security_group_ids),
+            tags=tagged(args.tags, f"{name}-nlb"),
+            opts=child_opts(self, replace_on_changes=REPLACE_ON), **(DUALSTACK if args.ipv6 else IPV4_ONLY))
         group_specs, listener_specs = layout(args.stun_port, args.tls_ports, args.coturn_tls_port,
                                              terminate_tls=args.certificate_arn is not None)
         groups: dict[str, aws.lb.TargetGroup] = {}
@@ -123,6 +136,10 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
                     protocol="TCP", port="traffic-port", interval=HEALTH_CHECK_INTERVAL,
                     timeout=HEALTH_CHECK_TIMEOUT, healthy_threshold=3, unhealthy_threshold=3),
                 tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self))
+        # A replaced load balancer replaces its listeners and rules, and these go first: a target
+        # group serves listeners of one load balancer at a time ("verify that the target group is
+        # not in use by a listener for any other load balancer", create-target-group.html), so the
+        # new NLB's listener could not forward to it while the old one's still does.
         for spec in listener_specs:
             tls = {"certificate_arn": args.certificate_arn, "ssl_policy": TLS_POLICY} if spec.protocol == "TLS" else {}
             # Dual stack: the listener's default goes to the IPv6 group and a rule sends IPv4
@@ -138,7 +155,7 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
                 port=spec.port, **tls,
                 default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward",
                                                                   target_group_arn=default[spec.target].arn)],
-                tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self))
+                tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self, delete_before_replace=True))
             if by_rule is not None:
                 aws.lb.ListenerRule(
                     f"{name}-{spec.key}-v4", listener_arn=listener.arn, priority=IPV4_RULE_PRIORITY,
@@ -146,7 +163,7 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
                         source_ip=aws.lb.ListenerRuleConditionSourceIpArgs(ip_address_type="ipv4"))],
                     actions=[aws.lb.ListenerRuleActionArgs(type="forward",
                                                            target_group_arn=by_rule[spec.target].arn)],
-                    tags=tagged(args.tags, f"{name}-{spec.key}-v4"), opts=child_opts(self))
+                    tags=tagged(args.tags, f"{name}-{spec.key}-v4"), opts=child_opts(self, delete_before_replace=True))
         self.target_groups = list(groups.values())
         self.target_group_arns = [g.arn for g in self.target_groups]  # the Auto Scaling group's (instance targets)
         # (ARN, port on the instance) of each IPv6 group: each instance registers itself in them.

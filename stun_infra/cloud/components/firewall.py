@@ -1,4 +1,15 @@
-"""Firewall: the fleet's security group, one described rule per opening."""
+"""Firewall: the fleet's security group and the load balancer's, one described rule per opening.
+
+Behind the Network Load Balancer (autoscale mode) the instances take the load-balanced
+IPv4 ports only from the load balancer's security group: AWS states that a target rule
+referencing it admits the load balancer's traffic even with client IP preservation on
+(instance targets keep each IPv4 client's address), and that clients can then no longer
+reach the targets directly
+(https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-security-groups.html).
+The IPv6 twins stay open to ::/0: IPv6 clients come through IP targets that keep the
+client's own address, and the load balancer's IPv6 source addresses come from its
+source NAT prefixes, which AWS does not document as covered by a group reference.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +36,7 @@ class Opening:
     protocol: str
     from_port: int
     to_port: int
-    cidr: str
+    cidr: str | None  # None: from the load balancer's security group
     description: str
 
 
@@ -38,30 +49,46 @@ class FirewallArgs:
     ssh_cidrs: tuple[str, ...]
     tags: dict[str, str]
     ipv6: bool = False  # dual stack: every opening to the internet also for ::/0
+    behind_load_balancer: bool = False  # autoscale: the load-balanced IPv4 ports only from the NLB's group
+    load_balancer_security_group_id: pulumi.Input[str] | None = None
 
 
 def openings(args: FirewallArgs) -> list[Opening]:
     """Every ingress rule, derived from settings alone (so tests and plan read the same list)."""
-    rules = [
+    served = [
         Opening("stun-udp", "udp", args.stun_port, args.stun_port, ANYWHERE,
                 "STUN/TURN over UDP from clients (also via the load balancer, client IPs preserved)"),
         Opening("stun-tcp", "tcp", args.stun_port, args.stun_port, ANYWHERE,
                 "STUN/TURN over TCP from clients; load balancer health checks"),
     ]
     for i, port in enumerate(args.tls_ports):
-        rules.append(Opening("turns-tcp" if i == 0 else f"turns-tcp-{port}", "tcp", port, port, ANYWHERE,
-                             "STUN/TURN over TLS from clients; load balancer health checks"))
+        served.append(Opening("turns-tcp" if i == 0 else f"turns-tcp-{port}", "tcp", port, port, ANYWHERE,
+                              "STUN/TURN over TLS from clients; load balancer health checks"))
+    relay = []
     if args.relay_ports:
         low, high = args.relay_ports
-        rules.append(Opening("relay-udp", "udp", low, high, ANYWHERE,
+        relay.append(Opening("relay-udp", "udp", low, high, ANYWHERE,
                              "TURN relayed media between peers and each instance public IP"))
+    rules = ([Opening(f"{r.key}-from-nlb", r.protocol, r.from_port, r.to_port, None,
+                      f"{r.protocol.upper()} {r.from_port} from the load balancer security group: clients and "
+                      "health checks, client IPs preserved") for r in served]
+             if args.behind_load_balancer else list(served)) + relay
     if args.ipv6:
         # Same keys with -v6: the IPv4 rules (and their URNs) stay exactly as they were.
         rules += [Opening(f"{r.key}-v6", r.protocol, r.from_port, r.to_port, ANYWHERE_V6, f"{r.description} (IPv6)")
-                  for r in rules]
+                  for r in served + relay]
     for i, cidr in enumerate(args.ssh_cidrs):
         rules.append(Opening(f"ssh-{i}", "tcp", 22, 22, cidr, f"SSH from {cidr} (stun-infra:sshAllowedCidrs)"))
     return rules
+
+
+def source(rule: Opening, group_id: pulumi.Input[str] | None) -> dict[str, pulumi.Input[str]]:
+    """The rule's peer as the provider takes it: a CIDR of its family, or a referenced group."""
+    if rule.cidr is None:
+        if group_id is None:
+            raise ValueError(f"{rule.key}: a rule from the load balancer needs its security group")
+        return {"referenced_security_group_id": group_id}
+    return {"cidr_ipv6" if ipaddress.ip_network(rule.cidr).version == 6 else "cidr_ipv4": rule.cidr}
 
 
 class Firewall(pulumi.ComponentResource):
@@ -73,11 +100,10 @@ class Firewall(pulumi.ComponentResource):
             f"{name}-sg", vpc_id=args.vpc_id, description="coturn STUN/TURN fleet",
             tags=tagged(args.tags, f"{name}-sg"), opts=child_opts(self))
         for rule in openings(args):
-            family = "cidr_ipv6" if ipaddress.ip_network(rule.cidr).version == 6 else "cidr_ipv4"
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-in-{rule.key}", security_group_id=self.security_group.id,
                 ip_protocol=rule.protocol, from_port=rule.from_port, to_port=rule.to_port,
-                description=rule.description, **{family: rule.cidr},
+                description=rule.description, **source(rule, args.load_balancer_security_group_id),
                 tags=tagged(args.tags, f"{name}-in-{rule.key}"), opts=child_opts(self))
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-out-all", security_group_id=self.security_group.id, ip_protocol="-1",
@@ -89,4 +115,68 @@ class Firewall(pulumi.ComponentResource):
                 f"{name}-out-all-v6", security_group_id=self.security_group.id, ip_protocol="-1",
                 cidr_ipv6=ANYWHERE_V6, description="Relay to IPv6 peers anywhere; IPv6 endpoints",
                 tags=tagged(args.tags, f"{name}-out-all-v6"), opts=child_opts(self))
+        self.register_outputs({"security_group_id": self.security_group.id})
+
+
+# A TCP_UDP listener or target group takes both transports on one port.
+TRANSPORTS = {"TCP_UDP": ("udp", "tcp"), "TCP": ("tcp",), "TLS": ("tcp",), "UDP": ("udp",)}
+
+
+@dataclass(frozen=True)
+class LoadBalancerFirewallArgs:
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: str
+    listeners: tuple[tuple[str, int], ...]  # (listener protocol, port) clients reach
+    targets: tuple[tuple[str, int], ...]  # (target group protocol, port on the instances); health checks too
+    tags: dict[str, str]
+    ipv6: bool = False  # dualstack load balancer: IPv6 clients, IPv6 targets
+    vpc_ipv6_cidr: pulumi.Input[str] | None = None
+
+
+def _ports(pairs: tuple[tuple[str, int], ...]) -> list[tuple[str, int]]:
+    return sorted({(t, port) for protocol, port in pairs for t in TRANSPORTS[protocol]}, key=lambda p: (p[1], p[0]))
+
+
+def load_balancer_openings(args: LoadBalancerFirewallArgs) -> tuple[list[Opening], list[Opening]]:
+    """(ingress, egress) of the load balancer's group: clients on exactly the listener ports, in
+    each family it serves; out only to the VPC on the target ports, which are also the health
+    checks' ports (traffic-port), and health checks obey outbound rules only
+    (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-security-groups.html)."""
+    families = [("", ANYWHERE, args.vpc_cidr)] + ([("-v6", ANYWHERE_V6, None)] if args.ipv6 else [])
+    ingress = [Opening(f"{t}-{port}{suffix}", t, port, port, anywhere,
+                       f"{t.upper()} {port} from clients to the listener{' (IPv6)' if suffix else ''}")
+               for suffix, anywhere, _ in families for t, port in _ports(args.listeners)]
+    egress = [Opening(f"{t}-{port}{suffix}", t, port, port, vpc,
+                      f"{t.upper()} {port} to the instances in the VPC: traffic and health checks"
+                      f"{' (IPv6)' if suffix else ''}")
+              for suffix, _, vpc in families for t, port in _ports(args.targets)]
+    return ingress, egress
+
+
+class LoadBalancerFirewall(pulumi.ComponentResource):
+    """The Network Load Balancer's security group. An NLB gets its groups only when it is
+    created (SetSecurityGroups refuses one created without), and AWS Global Accelerator keeps
+    client addresses only for NLBs that have one."""
+
+    security_group: aws.ec2.SecurityGroup
+
+    def __init__(self, name: str, args: LoadBalancerFirewallArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:network:LoadBalancerFirewall", name, None, opts)
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-nlb-sg", vpc_id=args.vpc_id, description="coturn STUN/TURN network load balancer",
+            tags=tagged(args.tags, f"{name}-nlb-sg"), opts=child_opts(self))
+        ingress, egress = load_balancer_openings(args)
+        for rule in ingress:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-nlb-in-{rule.key}", security_group_id=self.security_group.id,
+                ip_protocol=rule.protocol, from_port=rule.from_port, to_port=rule.to_port,
+                description=rule.description, **source(rule, None),
+                tags=tagged(args.tags, f"{name}-nlb-in-{rule.key}"), opts=child_opts(self))
+        for rule in egress:
+            peer = {"cidr_ipv4": rule.cidr} if rule.cidr else {"cidr_ipv6": args.vpc_ipv6_cidr}
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-nlb-out-{rule.key}", security_group_id=self.security_group.id,
+                ip_protocol=rule.protocol, from_port=rule.from_port, to_port=rule.to_port,
+                description=rule.description, **peer,
+                tags=tagged(args.tags, f"{name}-nlb-out-{rule.key}"), opts=child_opts(self))
         self.register_outputs({"security_group_id": self.security_group.id})
