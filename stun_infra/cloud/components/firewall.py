@@ -91,20 +91,29 @@ def source(rule: Opening, group_id: pulumi.Input[str] | None) -> dict[str, pulum
     return {"cidr_ipv6" if ipaddress.ip_network(rule.cidr).version == 6 else "cidr_ipv4": rule.cidr}
 
 
+def add_rule(kind: type, name: str, parent: pulumi.Resource, group: aws.ec2.SecurityGroup, rule: Opening,
+             peer: dict[str, pulumi.Input[str]], tags: dict[str, str]) -> None:
+    """One described ingress or egress rule (`kind`) of `group`, named `name`."""
+    kind(name, security_group_id=group.id, ip_protocol=rule.protocol, from_port=rule.from_port,
+         to_port=rule.to_port, description=rule.description, **peer, tags=tagged(tags, name),
+         opts=child_opts(parent))
+
+
+def new_group(name: str, parent: pulumi.Resource, vpc_id: pulumi.Input[str], description: str,
+              tags: dict[str, str]) -> aws.ec2.SecurityGroup:
+    return aws.ec2.SecurityGroup(name, vpc_id=vpc_id, description=description, tags=tagged(tags, name),
+                                 opts=child_opts(parent))
+
+
 class Firewall(pulumi.ComponentResource):
     security_group: aws.ec2.SecurityGroup
 
     def __init__(self, name: str, args: FirewallArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PACKAGE}:network:Firewall", name, None, opts)
-        self.security_group = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=args.vpc_id, description="coturn STUN/TURN fleet",
-            tags=tagged(args.tags, f"{name}-sg"), opts=child_opts(self))
+        self.security_group = new_group(f"{name}-sg", self, args.vpc_id, "coturn STUN/TURN fleet", args.tags)
         for rule in openings(args):
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-in-{rule.key}", security_group_id=self.security_group.id,
-                ip_protocol=rule.protocol, from_port=rule.from_port, to_port=rule.to_port,
-                description=rule.description, **source(rule, args.load_balancer_security_group_id),
-                tags=tagged(args.tags, f"{name}-in-{rule.key}"), opts=child_opts(self))
+            add_rule(aws.vpc.SecurityGroupIngressRule, f"{name}-in-{rule.key}", self, self.security_group, rule,
+                     source(rule, args.load_balancer_security_group_id), args.tags)
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-out-all", security_group_id=self.security_group.id, ip_protocol="-1",
             cidr_ipv4=ANYWHERE,
@@ -162,21 +171,14 @@ class LoadBalancerFirewall(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LoadBalancerFirewallArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PACKAGE}:network:LoadBalancerFirewall", name, None, opts)
-        self.security_group = aws.ec2.SecurityGroup(
-            f"{name}-nlb-sg", vpc_id=args.vpc_id, description="coturn STUN/TURN network load balancer",
-            tags=tagged(args.tags, f"{name}-nlb-sg"), opts=child_opts(self))
+        self.security_group = new_group(f"{name}-nlb-sg", self, args.vpc_id,
+                                        "coturn STUN/TURN network load balancer", args.tags)
         ingress, egress = load_balancer_openings(args)
         for rule in ingress:
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-nlb-in-{rule.key}", security_group_id=self.security_group.id,
-                ip_protocol=rule.protocol, from_port=rule.from_port, to_port=rule.to_port,
-                description=rule.description, **source(rule, None),
-                tags=tagged(args.tags, f"{name}-nlb-in-{rule.key}"), opts=child_opts(self))
-        for rule in egress:
+            add_rule(aws.vpc.SecurityGroupIngressRule, f"{name}-nlb-in-{rule.key}", self, self.security_group, rule,
+                     source(rule, None), args.tags)
+        for rule in egress:  # an IPv6 rule's block is the VPC's, known once AWS gives it
             peer = {"cidr_ipv4": rule.cidr} if rule.cidr else {"cidr_ipv6": args.vpc_ipv6_cidr}
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-nlb-out-{rule.key}", security_group_id=self.security_group.id,
-                ip_protocol=rule.protocol, from_port=rule.from_port, to_port=rule.to_port,
-                description=rule.description, **peer,
-                tags=tagged(args.tags, f"{name}-nlb-out-{rule.key}"), opts=child_opts(self))
+            add_rule(aws.vpc.SecurityGroupEgressRule, f"{name}-nlb-out-{rule.key}", self, self.security_group, rule,
+                     peer, args.tags)
         self.register_outputs({"security_group_id": self.security_group.id})
