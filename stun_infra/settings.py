@@ -14,7 +14,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -67,7 +67,17 @@ MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
 # Keys the engine hands over that are not ours but expected: the providers' own config.
 FOREIGN_NAMESPACES = ("aws", "pulumi", "tls", "random")
 # Keys whose values are secret or PEM text: never echoed in a message.
-UNSHOWN_KEYS = ("tlsCertificate", "tlsPrivateKey")
+UNSHOWN_KEYS = ("tlsCertificate", "tlsPrivateKey", "turnSecret", "turnSecretPrevious")
+TURN_SECRET_KEYS = ("turnSecret", "turnSecretPrevious")
+TURN_SECRET_LENGTH = (32, 256)  # 256: coturn's limit for one secret
+TURN_SECRET_DISTINCT = 16
+# The longest credential lifetime the README recommends, plus how late an app may switch to a
+# new secret (it re-reads at least every 15 minutes, and takes a value only once it is 5 minutes
+# old, when every instance accepts it): a retired secret signed nothing still valid.
+MAX_RECOMMENDED_TTL = timedelta(hours=24)
+APP_SECRET_REFRESH = timedelta(minutes=15)
+APP_SECRET_SETTLE = timedelta(minutes=5)
+TURN_SECRET_OVERLAP = MAX_RECOMMENDED_TTL + APP_SECRET_REFRESH + APP_SECRET_SETTLE
 # A `secure:` value that cannot be decrypted here (the offline engine): its checks are
 # left to the real run.
 UNDECRYPTED_SECRET = ("-----BEGIN PRIVATE KEY-----\noffline-placeholder-for-a-secret\n"
@@ -179,6 +189,9 @@ class Settings:
     tls_domain: str
     tls_certificate: str
     tls_private_key: str = field(repr=False)
+    turn_secret: str = field(repr=False)           # "" = the generated secret
+    turn_secret_previous: str = field(repr=False)  # "" = no rotation under way
+    turn_secret_rotated_at: str
     root_volume_size: int
     session_logging: bool
     log_retention_days: int
@@ -552,6 +565,38 @@ def _key_matches_certificate(certificate: str, key: str) -> bool:
         _private_key(key).public_key().public_bytes(*der)
 
 
+def turn_secret_problem(v: str) -> str | None:
+    """The strength rule for a TURN secret; the message never quotes it."""
+    if not v or v == UNDECRYPTED_SECRET:
+        return None
+    lo, hi = TURN_SECRET_LENGTH
+    if not lo <= len(v) <= hi or any(not 33 <= ord(c) <= 126 for c in v):
+        return f"must be {lo}-{hi} visible ASCII characters without spaces (`stun-infra secret rotate` makes one)"
+    if len(set(v)) < TURN_SECRET_DISTINCT:
+        return (f"has {len(set(v))} different characters, at least {TURN_SECRET_DISTINCT} are needed: "
+                "use a random value (`stun-infra secret rotate` makes one)")
+    return None
+
+
+def rotation_started(v: str) -> datetime | None:
+    """`turnSecretRotatedAt` as a UTC time, None when empty; ValueError when malformed."""
+    if not v:
+        return None
+    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", v):
+        raise ValueError(v)
+    return datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def _rotated_at(v: str) -> str | None:
+    try:
+        started = rotation_started(v)
+    except ValueError:
+        return "must be a UTC time such as 2026-12-05T00:00:00Z, or empty"
+    if started and started > datetime.now(timezone.utc) + timedelta(minutes=5):
+        return "is in the future"
+    return None
+
+
 _CHECKS = {
     "mode": lambda v: None if v in ("static", "autoscale") else 'must be "static" or "autoscale"',
     "instanceCount": _int_range(1, MAX_FLEET),
@@ -573,6 +618,9 @@ _CHECKS = {
     "tlsDomain": _dns_name,
     "tlsCertificate": _certificate_chain,
     "tlsPrivateKey": _tls_private_key,
+    "turnSecret": turn_secret_problem,
+    "turnSecretPrevious": turn_secret_problem,
+    "turnSecretRotatedAt": _rotated_at,
     "rootVolumeSize": _int_range(8, 1024),
     "logRetentionDays": _retention,
     "alarmEmail": _email,
@@ -640,6 +688,7 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
     if v["tlsPrivateKey"] and f"{p}:tlsPrivateKey" not in secret_keys:
         out.append(f"{p}:tlsPrivateKey: is stored in plain text; set it with "
                    f"`pulumi config set --secret {p}:tlsPrivateKey < key.pem`")
+    out += _rotation_problems(v, secret_keys)
     ipv6_ssh = [c for c in v["sshAllowedCidrs"] if ":" in c]
     if ipv6_ssh and not v["ipv6"]:
         out.append(f"{p}:sshAllowedCidrs: lists IPv6 CIDRs ({', '.join(ipv6_ssh)}) but {p}:ipv6 is false, so "
@@ -648,6 +697,24 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
         out.append(f"{p}:dnsZoneId: dnsZoneId and dnsName must be set together (or neither)")
     if v["tlsCertificate"] and v["tlsCertificate"] != UNDECRYPTED_SECRET:
         out += _certificate_problems(v["tlsCertificate"], v["dnsName"])
+    return out
+
+
+def _rotation_problems(v: dict[str, Any], secret_keys: set[str]) -> list[str]:
+    p = PROJECT
+    out = [f"{p}:{k}: is stored in plain text; set it as a secret (`stun-infra secret rotate` does)"
+           for k in TURN_SECRET_KEYS if v[k] and f"{p}:{k}" not in secret_keys]
+    if v["turnSecretPrevious"] and not v["turnSecret"]:
+        out.append(f"{p}:turnSecretPrevious: is set without {p}:turnSecret; a rotation sets both "
+                   "(`stun-infra secret rotate`)")
+    elif v["turnSecretPrevious"] and v["turnSecretPrevious"] == v["turnSecret"] != UNDECRYPTED_SECRET:
+        out.append(f"{p}:turnSecretPrevious: equals {p}:turnSecret; a rotation needs a new secret")
+    if bool(v["turnSecretPrevious"]) != bool(v["turnSecretRotatedAt"]):
+        out.append(f"{p}:turnSecretRotatedAt: turnSecretPrevious and turnSecretRotatedAt must be set together "
+                   "(during a rotation) or neither")
+    if (v["turnSecret"] or v["turnSecretPrevious"]) and not v["turn"]:
+        out.append(f"{p}:turnSecret: a STUN-only stack ({p}:turn false) has no TURN secret; remove "
+                   f"{p}:turnSecret and {p}:turnSecretPrevious")
     return out
 
 

@@ -671,3 +671,62 @@ def test_a_bad_value_set_as_a_secret_is_not_shown():
                       secret_keys={"stun-infra:alarmEmail"})
     assert caught.value.problems == [
         "stun-infra:alarmEmail: got a 20-character value (not shown), must be an email address or empty"]
+
+
+# -- TURN secret rotation ----------------------------------------------------------------------
+
+STRONG, OTHER = "strong-0123456789abcdefghijKLMNOPQRSTuv", "other-ABCDEFGHIJklmnopqrst0123456789wxyz"
+ROTATION_SECRETS = {"stun-infra:turnSecret", "stun-infra:turnSecretPrevious"}
+
+
+def rotation_problems(**raw) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(raw, stack="test", region="eu-west-3", secret_keys=ROTATION_SECRETS)
+    return caught.value.problems
+
+
+def test_a_rotation_in_progress_loads():
+    s = load_settings({"turnSecret": STRONG, "turnSecretPrevious": OTHER, "turnSecretRotatedAt": "2026-12-01T10:00:00Z"},
+                      stack="test", region="eu-west-3", secret_keys=ROTATION_SECRETS)
+    assert (s.turn_secret, s.turn_secret_previous) == (STRONG, OTHER)
+    assert STRONG not in repr(s) and OTHER not in repr(s)
+
+
+@pytest.mark.parametrize("weak", ["x" * 31, "a" * 40, "with space 0123456789abcdefghijklmnopqrstu", "é" * 40,
+                                  "0123456789abcdef" + "z" * 241],
+                         ids=["short", "few-characters", "space", "non-ascii", "too-long"])
+def test_a_weak_turn_secret_is_refused_without_being_shown(weak):
+    (message,) = rotation_problems(turnSecret=weak)
+    assert message.startswith("stun-infra:turnSecret: got a ") and "(not shown)" in message
+    assert weak not in message
+
+
+def test_a_turn_secret_in_plain_text_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"turnSecret": STRONG}, stack="test", region="eu-west-3")
+    assert caught.value.problems == ["stun-infra:turnSecret: is stored in plain text; set it as a secret "
+                                     "(`stun-infra secret rotate` does)"]
+
+
+def test_a_previous_secret_needs_a_current_one_and_a_start_time():
+    found = rotation_problems(turnSecretPrevious=OTHER)
+    assert any("turnSecretPrevious: is set without stun-infra:turnSecret" in p for p in found)
+    assert any("turnSecretPrevious and turnSecretRotatedAt must be set together" in p for p in found)
+
+
+def test_a_previous_secret_equal_to_the_current_one_is_refused():
+    (message,) = rotation_problems(turnSecret=STRONG, turnSecretPrevious=STRONG,
+                                   turnSecretRotatedAt="2026-12-01T10:00:00Z")
+    assert "equals stun-infra:turnSecret" in message and STRONG not in message
+
+
+@pytest.mark.parametrize("when, why", [("2026-12-01 10:00", "must be a UTC time"), ("2999-01-01T00:00:00Z", "future")])
+def test_a_bad_rotation_start_time_is_refused(when, why):
+    (message,) = rotation_problems(turnSecret=STRONG, turnSecretPrevious=OTHER, turnSecretRotatedAt=when)
+    assert message.startswith("stun-infra:turnSecretRotatedAt:") and why in message
+
+
+def test_a_stun_only_stack_takes_no_turn_secret():
+    (message,) = rotation_problems(turn="false", turnSecret=STRONG)
+    assert "STUN-only stack" in message
+

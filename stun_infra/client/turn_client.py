@@ -150,11 +150,7 @@ class Allocation:
         request = stun.Message(message_method=stun.Method.CREATE_PERMISSION,
                                message_class=stun.Class.REQUEST)
         request.attributes["XOR-PEER-ADDRESS"] = (peer_ip, 0)
-        try:
-            await _request(self._protocol, request, self._timeout)
-        except StunError as exc:
-            return exc.code
-        return None
+        return await self._error_code(request)
 
     async def channel_bind(self, peer: Address) -> int | None:
         """ChannelBind of a fresh channel number to `peer`: None when bound, else the error code."""
@@ -163,6 +159,17 @@ class Allocation:
         request = stun.Message(message_method=stun.Method.CHANNEL_BIND, message_class=stun.Class.REQUEST)
         request.attributes["CHANNEL-NUMBER"] = channel
         request.attributes["XOR-PEER-ADDRESS"] = peer
+        return await self._error_code(request)
+
+    async def refresh(self, lifetime: int = ALLOCATION_LIFETIME) -> int | None:
+        """REFRESH the allocation now, as a client does every few minutes, with the credentials
+        it was made with: None when granted, else the STUN error code."""
+        request = stun.Message(message_method=stun.Method.REFRESH, message_class=stun.Class.REQUEST)
+        request.attributes["LIFETIME"] = lifetime
+        return await self._error_code(request)
+
+    async def _error_code(self, request: stun.Message) -> int | None:
+        """Send `request`: None when the server grants it, else its STUN error code."""
         try:
             await _request(self._protocol, request, self._timeout)
         except StunError as exc:

@@ -244,7 +244,10 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     secrets = ServerSecrets(prefix, SecretsArgs(
         path=settings.ssm_path, turn=settings.turn,
         tls_certificate_pem=certificate.certificate_pem if certificate else None,
-        tls_private_key_pem=certificate.private_key_pem if certificate else None, tags=tags))
+        tls_private_key_pem=certificate.private_key_pem if certificate else None, tags=tags,
+        turn_secret=pulumi.Output.secret(settings.turn_secret) if settings.turn_secret else None,
+        previous_turn_secret=pulumi.Output.secret(settings.turn_secret_previous)
+        if settings.turn_secret_previous else None))
     logs = ServerLogs(prefix, LogsArgs(
         log_group_name=metrics.log_group_name(settings.project, settings.stack),
         retention_days=settings.log_retention_days, metric_namespace=namespace,
@@ -341,5 +344,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     if acm:
         outputs.update(tls_certificate_arn=acm.certificate_arn)
     if settings.turn:
-        outputs.update(turn_uris=turn_uris, turn_shared_secret=secrets.turn_secret)
+        outputs.update(turn_uris=turn_uris, turn_shared_secret=secrets.turn_secret,
+                       turn_secret_parameter=secrets.turn_secret_parameter,
+                       turn_secret_app_policy=secrets.app_policy)
     return outputs

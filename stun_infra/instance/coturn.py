@@ -32,6 +32,7 @@ class CoturnPaths:
     cert: str
     key: str
     log_file: str
+    secret_db: str = "/var/lib/turn/turndb"  # coturn's SQLite store: the TURN secrets it accepts
 
 
 INSTANCE_PATHS = CoturnPaths(
@@ -48,6 +49,7 @@ def local_paths(out_dir: Path) -> CoturnPaths:
         cert=str(out_dir / "cert.pem"),
         key=str(out_dir / "key.pem"),
         log_file=str(out_dir / "turnserver.log"),
+        secret_db=str(out_dir / "turndb"),
     )
 
 
@@ -116,13 +118,15 @@ DENIED_PEER_RANGES: tuple[str, ...] = tuple(address_range(cidr) for cidr, _ in D
 
 
 def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn_secret: str,
-                    paths: CoturnPaths, ipv6: str = "") -> str:
+                    paths: CoturnPaths, ipv6: str = "", secret_store: bool = False) -> str:
     """The text of turnserver.conf for one instance.
 
     `public_ip`, `private_ip`, `turn_secret` and `ipv6` are printed exactly as given (they
     may be shell references such as `${PUBLIC_IPV4}`). With `settings.turn` false the server
     is STUN-only and `turn_secret` is not used. A non-empty `ipv6` (the instance's own
     address, not NATed) adds a listener on it and, with TURN, a relay address.
+    `secret_store` takes the TURN secrets from coturn's SQLite store at `paths.secret_db`
+    instead of `turn_secret` (several at once, changed without a restart: secret_sync.py).
     """
     return render(
         TEMPLATE,
@@ -140,6 +144,8 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
         private_ip=private_ip,
         ipv6=ipv6,
         turn_secret=turn_secret if settings.turn else "",
+        secret_store=secret_store,
+        secret_db=paths.secret_db,
         cert=paths.cert,
         pkey=paths.key,
         log_file=paths.log_file,

@@ -102,19 +102,21 @@ class CoturnServer:
 
 def start_coturn(ns: NetNs, workdir: Path, settings: Settings, *, extra_lines: tuple[str, ...] = (),
                  host: str = SERVER_IPV4, ipv6: str = "", certificate: tuple[str, str] | None = None,
-                 public_ip: str = PUBLIC_IPV4) -> CoturnServer:
+                 public_ip: str = PUBLIC_IPV4, secret_store: bool = False) -> CoturnServer:
     """Render the config into `workdir` (with `ipv6` as the instance's IPv6 address, if
     any), launch turnserver in `ns`, return once it answers on `host`. `certificate`
     (cert PEM, key PEM) replaces the self-signed one; `public_ip` equal to SERVER_IPV4
-    makes relayed addresses reachable inside the namespace (no 1:1 NAT there)."""
+    makes relayed addresses reachable inside the namespace (no 1:1 NAT there).
+    `secret_store`: the TURN secrets come from `paths.secret_db` (the test fills it), and
+    `secret` is empty."""
     make_self_signed(workdir, TLS_NAME)
     paths = local_paths(workdir)
     if certificate:
         Path(paths.cert).write_text(certificate[0])
         Path(paths.key).write_text(certificate[1])
-    secret = secrets.token_urlsafe(32) if settings.turn else ""
+    secret = secrets.token_urlsafe(32) if settings.turn and not secret_store else ""
     conf = turnserver_conf(settings, public_ip=public_ip, private_ip=SERVER_IPV4,
-                           turn_secret=secret, paths=paths, ipv6=ipv6)
+                           turn_secret=secret, paths=paths, ipv6=ipv6, secret_store=secret_store)
     conf += "".join(f"{line}\n" for line in extra_lines)
     conf_path = workdir / "turnserver.conf"
     conf_path.write_text(conf)
@@ -122,7 +124,7 @@ def start_coturn(ns: NetNs, workdir: Path, settings: Settings, *, extra_lines: t
     with stdout.open("wb") as out:
         process = ns.popen(["turnserver", "-c", str(conf_path),
                             "--pidfile", str(workdir / "turnserver.pid"),
-                            "--db", str(workdir / "turndb")],
+                            "--db", paths.secret_db],
                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = CoturnServer(ns, settings, secret, conf, paths, stdout, process, host)
     try:

@@ -1,0 +1,70 @@
+"""TURN secret rotation on the instance: coturn accepts exactly the secrets Parameter Store holds.
+
+coturn 4.6.1 with `use-auth-secret` and no `static-auth-secret` takes the realm's REST
+secrets from its SQLite store (`userdb=`), read on every new authentication: several at
+once, changed without a restart (checked against the real server in
+tests/instance/coturn/test_secret_rotation.py). templates/stun-secret-sync.py.j2 reads the
+stack's current secret and, during a rotation, the previous one (one GetParameters call,
+retried a bounded number of times) and sets exactly those in the store. A timer runs it
+every SYNC_INTERVAL_SECONDS, so a rotation step reaches every instance by itself within
+PICKUP_SECONDS of `pulumi up` changing the parameters; nothing in the launch template
+depends on the secrets' values or versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stun_infra.instance.templating import render
+
+SCRIPT_PATH = "/usr/local/sbin/stun-secret-sync"
+ENV_PATH = "/etc/stun-infra/secret-sync.env"  # the timer's STUN_SECRET_SYNC_REGION
+DATABASE = "/var/lib/turn/turndb"     # Debian's coturn store, owned by turnserver
+SYNC_INTERVAL_SECONDS = 60
+ATTEMPTS = 4                          # reads per run: 2 s, 4 s, 8 s apart
+FIRST_DELAY_SECONDS = 2
+AWS_TIMEOUT_SECONDS = 20
+MAX_SECRET = 256                      # coturn's turn_secret.value is varchar(256)
+# The worst case for one step to reach an instance: the timer's interval, then a run whose
+# reads all time out, then the next run.
+PICKUP_SECONDS = (SYNC_INTERVAL_SECONDS + ATTEMPTS * AWS_TIMEOUT_SECONDS
+                  + FIRST_DELAY_SECONDS * (2 ** (ATTEMPTS - 1) - 1) + SYNC_INTERVAL_SECONDS)
+UNITS = ("stun-secret-sync.service", "stun-secret-sync.timer")
+
+
+@dataclass(frozen=True)
+class SecretParameters:
+    """The Parameter Store names of the current secret and of the previous one (present only
+    during a rotation)."""
+
+    current: str
+    previous: str
+
+    @classmethod
+    def under(cls, path: str) -> "SecretParameters":
+        return cls(current=f"{path}/turn-shared-secret", previous=f"{path}/turn-shared-secret-previous")
+
+
+@dataclass(frozen=True)
+class SecretSyncFiles:
+    script: str
+    units: dict[str, str]
+    script_path: str = SCRIPT_PATH
+    enable: str = UNITS[1]
+
+
+def script(parameters: SecretParameters, realm: str, database: str = DATABASE,
+           attempts: int = ATTEMPTS, first_delay: int = FIRST_DELAY_SECONDS) -> str:
+    """The sync program; `database`, `attempts` and `first_delay` differ only in tests."""
+    return render("stun-secret-sync.py.j2", current=parameters.current, previous=parameters.previous,
+                  realm=realm, database=database, attempts=attempts, first_delay=first_delay,
+                  aws_timeout=AWS_TIMEOUT_SECONDS, max_secret=MAX_SECRET)
+
+
+def boot_files(parameters: SecretParameters, realm: str) -> SecretSyncFiles:
+    """The program and its timer, as an instance installs them."""
+    return SecretSyncFiles(
+        script=script(parameters, realm),
+        units={unit: render(f"{unit}.j2", script_path=SCRIPT_PATH, env_path=ENV_PATH,
+                                     interval=SYNC_INTERVAL_SECONDS)
+               for unit in UNITS})
