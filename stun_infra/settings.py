@@ -55,6 +55,12 @@ _ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
 # coturn, so it is refused here rather than cut short there.
 MAX_REALM = 127
 MAX_COMMON_NAME = 64
+# ACM's RequestCertificate DomainName (botocore's acm model, DomainNameString without its
+# wildcard): at least two labels, the last at least two characters; and, as the field's
+# documentation states, at most 64 characters (RFC 5280's common name).
+ACM_DOMAIN_PATTERN = r"(((?!-)[A-Za-z0-9-]{0,62}[A-Za-z0-9])\.)+((?!-)[A-Za-z0-9-]{1,62}[A-Za-z0-9])"
+_ACM_DOMAIN = re.compile(ACM_DOMAIN_PATTERN)
+MAX_ACM_DOMAIN = MAX_COMMON_NAME
 # Ports something else on an instance serves: a listening port there would open it to the
 # world (and, in autoscale mode, the NLB would forward to it), around sshAllowedCidrs.
 OTHER_SERVICES_PORTS = {22: "sshd", 68: "the DHCP client", 323: "chronyd"}
@@ -153,6 +159,14 @@ def certificate_common_name(domain: str) -> str:
     return domain if len(domain) <= MAX_COMMON_NAME else PROJECT
 
 
+def turns_ports_of(tls_ports: tuple[int, ...], trusted: bool) -> tuple[int, ...]:
+    """The TLS ports clients use: `tlsPorts`, or by default 443 and 5349 with a trusted
+    certificate (443 passes firewalls that allow only HTTPS) and 5349 alone without."""
+    if tls_ports:
+        return tls_ports
+    return (HTTPS_PORT, TURNS_PORT) if trusted else (TURNS_PORT,)
+
+
 def architecture_of(instance_type: str) -> str:
     """arm64 for Graviton families: a `g` among the attributes after the generation, or a1
     (the first Graviton, named before that convention)."""
@@ -236,11 +250,8 @@ class Settings:
 
     @property
     def turns_ports(self) -> tuple[int, ...]:
-        """The TLS ports clients use: `tlsPorts`, or by default 443 and 5349 with a trusted
-        certificate (443 passes firewalls that allow only HTTPS) and 5349 alone without."""
-        if self.tls_ports:
-            return self.tls_ports
-        return (HTTPS_PORT, TURNS_PORT) if self.trusted_tls else (TURNS_PORT,)
+        """The TLS ports clients use (see `turns_ports_of`)."""
+        return turns_ports_of(self.tls_ports, self.trusted_tls)
 
     @property
     def tls_port(self) -> int:
@@ -485,7 +496,12 @@ def _tls_ports(v: tuple[int, ...]) -> str | None:
 
 
 def _optional_dns_name(v: str) -> str | None:
-    return None if not v else _dns_name(v)
+    if not v:
+        return None
+    if message := _dns_name(v):
+        return message
+    return None if _ACM_DOMAIN.fullmatch(v) else \
+        "must be a name of at least two labels whose last has at least two characters, such as turn.example.com"
 
 
 def _retention(v: int) -> str | None:
@@ -666,19 +682,7 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
             out.append(f"{p}:scalingSessionsTarget: got {v['scalingSessionsTarget']}, must not exceed "
                        f"{p}:totalQuota ({v['totalQuota']}): coturn refuses sessions beyond it, so the target "
                        "would never be reached")
-    if v["stunPort"] in v["tlsPorts"]:
-        out.append(f"{p}:tlsPorts: got {list(v['tlsPorts'])}, must not include {p}:stunPort ({v['stunPort']})")
-    lo, hi = v["relayMinPort"], v["relayMaxPort"]
-    if lo >= hi:
-        out.append(f"{p}:relayMinPort: got {lo}, must be below {p}:relayMaxPort ({hi})")
-    elif hi - lo + 1 < MIN_RELAY_PORTS:
-        out.append(f"{p}:relayMaxPort: the relay range {lo}-{hi} holds {hi - lo + 1} ports, "
-                   f"must hold at least {MIN_RELAY_PORTS}")
-    listening = [("stunPort", v["stunPort"])] + [("tlsPorts", port) for port in v["tlsPorts"] or (TURNS_PORT,)]
-    for port_key, port in listening:
-        if lo <= port <= hi:
-            out.append(f"{p}:relayMinPort: the relay range {lo}-{hi} overlaps {p}:{port_key} "
-                       f"({port}); move the range above it")
+    out += _port_clashes(v)
     if bool(v["tlsCertificate"]) != bool(v["tlsPrivateKey"]):
         out.append(f"{p}:tlsCertificate: tlsCertificate and tlsPrivateKey must be set together "
                    "(or neither, for a self-signed certificate)")
@@ -695,6 +699,10 @@ def _cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str]) -> 
                    f"instances have no IPv6 address; set {p}:ipv6 true or list IPv4 CIDRs only")
     if bool(v["dnsZoneId"]) != bool(v["dnsName"]):
         out.append(f"{p}:dnsZoneId: dnsZoneId and dnsName must be set together (or neither)")
+    elif v["dnsZoneId"] and not v["tlsCertificate"] and len(v["dnsName"]) > MAX_ACM_DOMAIN:
+        out.append(f"{p}:dnsName: got {len(v['dnsName'])} characters, ACM's certificate for it takes at most "
+                   f"{MAX_ACM_DOMAIN}; choose a shorter name or bring your own certificate "
+                   f"({p}:tlsCertificate and {p}:tlsPrivateKey)")
     if v["tlsCertificate"] and v["tlsCertificate"] != UNDECRYPTED_SECRET:
         out += _certificate_problems(v["tlsCertificate"], v["dnsName"])
     return out
@@ -715,6 +723,37 @@ def _rotation_problems(v: dict[str, Any], secret_keys: set[str]) -> list[str]:
     if (v["turnSecret"] or v["turnSecretPrevious"]) and not v["turn"]:
         out.append(f"{p}:turnSecret: a STUN-only stack ({p}:turn false) has no TURN secret; remove "
                    f"{p}:turnSecret and {p}:turnSecretPrevious")
+    return out
+
+
+def _port_clashes(v: dict[str, Any]) -> list[str]:
+    """Every port the instances and the NLB listen on, however chosen (stunPort, tlsPorts or
+    the automatic TLS ports, the relay range; health checks use the traffic port), must be
+    distinct: two equal ones make duplicate security group rules and NLB listeners."""
+    p = PROJECT
+    out: list[str] = []
+    trusted = bool(v["dnsZoneId"] or v["tlsCertificate"])
+    tls_ports = turns_ports_of(v["tlsPorts"], trusted)
+    tls_key = f"{p}:tlsPorts" if v["tlsPorts"] else f"an automatic TLS port of an empty {p}:tlsPorts"
+    if v["stunPort"] in tls_ports:
+        if v["tlsPorts"]:
+            out.append(f"{p}:tlsPorts: got {list(v['tlsPorts'])}, must not include {p}:stunPort ({v['stunPort']})")
+        else:
+            certificate = "a trusted certificate" if trusted else "the self-signed certificate"
+            out.append(f"{p}:stunPort: got {v['stunPort']}, which is {tls_key} (with {certificate}: "
+                       f"{', '.join(map(str, tls_ports))}); choose another stunPort (3478 is STUN's own) "
+                       f"or list {p}:tlsPorts without it")
+    lo, hi = v["relayMinPort"], v["relayMaxPort"]
+    if lo >= hi:
+        out.append(f"{p}:relayMinPort: got {lo}, must be below {p}:relayMaxPort ({hi})")
+    elif hi - lo + 1 < MIN_RELAY_PORTS:
+        out.append(f"{p}:relayMaxPort: the relay range {lo}-{hi} holds {hi - lo + 1} ports, "
+                   f"must hold at least {MIN_RELAY_PORTS}")
+    listening = [(f"{p}:stunPort", v["stunPort"])] + [(tls_key, port) for port in tls_ports]
+    for port_key, port in listening:
+        if lo <= port <= hi:
+            out.append(f"{p}:relayMinPort: the relay range {lo}-{hi} overlaps {port_key} "
+                       f"({port}); move the range above it")
     return out
 
 

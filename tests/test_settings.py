@@ -145,7 +145,7 @@ def test_relay_range_overlapping_the_stun_port_is_refused():
 
 
 def test_relay_range_overlapping_the_tls_port_is_refused():
-    assert "overlaps stun-infra:tlsPorts (5349)" in only_problem(relayMinPort="5000", relayMaxPort="6000")
+    assert "overlaps stun-infra:tlsPorts (5349)" in only_problem(tlsPorts="[5349]", relayMinPort="5000", relayMaxPort="6000")
 
 
 def test_relay_port_below_1024_is_refused():

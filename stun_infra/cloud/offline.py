@@ -93,6 +93,7 @@ class Registration:
     secret_inputs: frozenset[str]  # top-level input names whose value is secret
     state: dict[str, Any]
     ignore_changes: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
     delete_timeout: str = ""  # customTimeouts.delete, as the engine gets it ("" = the provider's)
     dependencies: frozenset[str] = frozenset()  # URNs this resource waits for
     delete_before_replace: bool = False
@@ -226,10 +227,18 @@ class OfflineMocks(pulumi.runtime.Mocks):
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The mock engine, also keeping who registered what under which parent."""
 
-    def __init__(self, mocks: OfflineMocks):
+    def __init__(self, mocks: OfflineMocks, stack: str):
         super().__init__(mocks)
+        self.stack = stack
         self.registrations: list[Registration] = []
         self.outputs_registered: list[str] = []  # URNs whose register_outputs reached the engine
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The SDK's URN, for this run's stack and project whichever thread asks: older SDKs
+        (3.231, the floor) ask from a worker thread that does not see the run's settings and
+        would name the default stack and project."""
+        urn = super().make_urn(parent, type_, name)
+        return "::".join([f"urn:pulumi:{self.stack}", PROJECT, *urn.split("::")[2:]])
 
     def RegisterResourceOutputs(self, request):
         self.outputs_registered.append(request.urn)
@@ -245,6 +254,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 secret_inputs=frozenset(k for k, v in raw.items() if _is_secret(v)),
                 state=unwrap_secrets(self.resources[response.urn].state),
                 ignore_changes=tuple(request.ignoreChanges),
+                replace_on_changes=tuple(request.replaceOnChanges),
                 delete_timeout=request.customTimeouts.delete,
                 dependencies=frozenset(request.dependencies)
                 | {u for deps in request.propertyDependencies.values() for u in deps.urns},
@@ -375,7 +385,7 @@ def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: s
     region = config.get("aws:region", "eu-west-3")
     mocks = OfflineMocks(region, offered_zones, hosted_zones, dns_name=config.get(f"{PROJECT}:dnsName", ""),
                          record_sets=record_sets)
-    monitor = RecordingMonitor(mocks)
+    monitor = RecordingMonitor(mocks, stack)
     reset_options(project=PROJECT, stack=stack, preview=False)
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     runtime_config.set_all_config(dict(config), sorted(secret_keys))

@@ -59,6 +59,13 @@ def test_a_zone_gets_a_dns_validated_acm_certificate_for_the_dns_name(run_name, 
 
 
 @pytest.mark.parametrize("run_name", ["autoscale_acm", "static_acm"])
+def test_a_change_of_the_export_option_replaces_the_certificate(run_name, request):
+    """ACM refuses to change `Export` after issuance, while the provider would update it in place."""
+    (cert,) = request.getfixturevalue(run_name).of_type(CERT)
+    assert "options" in cert.replace_on_changes
+
+
+@pytest.mark.parametrize("run_name", ["autoscale_acm", "static_acm"])
 def test_the_validation_record_is_acms_cname_in_the_zone(run_name, request):
     run = request.getfixturevalue(run_name)
     option = run.one(CERT).state["domainValidationOptions"][0]

@@ -9,7 +9,9 @@ validation record stays (https://docs.aws.amazon.com/acm/latest/userguide/dns-va
   renewal), and each instance exports it with its role at boot and daily after, so a
   renewal reaches coturn without a `pulumi up`. ACM renews an exported certificate 60
   days before expiry (https://docs.aws.amazon.com/acm/latest/userguide/managed-renewal.html);
-  certificates requested before 2025-06-17 cannot be exported.
+  certificates requested before 2025-06-17 cannot be exported. Switching the stack's
+  mode turns export on or off, which ACM allows only on a new certificate: it is replaced
+  (created, listeners and instances moved to it, then the old one deleted).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ class AcmCertificate(pulumi.ComponentResource):
         certificate = aws.acm.Certificate(
             f"{name}-acm", domain_name=args.domain, validation_method="DNS",
             options=aws.acm.CertificateOptionsArgs(export="ENABLED") if args.exportable else None,
-            tags=tagged(args.tags, f"{name}-acm"), opts=child_opts(self))
+            tags=tagged(args.tags, f"{name}-acm"),
+            # ACM cannot change Export after issuance; the provider would try in place.
+            opts=child_opts(self, replace_on_changes=["options"]))
         # One name, one validation record: ACM's CNAME, kept so that ACM can renew.
         option = certificate.domain_validation_options[0]
         record = aws.route53.Record(
