@@ -93,7 +93,6 @@ class Registration:
     secret_inputs: frozenset[str]  # top-level input names whose value is secret
     state: dict[str, Any]
     ignore_changes: tuple[str, ...] = ()
-    replace_on_changes: tuple[str, ...] = ()
     delete_timeout: str = ""  # customTimeouts.delete, as the engine gets it ("" = the provider's)
     dependencies: frozenset[str] = frozenset()  # URNs this resource waits for
     delete_before_replace: bool = False
@@ -254,7 +253,6 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 secret_inputs=frozenset(k for k, v in raw.items() if _is_secret(v)),
                 state=unwrap_secrets(self.resources[response.urn].state),
                 ignore_changes=tuple(request.ignoreChanges),
-                replace_on_changes=tuple(request.replaceOnChanges),
                 delete_timeout=request.customTimeouts.delete,
                 dependencies=frozenset(request.dependencies)
                 | {u for deps in request.propertyDependencies.values() for u in deps.urns},
