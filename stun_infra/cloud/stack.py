@@ -265,7 +265,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     access = InstanceAccess(prefix, AccessArgs(
         parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,
         metric_namespace=namespace, tags=tags, exported_certificate_arn=exported_arn,
-        ipv6_target_group_arns=[arn for arn, _ in ipv6_groups]))
+        ipv6_target_group_arns=[arn for arn, _ in ipv6_groups], turn_secret_arn=secrets.turn_secret_arn))
     spec = LaunchSpec(
         ami_id=found.ami_id, root_device_name=found.root_device_name, instance_type=settings.instance_type,
         key_name=key_pair.key_name, instance_profile_name=access.profile.name,

@@ -71,3 +71,23 @@ def test_no_secret_value_appears_in_any_resource_input_but_its_parameter(rotatin
 def test_stun_only_stacks_export_no_secret_parameter(stun_only_run):
     assert "turn_secret_parameter" not in stun_only_run.outputs
     assert "turn_secret_app_policy" not in stun_only_run.outputs
+
+
+def instance_policy(run) -> dict:
+    (policy,) = [r.inputs for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "stun-infra-test-policy"]
+    return json.loads(policy["policy"])
+
+
+@pytest.mark.parametrize("run_name", ["static_run", "rotating_run"])
+def test_instances_may_read_the_current_and_previous_secret_in_one_call(run_name, request):
+    run = request.getfixturevalue(run_name)
+    current = run.named(PARAMETER, "stun-infra-test-turn-secret").state["arn"]
+    (sync,) = [s for s in instance_policy(run)["Statement"] if s["Sid"] == "SyncTurnSecrets"]
+    assert sync["Action"] == ["ssm:GetParameters"]
+    assert sync["Resource"] == [current, current + "-previous"]
+    previous = [r.state["arn"] for r in run.of_type(PARAMETER) if r.name.endswith("-previous")]
+    assert previous in ([], [current + "-previous"])
+
+
+def test_a_stun_only_instance_reads_no_turn_secret(stun_only_run):
+    assert "SyncTurnSecrets" not in {s["Sid"] for s in instance_policy(stun_only_run)["Statement"]}

@@ -47,6 +47,7 @@ class AccessArgs:
     tags: dict[str, str]
     exported_certificate_arn: pulumi.Input[str] | None = None  # static mode with ACM
     ipv6_target_group_arns: Sequence[pulumi.Input[str]] = ()  # autoscale, dual stack: groups it joins
+    turn_secret_arn: pulumi.Input[str] | None = None  # TURN on: the current secret's parameter
 
 
 def export_statement(certificate_arn: str) -> dict:
@@ -55,10 +56,20 @@ def export_statement(certificate_arn: str) -> dict:
             "Resource": certificate_arn}
 
 
+def sync_statement(turn_secret_arn: str) -> dict:
+    """The secret sync reads the current and the previous TURN secret in one GetParameters call;
+    the previous one exists only during a rotation (its ARN is the current one's plus
+    `-previous`, as secret_sync.SecretParameters names it)."""
+    return {"Sid": "SyncTurnSecrets", "Effect": "Allow", "Action": ["ssm:GetParameters"],
+            "Resource": [turn_secret_arn, f"{turn_secret_arn}-previous"]}
+
+
 def instance_policy(parameter_arns: list[str], log_group_arn: str, metric_namespace: str,
-                    exported_certificate_arn: str | None = None, ipv6_target_group_arns: list[str] = ()) -> str:
+                    exported_certificate_arn: str | None = None, ipv6_target_group_arns: list[str] = (),
+                    turn_secret_arn: str | None = None) -> str:
     """The role's one inline policy, as JSON."""
     export = [export_statement(exported_certificate_arn)] if exported_certificate_arn else []
+    export += [sync_statement(turn_secret_arn)] if turn_secret_arn else []
     # Each instance puts its own IPv6 address in the load balancer's IPv6 groups, and takes it out.
     export += [{"Sid": "RegisterOwnIpv6Target", "Effect": "Allow",
                 "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
@@ -97,8 +108,9 @@ class InstanceAccess(pulumi.ComponentResource):
             }),
             tags=tagged(args.tags, f"{name}-role"), opts=child_opts(self))
         policy = pulumi.Output.all(list(args.parameter_arns), args.log_group_arn,
-                                   args.exported_certificate_arn, list(args.ipv6_target_group_arns)).apply(
-            lambda a: instance_policy(a[0], a[1], args.metric_namespace, a[2], a[3]))
+                                   args.exported_certificate_arn, list(args.ipv6_target_group_arns),
+                                   args.turn_secret_arn).apply(
+            lambda a: instance_policy(a[0], a[1], args.metric_namespace, a[2], a[3], a[4]))
         aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=policy, opts=child_opts(self))
         self.profile = aws.iam.InstanceProfile(
             f"{name}-profile", role=self.role.name, tags=tagged(args.tags, f"{name}-profile"),

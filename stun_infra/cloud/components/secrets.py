@@ -53,6 +53,7 @@ class ServerSecrets(pulumi.ComponentResource):
         self.names = ParameterNames.under(args.path, args.turn, tls=tls)
         self.turn_secret = None
         self.turn_secret_parameter: pulumi.Output[str] | None = None
+        self.turn_secret_arn: pulumi.Output[str] | None = None
         self.app_policy: pulumi.Output[str] | None = None
         turn_param = None
         if args.turn:
@@ -69,6 +70,7 @@ class ServerSecrets(pulumi.ComponentResource):
                                          self.turn_secret, "TURN REST API shared secret", args.tags,
                                          depends_on=[previous] if previous else [])
             self.turn_secret_parameter = turn_param.name
+            self.turn_secret_arn = turn_param.arn
             self.app_policy = turn_param.arn.apply(app_policy)
         key_param = cert_param = None
         if tls:
