@@ -13,7 +13,11 @@ depends on the secrets' values or versions.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from stun_infra.instance.templating import render
 
@@ -68,3 +72,15 @@ def boot_files(parameters: SecretParameters, realm: str) -> SecretSyncFiles:
         units={unit: render(f"{unit}.j2", script_path=SCRIPT_PATH, env_path=ENV_PATH,
                                      interval=SYNC_INTERVAL_SECONDS)
                for unit in UNITS})
+
+
+def fill_store(database: str, realm: str, current: str, previous: str = "") -> None:
+    """Set `current` (and `previous`) as the realm's secrets in the store at `database`, with
+    the instance's own program (`--stdin`): what `render` and `local` give a coturn here."""
+    with tempfile.TemporaryDirectory() as folder:
+        program = Path(folder) / "stun-secret-sync"
+        program.write_text(script(SecretParameters.under("/local"), realm, database=database))
+        done = subprocess.run([sys.executable, str(program), "--stdin"], input="\n".join(filter(None, (current, previous))),
+                              capture_output=True, text=True, timeout=AWS_TIMEOUT_SECONDS)
+    if done.returncode != 0:
+        raise ValueError(f"the TURN secret store {database} was not written: {done.stdout.strip()}")

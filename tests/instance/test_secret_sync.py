@@ -154,3 +154,16 @@ def test_the_pickup_bound_covers_two_intervals_and_a_run_that_fails_every_read()
 
 def test_apps_wait_for_a_new_secret_longer_than_the_instances_take_to_accept_it():
     assert APP_SECRET_SETTLE.total_seconds() >= secret_sync.PICKUP_SECONDS
+
+
+def test_secrets_from_stdin_fill_the_store_without_parameter_store(tmp_path):
+    database = tmp_path / "turndb"
+    secret_sync.fill_store(str(database), REALM, CURRENT, PREVIOUS)
+    with sqlite3.connect(database) as db:
+        assert {r[0] for r in db.execute("SELECT value FROM turn_secret WHERE realm = ?", (REALM,))} == {CURRENT, PREVIOUS}
+
+
+def test_a_secret_from_stdin_that_coturn_cannot_take_is_refused_without_being_shown(tmp_path):
+    with pytest.raises(ValueError) as caught:
+        secret_sync.fill_store(str(tmp_path / "turndb"), REALM, "two words")
+    assert "was not written" in str(caught.value) and "two words" not in str(caught.value)
