@@ -106,9 +106,13 @@ def split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
         host, port = text, default_port
     if ":" in host:
         try:
-            ipaddress.IPv6Address(host)
+            ip = ipaddress.IPv6Address(host)
         except ValueError:
-            raise InputError(f"{what}: {host!r} is not an IPv6 address") from None
+            raise InputError(f"{what}: {printable(repr(host))} is not an IPv6 address") from None
+        if ip.scope_id is not None:
+            raise InputError(f"{what}: {printable(repr(host))} names a zone (%...), which only this machine "
+                             "understands; give the address without it")
+        host = str(ip)  # one spelling per address
     elif not is_host_name(host):
         try:
             ipaddress.IPv4Address(host)
@@ -131,9 +135,12 @@ class Uri:
 def parse_uri(text: str) -> Uri:
     m = re.fullmatch(r"(stuns?|turns?):(?!//)([^?]+)(?:\?transport=(udp|tcp))?", text.strip(), re.IGNORECASE)
     if not m:
-        raise InputError(f"{text!r}: expected stun:HOST[:PORT], turn:HOST[:PORT]?transport=udp|tcp "
+        raise InputError(f"{printable(repr(text))}: expected stun:HOST[:PORT], turn:HOST[:PORT]?transport=udp|tcp "
                          "or turns:HOST[:PORT]")
     scheme = m[1].lower()
+    if scheme.startswith("stun") and m[3]:
+        raise InputError(f"{printable(repr(text))}: a {scheme}: URI takes no ?transport (RFC 7064); browsers "
+                         f"refuse it: write {scheme}:HOST[:PORT]")
     secure = scheme.endswith("s")
     host, port = split_host_port(m[2], DEFAULT_TLS_PORT if secure else DEFAULT_STUN_PORT, text)
     transport = (m[3] or "").lower()
@@ -144,6 +151,25 @@ def parse_uri(text: str) -> Uri:
     else:
         transport = transport or "udp"
     return Uri(scheme, host, port, transport)
+
+
+def format_uri(uri: Uri, host: str | None = None) -> str:
+    """`uri` rebuilt from its parts, naming `host` instead when given: the form the stack
+    outputs use, never the text as it came."""
+    query = "" if uri.scheme.startswith("stun") else f"?transport={'tcp' if uri.transport == 'tls' else uri.transport}"
+    return f"{uri.scheme}:{endpoint_label(host or uri.host, uri.port)}{query}"
+
+
+def canonical_uris(uris: Iterable[str], schemes: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Each URI parsed and rebuilt, refused unless its scheme is one of `schemes`."""
+    out = []
+    for text in uris:
+        uri = parse_uri(text)
+        if uri.scheme not in schemes:
+            raise InputError(f"{where}: {printable(repr(text))} is a {uri.scheme}: URI, where "
+                             f"{' or '.join(s + ':' for s in schemes)} URIs belong")
+        out.append(format_uri(uri))
+    return tuple(out)
 
 
 # -- checks -------------------------------------------------------------------------------
@@ -254,12 +280,12 @@ class Servers:
         """The URIs, plus the same URIs for every public IP they do not already name
         (behind a DNS name, each instance is probed directly too)."""
         out = self.uris
-        named = {parse_uri(u).host for u in out}
-        first_host = parse_uri(out[0]).host if out else None
+        parsed = [parse_uri(u) for u in out]
+        named = {uri.host for uri in parsed}
+        first_host = parsed[0].host if parsed else None
         for ip in self.public_ips:
             if ip not in named and first_host is not None:
-                out += [u.replace(uri_host(first_host), uri_host(ip), 1)
-                        for u in self.uris if parse_uri(u).host == first_host]
+                out += [format_uri(uri, host=ip) for uri in parsed if uri.host == first_host]
         return list(dict.fromkeys(out))
 
 
@@ -294,16 +320,23 @@ def read_servers(text: str) -> Servers:
         raise InputError("turn_shared_secret is hidden ([secret]); run `pulumi stack output --json --show-secrets`")
     if secret is not None and (not isinstance(secret, str) or not secret):
         raise InputError("stack outputs on stdin: turn_shared_secret must be a non-empty string")
-    for uri in (*stun_uris, *turn_uris):
-        parse_uri(uri)
+    stun_uris = canonical_uris(stun_uris, ("stun", "stuns"), "stack outputs on stdin: stun_uris")
+    turn_uris = canonical_uris(turn_uris, ("turn", "turns"), "stack outputs on stdin: turn_uris")
     # Static dual stack: each instance's IPv6 address is probed directly too.
-    public_ips = _string_list(doc, "public_ips") + _string_list(doc, "public_ipv6s")
-    for ip in public_ips:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise InputError(f"stack outputs on stdin: public_ips holds {ip!r}, not an IP address") from None
+    public_ips = tuple(_public_ip(ip) for ip in _string_list(doc, "public_ips") + _string_list(doc, "public_ipv6s"))
     return Servers(stun_uris, turn_uris, secret, public_ips)
+
+
+def _public_ip(text: str) -> str:
+    """An address of the stack outputs in its one spelling; a zone means it is not public."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        ip = None
+    if ip is None or getattr(ip, "scope_id", None) is not None:
+        raise InputError(f"stack outputs on stdin: public_ips holds {printable(repr(text))}, not an IP address "
+                         "(without a %zone)") from None
+    return str(ip)
 
 
 def _ice_servers(entries: Any) -> Servers:
@@ -319,6 +352,7 @@ def _ice_servers(entries: Any) -> Servers:
             raise InputError("iceServers on stdin: urls must be a string or a list of strings")
         for url in urls:
             uri = parse_uri(url)
+            url = format_uri(uri)
             (turn if uri.scheme.startswith("turn") else stun).append(url)
             if uri.scheme.startswith("turn") and isinstance(entry.get("username"), str) \
                     and isinstance(entry.get("credential"), str):

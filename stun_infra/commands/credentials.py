@@ -18,7 +18,7 @@ from stun_infra.commands.common import fail
 from stun_infra.commands.probe import add_secret_argument
 from stun_infra.client.credentials import DEFAULT_USER, ice_servers, mint
 from stun_infra.client.targets import (DEFAULT_STUN_PORT, DEFAULT_TLS_PORT, PIPE_HINT, InputError, Servers,
-                                  parse_port, parse_ttl, parse_uri, read_servers, server_uris, split_host_port)
+                                  format_uri, parse_port, parse_ttl, parse_uri, read_servers, server_uris, split_host_port)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _uris_for(target: str, tls_port: int) -> tuple[list[str], list[str]]:
     if ":" in target and target.split(":", 1)[0].lower() in ("stun", "stuns", "turn", "turns"):
         uri = parse_uri(target)
-        return ([target], []) if uri.scheme.startswith("stun") else ([], [target])
+        return ([format_uri(uri)], []) if uri.scheme.startswith("stun") else ([], [format_uri(uri)])
     host, port = split_host_port(target, DEFAULT_STUN_PORT, target)
     return server_uris(host, stun_port=port, tls_port=tls_port)
 

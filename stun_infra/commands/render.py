@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings, turn_secret
 from stun_infra.instance.coturn import INSTANCE_PATHS, local_paths, turnserver_conf
-from stun_infra.settings import ConfigError, Settings, printable
+from stun_infra.settings import SUPPORTED_PARTITION, ConfigError, Settings, printable
 from stun_infra.instance.tls_sync import ACM_ARN
 from stun_infra.instance.nlb_targets import TargetGroupPort, checked
 from stun_infra.instance.userdata import BootInputs, ParameterNames, agent_config, render_user_data
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="write user-data.sh, turnserver.conf and the agent config to a folder",
                        description=__doc__)
     add_stack_arguments(p)
-    p.add_argument("--out", required=True, type=Path, help="folder to write into (created if missing)")
+    p.add_argument("--out", required=True, help="folder to write into (created if missing)")
     p.add_argument("--public-ip", default="127.0.0.1", help="the instance's public IPv4 (default 127.0.0.1)")
     p.add_argument("--private-ip", default="127.0.0.1", help="the instance's private IPv4 (default 127.0.0.1)")
     p.add_argument("--ipv6", default="",
@@ -58,8 +58,11 @@ def _ipv4(value: str, flag: str) -> str:
                            "203.0.113.10"]) from None
 
 
-def _ipv6(value: str, flag: str) -> str:
+def _ipv6(value: str, flag: str, settings: Settings) -> str:
     """An instance's own IPv6 address: no zone (`%eth0` would reach the config as it is)."""
+    if not settings.ipv6:
+        raise ConfigError([f"{flag}: this stack has stun-infra:ipv6 false, so its instances have no IPv6 "
+                           "address; leave it out (or set ipv6 true)"])
     try:
         ip = ipaddress.IPv6Address(value)
     except ValueError:
@@ -68,6 +71,15 @@ def _ipv6(value: str, flag: str) -> str:
         raise ConfigError([f"{flag}: got {printable(repr(value))}, must be an IPv6 unicast address without a "
                            "zone, such as 2001:db8::10"])
     return str(ip)
+
+
+def _in_stack_region(arn: str, flag: str, settings: Settings) -> str:
+    """An ARN of the stack's own partition and region: the instances reach nothing else."""
+    parts = arn.split(":")
+    if (parts[1], parts[3]) != (SUPPORTED_PARTITION, settings.region):
+        raise ConfigError([f"{flag}: got {printable(repr(arn))}, an ARN of {parts[1]}/{parts[3]}; this stack "
+                           f"is in {SUPPORTED_PARTITION}/{settings.region}: give that stack's ARN"])
+    return arn
 
 
 def _certificate_arn(value: str, settings: Settings) -> str:
@@ -83,13 +95,14 @@ def _certificate_arn(value: str, settings: Settings) -> str:
     if not ACM_ARN.fullmatch(value):
         raise ConfigError([f"--certificate-arn: got {printable(repr(value))}, must be an ACM certificate ARN such as "
                            "arn:aws:acm:eu-west-3:123456789012:certificate/0123abcd-..."])
-    return value
+    return _in_stack_region(value, "--certificate-arn", settings)
 
 
 def _ipv6_target_groups(values: list[str], settings: Settings) -> tuple[TargetGroupPort, ...]:
     if values and not (settings.autoscale and settings.ipv6):
         raise ConfigError(["--ipv6-target-group: only autoscale mode with stun-infra:ipv6 has IPv6 target groups"])
     groups = []
+    ports = load_balanced_ports(settings)
     for value in values:
         arn, _, port = value.rpartition("=")
         try:
@@ -98,7 +111,33 @@ def _ipv6_target_groups(values: list[str], settings: Settings) -> tuple[TargetGr
             raise ConfigError([f"--ipv6-target-group: got {printable(repr(value))}, must be ARN=PORT such as "
                                "arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/name/0123abcd=3478"]
                               ) from None
+        _in_stack_region(arn, "--ipv6-target-group", settings)
+        if int(port) not in ports:
+            raise ConfigError([f"--ipv6-target-group: got port {port}, which this stack's load balancer does not "
+                               f"send to; its target groups use {', '.join(map(str, sorted(ports)))}"])
     return tuple(groups)
+
+
+def load_balanced_ports(settings: Settings) -> set[int]:
+    """The instance ports the stack's target groups send to (the layout `pulumi up` builds)."""
+    from stun_infra.cloud.components.endpoint import layout
+
+    groups, _ = layout(settings.stun_port, settings.turns_ports, settings.tls_port, settings.nlb_tls)
+    return {group.port for group in groups}
+
+
+def _out_folder(path: str) -> Path:
+    """--out names a folder: an empty one would mean the current directory, secret and key included."""
+    if not path.strip():
+        raise ConfigError([f"--out: got {printable(repr(path))}, must name a folder (it receives the TURN secret "
+                           "and a private key), e.g. --out ./rendered"])
+    return config_folder(Path(path), "--out")
+
+
+def _parameter_version(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise ConfigError([f"--parameter-version: got {value}, must be a parameter version, 1 or more"])
+    return value
 
 
 def _write(path: Path, text: str, mode: int) -> None:
@@ -115,10 +154,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         public_ip = _ipv4(args.public_ip, "--public-ip")
         private_ip = _ipv4(args.private_ip, "--private-ip")
-        ipv6 = _ipv6(args.ipv6, "--ipv6") if args.ipv6 else ""
+        ipv6 = _ipv6(args.ipv6, "--ipv6", settings) if args.ipv6 else ""
+        args.parameter_version = _parameter_version(args.parameter_version)
         certificate_arn = _certificate_arn(args.certificate_arn, settings)
         target_groups = _ipv6_target_groups(args.ipv6_target_group, settings)
-        out: Path = config_folder(args.out, "--out")
+        out = _out_folder(args.out)
         if args.turn_secret is not None:
             secret = turn_secret(args.turn_secret, "--turn-secret")
         elif os.environ.get(SECRET_ENV):
