@@ -8,6 +8,7 @@ fails, naming the file and line.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,16 +20,18 @@ ALLOWED: dict[str, frozenset[str]] = {
     "settings": frozenset(),
     "instance": frozenset({"settings"}),
     "client": frozenset({"settings"}),
-    "cloud": frozenset({"settings", "instance", "client"}),
+    "cloud": frozenset({"settings", "instance", "client", "functions"}),
     "commands": frozenset({"settings", "instance", "client", "cloud"}),
     "cli": frozenset({"commands"}),
     "main": frozenset({"cli"}),
+    "functions": frozenset(),  # shipped alone to AWS Lambda
 }
 # third-party packages a side must never import
 FORBIDDEN_THIRD_PARTY: dict[str, frozenset[str]] = {
     "instance": frozenset({"pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random"}),
     "client": frozenset({"pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random"}),
     "settings": frozenset({"pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random"}),
+    "functions": frozenset({"pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random"}),
 }
 
 
@@ -111,6 +114,28 @@ def test_relative_imports_are_resolved():
     source = "from .components import base\nfrom . import stack\n"
     assert imports_of(source, "stun_infra.cloud", True) == [(1, "stun_infra.cloud.components"),
                                                              (2, "stun_infra.cloud")]
+
+
+# What a Lambda function's module finds beside it: the standard library and the runtime's SDK.
+LAMBDA_RUNTIME = frozenset({"boto3", "botocore"})
+
+
+def shipped_alone_problems(edges: list[tuple[str, int, str, str]]) -> list[str]:
+    """Imports of a `functions` module that AWS Lambda's Python runtime does not provide."""
+    return [f"{file}:{line}: {importer} imports {imported}, which Lambda's runtime does not have"
+            for file, line, importer, imported in edges
+            if side_of(importer) == "functions" and side_of(imported) != "package"
+            and imported.split(".")[0] not in sys.stdlib_module_names | LAMBDA_RUNTIME]
+
+
+def test_a_lambda_function_imports_only_the_standard_library_and_boto3():
+    assert [e for e in all_edges() if side_of(e[2]) == "functions"]
+    assert shipped_alone_problems(all_edges()) == []
+
+
+@pytest.mark.parametrize("imported", ["stun_infra.settings", "jinja2", "pulumi"])
+def test_a_lambda_function_importing_anything_else_is_reported(imported):
+    assert shipped_alone_problems([("f.py", 3, "stun_infra.functions.ipv6_targets", imported)])
 
 
 @pytest.mark.parametrize("importer, imported", [

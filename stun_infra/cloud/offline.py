@@ -199,8 +199,15 @@ class OfflineMocks(pulumi.runtime.Mocks):
         elif typ == "aws:autoscaling/group:Group":
             rid = inputs.get("name") or f"{name}-{rid[:7]}"
             state.update(name=rid)
-        elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile", "aws:sns/topic:Topic"):
+        elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile", "aws:sns/topic:Topic",
+                     "aws:lambda/function:Function", "aws:cloudwatch/eventRule:EventRule"):
             state.update(name=inputs.get("name") or f"{name}-{rid[:7]}")
+            if typ == "aws:iam/role:Role":  # IAM's ARNs have no region
+                state.update(arn=f"arn:aws:iam::{OFFLINE_ACCOUNT}:role/{state['name']}")
+            elif typ == "aws:lambda/function:Function":
+                state.update(arn=f"arn:aws:lambda:{self.region}:{OFFLINE_ACCOUNT}:function:{state['name']}")
+            elif typ == "aws:cloudwatch/eventRule:EventRule":
+                state.update(arn=f"arn:aws:events:{self.region}:{OFFLINE_ACCOUNT}:rule/{state['name']}")
         elif typ == "aws:ssm/parameter:Parameter":
             state.update(arn=f"arn:aws:ssm:{self.region}:{OFFLINE_ACCOUNT}:parameter{inputs['name']}", version=1)
         elif typ == "aws:cloudwatch/logGroup:LogGroup":

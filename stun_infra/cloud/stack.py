@@ -30,6 +30,7 @@ from stun_infra.cloud.components.keypair import KeyPairArgs, SshKeyPair
 from stun_infra.cloud.components.logs import LogsArgs, ServerLogs
 from stun_infra.cloud.components.monitoring import Monitoring, MonitoringArgs
 from stun_infra.cloud.components.network import Network, NetworkArgs
+from stun_infra.cloud.components.reconciler import Ipv6TargetReconciler, ReconcilerArgs
 from stun_infra.cloud.components.secrets import SecretsArgs, ServerSecrets
 from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
 from stun_infra.client.targets import server_uris
@@ -296,6 +297,11 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         ScaleInDrain(prefix, ScaleInDrainArgs(
             group_name=fleet.group_name, group_arn=fleet.group.arn, role_id=access.role.id,
             hook_name=drain.hook_name(settings), heartbeat_seconds=drain.hook_timeout(settings)))
+        if ipv6_groups:
+            Ipv6TargetReconciler(prefix, ReconcilerArgs(
+                group_name=fleet.group_name, target_group_arns=[arn for arn, _ in ipv6_groups],
+                log_group_name=f"/{settings.project}/{settings.stack}/ipv6-targets",
+                log_retention_days=settings.log_retention_days, tags=tags))
         hosts: list[pulumi.Input[str]] = [endpoint.dns_name]
         if settings.dns_name:
             DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,

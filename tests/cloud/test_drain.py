@@ -46,7 +46,7 @@ def test_the_hook_timeout_stays_inside_what_aws_allows(seconds):
 
 def test_the_role_may_complete_the_lifecycle_action_of_this_group_only(autoscale):
     group_arn = autoscale.one(GROUP).state["arn"]
-    role = autoscale.one("aws:iam/role:Role")
+    role = autoscale.named("aws:iam/role:Role", "stun-infra-test-role")
     policy = autoscale.named(ROLE_POLICY, "stun-infra-test-complete-lifecycle").inputs
     assert policy["role"] == role.id  # the instances' role
     assert json.loads(policy["policy"])["Statement"] == [

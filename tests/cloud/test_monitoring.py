@@ -128,7 +128,7 @@ def test_autoscale_dashboard_reads_the_fleet_counters_and_the_groups_aws_metrics
 @pytest.mark.parametrize("mode,days", [("static", 30), ("autoscale", 90)])
 def test_log_group_has_the_configured_retention(mode, days, static, autoscale):
     run = {"static": static, "autoscale": autoscale}[mode]
-    group = run.one("aws:cloudwatch/logGroup:LogGroup").inputs
+    group = run.named("aws:cloudwatch/logGroup:LogGroup", "stun-infra-test-coturn").inputs
     assert group["name"] == "/stun-infra/test/coturn" and group["retentionInDays"] == days
 
 

@@ -113,9 +113,14 @@ def test_autoscale_mode_creates_exactly_these_resources(autoscale_run):
         # target ports, each for IPv4 and IPv6
         "aws:ec2/securityGroup:SecurityGroup": 2, SG_RULE: 8 + 6,
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 2 + 6,
+        # + the stale IPv6 target reconciler: its function, log group, role and policy, and
+        # two triggers (terminations, schedule), each a rule, a target and a permission
+        "aws:lambda/function:Function": 1, "aws:cloudwatch/logGroup:LogGroup": 2, "aws:iam/role:Role": 2,
+        "aws:cloudwatch/eventRule:EventRule": 2, "aws:cloudwatch/eventTarget:EventTarget": 2,
+        "aws:lambda/permission:Permission": 2,
         LAUNCH_TEMPLATE: 1, GROUP: 1, "aws:autoscaling/policy:Policy": 1,
         "aws:autoscaling/lifecycleHook:LifecycleHook": 1,  # the drain on scale-in and refresh
-        "aws:iam/rolePolicy:RolePolicy": 2,  # + completing the group's lifecycle action
+        "aws:iam/rolePolicy:RolePolicy": 3,  # + completing the group's lifecycle action, + the reconciler's
         "aws:cloudwatch/metricAlarm:MetricAlarm": 4,  # in service below minimum, CPU, bindings stalled, sessions near quota
     }
 

@@ -29,7 +29,7 @@ from stun_infra.cloud.offline import OfflineRun, Registration
 
 AUTONAME = "(autoname)"
 AUTONAME_RANDOM = "abcdef0"  # Pulumi appends "-" and 7 random characters
-MAP_PROPERTIES = {"tags", "dimensions"}  # objects whose keys are data, not fields
+MAP_PROPERTIES = {"tags", "dimensions", "variables"}  # objects whose keys are data, not fields
 
 
 @dataclass(frozen=True)
@@ -440,6 +440,29 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
         "role": Api("iam", "AddRoleToInstanceProfile", "RoleName"),
         AUTONAME: Api("iam", "CreateInstanceProfile", "InstanceProfileName"),
         **_list_tags("iam", "CreateInstanceProfile")},
+    "aws:lambda/function:Function": {
+        **{p: Api("lambda", "CreateFunction", m) for p, m in {
+            "runtime": "Runtime", "handler": "Handler", "timeout": "Timeout", "memorySize": "MemorySize",
+            "architectures[]": "Architectures[]", "environment.variables{key}": "Environment.Variables{key}",
+            "environment.variables{value}": "Environment.Variables{value}",
+            "loggingConfig.logFormat": "LoggingConfig.LogFormat", "loggingConfig.logGroup": "LoggingConfig.LogGroup",
+            "tags{key}": "Tags{key}", "tags{value}": "Tags{value}"}.items()},
+        AUTONAME: [Api("lambda", "CreateFunction", "FunctionName"), Prose(
+            _max_chars(64, "function name"), "https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html")],
+        "tags": TAG_COUNT, "tags{key}": [Api("lambda", "CreateFunction", "Tags{key}"), TAG_KEY],
+        "tags{value}": [Api("lambda", "CreateFunction", "Tags{value}"), TAG_VALUE],
+        "role": [Api("lambda", "CreateFunction", "Role"), ID_REF],
+        "code": NotMapped("a zip of one source file the provider builds and sends as ZipFile")},
+    "aws:lambda/permission:Permission": {
+        "action": Api("lambda", "AddPermission", "Action"), "principal": Api("lambda", "AddPermission", "Principal"),
+        "sourceArn": [Api("lambda", "AddPermission", "SourceArn"), ID_REF], "function": ID_REF},
+    "aws:cloudwatch/eventRule:EventRule": {
+        **{p: Api("events", "PutRule", m) for p, m in {
+            "description": "Description", "eventPattern": "EventPattern", "scheduleExpression": "ScheduleExpression",
+            AUTONAME: "Name"}.items()},
+        **_list_tags("events", "PutRule")},
+    "aws:cloudwatch/eventTarget:EventTarget": {
+        "arn": [Api("events", "PutTargets", "Targets[].Arn"), ID_REF], "rule": ID_REF},
     "random:index/randomPassword:RandomPassword": {"length": LOCAL, "special": LOCAL},
     "tls:index/privateKey:PrivateKey": {"algorithm": LOCAL, "ecdsaCurve": LOCAL, "rsaBits": LOCAL},
     "tls:index/selfSignedCert:SelfSignedCert": {
