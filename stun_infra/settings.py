@@ -120,10 +120,30 @@ class KeySpec:
     items: str = "string"  # element type of an array
 
 
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A map that names one key twice: Pulumi refuses such a file, YAML would keep the last."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKey(None, None, f"{printable(str(key))} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as Pulumi reads its project and stack files: safe, and a key twice in a map is an error."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 @cache
 def key_specs() -> dict[str, KeySpec]:
     """The `config:` block of Pulumi.yaml, by key."""
-    doc = yaml.safe_load(PROJECT_FILE.read_text())
+    doc = load_yaml(PROJECT_FILE.read_text())
     return {name: KeySpec(name, d["type"], d.get("default"), d.get("description", ""),
                           d.get("items", {}).get("type", "string"))
             for name, d in doc["config"].items()}
@@ -427,8 +447,27 @@ def _dns_name(v: str) -> str | None:
     return None if _DNS_NAME.fullmatch(v.lower()) else "must be a DNS name such as turn.example.com"
 
 
+def cidr_form_problem(cidr: str) -> str | None:
+    """Why `cidr` is not in the form AWS takes (ADDRESS/LENGTH), or None. Python's parser also
+    takes a netmask or hostmask after the slash and an IPv6 `%zone`; AWS takes neither."""
+    address, slash, length = cidr.partition("/")
+    if "%" in address:
+        return f"{printable(repr(cidr))} names a zone (%...), which only one machine understands; give the CIDR without it"
+    if slash and not (length.isascii() and length.isdigit()):
+        return (f"{printable(repr(cidr))}: give the prefix length as a number (AWS takes ADDRESS/LENGTH, such as "
+                "10.42.0.0/16), not a netmask or hostmask")
+    return None
+
+
+def canonical_cidr(cidr: str) -> str:
+    """A CIDR that passed the checks, in its one spelling (lower case, zeros compressed)."""
+    return str(ipaddress.ip_network(cidr, strict=True))
+
+
 def _cidr_list(v: tuple[str, ...]) -> str | None:
     for cidr in v:
+        if message := cidr_form_problem(cidr):
+            return message
         try:
             net = ipaddress.ip_network(cidr, strict=True)
         except ValueError:
@@ -442,12 +481,15 @@ def _cidr_list(v: tuple[str, ...]) -> str | None:
         if net.prefixlen < shortest:
             return (f"{cidr!r} opens SSH to {net.num_addresses:,} addresses; the broadest range allowed is "
                     f"/{shortest} for IPv{net.version}: list your own addresses or use Session Manager")
-    if len(set(v)) != len(v):
-        return "lists a CIDR twice"
+    networks = [canonical_cidr(cidr) for cidr in v]
+    if twice := sorted({n for n in networks if networks.count(n) > 1}):
+        return f"lists {twice[0]} twice (however it is spelt, it is one network)"
     return None
 
 
 def _vpc_cidr(v: str) -> str | None:
+    if message := cidr_form_problem(v):
+        return message
     try:
         net = ipaddress.IPv4Network(v, strict=True)
     except ValueError:
@@ -650,6 +692,12 @@ _CHECKS = {
     "dnsZoneId": _zone_id,
     "dnsName": _optional_dns_name,
     "tags": _tags,
+}
+
+# Values kept in one spelling, so that what AWS gets and what is compared is the same text.
+_CANONICAL = {
+    "sshAllowedCidrs": lambda v: tuple(canonical_cidr(c) for c in v),
+    "vpcCidr": canonical_cidr,
 }
 
 _MODE_ONLY = {"static": ("instanceCount",),
@@ -878,7 +926,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
             (_CHECKS[key](value) if key in _CHECKS else None)
         if message:
             problems.append(f"{PROJECT}:{key}: got {_show(key, given, hidden)}, {message}")
-        values[key] = value
+        values[key] = _CANONICAL[key](value) if key in _CANONICAL and not message else value
     if message := region_problem(region):
         problems.append(message)
     if not problems:

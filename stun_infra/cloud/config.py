@@ -14,16 +14,27 @@ CONFIG_ENV = "PULUMI_CONFIG"
 SECRET_KEYS_ENV = "PULUMI_CONFIG_SECRET_KEYS"
 
 
+def environment_config() -> tuple[dict[str, str], set[str]]:
+    """(config, secret keys) from PULUMI_CONFIG and PULUMI_CONFIG_SECRET_KEYS, where the Pulumi
+    CLI hands a program its config; one ConfigError when they are not what the CLI writes."""
+    try:
+        config = runtime_config.get_config_env()
+        secret_keys = runtime_config.get_config_secret_keys_env()
+        if not isinstance(config, dict) or not isinstance(secret_keys, list):
+            raise TypeError
+        return {str(k): v for k, v in config.items()}, {str(k) for k in secret_keys}
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        raise ConfigError([f"{CONFIG_ENV}: must be a JSON object of \"namespace:key\": \"value\" "
+                           f"(and {SECRET_KEYS_ENV} a JSON list of keys), as the Pulumi CLI sets them"]) from None
+
+
 def read_settings() -> Settings:
     """Settings of the running Pulumi program: the one place that reads config."""
     if pulumi.get_project() != PROJECT:
         raise ConfigError([f"project is {pulumi.get_project()!r}, expected {PROJECT!r} (Pulumi.yaml name)"])
-    try:
-        everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-        secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    except (ValueError, TypeError, AttributeError, RecursionError):
-        raise ConfigError([f"{CONFIG_ENV}: must be a JSON object of \"namespace:key\": \"value\" "
-                           f"(and {SECRET_KEYS_ENV} a JSON list of keys), as the Pulumi CLI sets them"]) from None
+    env_config, env_secret_keys = environment_config()
+    everything = {**env_config, **runtime_config.CONFIG.get()}
+    secret_keys = env_secret_keys | set(runtime_config._SECRET_KEYS.get())
     ours, dropped = split_config(everything)
     region = everything.get("aws:region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     return load_settings(ours, stack=pulumi.get_stack(), region=region, secret_keys=secret_keys, dropped=dropped)

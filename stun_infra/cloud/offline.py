@@ -12,7 +12,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -27,8 +30,8 @@ from pulumi.runtime.settings import reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from stun_infra.settings import (PROJECT, PROJECT_ROOT, UNDECRYPTED_SECRET, ConfigError, Settings, printable,
-                                 split_config, stack_name_problem)
+from stun_infra.settings import (PROJECT, PROJECT_ROOT, UNDECRYPTED_SECRET, ConfigError, DuplicateKey, Settings,
+                                 load_yaml, printable, split_config, stack_name_problem)
 
 ZONES_FILE = Path(__file__).resolve().parents[1] / "data" / "zones.json.gz"
 OFFLINE_ACCOUNT = "123456789012"
@@ -310,14 +313,17 @@ class OfflineRun:
 
 def stack_config(stack: str, overrides: Mapping[str, str] = (), project_root: Path = PROJECT_ROOT
                  ) -> tuple[dict[str, str], set[str]]:
-    """Config as the engine would hand it over: Pulumi.<stack>.yaml, then overrides, as strings.
+    """Config as the engine would hand it over, as strings: PULUMI_CONFIG (what the running
+    program reads), then Pulumi.<stack>.yaml, then overrides. Every command reads a stack here.
 
     Secure values cannot be decrypted offline: they get a placeholder and stay secret.
     """
+    from stun_infra.cloud.config import environment_config
+
     if problem := stack_name_problem(stack):
         raise ConfigError([problem])
-    values: dict[str, str] = {}
-    secret_keys: set[str] = set()
+    env_config, secret_keys = environment_config()
+    values = {key: engine_string(value) for key, value in env_config.items()}
     for key, value in stack_file_config(project_root / f"Pulumi.{stack}.yaml").items():
         key = str(key)
         if isinstance(value, dict) and set(value) == {"secure"}:
@@ -341,7 +347,10 @@ def stack_file_config(path: Path) -> dict[Any, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"{path.name}: cannot be read ({getattr(e, 'strerror', None) or e})"]) from None
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
+    except DuplicateKey as e:
+        raise ConfigError([f"{path.name}: line {e.problem_mark.line + 1}: {e.problem}; Pulumi refuses a stack "
+                           "file that names a key twice: keep one"]) from None
     except (yaml.YAMLError, RecursionError) as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -379,6 +388,26 @@ def engine_string(value: Any) -> str:
     return json.dumps(value)
 
 
+@contextmanager
+def _config_environment(config: Mapping[str, str], secret_keys: set[str]) -> Iterator[None]:
+    """PULUMI_CONFIG and PULUMI_CONFIG_SECRET_KEYS as the Pulumi CLI sets them for the program:
+    the stack's config, whatever the caller's environment held (the CLI replaces them too), so
+    that `plan`, `render` and `local` read one stack the same way."""
+    from stun_infra.cloud.config import CONFIG_ENV, SECRET_KEYS_ENV
+
+    saved = {name: os.environ.get(name) for name in (CONFIG_ENV, SECRET_KEYS_ENV)}
+    os.environ[CONFIG_ENV] = json.dumps(dict(config))
+    os.environ[SECRET_KEYS_ENV] = json.dumps(sorted(secret_keys))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: set[str] = frozenset(),
                 offered_zones: Mapping[str, Sequence[str]] | None = None,
                 hosted_zones: Mapping[str, tuple[str, bool]] | None = None,
@@ -405,7 +434,8 @@ def run_offline(config: Mapping[str, str], *, stack: str = "dev", secret_keys: s
     pulumi_mocks.SETTINGS.rpc_manager.clear()
     pulumi_mocks.SETTINGS.outputs.clear()
     try:
-        _sync_await(run_pulumi_func(lambda: _sync_await(program())))
+        with _config_environment(config, secret_keys):
+            _sync_await(run_pulumi_func(lambda: _sync_await(program())))
     finally:
         runtime_config.set_all_config({}, [])
     return OfflineRun(stack=stack, config=dict(config), registrations=monitor.registrations,
