@@ -23,6 +23,7 @@ from stun_infra.instance.templating import render
 
 SCRIPT_PATH = "/usr/local/sbin/stun-secret-sync"
 ENV_PATH = "/etc/stun-infra/secret-sync.env"  # the timer's STUN_SECRET_SYNC_REGION
+USER = "turnserver"                   # runs as coturn's user (Debian's unit), who owns the store
 DATABASE = "/var/lib/turn/turndb"     # Debian's coturn store, owned by turnserver
 SYNC_INTERVAL_SECONDS = 60
 ATTEMPTS = 4                          # reads per run: 2 s, 4 s, 8 s apart
@@ -69,7 +70,7 @@ def boot_files(parameters: SecretParameters, realm: str) -> SecretSyncFiles:
     """The program and its timer, as an instance installs them."""
     return SecretSyncFiles(
         script=script(parameters, realm),
-        units={unit: render(f"{unit}.j2", script_path=SCRIPT_PATH, env_path=ENV_PATH,
+        units={unit: render(f"{unit}.j2", script_path=SCRIPT_PATH, env_path=ENV_PATH, user=USER,
                                      interval=SYNC_INTERVAL_SECONDS)
                for unit in UNITS})
 

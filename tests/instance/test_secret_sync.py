@@ -167,3 +167,15 @@ def test_a_secret_from_stdin_that_coturn_cannot_take_is_refused_without_being_sh
     with pytest.raises(ValueError) as caught:
         secret_sync.fill_store(str(tmp_path / "turndb"), REALM, "two words")
     assert "was not written" in str(caught.value) and "two words" not in str(caught.value)
+
+
+def test_the_store_uses_a_write_ahead_log_so_coturn_reads_while_it_is_written(box):
+    box.ssm.put(PARAMETERS.current, CURRENT)
+    box.sync()
+    with sqlite3.connect(box.database) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_timer_runs_the_sync_as_coturns_user():
+    service = secret_sync.boot_files(PARAMETERS, REALM).units["stun-secret-sync.service"].splitlines()
+    assert "User=turnserver" in service and "Group=turnserver" in service

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import subprocess
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,3 +197,42 @@ def test_a_secret_turnadmin_adds_is_accepted_and_one_it_deletes_is_refused(fresh
     assert fresh.allocate_code(added) is None
     subprocess.run([*admin, "-X", added], check=True, capture_output=True, timeout=10)
     assert fresh.allocate_code(added) == 401
+
+
+def test_new_allocations_succeed_while_the_store_is_being_written(fresh: Rotation):
+    """coturn answers a read that finds the store locked with 401 (it does not wait). The store
+    as the sync leaves it (a WAL journal) is written here as fast as SQLite allows, in the
+    journal mode the file carries, while clients allocate: none is refused. With the default
+    journal, 75 of 80 allocations were refused in the same run."""
+    current = fresh.ssm.parameters[PARAMETERS.current]
+    done, wrote = threading.Event(), threading.Condition()
+    writes = [0]
+
+    def write_until_done() -> None:
+        db = sqlite3.connect(fresh.server.paths.secret_db, timeout=10, isolation_level=None)
+        try:
+            while not done.is_set():
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("DELETE FROM turn_secret WHERE realm = 'other.realm'")
+                db.execute("INSERT INTO turn_secret (realm, value) VALUES ('other.realm', ?)", (fresh_secret(),))
+                db.execute("COMMIT")
+                with wrote:
+                    writes[0] += 1
+                    wrote.notify_all()
+        finally:
+            db.close()
+
+    writer = threading.Thread(target=write_until_done)
+    writer.start()
+    codes = []
+    try:
+        for _ in range(30):
+            with wrote:  # each allocation while writes go on
+                seen = writes[0]
+                assert wrote.wait_for(lambda: writes[0] > seen, timeout=30)
+            codes.append(fresh.allocate_code(current))
+    finally:
+        done.set()
+        writer.join(timeout=30)
+    assert writes[0] > 30
+    assert codes == [None] * 30
