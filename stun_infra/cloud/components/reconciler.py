@@ -25,7 +25,7 @@ from stun_infra.cloud.components.base import PACKAGE, child_opts, fitted, tagged
 
 MODULE = "ipv6_targets"
 SOURCE = Path(functions.__file__).resolve().parent / f"{MODULE}.py"
-RUNTIME = "python3.12"  # boto3 included; supported by Lambda until 2028
+RUNTIME = "python3.12"  # boto3 included; supported by Lambda until 2028. x86_64 (the default): offered in every region
 SCHEDULE = "rate(5 minutes)"  # catches what an event missed; ~8,900 invocations a month
 TIMEOUT_SECONDS = 60
 MEMORY_MB = 128
@@ -80,7 +80,7 @@ class Ipv6TargetReconciler(pulumi.ComponentResource):
             opts=child_opts(self))
         self.function = aws.lambda_.Function(
             fitted(name, "ipv6-targets", NAME_LIMIT), role=role.arn, runtime=RUNTIME, handler=f"{MODULE}.handler",
-            architectures=["arm64"], timeout=TIMEOUT_SECONDS, memory_size=MEMORY_MB,
+            timeout=TIMEOUT_SECONDS, memory_size=MEMORY_MB,
             code=pulumi.AssetArchive({f"{MODULE}.py": pulumi.FileAsset(str(SOURCE))}),
             environment=aws.lambda_.FunctionEnvironmentArgs(variables={
                 "GROUP_NAME": args.group_name,
