@@ -8,6 +8,7 @@ import os
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from stun_infra.cloud.versions import version_problems
 from stun_infra.settings import PROJECT, ConfigError, Settings, load_settings, split_config
 
 CONFIG_ENV = "PULUMI_CONFIG"
@@ -32,6 +33,8 @@ def read_settings() -> Settings:
     """Settings of the running Pulumi program: the one place that reads config."""
     if pulumi.get_project() != PROJECT:
         raise ConfigError([f"project is {pulumi.get_project()!r}, expected {PROJECT!r} (Pulumi.yaml name)"])
+    if problems := version_problems():
+        raise ConfigError(problems)
     env_config, env_secret_keys = environment_config()
     everything = {**env_config, **runtime_config.CONFIG.get()}
     secret_keys = env_secret_keys | set(runtime_config._SECRET_KEYS.get())
