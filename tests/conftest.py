@@ -15,7 +15,9 @@ import pytest
 
 from stun_infra.cloud.offline import OfflineRun, run_offline
 from stun_infra.settings import PROJECT, Settings, load_settings
-from stun_infra.instance.userdata import BootInputs, ParameterNames, render_user_data
+from stun_infra.instance import package
+from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
+from stun_infra.instance.userdata import render_user_data
 
 REGION = "eu-west-3"
 AGENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "amazon-cloudwatch-agent.schema.json"
@@ -46,12 +48,32 @@ def settings(**raw: str) -> Settings:
     return load_settings(raw, stack="test", region=REGION)
 
 
-def user_data(**raw: str) -> str:
-    """The boot script for these keys; static mode waits for a documentation-range Elastic IP."""
+TEST_BUCKET = "stun-infra-20261205001500000000000001"  # the 37 characters S3 makes of the stack's prefix
+
+
+def boot_inputs(**raw: str) -> tuple[Settings, BootInputs]:
+    """Settings for these keys and the boot inputs `pulumi up` gives them; static mode waits
+    for a documentation-range Elastic IP."""
     s = settings(**raw)
-    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn, tls=not s.acm_tls),
-                                          expected_public_ip="" if s.autoscale else "203.0.113.5",
-                                          certificate_arn=TEST_CERTIFICATE_ARN if s.acm_export else ""))
+    return s, BootInputs(ParameterNames.under(s.ssm_path, s.turn, tls=not s.acm_tls),
+                         expected_public_ip="" if s.autoscale else "203.0.113.5",
+                         certificate_arn=TEST_CERTIFICATE_ARN if s.acm_export else "")
+
+
+def configure_script(**raw: str) -> str:
+    """stun-infra-configure for these keys: every boot stage, as the instance package ships it."""
+    return package.configure_script(*boot_inputs(**raw))
+
+
+def instance_files(**raw: str) -> dict[str, str]:
+    """Every file the instance package installs for these keys: path -> text."""
+    return {f.path: f.text for f in package.instance_files(*boot_inputs(**raw))}
+
+
+def user_data(**raw: str) -> str:
+    """The user data for these keys."""
+    s, boot = boot_inputs(**raw)
+    return render_user_data(s, TEST_BUCKET, package.build(s, boot), boot.expected_public_ip)
 
 
 def _engine(value: Any) -> str:

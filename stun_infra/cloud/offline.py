@@ -199,6 +199,10 @@ class OfflineMocks(pulumi.runtime.Mocks):
                              f"{(inputs.get('name') or name)[:32]}/{rid[:16]}")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
             state.update(dnsName=f"{name}-{rid[:8]}.elb.{self.region}.amazonaws.com", zoneId="Z1CMS0P5QUZ6D5")
+        elif typ == "aws:s3/bucket:Bucket":  # S3 appends 26 characters to the prefix
+            rid = inputs.get("bucket") or (inputs.get("bucketPrefix", "") + _fake_id(typ, name + "-suffix")
+                                           + "0" * 26)[:len(inputs.get("bucketPrefix", "")) + 26]
+            state.update(bucket=rid, arn=f"arn:aws:s3:::{rid}")
         elif typ == "aws:autoscaling/group:Group":
             rid = inputs.get("name") or f"{name}-{rid[:7]}"
             state.update(name=rid)

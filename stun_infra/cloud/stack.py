@@ -6,7 +6,7 @@ region or zone count fails with nothing half-deployed.
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ import pulumi_aws as aws
 
 from stun_infra.instance import drain, metrics
 from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
+from stun_infra.cloud.components.artifact import InstancePackage, PackageArgs
 from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
 from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs, ScaleInDrain, ScaleInDrainArgs,
                                                 group_delete_timeout)
@@ -36,8 +37,9 @@ from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
 from stun_infra.client.targets import server_uris
 from stun_infra.settings import PROJECT, ConfigError, Settings
 from stun_infra.instance.nlb_targets import TargetGroupPort
-from stun_infra.instance.userdata import (MAX_USER_DATA_BYTES, BootInputs, ParameterNames, render_user_data,
-                                         user_data_bytes)
+from stun_infra.instance import package as instance_package
+from stun_infra.instance.boot_inputs import BootInputs
+from stun_infra.instance.userdata import render_user_data
 
 DEBIAN_OWNER = "136693071363"  # Debian's official AWS account
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
@@ -88,45 +90,6 @@ def check_quotas(settings: Settings) -> None:
         for v, count in sorted(rules.items()) if count > MAX_RULES_PER_GROUP]
     if problems:
         raise ConfigError(problems)
-
-
-# Stand-ins as long as the boot script's unknowns at `pulumi up` can be (parameter versions,
-# ARNs, the Elastic IP), and as random as they are: gzip shrinks a repeated digit more than
-# a real id, so the size check would otherwise measure a smaller script than EC2 gets. The
-# margin covers what gzip still varies with the exact bytes.
-LONGEST_VERSION = 982_451
-LONGEST_IPV4 = "198.251.117.203"
-LONGEST_CERTIFICATE_ID = "9f3c2a71-5be4-4d08-a6c1-e27b40d9f5a3"  # a UUID
-LONGEST_TARGET_GROUP_ID = "7d1e94b2c06af3580b9e2d47c1a6f832"  # what nlb_targets accepts (AWS's: 16 hex digits)
-USER_DATA_SIZE_MARGIN = 256
-
-
-def longest_boot_inputs(settings: Settings) -> BootInputs:
-    names = ParameterNames.under(settings.ssm_path, settings.turn, tls=not settings.acm_tls)
-    account = "480275319642"
-    groups: tuple[TargetGroupPort, ...] = ()
-    if settings.autoscale and settings.ipv6:
-        specs, _ = layout(settings.stun_port, settings.turns_ports, settings.tls_port, settings.acm_tls)
-        groups = tuple(TargetGroupPort(f"arn:aws:elasticloadbalancing:{settings.region}:{account}:targetgroup/"
-                                       f"{(settings.prefix + '-' + spec.key + '-v6')[:32]}/{LONGEST_TARGET_GROUP_ID}",
-                                       spec.port) for spec in specs)
-    return BootInputs(
-        parameters=names.at(LONGEST_VERSION, LONGEST_VERSION, LONGEST_VERSION),
-        expected_public_ip="" if settings.autoscale else LONGEST_IPV4,
-        certificate_arn=f"arn:aws:acm:{settings.region}:{account}:certificate/{LONGEST_CERTIFICATE_ID}"
-        if settings.acm_tls and settings.acm_export else "",
-        ipv6_target_groups=groups)
-
-
-def check_boot_script_fits(settings: Settings) -> None:
-    """EC2 takes at most 16 KB of user data (gzipped here): refuse, before any resource, a
-    config whose boot script would not fit, naming the keys that add to it."""
-    size = user_data_bytes(render_user_data(settings, longest_boot_inputs(settings), check_size=False))
-    if size + USER_DATA_SIZE_MARGIN > MAX_USER_DATA_BYTES:
-        raise ConfigError([
-            f"{PROJECT}: the boot script this config makes is up to {size + USER_DATA_SIZE_MARGIN} bytes gzipped "
-            f"and EC2 accepts at most {MAX_USER_DATA_BYTES} of user data; it grows with {PROJECT}:dnsName, realm and tlsDomain "
-            f"(use shorter names) and with sessionLogging (turn it off)"])
 
 
 def look_up(settings: Settings) -> Lookups:
@@ -223,7 +186,6 @@ def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Out
 def build_stack(settings: Settings) -> dict[str, Any]:
     """Create every resource; returns the stack outputs."""
     check_quotas(settings)
-    check_boot_script_fits(settings)
     found = look_up(settings)
     prefix = settings.prefix
     tags = settings.common_tags
@@ -263,24 +225,31 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         deregistration_delay=settings.drain_seconds,
         security_group_ids=[nlb_firewall.security_group.id])) if nlb_firewall else None
     ipv6_groups = endpoint.ipv6_target_groups if endpoint else []
+    pinned = secrets.pinned_names
+    # The instance package: what every instance of this stack runs (its digest changes with a
+    # new version of a secret or certificate, so a launch template change rolls it out).
+    built = pulumi.Output.all(pinned, exported_arn, *[arn for arn, _ in ipv6_groups]).apply(
+        lambda a: instance_package.build(settings, BootInputs(
+            parameters=a[0], certificate_arn=a[1] or "", ipv6_target_groups=tuple(
+                TargetGroupPort(arn, port) for arn, (_, port) in zip(a[2:], ipv6_groups)))))
+    artifact = InstancePackage(prefix, PackageArgs(
+        content_base64=built.apply(lambda p: base64.b64encode(p.data).decode()), key=built.apply(lambda p: p.key),
+        tags=tags))
     access = InstanceAccess(prefix, AccessArgs(
         parameter_arns=secrets.parameter_arns, log_group_arn=logs.log_group.arn,
         metric_namespace=namespace, tags=tags, exported_certificate_arn=exported_arn,
-        ipv6_target_group_arns=[arn for arn, _ in ipv6_groups], turn_secret_arn=secrets.turn_secret_arn))
+        ipv6_target_group_arns=[arn for arn, _ in ipv6_groups], turn_secret_arn=secrets.turn_secret_arn,
+        package_object_arn=artifact.object_arn))
     spec = LaunchSpec(
         ami_id=found.ami_id, root_device_name=found.root_device_name, instance_type=settings.instance_type,
         key_name=key_pair.key_name, instance_profile_name=access.profile.name,
         instance_profile_arn=access.profile.arn, security_group_id=firewall.security_group.id,
         root_volume_size=settings.root_volume_size, tags=tags, ipv6=settings.ipv6)
-    pinned = secrets.pinned_names
-    # The boot script but for the instance's own address: the launch template's, and what
-    # boot_script_sha256 reports (it changes with a new version of a secret or certificate).
-    boot_script = pulumi.Output.all(pinned, exported_arn, *[arn for arn, _ in ipv6_groups]).apply(
-        lambda a: render_user_data(settings, BootInputs(
-            parameters=a[0], certificate_arn=a[1] or "", ipv6_target_groups=tuple(
-                TargetGroupPort(arn, port) for arn, (_, port) in zip(a[2:], ipv6_groups)))))
+    # The user data names the stored object (so the launch waits for its upload) by its digest.
+    boot_script = pulumi.Output.all(artifact.bucket_name, built, artifact.object_key).apply(
+        lambda a: render_user_data(settings, a[0], a[1]))
     # Instances boot only once the role may read what the script fetches.
-    fleet_opts = pulumi.ResourceOptions(depends_on=[access, secrets, logs, *([acm] if acm else [])])
+    fleet_opts = pulumi.ResourceOptions(depends_on=[access, artifact, secrets, logs, *([acm] if acm else [])])
 
     outputs: dict[str, Any] = {"mode": settings.mode, "region": settings.region}
     if endpoint:
@@ -312,9 +281,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     else:
         fleet = StaticFleet(prefix, StaticFleetArgs(
             spec=spec, subnet_ids=network.subnet_ids, count=settings.instance_count,
-            user_data_for=lambda eip: pulumi.Output.all(eip, pinned, exported_arn).apply(
-                lambda a: render_user_data(settings, BootInputs(parameters=a[1], expected_public_ip=a[0],
-                                                                certificate_arn=a[2] or "")))),
+            user_data_for=lambda eip: pulumi.Output.all(artifact.bucket_name, built, eip, artifact.object_key).apply(
+                lambda a: render_user_data(settings, a[0], a[1], expected_public_ip=a[2]))),
             opts=fleet_opts)
         document = DrainDocument(prefix, DrainDocumentArgs(
             document_name=drain.hook_name(settings), drain_seconds=settings.drain_seconds, tags=tags))
@@ -343,7 +311,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         private_key_pem=key_pair.private_key_pem,
         dashboard_url=monitoring.dashboard_url,
         ami_name=found.ami_name,
-        boot_script_sha256=boot_script.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()),
+        boot_script_sha256=built.apply(lambda p: p.sha256),
+        instance_package_bucket=artifact.bucket_name,
     )
     if certificate:
         outputs.update(tls_certificate_pem=certificate.certificate_pem)

@@ -10,7 +10,7 @@ from typing import Any
 from stun_infra.commands.common import SELF_SIGNED_NOTE, add_stack_arguments, fail, overrides, stack_settings
 from stun_infra.settings import ConfigError
 
-COMPONENT_ORDER = ["network", "access", "tls", "secrets", "monitoring", "endpoint", "fleet"]
+COMPONENT_ORDER = ["network", "access", "artifact", "tls", "secrets", "monitoring", "endpoint", "fleet"]
 
 # The inputs worth a glance, per resource type; everything else is in the code.
 KEY_INPUTS: dict[str, tuple[str, ...]] = {

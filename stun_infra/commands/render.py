@@ -20,13 +20,19 @@ from stun_infra.instance.coturn import INSTANCE_PATHS, local_paths, turnserver_c
 from stun_infra.settings import SUPPORTED_PARTITION, ConfigError, Settings, printable
 from stun_infra.instance.tls_sync import ACM_ARN
 from stun_infra.instance.nlb_targets import TargetGroupPort, checked
-from stun_infra.instance.userdata import BootInputs, ParameterNames, agent_config, render_user_data
+from stun_infra.cloud.components.artifact import BUCKET_PREFIX
+from stun_infra.instance import package as instance_package
+from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
+from stun_infra.instance.cloudwatch_agent import agent_config
+from stun_infra.instance.userdata import BUCKET_NAME, render_user_data
 
 SECRET_ENV = "STUN_INFRA_TURN_SECRET"
+DEFAULT_BUCKET = BUCKET_PREFIX + "0" * 26
+PACKAGE_FILE = f"{instance_package.NAME}.deb"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="write user-data.sh, turnserver.conf and the agent config to a folder",
+    p = sub.add_parser("render", help="write the user data, the instance package, turnserver.conf and the agent config to a folder",
                        description=__doc__)
     add_stack_arguments(p)
     p.add_argument("--out", required=True, help="folder to write into (created if missing)")
@@ -45,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ipv6-target-group", action="append", default=[], metavar="ARN=PORT",
                    help="autoscale, dual stack: an IPv6 target group of the load balancer and the instance port "
                         "it sends to; the boot script registers the instance's IPv6 address in it (repeatable)")
+    p.add_argument("--bucket", default=DEFAULT_BUCKET, metavar="NAME",
+                   help="the stack's package bucket the user data fetches from "
+                        "(`pulumi stack output instance_package_bucket`; default: a stand-in name)")
     p.add_argument("--instance-paths", action="store_true",
                    help="use the instance's paths (/etc/coturn/...) instead of files in --out")
     p.set_defaults(run=run)
@@ -140,6 +149,13 @@ def _parameter_version(value: int | None) -> int | None:
     return value
 
 
+def _bucket(value: str) -> str:
+    if not BUCKET_NAME.fullmatch(value):
+        raise ConfigError([f"--bucket: got {printable(repr(value))}, must be an S3 bucket name without dots "
+                           "(3-63 lower-case letters, digits and '-')"])
+    return value
+
+
 def _write(path: Path, text: str, mode: int) -> None:
     path.touch(mode=mode)
     path.chmod(mode)
@@ -152,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return fail(str(e))
     try:
+        _bucket(args.bucket)
         public_ip = _ipv4(args.public_ip, "--public-ip")
         private_ip = _ipv4(args.private_ip, "--private-ip")
         ipv6 = _ipv6(args.ipv6, "--ipv6", settings) if args.ipv6 else ""
@@ -190,13 +207,17 @@ def write_files(args: argparse.Namespace, settings: Settings, out: Path, public_
     boot = BootInputs(parameters=names,
                       expected_public_ip="" if settings.autoscale else public_ip, certificate_arn=certificate_arn,
                       ipv6_target_groups=target_groups)
-    _write(out / "user-data.sh", render_user_data(settings, boot), 0o755)
+    package = instance_package.build(settings, boot)
+    _write(out / "user-data.py", render_user_data(settings, args.bucket, package, boot.expected_public_ip), 0o755)
+    (out / PACKAGE_FILE).write_bytes(package.data)
+    _write(out / "stun-infra-configure", instance_package.configure_script(settings, boot), 0o755)
     _write(out / "turnserver.conf",
            turnserver_conf(settings, public_ip=public_ip, private_ip=private_ip, turn_secret=secret, paths=paths,
                            ipv6=ipv6),
            0o600)
     _write(out / "amazon-cloudwatch-agent.json", agent_config(settings), 0o644)
-    print(f"wrote {out}/user-data.sh, turnserver.conf, amazon-cloudwatch-agent.json"
+    print(f"wrote {out}/user-data.py, {PACKAGE_FILE} (SHA-256 {package.sha256}), stun-infra-configure, "
+          "turnserver.conf, amazon-cloudwatch-agent.json"
           + ("" if args.instance_paths else ", cert.pem, key.pem"))
     print(f"try it: turnserver -c {out}/turnserver.conf")
     return 0

@@ -22,7 +22,7 @@ On each instance:
   last run (a reboot or a reloaded table restarts the counters: the reading is then the
   delta) and publishes them with `aws cloudwatch put-metric-data` (the instance role's
   credentials, from the metadata service). Region, namespace and instance id come from
-  METRICS_ENV_PATH, which the boot script's `metrics` stage writes. A failed or timed-out
+  METRICS_ENV_PATH, which the `metrics` stage writes. A failed or timed-out
   publish keeps the previous state, so its counts go out with the next run.
 
 How they land in CloudWatch is described in stun_infra.instance.metrics (`counter_dimension_sets`).
@@ -31,10 +31,15 @@ How they land in CloudWatch is described in stun_infra.instance.metrics (`counte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stun_infra.instance import live_sessions, metrics
 from stun_infra.settings import Settings
+from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
+
+if TYPE_CHECKING:
+    from stun_infra.instance.boot_inputs import BootInputs
 
 TABLE = "stun_infra"
 RULESET_PATH = "/etc/stun-infra/stun-counters.nft"
@@ -119,25 +124,13 @@ def enabled_units() -> tuple[str, ...]:
     return tuple(unit for unit, text in systemd_units().items() if carries_install_info(text))
 
 
-@dataclass(frozen=True)
-class BootFiles:
-    """What the boot script's `metrics` stage writes, each file as plain text in a quoted
-    heredoc (the whole user-data is gzipped for EC2, see userdata.packed)."""
-
-    ruleset_path: str
-    ruleset: str
-    reporter_path: str
-    reporter: str
-    state_dir: str
-    units: dict[str, str]
-    enable: tuple[str, ...]  # `systemctl enable` + `restart`: the units with an [Install] section
-    env_path: str        # written with the region and instance id the script read from IMDS
-    env_names: tuple[str, str, str]  # region, namespace, instance id
-    namespace: str
-
-
-def boot_files(settings: Settings) -> BootFiles:
-    return BootFiles(ruleset_path=RULESET_PATH, ruleset=nft_ruleset(settings), reporter_path=REPORTER_PATH,
-                     reporter=reporter_script(settings),
-                     state_dir=STATE_PATH.rsplit("/", 1)[0], units=systemd_units(), enable=enabled_units(),
-                     env_path=METRICS_ENV_PATH, env_names=METRICS_ENV, namespace=metrics.namespace(settings.stack))
+def stage(settings: Settings, boot: "BootInputs") -> Stage:
+    """The ruleset, the reporter and their units; the script writes the reporter's region and
+    instance id (from IMDS) into its EnvironmentFile."""
+    return Stage(
+        "metrics",
+        files=(InstanceFile(RULESET_PATH, nft_ruleset(settings)),
+               InstanceFile(REPORTER_PATH, reporter_script(settings), 0o755)),
+        units=systemd_units(), enable=enabled_units(),
+        script=render("stages/metrics.sh.j2", env_path=METRICS_ENV_PATH, env_names=METRICS_ENV,
+                      state_dir=STATE_PATH.rsplit("/", 1)[0], namespace=metrics.namespace(settings.stack)))

@@ -18,9 +18,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stun_infra.settings import Settings
+from stun_infra.instance.stage import UNIT_DIR, InstanceFile, Stage
 from stun_infra.instance.templating import render
+
+if TYPE_CHECKING:
+    from stun_infra.instance.boot_inputs import BootInputs
 
 TEMPLATE = "turnserver.conf.j2"
 
@@ -152,3 +157,27 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
         verbose=settings.session_logging and settings.turn,
         denied_peers=[(address_range(cidr), why) for cidr, why in DENIED_PEER_NETWORKS],
     )
+
+
+DROP_IN_PATH = f"{UNIT_DIR}/coturn.service.d/stun-infra.conf"
+LOGROTATE_PATH = "/etc/logrotate.d/stun-infra-coturn"
+
+
+def privileged_ports(settings: Settings) -> list[int]:
+    """Listening ports below 1024: coturn's user gets CAP_NET_BIND_SERVICE for them."""
+    return sorted(p for p in (settings.stun_port, *coturn_tls_ports(settings)) if p < 1024)
+
+
+def stage(settings: Settings, boot: "BootInputs") -> Stage:
+    """turnserver.conf with this start's addresses and secret (two renderings: with the
+    instance's IPv6 address when IMDS has one, else without; each equals `stun-infra render`
+    for the same inputs), coturn's drop-in and log rotation."""
+    shell = dict(public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}", turn_secret="${TURN_SECRET}",
+                 paths=INSTANCE_PATHS)
+    return Stage(
+        "coturn",
+        files=(InstanceFile(DROP_IN_PATH, render("coturn-drop-in.conf.j2", privileged_ports=privileged_ports(settings))),
+               InstanceFile(LOGROTATE_PATH, render("coturn.logrotate.j2", log_file=INSTANCE_PATHS.log_file))),
+        script=render("stages/coturn.sh.j2", boot=boot, paths=INSTANCE_PATHS,
+                      turnserver_conf=turnserver_conf(settings, **shell),
+                      turnserver_conf_ipv6=turnserver_conf(settings, **shell, ipv6="${IPV6}")))

@@ -1,4 +1,4 @@
-"""What the boot script downloads, from where AWS documents it, and the key that signs it.
+"""The `agents` stage: what the instance downloads, from where AWS documents it, and the key that signs it.
 
 Written once here, with the page that documents each location beside it; the template
 renders these values and tests/instance/test_downloads.py holds the rendered script to
@@ -14,6 +14,14 @@ import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from stun_infra.instance.stage import Stage
+from stun_infra.instance.templating import render
+from stun_infra.settings import Settings
+
+if TYPE_CHECKING:
+    from stun_infra.instance.boot_inputs import BootInputs
 
 # IMDSv2: https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html
 IMDS_URL = "http://169.254.169.254/latest"
@@ -178,13 +186,24 @@ SSM_AGENT = AgentPackage(
 AGENTS = (CLOUDWATCH_AGENT, SSM_AGENT)
 
 
+# The stack's own package bucket, by its virtual-hosted-style name (the user data signs the
+# GET for it, SigV4, with the instance role).
+PACKAGE_HOST = "{bucket}.s3.{region}.amazonaws.com"
+
+
 def documented_hosts(agents: tuple[AgentPackage, ...] = AGENTS) -> dict[str, str]:
-    """Every host the boot script fetches from (with {region} left in), and a page that
-    documents it."""
+    """Every host the instance fetches from (with {region} and {bucket} left in), and a page
+    that documents it."""
     hosts = {urllib.parse.urlsplit(IMDS_URL).hostname or "":
-             "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html"}
+             "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html",
+             PACKAGE_HOST: "https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html"}
     for agent in agents:
         for url in (agent.url, agent.key.url):
             if url:
                 hosts[urllib.parse.urlsplit(url).hostname or ""] = agent.documented_at[-1]
     return hosts
+
+
+def stage(settings: Settings, boot: "BootInputs") -> Stage:
+    """Install each agent unless it is installed (a restart downloads nothing)."""
+    return Stage("agents", script=render("stages/agents.sh.j2", boot=boot))

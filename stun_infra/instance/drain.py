@@ -30,12 +30,16 @@ tag). Static mode: the stack's SSM document runs `stun-drain now` (Run Command).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stun_infra.instance import live_sessions, nlb_targets
 from stun_infra.instance.coturn import coturn_tls_ports
+from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
 from stun_infra.settings import DRAIN_SECONDS, Settings
+
+if TYPE_CHECKING:
+    from stun_infra.instance.boot_inputs import BootInputs
 
 TABLE = "stun_infra_drain"
 DRAIN_PATH = "/usr/local/sbin/stun-drain"
@@ -93,26 +97,14 @@ def document_command(deadline: str) -> str:
     return f"{DRAIN_PATH} now --deadline {deadline}"
 
 
-@dataclass(frozen=True)
-class BootFiles:
-    """What the boot script's `drain` stage writes; it enables and starts every unit."""
-
-    script_path: str
-    script: str
-    track_path: str
-    track: str
-    refuse_path: str
-    refuse: str
-    units: dict[str, str]
-    env_path: str
-    env_names: tuple[str, str, str]  # region, instance id, hook name
-    hook_name: str
-
-
-def boot_files(settings: Settings, ipv6_target_groups: bool = False) -> BootFiles:
-    """`ipv6_target_groups`: autoscale, dual stack (the boot script installs stun-nlb-targets)."""
-    targets = nlb_targets.SCRIPT_PATH if ipv6_target_groups else None
-    return BootFiles(script_path=DRAIN_PATH, script=script(settings, targets), track_path=TRACK_RULESET,
-                     track=ruleset(settings, refuse=False), refuse_path=REFUSE_RULESET,
-                     refuse=ruleset(settings, refuse=True), units=units(settings), env_path=ENV_PATH,
-                     env_names=ENV_NAMES, hook_name=hook_name(settings))
+def stage(settings: Settings, boot: "BootInputs") -> Stage:
+    """The drain program, its rulesets and units (every flow tracked from boot; autoscale: the
+    lifecycle watcher); the script writes the watcher's region and instance id."""
+    targets = nlb_targets.SCRIPT_PATH if boot.ipv6_target_groups else None
+    return Stage(
+        "drain",
+        files=(InstanceFile(DRAIN_PATH, script(settings, targets), 0o755),
+               InstanceFile(TRACK_RULESET, ruleset(settings, refuse=False)),
+               InstanceFile(REFUSE_RULESET, ruleset(settings, refuse=True))),
+        units=units(settings), enable=tuple(units(settings)),
+        script=render("stages/drain.sh.j2", env_path=ENV_PATH, env_names=ENV_NAMES, hook_name=hook_name(settings)))

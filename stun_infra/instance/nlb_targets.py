@@ -20,8 +20,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
+from stun_infra.settings import Settings
+
+if TYPE_CHECKING:
+    from stun_infra.instance.boot_inputs import BootInputs
 
 SCRIPT_PATH = "/usr/local/sbin/stun-nlb-targets"
 ENV_PATH = "/etc/stun-infra/nlb-targets.env"
@@ -40,15 +46,6 @@ class TargetGroupPort:
     port: int  # the port on the instance the group sends to
 
 
-@dataclass(frozen=True)
-class BootFiles:
-    script_path: str
-    script: str
-    env_path: str
-    unit: str
-    unit_text: str
-
-
 def checked(groups: list[TargetGroupPort]) -> list[TargetGroupPort]:
     for group in groups:
         if not _TARGET_GROUP_ARN.fullmatch(group.arn) or not 1 <= group.port <= 65535:
@@ -62,7 +59,13 @@ def script(groups: list[TargetGroupPort], env_path: str = ENV_PATH) -> str:
     return render("stun-nlb-targets.sh.j2", groups=checked(groups), env_path=env_path)
 
 
-def boot_files(groups: list[TargetGroupPort]) -> BootFiles:
-    return BootFiles(script_path=SCRIPT_PATH, script=script(groups), env_path=ENV_PATH, unit=UNIT,
-                     unit_text=render("stun-nlb-targets.service.j2", script_path=SCRIPT_PATH,
-                                      stop_seconds=DEREGISTER_SECONDS))
+def stage(settings: Settings, boot: "BootInputs") -> Stage | None:
+    """Autoscale, dual stack: the program and its unit; enabled at a start that has an IPv6
+    address (the script writes it, and the region, into the unit's EnvironmentFile)."""
+    if not boot.ipv6_target_groups:
+        return None
+    return Stage("nlb-ipv6", files=(InstanceFile(SCRIPT_PATH, script(list(boot.ipv6_target_groups)), 0o755),),
+                 units={UNIT: render("stun-nlb-targets.service.j2", script_path=SCRIPT_PATH,
+                                     stop_seconds=DEREGISTER_SECONDS)},
+                 enable=(UNIT,), when='[ -n "${IPV6}" ]',
+                 script=render("stages/nlb-ipv6.sh.j2", env_path=ENV_PATH))

@@ -9,24 +9,18 @@ coturn sees the real client on every port; it applies to what arrives from the n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.settings import Settings
 from stun_infra.instance.templating import render
+
+if TYPE_CHECKING:
+    from stun_infra.instance.boot_inputs import BootInputs
 
 TABLE = "stun_infra_tls"
 RULESET_PATH = "/etc/stun-infra/tls-ports.nft"
 UNIT = "stun-tls-ports.service"
-
-
-@dataclass(frozen=True)
-class TlsPortFiles:
-    """What the boot script writes when there are ports to redirect (else `ruleset` is "")."""
-
-    ruleset: str
-    ruleset_path: str = RULESET_PATH
-    unit: str = UNIT
-    unit_text: str = ""
 
 
 def redirected_ports(settings: Settings) -> tuple[int, ...]:
@@ -42,9 +36,12 @@ def ruleset(settings: Settings) -> str:
     return render("tls-ports.nft.j2", table=TABLE, ports=ports, target=settings.tls_port)
 
 
-def boot_files(settings: Settings) -> TlsPortFiles:
+def stage(settings: Settings, boot: "BootInputs") -> Stage | None:
+    """The ruleset and the unit that loads it at every start (before coturn serves); none
+    when there is nothing to redirect."""
     text = ruleset(settings)
     if not text:
-        return TlsPortFiles(ruleset="")
-    return TlsPortFiles(ruleset=text, unit_text=render("tls-ports.service.j2", table=TABLE,
-                                                        ruleset_path=RULESET_PATH))
+        return None
+    return Stage("tls-ports", files=(InstanceFile(RULESET_PATH, text),),
+                 units={UNIT: render("tls-ports.service.j2", table=TABLE, ruleset_path=RULESET_PATH)},
+                 enable=(UNIT,))

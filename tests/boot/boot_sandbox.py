@@ -66,7 +66,9 @@ BUILD_VERSION = 1  # bump when the build procedure changes, to invalidate old ca
 # What a Debian 12 AMI already has that matters here: what the script needs before its own
 # apt-get runs, and systemd (which decides what apt pulls in: logrotate wants a cron
 # daemon unless systemd-sysv is there). systemctl itself is stubbed per run.
-BASE_PACKAGES = ("ca-certificates", "curl", "iproute2", "procps", "systemd-sysv")
+# What the AMI has before the user data runs: Debian 12's cloud images carry python3 (cloud-init
+# is written in it), curl and ca-certificates.
+BASE_PACKAGES = ("ca-certificates", "curl", "iproute2", "procps", "python3", "systemd-sysv")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CALLS_LOG = "/var/log/stun-infra-sandbox/calls.log"
 HOST_NFT_DIR = "/usr/local/lib/stun-infra-sandbox/host-nft"  # emulated roots only: see Sandbox._host_nft
@@ -79,6 +81,7 @@ IMDS_IP = "169.254.169.254"
 MIRROR_IP = "192.0.2.10"
 AWS_API_IP = "192.0.2.20"
 DOWNLOADS_IP = "192.0.2.30"
+SANDBOX_BUCKET = "stun-infra-sandbox0000000000000000000"  # as long as the stack's (artifact.BUCKET_NAME_LENGTH)
 MOTO_PLAIN_PORT = 4566  # moto's plain-HTTP listener on the namespace's loopback (seeding, reading back)
 CLIENT_IP = "198.51.100.7"
 CLIENT_IPV6 = "2001:db8:ffff::7"  # a STUN client over IPv6, for instances given an IPv6 address
@@ -741,12 +744,23 @@ def sandbox_boot_inputs(settings, instance: "Instance", signer: "TestKey", **cha
     runs): the same boot inputs but for the sandbox's signing key in place of AWS's."""
     import dataclasses
 
-    from stun_infra.instance.userdata import BootInputs, ParameterNames
+    from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
 
     names = ParameterNames.under(settings.ssm_path, settings.turn).at(1, 1, 1)
     production = BootInputs(parameters=names, expected_public_ip="" if settings.autoscale else instance.public_ip,
                             ipv6_target_groups=ipv6_target_groups(settings))
     return production, dataclasses.replace(production, agents=signer.in_place_of_aws(production.agents), **changes)
+
+
+def seeded_parameters(settings) -> tuple[dict[str, str], str]:  # noqa: ANN001
+    """What Parameter Store holds for a TURN stack without a zone (a self-signed certificate
+    and key, a fresh secret), and the secret."""
+    from stun_infra.instance.boot_inputs import ParameterNames
+
+    names = ParameterNames.under(settings.ssm_path, settings.turn)
+    cert, key = self_signed(settings.tls_domain)
+    secret = "sandbox-turn-secret-" + os.urandom(12).hex()
+    return {names.tls_certificate: cert, names.tls_private_key: key, names.turn_secret: secret}, secret
 
 
 # -- the sandbox -----------------------------------------------------------------------
@@ -787,7 +801,7 @@ class ScriptRun:
         return "\n".join(text for _, text in self.lines)
 
 
-_STAGE = re.compile(r"^stun-infra: stage (\S+) (begin|end)$")
+_STAGE = re.compile(r"^stun-infra: stage (\S+) (begin|end)(?: \(([0-9]+\.[0-9]+) s\))?$")
 
 
 def stage_timings(lines: list[tuple[float, str]]) -> dict[str, float]:
@@ -797,8 +811,9 @@ def stage_timings(lines: list[tuple[float, str]]) -> dict[str, float]:
         m = _STAGE.match(text.strip())
         if m and m[2] == "begin":
             begun[m[1]] = t
-        elif m and m[1] in begun:
-            out[m[1]] = round(t - begun.pop(m[1]), 2)
+        elif m and m[1] in begun:  # the script's own measure when it gives one
+            out[m[1]] = float(m[3]) if m[3] else round(t - begun.pop(m[1]), 2)
+            begun.pop(m[1], None)
     for name in begun:
         out[name + " (no end)"] = round(lines[-1][0] - begun[name], 2) if lines else 0.0
     return out
@@ -813,6 +828,7 @@ class Sandbox:
     extra_hosts: dict[str, str] = field(default_factory=dict)  # name -> stand-in address
     signer: TestKey | None = None  # signs the agent packages served (default: a fresh key)
     log_group: str = "stun-infra-sandbox"  # the stack's CloudWatch Logs group, created in moto
+    bucket: str = SANDBOX_BUCKET  # the stack's package bucket (its virtual-hosted name maps to the downloads stand-in)
     name: str = field(default_factory=lambda: f"{OVERLAY_SOURCE}-{os.getpid()}")
 
     def __post_init__(self) -> None:
@@ -935,9 +951,32 @@ class Sandbox:
                  f"ec2.{region}.amazonaws.com": AWS_API_IP, f"autoscaling.{region}.amazonaws.com": AWS_API_IP,
                  f"elasticloadbalancing.{region}.amazonaws.com": AWS_API_IP}
         for host in downloads.documented_hosts():
-            if host != IMDS_IP:
+            if host not in (IMDS_IP, downloads.PACKAGE_HOST):
                 hosts[host.replace("{region}", region)] = DOWNLOADS_IP
+        hosts[self.bucket_host] = DOWNLOADS_IP
         return {**hosts, **self.extra_hosts}
+
+    @property
+    def bucket_host(self) -> str:
+        return f"{self.bucket}.s3.{self.instance.region}.amazonaws.com"
+
+    def user_data(self, settings, boot, *, publish: bool = True, fetch_seconds: int | None = None) -> str:  # noqa: ANN001
+        """The user data `pulumi up` gives an instance with these boot inputs, the package it
+        names published in the bucket stand-in (unless `publish` is false: a missing package)."""
+        from stun_infra.instance import package
+        from stun_infra.instance.userdata import render_user_data
+
+        built = package.build(settings, boot)
+        if publish:
+            self.publish_package(built.data, built.key)
+        self.package = built
+        return render_user_data(settings, self.bucket, built, boot.expected_public_ip,
+                                **({"fetch_seconds": fetch_seconds} if fetch_seconds else {}))
+
+    def publish_package(self, data: bytes, key: str) -> None:
+        target = self.www / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
     def _prepare_rootfs(self) -> None:
         root = self.root
@@ -1006,16 +1045,16 @@ class Sandbox:
                                f"{(self.logs / f'{label}.out').read_text()[-3000:]}")
 
     def _start_standins(self) -> None:
-        doc = self.workdir / "instance.json"
-        doc.write_text(json.dumps(self.instance.imds_document(self.arch)))
-        self._spawn("imds", "imds", "--instance", str(doc), "--lifecycle", str(self.lifecycle_state_file),
-                    "--log", str(self.logs / "imds.jsonl"))
+        self._start_imds()
         self._spawn("mirror", "files", "--bind", MIRROR_IP, "--port", "80", "--root", str(self.cache.mirror),
                     "--pool-dir", str(self.cache.debs), "--log", str(self.logs / "mirror.jsonl"))
         self.publish_agents()
+        role = self.instance.imds_document(self.arch)
         self._spawn("downloads", "files", "--bind", DOWNLOADS_IP, "--port", "80", "--tls-port", "443",
                     "--cert", str(self.pki["cert"]), "--key", str(self.pki["key"]), "--root", str(self.www),
-                    "--faults", str(self.faults_file), "--log", str(self.logs / "downloads.jsonl"))
+                    "--faults", str(self.faults_file), "--log", str(self.logs / "downloads.jsonl"),
+                    "--signed-host", self.bucket_host, "--signing-secret", role["secret_access_key"],
+                    "--signing-token", role["session_token"])
         seed = self.workdir / "ssm-seed.json"
         seed.write_text(json.dumps(self.parameters))
         seed.chmod(0o600)
@@ -1024,6 +1063,25 @@ class Sandbox:
                     "--seed-port", str(MOTO_PLAIN_PORT), "--log-group", self.log_group,
                     "--group-name", self.instance.group_name,
                     "--log", str(self.logs / "ssm.jsonl"), timeout=90)
+
+    def _start_imds(self) -> None:
+        doc = self.workdir / "instance.json"
+        doc.write_text(json.dumps(self.instance.imds_document(self.arch)))
+        self._spawn("imds", "imds", "--instance", str(doc), "--lifecycle", str(self.lifecycle_state_file),
+                    "--log", str(self.logs / "imds.jsonl"))
+
+    def stop_and_start(self, public_ip: str) -> tuple[dict[str, list[str]], dict[str, int | None]]:
+        """An EC2 stop and start: every service started as at boot is stopped, the metadata
+        service then answers `public_ip` (an instance without an Elastic IP gets a new one),
+        and the enabled services start as at boot (oneshots first: stun-infra-configure among
+        them). Returns what start_enabled_services returns."""
+        for label, p in list(self._procs):
+            if label.endswith((".service", ".timer")) or label == "imds":
+                self._stop(p)
+                self._procs.remove((label, p))
+        self.instance.public_ip = public_ip
+        self._start_imds()
+        return self.start_enabled_services()
 
     @property
     def www(self) -> Path:
@@ -1201,8 +1259,8 @@ class Sandbox:
         for unit in sorted(services, key=lambda u: kinds[u] != "oneshot"):
             proc, ignored[unit] = self.start_unit(unit, stdout=self.logs / f"{unit}.out")
             if kinds[unit] == "oneshot":
-                try:
-                    oneshots[unit] = proc.wait(timeout=60)
+                try:  # stun-infra-configure under qemu-user takes a while
+                    oneshots[unit] = proc.wait(timeout=600)
                 except subprocess.TimeoutExpired:
                     oneshots[unit] = None
         return ignored, oneshots
@@ -1277,7 +1335,7 @@ def main(argv: list[str]) -> int:
         print("usage: boot_sandbox.py build-rootfs ARCH...", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO))
-    from stun_infra.instance.userdata import PACKAGES
+    from stun_infra.instance.package import DEPENDS as PACKAGES
 
     for arch in argv[1:]:
         t0 = time.monotonic()

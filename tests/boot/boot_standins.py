@@ -8,9 +8,12 @@ network namespace (`ip netns exec NS python boot_standins.py KIND ...`).
   on the regional endpoints' address, plus a plain-HTTP listener on the namespace's
   loopback for seeding and for reading back what was published. Both listeners share
   moto's in-process state.
-- `files`: a static file server (HTTP or HTTPS) for the Debian mirror stand-in and
-  the agent packages. With --pool-dir, any `.../pool/.../<name>.deb` request is
-  answered from that directory by file name.
+- `files`: a static file server (HTTP or HTTPS) for the Debian mirror stand-in, the
+  agent packages and the stack's package bucket. With --pool-dir, any
+  `.../pool/.../<name>.deb` request is answered from that directory by file name. With
+  --signed-host, a request to that host (the bucket's virtual-hosted name) must carry
+  an AWS Signature Version 4 that botocore computes the same from --signing-secret, and
+  the session token, as S3 does; else 403, as S3 answers.
 
 Every stand-in appends one JSON line per request to --log and prints `ready` on
 stdout once it listens. Each is started and killed by pid by boot_sandbox.py.
@@ -260,6 +263,36 @@ def _access_key(authorization: str) -> str:
 
 # -- static files ----------------------------------------------------------------------
 
+def sigv4_problem(method: str, headers, path: str, secret_key: str, token: str) -> str:  # noqa: ANN001
+    """Why an S3 request's Signature Version 4 is not valid for this secret key ("" when it
+    is): botocore's own signer recomputes it from the headers the request says it signed."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    auth = headers.get("Authorization", "")
+    fields = dict(part.strip().split("=", 1) for part in auth.removeprefix("AWS4-HMAC-SHA256 ").split(",")
+                  if "=" in part)
+    if not auth.startswith("AWS4-HMAC-SHA256 ") or not {"Credential", "SignedHeaders", "Signature"} <= set(fields):
+        return "no SigV4 Authorization header"
+    signed = fields["SignedHeaders"].split(";")
+    for required in ("host", "x-amz-content-sha256", "x-amz-date"):
+        if required not in signed:
+            return f"{required} not signed"
+    if headers.get("x-amz-security-token") != token or "x-amz-security-token" not in signed:
+        return "the session token is missing, wrong or not signed"
+    key_id, date, region, service, _ = fields["Credential"].split("/")
+    request = AWSRequest(method=method, url=f"https://{headers['Host']}{path}",
+                         headers={name: headers[name] for name in signed if name != "host"})
+    request.context["timestamp"] = headers["x-amz-date"]
+    signer = S3SigV4Auth(Credentials(key_id, secret_key, token), service, region)
+    canonical = signer.canonical_request(request)
+    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    if service != "s3" or date != headers["x-amz-date"][:8] or fields["Signature"] != expected:
+        return "SignatureDoesNotMatch"
+    return ""
+
+
 def files(args: argparse.Namespace) -> None:
     root = Path(args.root).resolve()
     pool = Path(args.pool_dir).resolve() if args.pool_dir else None
@@ -298,10 +331,16 @@ def files(args: argparse.Namespace) -> None:
                     Path(args.faults).write_text(json.dumps(faults))
                 return fault["kind"]
 
+        def _signature_problem(self) -> str:
+            if self.headers.get("Host", "") != args.signed_host:
+                return ""
+            return sigv4_problem(self.command, self.headers, self.path, args.signing_secret, args.signing_token)
+
         def _send(self, body: bool) -> None:
-            found = self._find()
+            unsigned = self._signature_problem() if args.signed_host else ""
+            found = None if unsigned else self._find()
             fault = self._fault() if found else ""
-            status = 503 if fault == "unavailable" else 200 if found else 404
+            status = 403 if unsigned else 503 if fault == "unavailable" else 200 if found else 404
             data = found.read_bytes() if found and status == 200 else b"not found\n" if not found else b"busy\n"
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
@@ -312,7 +351,8 @@ def files(args: argparse.Namespace) -> None:
             if fault == "truncate":
                 self.close_connection = True
             _log(args.log, method=self.command, host=self.headers.get("Host", ""), path=self.path,
-                 status=status, bytes=len(data), fault=fault)
+                 status=status, bytes=len(data), fault=fault, signature_problem=unsigned,
+                 access_key=_access_key(self.headers.get("Authorization", "")))
 
         def do_GET(self) -> None:
             self._send(True)
@@ -362,6 +402,9 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--root", required=True)
     a.add_argument("--pool-dir", default="")
     a.add_argument("--faults", default="", help="JSON file {path: fault}, read on every request")
+    a.add_argument("--signed-host", default="", help="a host whose requests must be SigV4-signed (S3)")
+    a.add_argument("--signing-secret", default="", help="the secret access key they are signed with")
+    a.add_argument("--signing-token", default="", help="the session token they carry")
     a.add_argument("--log", required=True)
     a.set_defaults(run=files)
     args = p.parse_args(argv)

@@ -109,7 +109,7 @@ def rootfs_cache(_boot_requirements):
     """rootfs_cache(arch): the cached Debian 12 root for a Debian architecture, built once
     per machine (a foreign one through qemu-user; without qemu-user-static it skips, and
     fails under CI=true)."""
-    from stun_infra.instance.userdata import PACKAGES
+    from stun_infra.instance.package import DEPENDS as PACKAGES
 
     caches: dict[str, sb.RootfsCache] = {}
 
@@ -152,7 +152,10 @@ def booted(request, rootfs_cache, tmp_path_factory):
     """One instance of a stack, booted by the user-data `stun-infra render` writes."""
     from stun_infra.cloud.offline import stack_settings
     from stun_infra.instance.metrics import log_group_name
-    from stun_infra.instance.userdata import ParameterNames, render_user_data
+    from stun_infra.commands.render import DEFAULT_BUCKET, PACKAGE_FILE
+    from stun_infra.instance import package
+    from stun_infra.instance.boot_inputs import ParameterNames
+    from stun_infra.instance.userdata import render_user_data
 
     label, stack, overrides, ipv6 = request.param
     settings = stack_settings(stack, overrides)
@@ -179,12 +182,15 @@ def booted(request, rootfs_cache, tmp_path_factory):
            env={**os.environ, "STUN_INFRA_TURN_SECRET": secret})
     signer = TestKey(workdir / "signer")
     production, boot = sb.sandbox_boot_inputs(settings, instance, signer)
-    assert (rendered / "user-data.sh").read_text() == render_user_data(settings, production)
-    user_data = render_user_data(settings, boot)
-    STAGE_REPORT.append(f"[{label}] user-data {len(user_data.encode())} bytes")
+    production_package = package.build(settings, production)
+    assert (rendered / PACKAGE_FILE).read_bytes() == production_package.data
+    assert (rendered / "user-data.py").read_text() == render_user_data(
+        settings, DEFAULT_BUCKET, production_package, production.expected_public_ip)
 
     with sb.Sandbox(cache, workdir, instance=instance, parameters=parameters, signer=signer,
                     log_group=log_group_name(settings.project, settings.stack)) as box:
+        user_data = box.user_data(settings, boot)
+        STAGE_REPORT.append(f"[{label}] user data {len(user_data.encode())} bytes, package {len(box.package.data)} bytes")
         echo = (lambda line: print(f"  | {line}")) if os.environ.get("STUN_INFRA_BOOT_ECHO") == "1" else None
         first = box.run_script(user_data, echo=echo)
         _report_run(f"[{label}] user-data, first run", first)

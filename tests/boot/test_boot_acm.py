@@ -24,7 +24,7 @@ ZONE = {"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com"}
 def acm_booted(rootfs_cache, tmp_path_factory) -> Iterator[dict]:
     from stun_infra.cloud.offline import stack_settings
     from stun_infra.instance.metrics import log_group_name
-    from stun_infra.instance.userdata import ParameterNames, render_user_data
+    from stun_infra.instance.boot_inputs import ParameterNames
     from tests.support.signing import TestKey
 
     settings = stack_settings("dev", {"instanceType": "t3.small", **ZONE})
@@ -44,7 +44,7 @@ def acm_booted(rootfs_cache, tmp_path_factory) -> Iterator[dict]:
         arn = issued["CertificateArn"]
         _, boot = sb.sandbox_boot_inputs(settings, instance, signer, parameters=names.at(1, None, None),
                                          certificate_arn=arn)
-        user_data = render_user_data(settings, boot)
+        user_data = box.user_data(settings, boot)
         first = box.run_script(user_data)
         second = box.run_script(user_data) if first.returncode == 0 else first
         started = {}

@@ -10,6 +10,7 @@ the downloads stand-in serves the signed packages again, then the case spoils on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -73,7 +74,7 @@ print(json.dumps([e["message"] for e in events]))
 def case(rootfs_cache, tmp_path_factory):
     from stun_infra.cloud.offline import stack_settings
     from stun_infra.instance.metrics import log_group_name
-    from stun_infra.instance.userdata import ParameterNames, render_user_data
+    from stun_infra.instance.boot_inputs import ParameterNames
     from tests.support.signing import TestKey
 
     settings = stack_settings("dev", {"instanceType": "t3.small"})
@@ -89,7 +90,7 @@ def case(rootfs_cache, tmp_path_factory):
     _, boot = sb.sandbox_boot_inputs(settings, instance, signer, download_seconds=DOWNLOAD_SECONDS)
     with sb.Sandbox(cache, workdir, instance=instance, parameters=parameters, signer=signer,
                     log_group=log_group_name(settings.project, settings.stack)) as box:
-        yield Case(box, render_user_data(settings, boot), settings)
+        yield Case(box, box.user_data(settings, boot, fetch_seconds=DOWNLOAD_SECONDS), settings)
 
 
 def assert_boot_stopped(case: Case, package: str, reason: str) -> None:
@@ -109,6 +110,49 @@ def assert_boot_stopped(case: Case, package: str, reason: str) -> None:
     assert calls and calls[-1] == "systemctl disable --quiet coturn.service", calls
     assert not [c for c in calls if re.match(r"systemctl (\S+ )*(start|restart|reload-or-restart|enable) ", c)], calls
     assert "stun-infra" not in (case.box.root / "etc/turnserver.conf").read_text()  # Debian's stock file
+
+
+def assert_package_refused(case: Case, reason: str) -> None:
+    """One line naming the instance package's digest and the reason; nothing installed,
+    nothing configured, coturn not even there."""
+    r = case.run
+    assert r.returncode == 1, r.output[-3000:]
+    line = case.stopped_line()
+    assert line.startswith(f"stun-infra: BOOT STOPPED: {case.box.package.sha256}: {reason}"), line
+    assert "stun-infra: stage" not in r.output and "boot complete" not in r.output
+    for pkg in ("stun-infra-instance", "coturn"):
+        assert sb.run(case.box.chroot("dpkg-query", "-W", pkg), check=False).returncode != 0, pkg
+    assert not case.coturn_calls()
+
+
+def test_an_instance_package_whose_digest_does_not_match_stops_the_boot_before_anything_is_installed(case):
+    published = case.box.www / case.box.package.key
+    good = published.read_bytes()
+    try:
+        published.write_bytes(good[:-1] + bytes([good[-1] ^ 0x01]))
+        case.boot()
+        tampered = hashlib.sha256(published.read_bytes()).hexdigest()
+        assert_package_refused(case, f"SHA-256 is {tampered}")
+    finally:
+        published.write_bytes(good)
+    # Served: the GET carried a Signature Version 4 of the role's credentials that botocore's
+    # own signer computes the same (the stand-in answers 403 otherwise, as S3 does).
+    gets = [r for r in case.box.requests("downloads") if r["host"] == case.box.bucket_host]
+    assert gets and all(r["status"] == 200 and r["signature_problem"] == "" and
+                        r["access_key"] == "ASIASANDBOXINSTANCE1" for r in gets), gets
+
+
+def test_a_missing_instance_package_stops_the_boot_once_its_time_is_spent(case):
+    published = case.box.www / case.box.package.key
+    good = published.read_bytes()
+    published.unlink()
+    try:
+        case.boot()
+        assert_package_refused(case, "download: HTTP Error 404")
+    finally:
+        published.write_bytes(good)
+    gets = [r for r in case.box.requests("downloads") if r["host"] == case.box.bucket_host]
+    assert [r["status"] for r in gets][-2:] == [404, 404] and gets[-1]["signature_problem"] == ""  # retried
 
 
 def test_a_tampered_package_stops_the_boot(case):

@@ -49,7 +49,7 @@ def test_packages_came_from_the_mirror_standin(booted):
     missing = [r["path"] for r in debs if r["status"] != 200]
     assert not missing, f"the script installs packages the rootfs cache did not download: {missing}"
     assert any("/coturn_" in r["path"] for r in debs)
-    from stun_infra.instance.userdata import PACKAGES
+    from stun_infra.instance.package import DEPENDS as PACKAGES
     status = booted.sandbox.root.joinpath("var/lib/dpkg/status").read_text()
     for pkg in PACKAGES:
         assert re.search(rf"^Package: {re.escape(pkg)}\nStatus: install ok installed$", status, re.M), pkg
@@ -176,7 +176,7 @@ def test_services_are_enabled_through_the_init_system(booted):
     assert "stun-counters.service" in box.enabled_units() and "stun-metrics.timer" in box.enabled_units()
     assert "stun-metrics.service" not in box.enable_requests()  # no [Install]: its timer starts it
     assert sb.NO_INSTALL_NOTICE.splitlines()[0] not in booted.first.output + booted.second.output
-    drop_in = booted.sandbox.root / "etc/systemd/system/coturn.service.d"
+    drop_in = booted.sandbox.root / "lib/systemd/system/coturn.service.d"  # shipped in the package
     assert drop_in.is_dir() and list(drop_in.glob("*.conf"))
 
 

@@ -39,25 +39,20 @@ def instance(rootfs_cache, tmp_path_factory):
     """An autoscale TURN instance, booted, its services started as boot would."""
     from stun_infra.cloud.offline import stack_settings
     from stun_infra.instance.metrics import log_group_name
-    from stun_infra.instance.userdata import ParameterNames, render_user_data
     from tests.support.signing import TestKey
 
     settings = dataclasses.replace(stack_settings("prod", {"instanceType": "c7i.large"}), drain_seconds=DEADLINE)
     box_instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
                                instance_type=settings.instance_type, ipv6=IPV6)
     assert settings.ipv6 and sb.ipv6_target_groups(settings)  # the stack has IPv6 target groups
-    names = ParameterNames.under(settings.ssm_path, settings.turn)
-    cert, key = sb.self_signed(settings.tls_domain)
-    secret = "sandbox-turn-secret-" + os.urandom(12).hex()
-    parameters = {names.tls_certificate: cert, names.tls_private_key: key, names.turn_secret: secret}
+    parameters, secret = sb.seeded_parameters(settings)
     workdir = tmp_path_factory.mktemp("drain")
     signer = TestKey(workdir / "signer")
     _, boot = sb.sandbox_boot_inputs(settings, box_instance, signer)
-    user_data = render_user_data(settings, boot)
     with sb.Sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), workdir, instance=box_instance,
                     parameters=parameters, signer=signer,
                     log_group=log_group_name(settings.project, settings.stack)) as box:
-        run = box.run_script(user_data)
+        run = box.run_script(box.user_data(settings, boot))
         assert run.returncode == 0, "\n".join(line for _, line in run.lines[-40:])
         box.start_enabled_services()
         box.stun_binding(box_instance.private_ip, settings.stun_port)  # coturn answers

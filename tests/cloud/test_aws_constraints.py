@@ -142,7 +142,7 @@ def test_a_new_property_nobody_mapped_fails_until_mapped():
 
 def test_a_new_resource_type_fails_until_mapped():
     run = run_of("dev-static")
-    extra = Registration(urn="urn:x", id="x", type="aws:s3/bucket:Bucket", name="b", parent="", custom=True,
-                         inputs={"forceDestroy": True}, secret_inputs=frozenset(), state={})
+    extra = Registration(urn="urn:x", id="x", type="aws:sqs/queue:Queue", name="b", parent="", custom=True,
+                         inputs={"delaySeconds": 0}, secret_inputs=frozenset(), state={})
     run = dataclasses.replace(run, registrations=[*run.registrations, extra])
-    assert ac.unmapped(run) == {("aws:s3/bucket:Bucket", "forceDestroy")}
+    assert ac.unmapped(run) == {("aws:sqs/queue:Queue", "delaySeconds")}

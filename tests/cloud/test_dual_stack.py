@@ -219,20 +219,19 @@ def test_the_auto_scaling_group_registers_instances_in_the_ipv4_groups_only(auto
 
 
 def test_each_instance_registers_its_own_ipv6_address_in_the_ipv6_groups(autoscale_run):
-    from stun_infra.instance.userdata import unpacked
-    script = unpacked(autoscale_run.one(LAUNCH_TEMPLATE).inputs["userData"])
+    from tests.support.debs import configure_of, files_of, stored_package
+    script = "\n".join(files_of(stored_package(autoscale_run)[1]).values())
     ipv6_groups = [r for r in autoscale_run.of_type(TG) if r.inputs["targetType"] == "ip"]
     for group in ipv6_groups:
         assert f'--target-group-arn "{group.state["arn"]}"' in script
         assert f'--targets "Id=${{IPV6}},Port={int(group.inputs["port"])}"' in script
-    assert "systemctl enable stun-nlb-targets.service" in script
+    assert "systemctl enable stun-nlb-targets.service" in configure_of(autoscale_run)
 
 
 def test_the_autoscale_drain_leaves_the_ipv6_groups_with_the_registration_script(autoscale_run):
     from stun_infra.instance import drain, nlb_targets
-    from stun_infra.instance.userdata import unpacked
-    from tests.conftest import heredoc
-    script = heredoc(unpacked(autoscale_run.one(LAUNCH_TEMPLATE).inputs["userData"]), drain.DRAIN_PATH, "STUN_DRAIN")
+    from tests.support.debs import files_of, stored_package
+    script = files_of(stored_package(autoscale_run)[1])[drain.DRAIN_PATH]
     assert f'IPV6_TARGETS = "{nlb_targets.SCRIPT_PATH}"' in script
 
 
@@ -247,8 +246,8 @@ def test_the_role_may_register_in_the_ipv6_groups_and_nowhere_else(autoscale_run
 
 
 def test_static_instances_register_nowhere(static_run):
-    from stun_infra.instance.userdata import unpacked
-    assert all("stun-nlb-targets" not in unpacked(i["userDataBase64"]) for i in inputs_of(static_run, INSTANCE))
+    from tests.support.debs import files_of, stored_package
+    assert all("stun-nlb-targets" not in text for text in files_of(stored_package(static_run)[1]).values())
 
 
 def test_autoscale_dns_aliases_the_name_for_both_families():

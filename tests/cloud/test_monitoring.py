@@ -13,7 +13,7 @@ from stun_infra.instance import metrics
 from stun_infra.cloud.components.fleet import GROUP_METRICS
 from stun_infra.cloud.components.monitoring import SESSIONS_NEAR_QUOTA_PERCENT, sessions_load_expression
 from stun_infra.settings import load_settings
-from stun_infra.instance.userdata import agent_config
+from stun_infra.instance.cloudwatch_agent import agent_config
 from tests.conftest import AGENT_SCHEMA, REGION, program
 
 NAMESPACE = metrics.namespace("test")

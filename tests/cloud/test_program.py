@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections import Counter
 
@@ -11,7 +12,9 @@ import pytest
 from stun_infra.cloud.components.firewall import EC2_DESCRIPTION
 from stun_infra.cloud.offline import SECRET_PLACEHOLDER
 from stun_infra.settings import ConfigError
+from stun_infra.instance import package
 from stun_infra.instance.userdata import unpacked
+from tests.support.debs import configure_of, files_of, stored_package
 
 from tests.conftest import inputs_of, program
 from tests.support.pem import certificate_and_key
@@ -91,6 +94,10 @@ EVERY_STACK = {
     "aws:cloudwatch/logMetricFilter:LogMetricFilter": 1,  # auth failures; the rest need sessionLogging
     "aws:iam/role:Role": 1, "aws:iam/rolePolicy:RolePolicy": 1, "aws:iam/instanceProfile:InstanceProfile": 1,
     "aws:sns/topic:Topic": 1, "aws:cloudwatch/dashboard:Dashboard": 1,
+    # the instance package: its bucket, the bucket's guards, the object
+    "aws:s3/bucket:Bucket": 1, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 1,
+    "aws:s3/bucketPolicy:BucketPolicy": 1, "aws:s3/bucketObjectv2:BucketObjectv2": 1,
 }
 
 
@@ -245,7 +252,7 @@ def test_static_instances_are_never_replaced_all_at_once_by_a_new_ami_or_boot_sc
         assert set(r.ignore_changes) == {"ami", "userDataBase64"} and not r.inputs.get("userDataReplaceOnChange")
 
 
-def test_boot_script_hash_changes_with_what_the_instance_does():
+def test_the_package_digest_output_changes_with_what_the_instance_does():
     assert program(realm="a.example").outputs["boot_script_sha256"] != \
         program(realm="b.example").outputs["boot_script_sha256"]
 
@@ -272,7 +279,8 @@ def test_static_user_data_waits_for_its_own_elastic_ip(static_run):
     by_instance = {a["instanceId"]: ips[a["allocationId"]]
                    for a in inputs_of(static_run, "aws:ec2/eipAssociation:EipAssociation")}
     for r in static_run.of_type(INSTANCE):
-        assert f'EXPECTED_PUBLIC_IPV4="{by_instance[r.id]}"' in unpacked(r.inputs["userDataBase64"])
+        assert unpacked(r.inputs["userDataBase64"]).endswith(
+            f'S.call(["{package.CONFIGURE_PATH}","{by_instance[r.id]}"]))\n')
 
 
 def test_zones_are_only_those_offering_the_instance_type():
@@ -350,10 +358,15 @@ def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root(autoscale_run):
     assert lt["monitoring"]["enabled"] is True
 
 
-def test_launch_template_user_data_is_the_gzipped_boot_script(autoscale_run):
+def test_launch_template_user_data_fetches_the_stored_package_and_waits_for_no_elastic_ip(autoscale_run):
     (lt,) = inputs_of(autoscale_run, LAUNCH_TEMPLATE)
     script = unpacked(lt["userData"])
-    assert script.startswith("#!/bin/bash") and 'EXPECTED_PUBLIC_IPV4=""' in script
+    key, data = stored_package(autoscale_run)
+    (bucket,) = autoscale_run.of_type("aws:s3/bucket:Bucket")
+    assert script.startswith("#!/usr/bin/python3\n") and key == hashlib.sha256(data).hexdigest()
+    assert f'"{key}"' in script and f'"host":"{bucket.state["bucket"]}.s3.eu-west-3.amazonaws.com"' in script
+    assert script.endswith(f'S.call(["{package.CONFIGURE_PATH}",""]))\n')
+    assert autoscale_run.outputs["boot_script_sha256"] == key
 
 
 # -- access and secrets ---------------------------------------------------------------
@@ -402,10 +415,9 @@ def test_secrets_are_secure_string_parameters(static_run):
 
 
 @pytest.mark.parametrize("mode", ["static", "autoscale"])
-def test_boot_script_reads_each_parameter_at_its_current_version(mode, static_run, autoscale_run):
+def test_configure_reads_each_parameter_at_its_current_version(mode, static_run, autoscale_run):
     run = {"static": static_run, "autoscale": autoscale_run}[mode]
-    scripts = [unpacked(r.inputs["userDataBase64"]) for r in run.of_type(INSTANCE)] + [
-        unpacked(r.inputs["userData"]) for r in run.of_type(LAUNCH_TEMPLATE)]
+    scripts = [configure_of(run)]
     for param in run.of_type("aws:ssm/parameter:Parameter"):
         pinned = f'parameter "{param.inputs["name"]}:{param.state["version"]}"'
         assert all(pinned in script for script in scripts), pinned
@@ -416,11 +428,12 @@ def test_secret_parameters_are_passed_as_pulumi_secrets(static_run):
         assert ("value" in r.secret_inputs) == (r.inputs["type"] == "SecureString"), r.name
 
 
-def test_no_secret_value_appears_in_any_user_data(any_run):
+def test_no_secret_value_appears_in_any_user_data_or_the_package(any_run):
     user_data = [unpacked(r.inputs["userDataBase64"]) for r in any_run.of_type(INSTANCE)] + [
         unpacked(r.inputs["userData"]) for r in any_run.of_type(LAUNCH_TEMPLATE)]
     assert user_data
-    assert not [u for u in user_data if SECRET_PLACEHOLDER in u or "PRIVATE KEY" in u]
+    shipped = list(files_of(stored_package(any_run)[1]).values())
+    assert not [u for u in user_data + shipped if SECRET_PLACEHOLDER in u or "PRIVATE KEY" in u]
 
 
 def test_no_secret_value_appears_in_any_resource_input_but_its_parameter(any_run):
@@ -478,30 +491,3 @@ def test_output_names_are_snake_case(any_run):
     assert all(k.replace("_", "").isalnum() and k == k.lower() for k in any_run.outputs)
 
 
-# -- the boot script fits EC2's user-data limit, checked before any resource ------------------
-
-@pytest.mark.parametrize("case", [{}, {"mode": "autoscale"}, {"turn": False},
-                                  {"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com",
-                                   "sessionLogging": True},
-                                  {"mode": "autoscale", "dnsZoneId": "Z0123456789ABCDEFGHIJ",
-                                   "dnsName": "turn.example.com", "sessionLogging": True}])
-def test_the_size_check_renders_a_boot_script_at_least_as_big_as_any_sent(case):
-    from stun_infra.cloud.stack import USER_DATA_SIZE_MARGIN, longest_boot_inputs
-    from stun_infra.instance.userdata import render_user_data, user_data_bytes
-    from tests.conftest import settings as settings_of
-    run = program(**case)
-    sent = [r.inputs.get("userData") or r.inputs.get("userDataBase64") for r in run.registrations]
-    sent = [len(base64.b64decode(u)) for u in sent if u]
-    s = settings_of(**{k: str(v).lower() if isinstance(v, bool) else v for k, v in case.items()})
-    checked = user_data_bytes(render_user_data(s, longest_boot_inputs(s), check_size=False))
-    assert sent and checked + USER_DATA_SIZE_MARGIN >= max(sent) and max(sent) - checked < USER_DATA_SIZE_MARGIN / 4
-
-
-def test_a_boot_script_past_ec2s_limit_is_refused_before_any_resource(monkeypatch):
-    import stun_infra.cloud.stack as stack
-    monkeypatch.setattr(stack, "MAX_USER_DATA_BYTES", 4096)
-    with pytest.raises(ConfigError) as caught:
-        program(sessionLogging=True)
-    (problem,) = caught.value.problems
-    assert problem.startswith("stun-infra: the boot script this config makes is up to ")
-    assert "EC2 accepts at most 4096 of user data; it grows with stun-infra:dnsName" in problem

@@ -9,7 +9,7 @@ import pytest
 
 from stun_infra.cloud.components.endpoint import TLS_POLICY
 from stun_infra.cloud.offline import SECRET_PLACEHOLDER
-from stun_infra.instance.userdata import unpacked
+from tests.support.debs import configure_of, files_of, stored_package
 from stun_infra.settings import ConfigError
 
 from tests.conftest import DNS, inputs_of, program
@@ -140,8 +140,7 @@ def test_autoscale_instances_open_no_tls_port_when_the_nlb_ends_tls(autoscale_ac
 
 
 def test_coturn_serves_no_tls_behind_a_terminating_nlb(autoscale_acm):
-    (template,) = inputs_of(autoscale_acm, "aws:ec2/launchTemplate:LaunchTemplate")
-    script = unpacked(template["userData"])
+    script = configure_of(autoscale_acm)
     assert "\nno-tls\n" in script and "tls-listening-port" not in script
     assert "aws ssm get-parameter" in script and "tls-certificate" not in script
 
@@ -184,13 +183,12 @@ def test_no_role_may_export_without_a_zone(any_run):
     assert not [p for p in inputs_of(any_run, "aws:iam/rolePolicy:RolePolicy") if "acm:" in p["policy"]]
 
 
-def test_static_boot_script_exports_the_certificate_and_redirects_5349_to_443(static_acm):
+def test_static_instance_package_exports_the_certificate_and_redirects_5349_to_443(static_acm):
     arn = static_acm.one(VALIDATION).state["certificateArn"]
-    for instance in inputs_of(static_acm, "aws:ec2/instance:Instance"):
-        script = unpacked(instance["userDataBase64"])
-        assert f'ARN="{arn}"' in script and "aws acm export-certificate" in script
-        assert "tls-listening-port=443" in script and "redirect to :443" in script
-        assert "tcp dport { 5349 }" in script and "AmbientCapabilities=CAP_NET_BIND_SERVICE" in script
+    shipped = "\n".join(files_of(stored_package(static_acm)[1]).values())
+    assert f'ARN="{arn}"' in shipped and "aws acm export-certificate" in shipped
+    assert "tls-listening-port=443" in shipped and "redirect to :443" in shipped
+    assert "tcp dport { 5349 }" in shipped and "AmbientCapabilities=CAP_NET_BIND_SERVICE" in shipped
 
 
 def test_static_instances_wait_for_the_issued_certificate(static_acm):

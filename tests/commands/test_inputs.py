@@ -13,6 +13,7 @@ import pytest
 from stun_infra.client.targets import InputError, Servers, parse_ttl, plan_checks, read_servers, split_families
 
 from .conftest import LOOPBACK, assert_one_line_error, cli, free_ports
+from tests.support.debs import files_of
 
 SECRET = "not-a-real-secret"
 OUTPUTS = {
@@ -339,8 +340,8 @@ def test_render_refuses_a_certificate_arn_that_would_break_out_of_the_script(tmp
 def test_render_of_a_static_zone_stack_exports_the_certificate_and_reads_no_tls_parameter(tmp_path: Path):
     result = cli("render", "--out", str(tmp_path), *ZONE_SETS, "--certificate-arn", ACM_ARN)
     assert result.returncode == 0, result.stderr
-    script = (tmp_path / "user-data.sh").read_text()
-    assert f'ARN="{ACM_ARN}"' in script and "tls-certificate" not in script
+    shipped = "\n".join(files_of((tmp_path / "stun-infra-instance.deb").read_bytes()).values())
+    assert f'ARN="{ACM_ARN}"' in shipped and "tls-certificate" not in shipped
 
 
 # -- render for an autoscale dual-stack stack: the load balancer's IPv6 target groups ----------
@@ -351,8 +352,8 @@ TG_ARN = "arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/stun-i
 def test_render_of_an_autoscale_dual_stack_stack_registers_in_the_given_ipv6_groups(tmp_path: Path):
     result = cli("render", "--out", str(tmp_path), "--set", "mode=autoscale", "--ipv6-target-group", f"{TG_ARN}=3478")
     assert result.returncode == 0, result.stderr
-    script = (tmp_path / "user-data.sh").read_text()
-    assert f'--target-group-arn "{TG_ARN}"' in script and 'Port=3478"' in script
+    shipped = "\n".join(files_of((tmp_path / "stun-infra-instance.deb").read_bytes()).values())
+    assert f'--target-group-arn "{TG_ARN}"' in shipped and 'Port=3478"' in shipped
 
 
 @pytest.mark.parametrize("value,fragment", [

@@ -14,18 +14,22 @@ import pytest
 
 from stun_infra.instance import downloads
 from stun_infra.instance.downloads import AGENTS, CLOUDWATCH_AGENT, SSM_AGENT, SigningKey
-from stun_infra.instance.userdata import BootInputs, ParameterNames, render_user_data
-from tests.conftest import MODES, settings, user_data
+from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
+from stun_infra.instance.package import configure_script as render_configure
+from tests.conftest import MODES, REGION, TEST_BUCKET, configure_script, settings, user_data
 from tests.support.signing import TestKey, build_deb, require_gpg
 
 
 def hosts_in(script: str) -> set[str]:
-    return {m.replace("${REGION}", "{region}") for m in re.findall(r"\bhttps?://([^/\"'\s]+)", script)}
+    urls = re.findall(r"\bhttps?://([^/\"'\s]+)", script) + re.findall(r'"host":"([^"]+)"', script)
+    return {m.replace("${REGION}", "{region}") for m in urls}
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_every_host_the_boot_script_fetches_from_is_documented(mode):
-    assert hosts_in(user_data(**MODES[mode])) == set(downloads.documented_hosts())
+def test_every_host_the_instance_fetches_from_is_documented(mode):
+    fetched = hosts_in(configure_script(**MODES[mode])) | hosts_in(
+        user_data(**MODES[mode]).replace(TEST_BUCKET, "{bucket}").replace(REGION, "{region}"))
+    assert fetched == set(downloads.documented_hosts())
 
 
 def test_each_documented_host_names_the_aws_page_that_documents_it():
@@ -34,7 +38,7 @@ def test_each_documented_host_names_the_aws_page_that_documents_it():
 
 
 def test_cloudwatch_agent_comes_from_the_regional_bucket_aws_documents():
-    script = user_data()
+    script = configure_script()
     assert ('"https://amazoncloudwatch-agent-${REGION}.s3.${REGION}.amazonaws.com/debian/${ARCH}/latest/'
             'amazon-cloudwatch-agent.deb"') in script
     assert "amazoncloudwatch-agent.amazonaws.com" not in script
@@ -42,14 +46,14 @@ def test_cloudwatch_agent_comes_from_the_regional_bucket_aws_documents():
 
 def test_ssm_agent_comes_from_the_regional_bucket_aws_documents():
     assert ('"https://s3.${REGION}.amazonaws.com/amazon-ssm-${REGION}/latest/debian_${ARCH}/amazon-ssm-agent.deb"'
-            in user_data())
+            in configure_script())
 
 
 def test_publisher_fingerprints_are_pinned_as_documented():
     assert CLOUDWATCH_AGENT.key.fingerprint == "937616F3450B7D806CBD9725D58167303B789C72"
     assert SSM_AGENT.key.fingerprint == "DE92C7DA3E56E92331D62A36BC1F495C97DD04ED"
     for agent in AGENTS:
-        assert agent.key.fingerprint in user_data()
+        assert agent.key.fingerprint in configure_script()
 
 
 def test_embedded_ssm_key_is_the_key_with_the_pinned_fingerprint(tmp_path):
@@ -85,7 +89,7 @@ def test_a_key_comes_from_exactly_one_place():
 
 
 def test_agents_are_verified_before_they_are_installed():
-    script = user_data()
+    script = configure_script()
     body = script[script.index("install_agent() {"):]
     assert body.index('problem="$(deb_problem') < body.index("apt-get -o DPkg::Lock::Timeout=300 install")
     assert "dpkg -i" not in script and " -L " not in script  # no redirect leads to another host
@@ -100,7 +104,8 @@ printf '%s\\n' "$*" >> "${AWS_LOG}"
 
 def functions(script: str) -> str:
     """The agents stage's functions, without the calls that install the agents."""
-    return script[script.index('LOG_GROUP="'):script.index("\ninstall_agent amazon-cloudwatch-agent")]
+    return (script[script.index('LOG_GROUP="'):script.index("# coturn stays off")]
+            + script[script.index('FETCH_ERROR=""'):script.index("\ninstall_agent amazon-cloudwatch-agent")])
 
 
 def bash(tmp_path: Path, code: str, *, script: str | None = None, path_first: Path | None = None,
@@ -113,7 +118,7 @@ def bash(tmp_path: Path, code: str, *, script: str | None = None, path_first: Pa
         aws.chmod(0o755)
     prelude = (f"set -Eeuo pipefail\ntrap 'echo \"stun-infra: FAILED at line ${{LINENO}}\" >&2' ERR\n"
                f"INSTANCE_ID=i-0123456789abcdef0 REGION=eu-west-3 ARCH={arch}\n")
-    return subprocess.run(["bash", "-c", prelude + functions(script or user_data()) + "\n" + code],
+    return subprocess.run(["bash", "-c", prelude + functions(script or configure_script()) + "\n" + code],
                           capture_output=True, text=True, timeout=60,
                           env={"PATH": f"{bin_dir}:/usr/bin:/bin", "AWS_LOG": str(tmp_path / "aws.log")})
 
@@ -220,7 +225,7 @@ FAKE_SLEEP = '#!/bin/bash\nprintf "%s\\n" "$1" >> "${SLEEP_LOG}"\n'
 
 def fetch(tmp_path, answers: list[str], download_seconds: int = 300) -> tuple[subprocess.CompletedProcess, list, list]:
     s = settings()
-    script = render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn), expected_public_ip="203.0.113.5",
+    script = render_configure(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn), expected_public_ip="203.0.113.5",
                                             download_seconds=download_seconds))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -262,20 +267,20 @@ def test_retries_stop_when_the_download_time_is_spent(tmp_path):
 
 
 def test_every_download_is_bounded_by_the_download_time():
-    script = user_data()
+    script = configure_script()
     assert "deadline=$((SECONDS + 300))" in script
     assert '--max-time "$((left > 1 ? left : 1))"' in script
     assert "--proto '=https'" in script
 
 
 def test_the_sandbox_key_replaces_only_the_keys(tmp_path):
-    """What the boot sandbox runs differs from the production script only in the keys."""
+    """What the boot sandbox runs differs from the production configure only in the keys."""
     require_gpg()
     key = TestKey(tmp_path / "gpg")
     s = settings()
     production = BootInputs(ParameterNames.under(s.ssm_path, s.turn), expected_public_ip="203.0.113.5")
     sandbox = dataclasses.replace(production, agents=key.in_place_of_aws(production.agents))
-    a, b = render_user_data(s, production).splitlines(), render_user_data(s, sandbox).splitlines()
+    a, b = render_configure(s, production).splitlines(), render_configure(s, sandbox).splitlines()
     changed = [(x, y) for x, y in zip(a, b) if x != y]
     assert len(a) == len(b) and len(changed) == 2
     for agent, (x, y) in zip(AGENTS, changed):

@@ -15,8 +15,10 @@ import pytest
 
 from stun_infra.instance import drain, nlb_targets
 from stun_infra.instance.nlb_targets import TargetGroupPort
-from stun_infra.instance.userdata import BootInputs, ParameterNames, render_user_data
-from tests.conftest import MODES, heredoc, settings, user_data
+from stun_infra.instance import package
+from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
+from stun_infra.instance.stage import UNIT_DIR
+from tests.conftest import MODES, configure_script, instance_files, settings
 
 RECORDER = """#!{python}
 # Records its argv; answers describe-tags with the group, complete-lifecycle-action as the
@@ -189,17 +191,17 @@ def test_a_drain_without_ipv6_target_groups_calls_no_load_balancer(program, tool
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_boot_script_without_ipv6_target_groups_has_a_drain_that_leaves_none(mode):
+def test_a_package_without_ipv6_target_groups_has_a_drain_that_leaves_none(mode):
     """Static mode never has any (only the load balancer has target groups)."""
-    assert heredoc(user_data(**MODES[mode]), drain.DRAIN_PATH, "STUN_DRAIN").count("IPV6_TARGETS = None\n") == 1
+    assert instance_files(**MODES[mode])[drain.DRAIN_PATH].count("IPV6_TARGETS = None\n") == 1
 
 
-def test_a_boot_script_with_ipv6_target_groups_has_a_drain_that_leaves_them_with_its_registration_script():
+def test_a_package_with_ipv6_target_groups_has_a_drain_that_leaves_them_with_its_registration_script():
     s = settings(mode="autoscale")
-    dual = render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
-                                          ipv6_target_groups=tuple(IPV6_GROUPS)))
-    assert heredoc(dual, drain.DRAIN_PATH, "STUN_DRAIN") == drain.script(s, nlb_targets.SCRIPT_PATH)
-    assert heredoc(dual, nlb_targets.SCRIPT_PATH, "NLB_TARGETS") == nlb_targets.script(IPV6_GROUPS)
+    dual = {f.path: f.text for f in package.instance_files(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn),
+                                                                          ipv6_target_groups=tuple(IPV6_GROUPS)))}
+    assert dual[drain.DRAIN_PATH] == drain.script(s, nlb_targets.SCRIPT_PATH)
+    assert dual[nlb_targets.SCRIPT_PATH] == nlb_targets.script(IPV6_GROUPS)
 
 
 @pytest.mark.parametrize("bad", ["3601", "-1", "1e3", "ten"])
@@ -243,17 +245,17 @@ def test_the_lifecycle_action_gives_up_at_the_hooks_timeout(program, tools, monk
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_drain_stage_writes_the_rendered_program_rulesets_and_units(mode):
+def test_drain_stage_ships_the_rendered_program_rulesets_and_units(mode):
     s = settings(**MODES[mode])
-    script = user_data(**MODES[mode])
-    assert heredoc(script, drain.DRAIN_PATH, "STUN_DRAIN") == drain.script(s)
-    assert heredoc(script, drain.TRACK_RULESET, "STUN_DRAIN_TRACK") == drain.ruleset(s, refuse=False)
-    assert heredoc(script, drain.REFUSE_RULESET, "STUN_DRAIN_REFUSE") == drain.ruleset(s, refuse=True)
+    files = instance_files(**MODES[mode])
+    assert files[drain.DRAIN_PATH] == drain.script(s)
+    assert files[drain.TRACK_RULESET] == drain.ruleset(s, refuse=False)
+    assert files[drain.REFUSE_RULESET] == drain.ruleset(s, refuse=True)
     expected = [drain.TRACK_UNIT, drain.WATCH_UNIT] if s.autoscale else [drain.TRACK_UNIT]
     assert list(drain.units(s)) == expected
     for unit, text in drain.units(s).items():
-        assert heredoc(script, f"/etc/systemd/system/{unit}", "UNIT").count(text.splitlines()[1]) == 1
-    assert f"systemctl enable {' '.join(expected)}\n" in script
+        assert files[f"{UNIT_DIR}/{unit}"] == text
+    assert f"systemctl enable {' '.join(expected)}\n" in configure_script(**MODES[mode])
 
 
 def test_refusing_ruleset_rejects_only_new_flows_to_coturns_listeners():

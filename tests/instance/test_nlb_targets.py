@@ -10,7 +10,9 @@ import pytest
 
 from stun_infra.instance import nlb_targets
 from stun_infra.instance.nlb_targets import TargetGroupPort
-from stun_infra.instance.userdata import BootInputs, ParameterNames, render_user_data
+from stun_infra.instance import package
+from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
+from stun_infra.instance.stage import UNIT_DIR
 
 from tests.conftest import settings
 
@@ -31,34 +33,43 @@ def _shellcheck(tmp_path, name: str, text: str) -> None:
     assert result.returncode == 0, result.stdout
 
 
-def _user_data() -> str:
+def _boot() -> tuple:
     s = settings(mode="autoscale")
-    return render_user_data(s, BootInputs(ParameterNames.under(s.ssm_path, s.turn), ipv6_target_groups=GROUPS))
+    return s, BootInputs(ParameterNames.under(s.ssm_path, s.turn), ipv6_target_groups=GROUPS)
+
+
+def _configure() -> str:
+    return package.configure_script(*_boot())
+
+
+def _files() -> dict[str, str]:
+    return {f.path: f.text for f in package.instance_files(*_boot())}
 
 
 def test_the_registration_script_is_shellcheck_clean(tmp_path):
-    _shellcheck(tmp_path, "stun-nlb-targets", nlb_targets.boot_files(list(GROUPS)).script)
+    _shellcheck(tmp_path, "stun-nlb-targets", nlb_targets.script(list(GROUPS)))
 
 
-def test_the_boot_script_with_registration_is_shellcheck_clean(tmp_path):
-    _shellcheck(tmp_path, "user-data.sh", _user_data())
+def test_configure_with_registration_is_shellcheck_clean(tmp_path):
+    _shellcheck(tmp_path, "stun-infra-configure", _configure())
 
 
 def test_registration_runs_only_when_the_instance_has_an_ipv6_address():
-    script = _user_data()
+    script = _configure()
     block = script[script.index("stage nlb-ipv6"):script.index('stage ""')]
-    assert 'if [ -n "${IPV6}" ]; then' in block and "systemctl restart stun-nlb-targets.service" in block
+    assert 'if [ -n "${IPV6}" ]; then' in block and "\nrestart stun-nlb-targets.service\n" in block
+    assert block.index("if [") < block.index("systemctl enable") < block.index("\nfi\n")
 
 
 def test_the_unit_registers_on_start_and_deregisters_on_stop():
-    unit = nlb_targets.boot_files(list(GROUPS)).unit_text
+    unit = _files()[f"{UNIT_DIR}/{nlb_targets.UNIT}"]
     assert f"ExecStart={nlb_targets.SCRIPT_PATH} register" in unit
     assert f"ExecStop={nlb_targets.SCRIPT_PATH} deregister" in unit
     assert "After=network-online.target coturn.service" in unit  # stopped before the network goes
 
 
 def test_the_script_registers_the_address_on_each_group_port():
-    script = nlb_targets.boot_files(list(GROUPS)).script
+    script = _files()[nlb_targets.SCRIPT_PATH]
     for group in GROUPS:
         assert f'--target-group-arn "{group.arn}" \\\n        --targets "Id=${{IPV6}},Port={group.port}"' in script
 
@@ -68,4 +79,4 @@ def test_the_script_registers_the_address_on_each_group_port():
                                  "not-an-arn"])
 def test_a_value_that_is_not_a_target_group_arn_never_reaches_the_script(arn):
     with pytest.raises(ValueError):
-        nlb_targets.boot_files([TargetGroupPort(arn, 3478)])
+        nlb_targets.script([TargetGroupPort(arn, 3478)])

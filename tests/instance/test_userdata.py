@@ -1,300 +1,179 @@
-"""The boot script and the files it writes, rendered from templates/."""
+"""The user data: a few lines of python3 that fetch, check, install and configure."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import http.server
 import json
-import random
-import os
-import re
-import shutil
 import subprocess
+import sys
+import threading
+from pathlib import Path
 
-import jsonschema
 import pytest
 
-from stun_infra.cli import main
-from tests.conftest import AGENT_SCHEMA, MODES, SHARED_AGENT_SCHEMA, settings, user_data
-from stun_infra.instance.coturn import INSTANCE_PATHS, turnserver_conf
-from stun_infra.cloud.offline import stack_settings
-from stun_infra.instance.userdata import (MAX_USER_DATA_BYTES, BootInputs, ParameterNames, agent_config, packed,
-                                 render_user_data, unpacked)
+from stun_infra.cloud.components.artifact import BUCKET_NAME_LENGTH, BUCKET_PREFIX
+from stun_infra.instance import package
+from stun_infra.instance.userdata import MAX_USER_DATA_BYTES, packed, render_user_data, unpacked
+from stun_infra.settings import known_regions, load_settings
+from tests.conftest import MODES, REGION, TEST_BUCKET, boot_inputs, user_data
+
+FETCH_SECONDS = 6  # the user data run here retries this long (production: userdata.FETCH_SECONDS)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "boot"))
+from boot_standins import sigv4_problem  # noqa: E402  (botocore's signer, as the bucket stand-in checks)
+
+@pytest.mark.parametrize("mode", MODES)
+def test_user_data_is_at_most_2_kb_for_every_example_stack_and_mode(mode):
+    assert len(user_data(**MODES[mode]).encode()) <= MAX_USER_DATA_BYTES
 
 
-
-def embedded_confs(script: str) -> dict[str, str]:
-    """The two turnserver.conf heredocs: "ipv6" (written when IMDS has an IPv6 address), "ipv4"."""
-    found = re.findall(r"<<TURNSERVER_CONF\n(.*?)^TURNSERVER_CONF$", script, re.S | re.M)
-    assert len(found) == 2, f"expected two turnserver.conf heredocs, found {len(found)}"
-    assert 'if [ -n "${IPV6}" ]; then' in script.split("<<TURNSERVER_CONF")[0].splitlines()[-2]
-    return {"ipv6": found[0], "ipv4": found[1]}
-
-
-def embedded_conf(script: str) -> str:
-    return embedded_confs(script)["ipv4"]
-
-
-def fill(conf: str, ipv6: str = "") -> str:
-    return (conf.replace("${PUBLIC_IPV4}", "203.0.113.5").replace("${PRIVATE_IPV4}", "10.42.0.9")
-            .replace("${TURN_SECRET}", "s3cr3t-from-ssm").replace("${IPV6}", ipv6))
+def test_user_data_is_at_most_2_kb_for_the_largest_legal_inputs():
+    """Its size depends only on the bucket name (always BUCKET_NAME_LENGTH: S3 appends 26
+    characters to BUCKET_PREFIX), the region, the digest (64 hex digits) and the Elastic
+    IP: the longest of each, whatever the config."""
+    _, boot = boot_inputs(dnsZoneId="Z0123456789ABCDEFGHIJ", dnsName="turn.example.com", sessionLogging="true")
+    region = max((r for r, p in known_regions().items() if p == "aws"), key=len)  # every region it deploys to
+    s = load_settings({"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com",
+                       "sessionLogging": "true"}, stack="x" * 40, region=region)
+    bucket = BUCKET_PREFIX + "9" * (BUCKET_NAME_LENGTH - len(BUCKET_PREFIX))
+    text = render_user_data(s, bucket, package.build(s, boot), "255.255.255.255")
+    assert len(bucket) == 37 and len(text.encode()) <= MAX_USER_DATA_BYTES, len(text.encode())
 
 
-# A stand-in for curl (no packets): IMDSv2 token on PUT, then reads that must carry it.
-FAKE_CURL = r"""#!/bin/bash
-printf '%s\n' "$*" >> "${CURL_LOG}"
-url="" fail=0 write_out="" token=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    http*) url="$1" ;;
-    -f*) fail=1 ;;
-    -w) write_out="$2"; shift ;;
-    -H) [[ "$2" == X-aws-ec2-metadata-token:* ]] && token="${2#*: }"; shift ;;
-  esac
-  shift
-done
-reply() {  # reply STATUS BODY
-  if [ "$1" != 200 ] && [ "${fail}" = 1 ]; then echo "curl: (22) error: $1" >&2; exit 22; fi
-  printf '%s' "$2"
-  if [ -n "${write_out}" ]; then printf "${write_out//%\{http_code\}/$1}"; fi
-  exit 0
-}
-case "${url}" in
-  */api/token) reply 200 test-token ;;
-esac
-[ "${token}" = test-token ] || reply 401 ""
-case "${url}" in
-  */meta-data/public-ipv4) reply 200 203.0.113.5 ;;
-  */meta-data/local-ipv4) reply 200 10.42.0.9 ;;
-  */meta-data/ipv6) if [ -n "${FAKE_IPV6}" ]; then reply 200 "${FAKE_IPV6}"; else reply 404 "<html>404 - Not Found</html>"; fi ;;
-  *) reply 404 "" ;;
-esac
-"""
+def test_user_data_past_2_kb_is_refused(monkeypatch):
+    from stun_infra.instance import userdata
+
+    monkeypatch.setattr(userdata, "MAX_USER_DATA_BYTES", 1024)
+    s, boot = boot_inputs()
+    with pytest.raises(ValueError, match="at most 1024"):
+        userdata.render_user_data(s, TEST_BUCKET, package.build(s, boot))
 
 
-def run_metadata_stage(tmp_path, ipv6: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """The script's metadata reads, from its IMDSv2 token to its IPv6 check, against FAKE_CURL."""
-    script = user_data(mode="autoscale")
-    snippet = (script[script.index("retry() {"):script.index("\nstage metadata")]
-               + script[script.index("IMDS=http"):script.index("INSTANCE_ID=")]
-               + 'echo "IPV6=[${IPV6}]"\n')
-    (tmp_path / "bin").mkdir()
-    curl = tmp_path / "bin" / "curl"
-    curl.write_text(FAKE_CURL)
-    curl.chmod(0o755)
-    log = tmp_path / "curl.log"
-    result = subprocess.run(["bash", "-c", "set -Eeuo pipefail\n" + snippet], capture_output=True, text=True,
-                            timeout=30, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CURL_LOG": str(log),
-                                             "FAKE_IPV6": ipv6})
-    return result, log.read_text().splitlines() if log.exists() else []
+@pytest.mark.parametrize("bucket, ip", [("Bad.Bucket", ""), ("ok-bucket-name", "203.0.113.5; rm -rf /"),
+                                        ("a" * 64, ""), ("bucket\nimport os", "")])
+def test_nothing_but_a_bucket_name_and_an_address_is_printed_into_the_script(bucket, ip):
+    s, boot = boot_inputs()
+    with pytest.raises(ValueError):
+        render_user_data(s, bucket, package.build(s, boot), ip)
 
 
-def test_user_data_reads_the_ipv6_address_with_the_token(tmp_path):
-    result, calls = run_metadata_stage(tmp_path, "2a05:d012:abc:1200::17")
+def test_user_data_names_the_package_by_its_digest_and_carries_no_secret():
+    s, boot = boot_inputs()
+    built = package.build(s, boot)
+    text = render_user_data(s, TEST_BUCKET, built, "203.0.113.5")
+    assert f'"{built.sha256}"' in text and f'"{TEST_BUCKET}.s3.{REGION}.amazonaws.com"' in text
+    assert "turn-shared-secret" not in text and "BEGIN" not in text
+
+
+def test_user_data_compiles_and_is_what_ec2_gets_in_base64():
+    text = user_data()
+    compile(text, "user-data", "exec")
+    assert text.startswith("#!/usr/bin/python3\n")
+    assert unpacked(packed(text)) == text and base64.b64decode(packed(text)) == text.encode()
+
+
+class Fake:
+    """IMDSv2 and the bucket on one loopback server, for the user data run for real."""
+
+    SECRET, TOKEN, KEY_ID = "fake-secret", "fake-session-token", "ASIAFAKE"
+
+    def __init__(self, serve: bytes | None):
+        self.requests: list[dict] = []
+        self.serve = serve
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self) -> None:
+                self._reply(200, b"imds-token")
+
+            def do_GET(self) -> None:
+                fake.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}})
+                creds = "/latest/meta-data/iam/security-credentials/"
+                if self.path == creds:
+                    return self._reply(200, b"the-role")
+                if self.path == creds + "the-role":
+                    return self._reply(200, json.dumps({"AccessKeyId": fake.KEY_ID, "SecretAccessKey": fake.SECRET,
+                                                        "Token": fake.TOKEN}).encode())
+                problem = sigv4_problem("GET", self.headers, self.path, fake.SECRET, fake.TOKEN)
+                fake.requests[-1]["problem"] = problem
+                if problem or fake.serve is None:
+                    return self._reply(403 if problem else 404, problem.encode())
+                self._reply(200, fake.serve)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def run_user_data(tmp_path: Path, serve_tampered: bool = False, serve_none: bool = False):
+    """The rendered user data, with IMDS and S3 pointed at a loopback fake (plain HTTP), apt
+    and configure stand-ins that record their calls, /var/lib/stun-infra in tmp_path."""
+    s, boot = boot_inputs(mode="autoscale")
+    built = package.build(s, boot)
+    text = render_user_data(s, TEST_BUCKET, built, fetch_seconds=FETCH_SECONDS)
+    served = None if serve_none else built.data[:-1] + b"x" if serve_tampered else built.data
+    fake = Fake(served)
+    port = fake.server.server_address[1]
+    root = tmp_path / "root"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("apt-get", "stun-infra-configure"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {tmp_path}/calls\n')
+        (bin_dir / tool).chmod(0o755)
+    text = (text.replace("http://169.254.169.254/", f"http://127.0.0.1:{port}/")
+            .replace('get("https://"+h["host"]', f'get("http://127.0.0.1:{port}"')
+            .replace('"/var/lib/stun-infra/"', f'"{root}/"')
+            .replace("/usr/sbin/policy-rc.d", f"{tmp_path}/policy-rc.d")
+            .replace(package.CONFIGURE_PATH, f"{bin_dir}/stun-infra-configure"))
+    script = tmp_path / "user-data"
+    script.write_text(text)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    fake.server.shutdown()
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    return result, calls, fake, built
+
+
+def test_user_data_fetches_with_a_signature_s3_accepts_checks_installs_and_configures(tmp_path):
+    result, calls, fake, built = run_user_data(tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "IPV6=[2a05:d012:abc:1200::17]" in result.stdout
-    (read,) = [c for c in calls if c.endswith("/meta-data/ipv6")]
-    assert "X-aws-ec2-metadata-token: test-token" in read
-    assert calls[0].startswith("-fsS --max-time 5 -X PUT http://169.254.169.254/latest/api/token")
-
-
-def test_user_data_without_ipv6_tolerates_the_404(tmp_path):
-    result, calls = run_metadata_stage(tmp_path, "")
-    assert result.returncode == 0, result.stderr
-    assert "IPV6=[]" in result.stdout and "FAILED" not in result.stderr
-    assert len([c for c in calls if c.endswith("/meta-data/ipv6")]) == 1  # a 404 is an answer, not retried
-
-
-@pytest.mark.parametrize("bad", ["not-an-address", "2001:db8::1 ; rm -rf /", "10.0.0.1", "2001:db8::1\n2001:db8::2"])
-def test_user_data_refuses_an_ipv6_value_that_is_not_an_address(tmp_path, bad):
-    result, _ = run_metadata_stage(tmp_path, bad)
-    assert result.returncode == 1 and "stun-infra: bad IPv6" in result.stderr
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_user_data_is_shellcheck_clean(mode, tmp_path):
-    if not shutil.which("shellcheck"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must run shellcheck (apt-get install shellcheck)")
-        pytest.skip("shellcheck is not installed")
-    script = tmp_path / "user-data.sh"
-    script.write_text(user_data(**MODES[mode]))
-    result = subprocess.run(["shellcheck", "--severity=info", str(script)], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stdout
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_user_data_fits_in_ec2s_limit(mode):
-    assert len(base64.b64decode(packed(user_data(**MODES[mode])))) < MAX_USER_DATA_BYTES
-
-
-@pytest.mark.parametrize("mode", ["static", "autoscale"])
-def test_agent_config_validates_against_the_agents_schema(mode):
-    schema = json.loads(AGENT_SCHEMA.read_text())
-    jsonschema.Draft4Validator(schema).validate(json.loads(agent_config(settings(**MODES[mode]))))
-
-
-def test_vendored_agent_schema_is_the_shared_one():
-    if not SHARED_AGENT_SCHEMA.exists():
-        pytest.skip("no ../shared/schemas next to this clone")
-    assert AGENT_SCHEMA.read_bytes() == SHARED_AGENT_SCHEMA.read_bytes()
-
-
-def test_agent_ships_coturns_log_to_the_stacks_log_group():
-    config = json.loads(agent_config(settings()))
-    (entry,) = config["logs"]["logs_collected"]["files"]["collect_list"]
-    assert entry["file_path"] == INSTANCE_PATHS.log_file and entry["log_group_name"] == "/stun-infra/test/coturn"
-
-
-def test_packed_user_data_unpacks_to_the_script_and_is_stable():
-    script = user_data()
-    assert unpacked(packed(script)) == script and packed(script) == packed(script)
-
-
-def test_a_script_too_large_even_gzipped_is_refused():
-    with pytest.raises(ValueError, match="gzipped; EC2 accepts at most 16384"):
-        packed(random.Random(0).randbytes(24_000).hex())  # hex gzips to about half: ~24 KB
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_embedded_conf_is_the_rendered_conf_once_the_shell_fills_it_in(mode):
-    s = settings(**MODES[mode])
-    assert fill(embedded_conf(user_data(**MODES[mode]))) == turnserver_conf(
-        s, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="s3cr3t-from-ssm", paths=INSTANCE_PATHS)
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_embedded_ipv6_conf_is_the_rendered_conf_with_the_instances_ipv6(mode):
-    s = settings(**MODES[mode])
-    conf = fill(embedded_confs(user_data(**MODES[mode]))["ipv6"], "2001:db8:7::17")
-    assert conf == turnserver_conf(s, public_ip="203.0.113.5", private_ip="10.42.0.9",
-                                   turn_secret="s3cr3t-from-ssm", paths=INSTANCE_PATHS, ipv6="2001:db8:7::17")
-    assert "listening-ip=2001:db8:7::17" in conf.splitlines()
-    assert ("relay-ip=2001:db8:7::17" in conf.splitlines()) == s.turn
-    assert "external-ip=203.0.113.5/10.42.0.9" in conf.splitlines()  # no NAT mapping for IPv6
-
-
-def test_conf_without_ipv6_has_no_ipv6_listener():
-    conf = turnserver_conf(settings(), public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="x",
-                           paths=INSTANCE_PATHS)
-    assert _conf_values(conf, "listening-ip") == ["10.42.0.9"] and _conf_values(conf, "relay-ip") == ["10.42.0.9"]
-
-
-def _conf_values(conf: str, key: str) -> list[str]:
-    return [line.split("=", 1)[1] for line in conf.splitlines() if line.startswith(key + "=")]
-
-
-def test_embedded_conf_has_no_shell_syntax_but_the_boot_values():
-    confs = embedded_confs(user_data())
-    assert set(re.findall(r"\$\{?\w+\}?|`", confs["ipv4"])) == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}", "${TURN_SECRET}"}
-    assert set(re.findall(r"\$\{?\w+\}?|`", confs["ipv6"])) == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}", "${TURN_SECRET}",
-                                                                 "${IPV6}"}
-
-
-def test_user_data_reads_the_secrets_from_their_parameters():
-    script = user_data()
-    for name in ("turn-shared-secret", "tls-certificate", "tls-private-key"):
-        assert f'parameter "/stun-infra/test/{name}"' in script
-
-
-def test_pinned_parameter_names_carry_their_versions():
-    names = ParameterNames.under("/stun-infra/x", True).at(turn_secret=3, tls_certificate=2, tls_private_key=None)
-    assert names == ParameterNames("/stun-infra/x/turn-shared-secret:3", "/stun-infra/x/tls-certificate:2",
-                                   "/stun-infra/x/tls-private-key")
-    assert ParameterNames.under("/s", False).at(1, 1, 1).turn_secret == ""
-
-
-def test_render_pins_parameter_versions_on_request(tmp_path):
-    assert main(["render", "--out", str(tmp_path), "--parameter-version", "4"]) == 0
-    assert 'parameter "/stun-infra/dev/tls-private-key:4"' in (tmp_path / "user-data.sh").read_text()
-
-
-def test_stun_only_user_data_reads_no_turn_secret():
-    script = user_data(turn="false")
-    assert "turn-shared-secret" not in script and "TURN_SECRET=" not in script
-
-
-def test_user_data_uses_imdsv2_tokens():
-    script = user_data()
-    assert "X-aws-ec2-metadata-token-ttl-seconds" in script and "X-aws-ec2-metadata-token:" in script
-
-
-def test_user_data_keeps_coturn_running():
-    script = user_data()
-    assert "Restart=always" in script and "LimitNOFILE=" in script and "RestartSec=" in script
-
-
-def test_no_package_starts_a_service_before_the_script_configures_it():
-    script = user_data()
-    guard = script.index("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d")
-    assert guard < script.index(" install -y -q --no-install-recommends") < script.index("stage coturn-config")
-    assert "trap 'rm -f /usr/sbin/policy-rc.d' EXIT" in script
-    assert script.index("\ninstall_agent amazon-ssm-agent") < script.index("stage services")
-
-
-def test_coturn_stays_disabled_until_its_config_is_written():
-    script = user_data()
-    disabled = script.index("systemctl disable --quiet coturn.service")
-    assert script.index("apt-get -o DPkg::Lock::Timeout=300 install") < disabled < script.index("stage coturn-config")
-    assert disabled < script.index("systemctl enable coturn.service") and "stage services" in script[
-        script.index("mv -f /etc/turnserver.conf.new"):script.index("systemctl enable coturn.service")]
-
-
-def test_package_installs_wait_for_the_dpkg_lock():
-    script = user_data()
-    installs = [line for line in script.splitlines() if "apt-get" in line and " install " in line]
-    assert len(installs) == 2 and all("DPkg::Lock::Timeout=300" in line for line in installs)
-    assert "dpkg -i" not in script
-
-
-def test_a_listening_port_below_1024_lets_coturns_user_bind_it():
-    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in user_data(tlsPorts="[443]")
-
-
-def test_no_capability_is_granted_for_unprivileged_ports():
-    assert "AmbientCapabilities" not in user_data()
-
-
-def test_user_data_rotates_coturns_log():
-    assert f"{INSTANCE_PATHS.log_file} {{" in user_data() and "kill -s HUP coturn" in user_data()
-
-
-def test_render_writes_the_three_files_and_a_local_certificate(tmp_path, capsys):
-    assert main(["render", "--out", str(tmp_path), "--turn-secret", "from-the-test"]) == 0
-    assert {p.name for p in tmp_path.iterdir()} >= {"user-data.sh", "turnserver.conf",
-                                                     "amazon-cloudwatch-agent.json", "cert.pem", "key.pem"}
-    conf = (tmp_path / "turnserver.conf").read_text()
-    assert f"cert={tmp_path}/cert.pem" in conf and "static-auth-secret=from-the-test" in conf
-    assert oct((tmp_path / "turnserver.conf").stat().st_mode & 0o777) == "0o600"
-
-
-def test_render_with_instance_paths_equals_what_the_instance_writes(tmp_path):
-    assert main(["render", "--out", str(tmp_path), "--instance-paths", "--public-ip", "203.0.113.5",
-                 "--private-ip", "10.42.0.9", "--turn-secret", "from-the-test"]) == 0
-    dev = stack_settings("dev")
-    assert (tmp_path / "turnserver.conf").read_text() == turnserver_conf(
-        dev, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="from-the-test", paths=INSTANCE_PATHS)
-    assert (tmp_path / "user-data.sh").read_text() == render_user_data(
-        dev, BootInputs(ParameterNames.under(dev.ssm_path, True), expected_public_ip="203.0.113.5"))
-
-
-def test_render_with_ipv6_equals_what_an_instance_with_ipv6_writes(tmp_path):
-    assert main(["render", "--out", str(tmp_path), "--instance-paths", "--public-ip", "203.0.113.5",
-                 "--private-ip", "10.42.0.9", "--ipv6", "2001:db8:7::17", "--turn-secret", "s3cr3t-from-ssm"]) == 0
-    assert (tmp_path / "turnserver.conf").read_text() == fill(
-        embedded_confs((tmp_path / "user-data.sh").read_text())["ipv6"], "2001:db8:7::17")
-
-
-def test_render_refuses_a_bad_ipv6(tmp_path, capsys):
-    assert main(["render", "--out", str(tmp_path), "--ipv6", "10.0.0.1"]) == 2
-    assert "--ipv6: got '10.0.0.1', must be an IPv6 unicast address" in capsys.readouterr().err
-
-
-def test_render_refuses_a_bad_address(tmp_path, capsys):
-    assert main(["render", "--out", str(tmp_path), "--public-ip", "not-an-ip"]) == 2
-    assert "--public-ip: got 'not-an-ip', must be an IPv4 address" in capsys.readouterr().err
-
-
-def test_render_refuses_bad_config_like_pulumi_up(tmp_path, capsys):
-    assert main(["render", "--out", str(tmp_path), "--set", "relayMinPort=3000"]) == 2
-    assert "stun-infra:relayMinPort: the relay range 3000-65535 overlaps stun-infra:stunPort" in capsys.readouterr().err
+    (get,) = [r for r in fake.requests if r["path"] == "/" + built.sha256]
+    assert get["problem"] == "" and get["headers"]["host"] == f"{TEST_BUCKET}.s3.{REGION}.amazonaws.com"
+    assert get["headers"]["x-amz-security-token"] == Fake.TOKEN
+    assert calls[0] == "apt-get -qyo DPkg::Lock::Timeout=300 update"
+    assert calls[1] == f"apt-get -qyo DPkg::Lock::Timeout=300 install --no-install-recommends {tmp_path}/root/p.deb"
+    assert calls[2] == "stun-infra-configure "  # autoscale: no Elastic IP to wait for
+    assert (tmp_path / "root" / built.sha256).read_bytes() == built.data
+    assert not (tmp_path / "policy-rc.d").exists()
+
+
+def test_user_data_with_the_package_installed_goes_straight_to_configure(tmp_path):
+    run_user_data(tmp_path)
+    (tmp_path / "calls").unlink()
+    again, calls, fake, built = run_user_data(tmp_path)
+    assert again.returncode == 0 and calls == ["stun-infra-configure "]
+    assert not [r for r in fake.requests if r["path"] == "/" + built.sha256]
+
+
+def test_a_package_whose_digest_does_not_match_stops_before_anything_is_installed(tmp_path):
+    result, calls, fake, built = run_user_data(tmp_path, serve_tampered=True)
+    assert result.returncode == 1 and calls == []
+    tampered = hashlib.sha256(built.data[:-1] + b"x").hexdigest()
+    assert result.stderr.strip() == f"stun-infra: BOOT STOPPED: {built.sha256}: SHA-256 is {tampered}"
+
+
+def test_a_missing_package_stops_the_boot_once_its_time_is_spent(tmp_path):
+    result, calls, fake, built = run_user_data(tmp_path, serve_none=True)
+    assert result.returncode == 1 and calls == []
+    assert result.stderr.strip() == f"stun-infra: BOOT STOPPED: {built.sha256}: download: HTTP Error 404: Not Found"
+    assert len([r for r in fake.requests if r["path"] == "/" + built.sha256]) >= 2  # retried first

@@ -164,6 +164,19 @@ LOG_RETENTION = Prose(_one_of(*(float(d) for d in (1, 3, 5, 7, 14, 30, 60, 90, 1
                       "https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html")
 # For the `random`/`tls` providers: nothing reaches AWS.
 LOCAL = NotMapped("computed locally by the provider; never sent to AWS")
+# The bucket's name: the prefix plus 26 characters S3's provider appends, within S3's naming
+# rules (3-63 lower-case letters, digits, '-'; no dots here: the user data's TLS name).
+BUCKET_PREFIX_RULE = Prose(
+    lambda v: None if regex.fullmatch(r"[a-z0-9][a-z0-9-]{0,36}", str(v)) else
+    f"bucket prefix {v!r}: at most 37 lower-case letters, digits and '-' (S3 adds 26 characters, 63 in all)",
+    "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html")
+OBJECT_KEY = Prose(lambda v: None if 0 < len(str(v).encode()) <= 1024 else f"object key of {len(str(v).encode())} bytes",
+                   "https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html")
+
+
+def _single_put_size(encoded: Any) -> str | None:
+    size = len(base64.b64decode(str(encoded)))
+    return None if size <= 5 * 1024 ** 3 else f"{size} bytes in one PUT, at most 5 GB"
 
 
 def _ec2_tags(operation: str, prefix: str = "TagSpecifications[].Tags[]") -> dict[str, Target | list[Target]]:
@@ -463,6 +476,30 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
         **_list_tags("events", "PutRule")},
     "aws:cloudwatch/eventTarget:EventTarget": {
         "arn": [Api("events", "PutTargets", "Targets[].Arn"), ID_REF], "rule": ID_REF},
+    "aws:s3/bucket:Bucket": {
+        "bucketPrefix": BUCKET_PREFIX_RULE,
+        "forceDestroy": NotMapped("the provider empties the bucket before deleting it; never sent to AWS"),
+        "tags": [Api("s3", "PutBucketTagging", "Tagging.TagSet"), TAG_COUNT],
+        "tags{key}": [Api("s3", "PutBucketTagging", "Tagging.TagSet[].Key"), TAG_KEY],
+        "tags{value}": [Api("s3", "PutBucketTagging", "Tagging.TagSet[].Value"), TAG_VALUE]},
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": {
+        "bucket": ID_REF, **{p: Api("s3", "PutPublicAccessBlock", f"PublicAccessBlockConfiguration.{m}") for p, m in {
+            "blockPublicAcls": "BlockPublicAcls", "blockPublicPolicy": "BlockPublicPolicy",
+            "ignorePublicAcls": "IgnorePublicAcls", "restrictPublicBuckets": "RestrictPublicBuckets"}.items()}},
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": {
+        "bucket": ID_REF,
+        "rules[].applyServerSideEncryptionByDefault.sseAlgorithm": Api(
+            "s3", "PutBucketEncryption",
+            "ServerSideEncryptionConfiguration.Rules[].ApplyServerSideEncryptionByDefault.SSEAlgorithm")},
+    "aws:s3/bucketPolicy:BucketPolicy": {
+        "bucket": ID_REF,
+        "policy": [Api("s3", "PutBucketPolicy", "Policy"), Prose(
+            _json_document, "https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketPolicy.html")]},
+    "aws:s3/bucketObjectv2:BucketObjectv2": {
+        "bucket": ID_REF, "key": [Api("s3", "PutObject", "Key"), OBJECT_KEY],
+        "contentBase64": Prose(_single_put_size, "https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html"),
+        "contentType": Api("s3", "PutObject", "ContentType"),
+        "serverSideEncryption": Api("s3", "PutObject", "ServerSideEncryption")},
     "random:index/randomPassword:RandomPassword": {"length": LOCAL, "special": LOCAL},
     "tls:index/privateKey:PrivateKey": {"algorithm": LOCAL, "ecdsaCurve": LOCAL, "rsaBits": LOCAL},
     "tls:index/selfSignedCert:SelfSignedCert": {

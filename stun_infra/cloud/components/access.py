@@ -1,5 +1,5 @@
-"""Access: the instance role, least privilege for the CloudWatch agent, Session Manager
-and reading exactly this stack's parameters.
+"""Access: the instance role, least privilege for the CloudWatch agent, Session Manager,
+reading exactly this stack's parameters and its instance package.
 
 No kms:Decrypt statement: the SecureStrings use the AWS managed key aws/ssm, whose key
 policy already lets the account's principals decrypt through Parameter Store. No AWS
@@ -48,6 +48,7 @@ class AccessArgs:
     exported_certificate_arn: pulumi.Input[str] | None = None  # static mode with ACM
     ipv6_target_group_arns: Sequence[pulumi.Input[str]] = ()  # autoscale, dual stack: groups it joins
     turn_secret_arn: pulumi.Input[str] | None = None  # TURN on: the current secret's parameter
+    package_object_arn: pulumi.Input[str] | None = None  # the instance package (artifact.py)
 
 
 def export_statement(certificate_arn: str) -> dict:
@@ -66,10 +67,13 @@ def sync_statement(turn_secret_arn: str) -> dict:
 
 def instance_policy(parameter_arns: list[str], log_group_arn: str, metric_namespace: str,
                     exported_certificate_arn: str | None = None, ipv6_target_group_arns: list[str] = (),
-                    turn_secret_arn: str | None = None) -> str:
+                    turn_secret_arn: str | None = None, package_object_arn: str | None = None) -> str:
     """The role's one inline policy, as JSON."""
     export = [export_statement(exported_certificate_arn)] if exported_certificate_arn else []
     export += [sync_statement(turn_secret_arn)] if turn_secret_arn else []
+    # The boot fetches exactly this stack's instance package, nothing else of the bucket.
+    export += [{"Sid": "ReadOwnPackage", "Effect": "Allow", "Action": ["s3:GetObject"],
+                "Resource": package_object_arn}] if package_object_arn else []
     # Each instance puts its own IPv6 address in the load balancer's IPv6 groups, and takes it out.
     export += [{"Sid": "RegisterOwnIpv6Target", "Effect": "Allow",
                 "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
@@ -109,8 +113,8 @@ class InstanceAccess(pulumi.ComponentResource):
             tags=tagged(args.tags, f"{name}-role"), opts=child_opts(self))
         policy = pulumi.Output.all(list(args.parameter_arns), args.log_group_arn,
                                    args.exported_certificate_arn, list(args.ipv6_target_group_arns),
-                                   args.turn_secret_arn).apply(
-            lambda a: instance_policy(a[0], a[1], args.metric_namespace, a[2], a[3], a[4]))
+                                   args.turn_secret_arn, args.package_object_arn).apply(
+            lambda a: instance_policy(a[0], a[1], args.metric_namespace, a[2], a[3], a[4], a[5]))
         aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=policy, opts=child_opts(self))
         self.profile = aws.iam.InstanceProfile(
             f"{name}-profile", role=self.role.name, tags=tagged(args.tags, f"{name}-profile"),

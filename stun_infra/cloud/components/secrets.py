@@ -19,7 +19,7 @@ import pulumi_random as random
 
 from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
 from stun_infra.instance.secret_sync import SecretParameters
-from stun_infra.instance.userdata import ParameterNames
+from stun_infra.instance.boot_inputs import ParameterNames
 
 SECRET_LENGTH = 48
 

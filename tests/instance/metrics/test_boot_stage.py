@@ -1,4 +1,4 @@
-"""The boot script's `metrics` stage writes exactly the rendered counter files and units."""
+"""The `metrics` stage ships exactly the rendered counter files and units, and configure writes its environment."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from stun_infra.instance import binding_counters, metrics
-from tests.conftest import MODES, heredoc, settings, user_data
+from stun_infra.instance.stage import UNIT_DIR
+from tests.conftest import MODES, configure_script, instance_files, settings
 
 
 
@@ -20,20 +21,20 @@ def stage(script: str, name: str) -> str:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_metrics_stage_writes_the_rendered_ruleset_reporter_and_units(mode):
+def test_metrics_stage_ships_the_rendered_ruleset_reporter_and_units(mode):
     s = settings(**MODES[mode])
-    body = stage(user_data(**MODES[mode]), "metrics")
-    assert heredoc(body, binding_counters.RULESET_PATH, "STUN_COUNTERS") == binding_counters.nft_ruleset(s)
-    assert heredoc(body, binding_counters.REPORTER_PATH, "STUN_METRICS_REPORTER") == binding_counters.reporter_script(s)
+    files = instance_files(**MODES[mode])
+    assert files[binding_counters.RULESET_PATH] == binding_counters.nft_ruleset(s)
+    assert files[binding_counters.REPORTER_PATH] == binding_counters.reporter_script(s)
     for unit, text in binding_counters.systemd_units().items():
-        assert heredoc(body, f"/etc/systemd/system/{unit}", "UNIT") == text
+        assert files[f"{UNIT_DIR}/{unit}"] == text
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_metrics_stage_writes_the_reporters_environment_file(mode, tmp_path):
     """Region and instance id as the metadata stage read them, the stack's namespace: the
     file the reporter unit's EnvironmentFile names, written by the stage's own lines."""
-    body = stage(user_data(**MODES[mode]), "metrics")
+    body = stage(configure_script(**MODES[mode]), "metrics")
     start = next(i for i, line in enumerate(body.splitlines()) if line.startswith("printf") and "STUN_METRICS" in line)
     printf = "\n".join(body.splitlines()[start:start + 2])
     assert printf.endswith(f'> "{binding_counters.METRICS_ENV_PATH}"'), printf
@@ -52,14 +53,14 @@ def test_metrics_stage_writes_the_reporters_environment_file(mode, tmp_path):
 def test_metrics_stage_enables_the_table_and_the_timer_before_coturn_starts():
     """Only the units with an [Install] section are enabled: the reporter's service has none
     (its timer starts it), so `systemctl enable` would leave it alone anyway."""
-    script = user_data()
+    script = configure_script()
     body = stage(script, "metrics")
     assert binding_counters.enabled_units() == ("stun-counters.service", "stun-metrics.timer")
     assert [line for line in body.splitlines() if line.startswith("systemctl ")] == [
         "systemctl daemon-reload",
-        "systemctl enable stun-counters.service stun-metrics.timer",
-        "systemctl restart stun-counters.service stun-metrics.timer"]
-    assert script.index("stage metrics") < script.index("systemctl restart coturn.service")
+        "systemctl enable stun-counters.service stun-metrics.timer"]
+    assert "\nrestart stun-counters.service stun-metrics.timer\n" in body
+    assert script.index("stage metrics") < script.index("restart coturn.service")
 
 
 INSTALL_CASES = {  # unit text -> whether it carries install info
