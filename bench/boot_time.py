@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""What a scale-out costs in script time: a first boot (the user data: fetch, check, install
+the package, then configure) against a warm start (configure only: what a stopped instance,
+a warm pool's among them, runs when it starts), per architecture and per boot stage.
+
+    sudo .venv/bin/python bench/boot_time.py [--arch amd64] [--arch arm64] [--starts 3] [--json FILE]
+
+Runs the dev stack in the boot sandbox (tests/boot/boot_sandbox.py: a Debian 12 root in a
+network namespace of its own, stand-ins for IMDS, S3, Parameter Store, the mirror; its
+namespace and mounts removed by name at the end): one first boot, then `--starts` warm
+starts of `stun-infra-configure`. Script time is what the instance spends in our scripts,
+from the user data's start to its end (the EC2 launch, the OS boot and AWS's own steps
+are not in it: README's scale-out timeline puts them beside it). arm64 runs under qemu-user
+here: its figures are emulation's, not a Graviton's. Goals (issue 18): a warm start within
+3 s on x86_64, and under a seventh of the first boot in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "boot")]
+
+import boot_sandbox as sb  # noqa: E402
+
+INSTANCE_TYPES = {"amd64": "t3.small", "arm64": "t4g.small"}
+WARM_START = "#!/bin/sh\nexec /usr/sbin/stun-infra-configure\n"  # what stun-infra-configure.service runs
+WARM_GOAL_SECONDS = 3.0
+WARM_GOAL_FRACTION = 1 / 7
+
+
+def measure(arch: str, starts: int) -> dict:
+    from stun_infra.cloud.offline import stack_settings
+    from stun_infra.instance.metrics import log_group_name
+    from stun_infra.instance.package import DEPENDS
+    from tests.support.signing import TestKey
+
+    settings = stack_settings("dev", {"instanceType": INSTANCE_TYPES[arch]})
+    cache = sb.ensure_rootfs(DEPENDS, arch)
+    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
+                           instance_type=settings.instance_type)
+    parameters, _ = sb.seeded_parameters(settings)
+    with tempfile.TemporaryDirectory(prefix="stun-boot-bench-") as tmp:
+        workdir = Path(tmp)
+        signer = TestKey(workdir / "signer")
+        _, boot = sb.sandbox_boot_inputs(settings, instance, signer)
+        with sb.Sandbox(cache, workdir, instance=instance, parameters=parameters, signer=signer,
+                        log_group=log_group_name(settings.project, settings.stack)) as box:
+            first = box.run_script(box.user_data(settings, boot))
+            if first.returncode != 0:
+                raise SystemExit(f"{arch}: the first boot failed:\n{first.output[-3000:]}")
+            warm = [box.run_script(WARM_START) for _ in range(starts)]
+            failed = [r for r in warm if r.returncode != 0]
+            if failed:
+                raise SystemExit(f"{arch}: a warm start failed:\n{failed[0].output[-3000:]}")
+    return {"first": {"seconds": first.seconds, "stages": first.stages},
+            "warm": [{"seconds": r.seconds, "stages": r.stages} for r in warm]}
+
+
+def report(results: dict[str, dict]) -> str:
+    lines = []
+    for arch, r in results.items():
+        first, warm = r["first"], r["warm"]
+        median = statistics.median(w["seconds"] for w in warm)
+        install = first["seconds"] - sum(first["stages"].values())
+        lines += [f"{arch}: first boot {first['seconds']:.1f} s (user data: fetch, check, install {install:.1f} s), "
+                  f"warm start median {median:.2f} s of {len(warm)} ({median / first['seconds']:.1%} of the first boot)",
+                  f"  {'stage':<18} {'first boot':>10} {'warm (median)':>14}"]
+        for stage in first["stages"]:
+            warm_stage = statistics.median(w["stages"].get(stage, 0.0) for w in warm)
+            lines.append(f"  {stage:<18} {first['stages'][stage]:>10.2f} {warm_stage:>14.2f}")
+        goals = [median < first["seconds"] * WARM_GOAL_FRACTION]
+        if arch == "amd64":
+            goals.append(median <= WARM_GOAL_SECONDS)
+        lines.append(f"  goal ({'<= 3 s and ' if arch == 'amd64' else ''}under 1/7 of the first boot): "
+                     f"{'met' if all(goals) else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", action="append", choices=sorted(INSTANCE_TYPES),
+                   help="Debian architecture to boot (repeatable; default: this machine's)")
+    p.add_argument("--starts", type=int, default=3, help="warm starts after the first boot (default 3)")
+    p.add_argument("--json", help="also write the raw timings here")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        p.error("needs root (the boot sandbox mounts an overlay and creates a network namespace)")
+    if not 1 <= args.starts <= 20:
+        p.error("--starts: from 1 to 20")
+    os.environ.setdefault("STUN_INFRA_CACHE", "/var/cache/stun-infra/boot")
+    results = {arch: measure(arch, args.starts) for arch in args.arch or [sb.host_arch()]}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
