@@ -86,9 +86,11 @@ def test_every_ipv4_opening_to_the_internet_is_mirrored_for_ipv6(mode):
         by_group.setdefault(rule["securityGroupId"], []).append(rule)
     assert len(by_group) == (2 if mode == "autoscale" else 1)
     for rules in by_group.values():
-        v4 = {(r["ipProtocol"], r["fromPort"], r["toPort"]) for r in rules
+        # ICMP's messages differ by family (path MTU discovery: tests/cloud/test_load_balancer_firewall.py).
+        transport = [r for r in rules if r["ipProtocol"] in ("tcp", "udp")]
+        v4 = {(r["ipProtocol"], r["fromPort"], r["toPort"]) for r in transport
               if r.get("cidrIpv4") == "0.0.0.0/0" or "referencedSecurityGroupId" in r}
-        v6 = {(r["ipProtocol"], r["fromPort"], r["toPort"]) for r in rules if r.get("cidrIpv6") == "::/0"}
+        v6 = {(r["ipProtocol"], r["fromPort"], r["toPort"]) for r in transport if r.get("cidrIpv6") == "::/0"}
         assert v4 == v6 and len(v4) >= 3
 
 

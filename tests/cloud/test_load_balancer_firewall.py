@@ -41,9 +41,14 @@ def test_the_load_balancer_is_created_with_its_own_security_group(autoscale_run)
     assert lb.inputs["securityGroups"] == [nlb_group(autoscale_run).id]
 
 
+def transport_rules(run, typ: str) -> list:
+    """The group's TCP and UDP rules (its ICMP ones are path MTU discovery's)."""
+    return [r for r in owned_by(run, typ, "LoadBalancerFirewall") if r.inputs["ipProtocol"] in ("tcp", "udp")]
+
+
 def test_the_load_balancer_admits_clients_on_exactly_its_listener_ports_in_both_families(autoscale_run):
     rules = {(r.inputs["ipProtocol"], int(r.inputs["fromPort"]), int(r.inputs["toPort"]), peer(r.inputs))
-             for r in owned_by(autoscale_run, IN, "LoadBalancerFirewall")}
+             for r in transport_rules(autoscale_run, IN)}
     listened = {(l["protocol"], int(l["port"])) for l in (r.inputs for r in autoscale_run.of_type(LISTENER))}
     assert listened == {("TCP_UDP", 3478), ("TCP", 5349)}
     assert rules == {(t, p, p, anywhere) for t, p in [("udp", 3478), ("tcp", 3478), ("tcp", 5349)]
@@ -52,10 +57,24 @@ def test_the_load_balancer_admits_clients_on_exactly_its_listener_ports_in_both_
 
 def test_with_acm_the_load_balancer_admits_its_tls_ports_and_sends_plain_tcp_to_the_stun_port():
     run = program(mode="autoscale", dnsZoneId="Z0123456789ABCDEFGHIJ", dnsName="turn.example.com")
-    ingress = {(r.inputs["ipProtocol"], int(r.inputs["fromPort"])) for r in owned_by(run, IN, "LoadBalancerFirewall")}
+    ingress = {(r.inputs["ipProtocol"], int(r.inputs["fromPort"])) for r in transport_rules(run, IN)}
     egress = {(r.inputs["ipProtocol"], int(r.inputs["fromPort"])) for r in owned_by(run, OUT, "LoadBalancerFirewall")}
     assert ingress == {("udp", 3478), ("tcp", 3478), ("tcp", 443), ("tcp", 5349)}
     assert egress == {("udp", 3478), ("tcp", 3478)}
+
+
+def test_the_load_balancer_admits_path_mtu_discovery_messages_in_both_families_and_no_other_icmp(autoscale_run):
+    """A router's "too big" answer reaches the load balancer (ICMP type, code as from/to port)."""
+    rules = {(r.inputs["ipProtocol"], int(r.inputs["fromPort"]), int(r.inputs["toPort"]), peer(r.inputs))
+             for r in owned_by(autoscale_run, IN, "LoadBalancerFirewall") if r.inputs["ipProtocol"] not in ("tcp", "udp")}
+    assert rules == {("icmp", 3, 4, "0.0.0.0/0"), ("icmpv6", 2, 0, "::/0")}
+
+
+def test_without_ipv6_path_mtu_discovery_is_admitted_for_ipv4():
+    run = program(mode="autoscale", ipv6="false")
+    assert {(r.inputs["ipProtocol"], int(r.inputs["fromPort"]), int(r.inputs["toPort"]))
+            for r in owned_by(run, IN, "LoadBalancerFirewall") if r.inputs["ipProtocol"].startswith("icmp")} == {
+        ("icmp", 3, 4)}
 
 
 def test_the_load_balancer_reaches_only_the_vpc_on_the_target_ports_which_health_checks_use(autoscale_run):
@@ -122,7 +141,8 @@ def test_each_transport_of_a_tcp_udp_listener_gets_one_rule_and_shared_ports_one
     ingress, egress = load_balancer_openings(LoadBalancerFirewallArgs(
         vpc_id="", vpc_cidr="10.0.0.0/16", tags={}, listeners=tuple((l.protocol, l.port) for l in listeners),
         targets=tuple((g.protocol, g.port) for g in groups)))
-    assert [(o.protocol, o.from_port) for o in ingress] == [("tcp", 443), ("tcp", 3478), ("udp", 3478), ("tcp", 5349)]
+    assert [(o.protocol, o.from_port) for o in ingress] == [("tcp", 443), ("tcp", 3478), ("udp", 3478), ("tcp", 5349),
+                                                            ("icmp", 3)]
     assert [(o.protocol, o.from_port) for o in egress] == [("tcp", 3478), ("udp", 3478)]
 
 

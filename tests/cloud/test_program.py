@@ -116,9 +116,9 @@ def test_autoscale_mode_creates_exactly_these_resources(autoscale_run):
         "aws:ec2/subnet:Subnet": 3, "aws:ec2/routeTableAssociation:RouteTableAssociation": 3,
         "aws:lb/loadBalancer:LoadBalancer": 1, "aws:lb/targetGroup:TargetGroup": 4, "aws:lb/listener:Listener": 2,
         "aws:lb/listenerRule:ListenerRule": 2,  # dual stack: IPv4 clients to the instance groups
-        # + the load balancer's group: in on 3 listener ports (udp+tcp 3478, tcp 5349), out on 3
-        # target ports, each for IPv4 and IPv6
-        "aws:ec2/securityGroup:SecurityGroup": 2, SG_RULE: 8 + 6,
+        # + the load balancer's group: in on 3 listener ports (udp+tcp 3478, tcp 5349) and path
+        # MTU discovery's ICMP, out on 3 target ports, each for IPv4 and IPv6
+        "aws:ec2/securityGroup:SecurityGroup": 2, SG_RULE: 8 + 8,
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 2 + 6,
         # + the stale IPv6 target reconciler: its function, log group, role and policy, and
         # two triggers (terminations, schedule), each a rule, a target and a permission
@@ -166,14 +166,17 @@ def test_firewall_opens_stun_tls_and_exactly_the_relay_range(static_run):
     {"turn": False, "stunPort": 1024, "sshAllowedCidrs": ["2001:db8::/64"]},
 ])
 def test_only_coturns_own_ports_are_open_to_the_world(config):
-    """Whatever the ports, the world reaches coturn's STUN, TLS and relay ports and nothing else."""
+    """Whatever the ports, the world reaches coturn's STUN, TLS and relay ports and nothing else
+    (but path MTU discovery's ICMP, which has no port: its type and code stand in the rule's)."""
     from stun_infra.cloud.offline import engine_string
     from stun_infra.settings import load_settings
     run = program(**config)
     s = load_settings({k: engine_string(v) for k, v in config.items()}, stack="test", region="eu-west-3")
     coturn = {s.stun_port, *s.turns_ports} | (set(range(s.relay_min_port, s.relay_max_port + 1)) if s.turn else set())
-    world = [r for r in ingress(run) if r[3] in ("0.0.0.0/0", "::/0")]
+    world = [r for r in ingress(run) if r[3] in ("0.0.0.0/0", "::/0") and r[0] in ("tcp", "udp")]
     assert world and all(set(range(lo, hi + 1)) <= coturn for _, lo, hi, _ in world)
+    assert {r[:3] for r in ingress(run) if r[3] in ("0.0.0.0/0", "::/0") and r[0] not in ("tcp", "udp")} <= {
+        ("icmp", 3, 4), ("icmpv6", 2, 0)}
     assert all(r[1] != 22 for r in world)
 
 

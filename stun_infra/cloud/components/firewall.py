@@ -146,15 +146,28 @@ def _ports(pairs: tuple[tuple[str, int], ...]) -> list[tuple[str, int]]:
     return sorted({(t, port) for protocol, port in pairs for t in TRANSPORTS[protocol]}, key=lambda p: (p[1], p[0]))
 
 
+# Path MTU discovery: the ICMP message a router sends back when a packet is too big for the
+# path (ICMP type, code as a rule's from/to port). Without it in the load balancer's group, a
+# client behind a smaller MTU never gets the larger TLS segments (a handshake that hangs); AWS
+# recommends admitting it (load-balancer-security-groups.html, "Example: Filter client
+# traffic"; https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/network_mtu.html#path_mtu_discovery).
+PATH_MTU = {"": Opening("icmp-fragmentation-needed", "icmp", 3, 4, ANYWHERE,
+                        "ICMP fragmentation needed from anywhere: path MTU discovery"),
+            "-v6": Opening("icmpv6-packet-too-big", "icmpv6", 2, 0, ANYWHERE_V6,
+                           "ICMPv6 packet too big from anywhere: path MTU discovery (IPv6)")}
+
+
 def load_balancer_openings(args: LoadBalancerFirewallArgs) -> tuple[list[Opening], list[Opening]]:
     """(ingress, egress) of the load balancer's group: clients on exactly the listener ports, in
-    each family it serves; out only to the VPC on the target ports, which are also the health
-    checks' ports (traffic-port), and health checks obey outbound rules only
+    each family it serves, and path MTU discovery's ICMP; out only to the VPC on the target
+    ports, which are also the health checks' ports (traffic-port), and health checks obey
+    outbound rules only
     (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-security-groups.html)."""
     families = [("", ANYWHERE, args.vpc_cidr)] + ([("-v6", ANYWHERE_V6, None)] if args.ipv6 else [])
     ingress = [Opening(f"{t}-{port}{suffix}", t, port, port, anywhere,
                        f"{t.upper()} {port} from clients to the listener{' (IPv6)' if suffix else ''}")
                for suffix, anywhere, _ in families for t, port in _ports(args.listeners)]
+    ingress += [PATH_MTU[suffix] for suffix, _, _ in families]
     egress = [Opening(f"{t}-{port}{suffix}", t, port, port, vpc,
                       f"{t.upper()} {port} to the instances in the VPC: traffic and health checks"
                       f"{' (IPv6)' if suffix else ''}")
