@@ -1,11 +1,11 @@
-"""A throwaway EC2-like instance on this machine, for running the boot script for real.
+"""A throwaway EC2-like instance on this machine, for running the user data and the instance package for real.
 
 Pieces (each is torn down by the one who made it, always):
 
 - Root filesystem cache (`ensure_rootfs`): `debootstrap --variant=minbase` of Debian 12
   from the mirror apt is configured with (or $STUN_INFRA_DEBIAN_MIRROR), plus the few
-  packages a Debian 12 AMI already has and the script uses before apt runs (curl,
-  ca-certificates). In the same build, on the host network, `apt-get update` fills the
+  packages a Debian 12 AMI already has and the boot uses before apt runs (python3 for
+  the user data, curl, ca-certificates). In the same build, on the host network, `apt-get update` fills the
   package lists and `apt-get install --download-only` fetches every .deb the script
   will install. Stored under $STUN_INFRA_CACHE (default <repo>/.cache/boot), keyed by
   the package sets, and never modified afterwards.
@@ -18,13 +18,16 @@ Pieces (each is torn down by the one who made it, always):
     192.0.2.20:443       AWS Systems Manager and CloudWatch, moto behind TLS
                          (ssm.<region>.amazonaws.com, monitoring.<region>.amazonaws.com)
     192.0.2.30:80,443    the CloudWatch agent and SSM agent download hosts, serving
-                         stub .debs built by the test
+                         stub .debs built by the test, and the stack's package bucket
+                         (<bucket>.s3.<region>.amazonaws.com: SigV4 checked, as S3 does)
   TLS uses a CA made per run and added to the chroot's trust store, so the script's
   production URLs stay untouched. Only the init system is stubbed: `systemctl` and
   policy-rc.d (apt's postinst scripts start nothing), both recording their calls.
 - `run_script`: runs the user-data as cloud-init would (root, executable, minimal env)
   in the chroot inside the namespace, timestamping each output line to time the
-  `stun-infra: stage NAME begin/end` markers.
+  `stun-infra: stage NAME begin/end` markers (the script's own figure when the end
+  line gives one). `stop_and_start` stops what started as at boot, gives IMDS a new
+  public IPv4, and starts the enabled units again (stun-infra-configure first).
 - `start_unit`: starts a service the way its systemd unit (plus drop-ins) says:
   ExecStart, User/Group, LimitNOFILE, Environment(File), PrivateTmp, Inaccessible*,
   ProtectSystem/ProtectHome/ReadWritePaths, CapabilityBoundingSet (with the script's
