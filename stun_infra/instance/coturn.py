@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stun_infra.settings import Settings
+from stun_infra.instance.services import CONFIGURE_UNIT, CONFIGURED
 from stun_infra.instance.stage import UNIT_DIR, InstanceFile, Stage
 from stun_infra.instance.templating import render
 
@@ -176,7 +177,8 @@ def stage(settings: Settings, boot: "BootInputs") -> Stage:
                  paths=INSTANCE_PATHS)
     return Stage(
         "coturn",
-        files=(InstanceFile(DROP_IN_PATH, render("coturn-drop-in.conf.j2", privileged_ports=privileged_ports(settings))),
+        files=(InstanceFile(DROP_IN_PATH, render("coturn-drop-in.conf.j2", privileged_ports=privileged_ports(settings),
+                                                        configure_unit=CONFIGURE_UNIT, configured=CONFIGURED)),
                InstanceFile(LOGROTATE_PATH, render("coturn.logrotate.j2", log_file=INSTANCE_PATHS.log_file))),
         script=render("stages/coturn.sh.j2", boot=boot, paths=INSTANCE_PATHS,
                       turnserver_conf=turnserver_conf(settings, **shell),

@@ -21,7 +21,7 @@ from stun_infra.instance.boot_inputs import BootInputs
 from stun_infra.instance.metrics import log_group_name
 from stun_infra.instance.stage import UNIT_DIR, InstanceFile
 from stun_infra.instance.stages import stages
-from stun_infra.instance.services import CONFIGURE_UNIT
+from stun_infra.instance.services import CONFIGURE_UNIT, CONFIGURED
 from stun_infra.instance.nlb_targets import UNIT as NLB_TARGETS_UNIT
 from stun_infra.instance.templating import render
 from stun_infra.settings import Settings
@@ -55,7 +55,8 @@ class Package:
 def configure_script(settings: Settings, boot: BootInputs) -> str:
     """stun-infra-configure: every stage of this stack, in order."""
     return render("stun-infra-configure.sh.j2", settings=settings, stages=stages(settings, boot), package=NAME,
-                  unit=CONFIGURE_UNIT, log=BOOT_LOG, log_group=log_group_name(settings.project, settings.stack))
+                  unit=CONFIGURE_UNIT, configured=CONFIGURED, log=BOOT_LOG,
+                  log_group=log_group_name(settings.project, settings.stack))
 
 
 def instance_files(settings: Settings, boot: BootInputs) -> tuple[InstanceFile, ...]:

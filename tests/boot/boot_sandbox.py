@@ -844,6 +844,7 @@ class Sandbox:
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._netns = False
         self.lifecycle_state_file = self.workdir / "target-lifecycle-state"
+        self.not_started: dict[str, str] = {}
 
     def set_lifecycle_state(self, state: str | None) -> None:
         """What IMDS answers for autoscaling/target-lifecycle-state (None: 404)."""
@@ -1073,17 +1074,25 @@ class Sandbox:
         self._spawn("imds", "imds", "--instance", str(doc), "--lifecycle", str(self.lifecycle_state_file),
                     "--log", str(self.logs / "imds.jsonl"))
 
-    def stop_and_start(self, public_ip: str) -> tuple[dict[str, list[str]], dict[str, int | None]]:
-        """An EC2 stop and start: every service started as at boot is stopped, the metadata
-        service then answers `public_ip` (an instance without an Elastic IP gets a new one),
-        and the enabled services start as at boot (oneshots first: stun-infra-configure among
-        them). Returns what start_enabled_services returns."""
+    def stop_and_start(self, public_ip: str, *, imds: bool = True) -> tuple[dict[str, list[str]], dict[str, int | None]]:
+        """An EC2 stop and start: every service started as at boot is stopped, /run (a tmpfs)
+        is emptied, the metadata service then answers `public_ip` (an instance without an
+        Elastic IP gets a new one; `imds` false: it does not answer) and the enabled services
+        start as at boot (oneshots first: stun-infra-configure among them). Returns what
+        start_enabled_services returns."""
         for label, p in list(self._procs):
             if label.endswith((".service", ".timer")) or label == "imds":
                 self._stop(p)
                 self._procs.remove((label, p))
+        for entry in (self.root / "run").iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        (self.root / "run" / "lock").mkdir()
         self.instance.public_ip = public_ip
-        self._start_imds()
+        if imds:
+            self._start_imds()
         return self.start_enabled_services()
 
     @property
@@ -1251,15 +1260,28 @@ class Sandbox:
         self._procs.append((unit, p))
         return p, ignored
 
+    def running(self) -> list[str]:
+        """Labels (unit names, stand-ins) of the processes this sandbox started that still run."""
+        return [label for label, p in self._procs if p.poll() is None]
+
     def start_enabled_services(self) -> tuple[dict[str, list[str]], dict[str, int | None]]:
         """Start the enabled services as boot would: oneshots first (run to completion), then
         the long-running ones; returns (unit -> settings not applied, oneshot -> exit status).
-        Timers are left to the tests (they fire later)."""
+        A unit whose AssertPathExists= path is missing is not started (`not_started`: unit ->
+        that path). Timers are left to the tests (they fire later)."""
         services = [u for u in self.enabled_units() if u.endswith(".service")]
         kinds = {u: read_unit(self.root, u).get("Type", ["simple"])[-1] for u in services}
         ignored: dict[str, list[str]] = {}
         oneshots: dict[str, int | None] = {}
+        self.not_started: dict[str, str] = {}
         for unit in sorted(services, key=lambda u: kinds[u] != "oneshot"):
+            asserted = read_unit(self.root, unit, "Unit").get("AssertPathExists", [])
+            if any(p.startswith(("!", "|")) for p in asserted):
+                raise NotImplementedError(f"{unit}: AssertPathExists={asserted}")
+            missing = [p for p in asserted if not (self.root / p.lstrip("/")).exists()]
+            if missing:
+                self.not_started[unit] = missing[0]
+                continue
             proc, ignored[unit] = self.start_unit(unit, stdout=self.logs / f"{unit}.out")
             if kinds[unit] == "oneshot":
                 try:  # stun-infra-configure under qemu-user takes a while

@@ -16,6 +16,7 @@ import boot_sandbox as sb
 pytestmark = pytest.mark.boot
 
 NEW_PUBLIC_IP = "198.51.100.77"
+UNCONFIGURED_PUBLIC_IP = "198.51.100.78"
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,14 @@ def restarted(rootfs_cache, tmp_path_factory):
         fetched_before = len(box.requests("downloads"))
         _, oneshots = box.stop_and_start(NEW_PUBLIC_IP)
         after = relayed(box, settings, secret)
+        start_log = boot_log.read_text()[len(log_before):]
+        fetched_during_start = box.requests("downloads")[fetched_before:]
+        _, failed_oneshots = box.stop_and_start(UNCONFIGURED_PUBLIC_IP, imds=False)
         yield {"first_ip": first_ip, "before": before, "after": after, "oneshots": oneshots,
-               "start_log": boot_log.read_text()[len(log_before):], "box": box,
-               "fetched_during_start": box.requests("downloads")[fetched_before:]}
+               "start_log": start_log, "box": box,
+               "fetched_during_start": fetched_during_start,
+               "failed_oneshots": failed_oneshots, "not_started": dict(box.not_started),
+               "running_after_failed_start": box.running()}
 
 
 def relayed(box: sb.Sandbox, settings, secret: str) -> list:  # noqa: ANN001
@@ -86,3 +92,10 @@ def test_the_start_downloads_nothing(restarted):
     """What is installed stays: the start is configure only (no package, no agent fetched)."""
     assert restarted["fetched_during_start"] == []
     assert "signature verified" not in restarted["start_log"]
+
+
+def test_a_start_whose_configure_fails_does_not_start_coturn(restarted):
+    assert restarted["failed_oneshots"].get("stun-infra-configure.service") not in (0, None), \
+        restarted["failed_oneshots"]
+    assert "coturn.service" in restarted["not_started"], restarted["not_started"]
+    assert "coturn.service" not in restarted["running_after_failed_start"]
