@@ -216,7 +216,10 @@ class OfflineMocks(pulumi.runtime.Mocks):
             elif typ == "aws:cloudwatch/eventRule:EventRule":
                 state.update(arn=f"arn:aws:events:{self.region}:{OFFLINE_ACCOUNT}:rule/{state['name']}")
         elif typ == "aws:ssm/parameter:Parameter":
-            state.update(arn=f"arn:aws:ssm:{self.region}:{OFFLINE_ACCOUNT}:parameter{inputs['name']}", version=1)
+            # A changed value is a new version, as in Parameter Store (one per distinct value here).
+            value = str(inputs.get("value", inputs.get("insecureValue", "")))
+            state.update(arn=f"arn:aws:ssm:{self.region}:{OFFLINE_ACCOUNT}:parameter{inputs['name']}",
+                         version=1 + int(hashlib.sha256(value.encode()).hexdigest(), 16) % 997)
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             state.update(arn=f"arn:aws:logs:{self.region}:{OFFLINE_ACCOUNT}:log-group:{inputs['name']}")
         elif typ == "tls:index/privateKey:PrivateKey":

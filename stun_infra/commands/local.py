@@ -30,6 +30,7 @@ from pathlib import Path
 from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings
 from stun_infra.commands.probe import timeout_seconds
 from stun_infra.instance.coturn import local_paths, turnserver_conf
+from stun_infra.instance.secret_sync import fill_store
 from stun_infra.client.credentials import ice_servers, mint
 from stun_infra.client.targets import InputError, plan_checks, parse_ttl, server_uris
 from stun_infra.client.probing import failure_line, progress_line, run_checks, summary, table
@@ -166,7 +167,7 @@ class LocalServer:
         with self.stdout_path.open("wb") as out:
             self.process = subprocess.Popen(
                 [turnserver, "-c", str(conf_path), "--pidfile", str(workdir / "turnserver.pid"),
-                 "--db", str(workdir / "turndb")],
+                 "--db", str(local_paths(workdir).secret_db)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us, and we stop the server ourselves
                 preexec_fn=_die_with_parent)
@@ -265,8 +266,10 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str, ipv6
     paths = local_paths(workdir)
     Path(paths.log_file).unlink(missing_ok=True)
     secret = secrets.token_urlsafe(32)  # per run; only ever shown inside minted credentials
-    conf = turnserver_conf(settings, public_ip=address, private_ip=address, turn_secret=secret, paths=paths,
-                           ipv6=ipv6)
+    conf = turnserver_conf(settings, public_ip=address, private_ip=address, turn_secret="", paths=paths,
+                           ipv6=ipv6, secret_store=True)
+    if settings.turn:
+        fill_store(paths.secret_db, settings.realm, secret)  # as an instance's secret sync does
     conf_path = workdir / "turnserver.conf"
     conf_path.touch(mode=0o600)
     conf_path.write_text(conf)

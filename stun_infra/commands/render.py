@@ -17,6 +17,7 @@ from pathlib import Path
 
 from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings, turn_secret
 from stun_infra.instance.coturn import INSTANCE_PATHS, local_paths, turnserver_conf
+from stun_infra.instance.secret_sync import fill_store
 from stun_infra.settings import SUPPORTED_PARTITION, ConfigError, Settings, printable
 from stun_infra.instance.tls_sync import ACM_ARN
 from stun_infra.instance.nlb_targets import TargetGroupPort, checked
@@ -212,12 +213,14 @@ def write_files(args: argparse.Namespace, settings: Settings, out: Path, public_
     (out / PACKAGE_FILE).write_bytes(package.data)
     _write(out / "stun-infra-configure", instance_package.configure_script(settings, boot), 0o755)
     _write(out / "turnserver.conf",
-           turnserver_conf(settings, public_ip=public_ip, private_ip=private_ip, turn_secret=secret, paths=paths,
-                           ipv6=ipv6),
+           turnserver_conf(settings, public_ip=public_ip, private_ip=private_ip, turn_secret="", paths=paths,
+                           ipv6=ipv6, secret_store=True),
            0o600)
+    if settings.turn and not args.instance_paths:  # on an instance the secret sync fills its own
+        fill_store(paths.secret_db, settings.realm, secret)
     _write(out / "amazon-cloudwatch-agent.json", agent_config(settings), 0o644)
     print(f"wrote {out}/user-data.py, {PACKAGE_FILE} (SHA-256 {package.sha256}), stun-infra-configure, "
           "turnserver.conf, amazon-cloudwatch-agent.json"
-          + ("" if args.instance_paths else ", cert.pem, key.pem"))
+          + ("" if args.instance_paths else ", cert.pem, key.pem" + (", turndb (the TURN secret)" if settings.turn else "")))
     print(f"try it: turnserver -c {out}/turnserver.conf")
     return 0

@@ -170,11 +170,12 @@ def privileged_ports(settings: Settings) -> list[int]:
 
 
 def stage(settings: Settings, boot: "BootInputs") -> Stage:
-    """turnserver.conf with this start's addresses and secret (two renderings: with the
-    instance's IPv6 address when IMDS has one, else without; each equals `stun-infra render`
-    for the same inputs), coturn's drop-in and log rotation."""
-    shell = dict(public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}", turn_secret="${TURN_SECRET}",
-                 paths=INSTANCE_PATHS)
+    """turnserver.conf with this start's addresses (two renderings: with the instance's IPv6
+    address when IMDS has one, else without; each equals `stun-infra render` for the same
+    inputs; the TURN secrets are in coturn's store, see secret_sync.py), coturn's drop-in and
+    log rotation."""
+    shell = dict(public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}", turn_secret="",
+                 paths=INSTANCE_PATHS, secret_store=True)
     return Stage(
         "coturn",
         files=(InstanceFile(DROP_IN_PATH, render("coturn-drop-in.conf.j2", privileged_ports=privileged_ports(settings),

@@ -18,8 +18,14 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
+from stun_infra.settings import Settings
+
+if TYPE_CHECKING:
+    from stun_infra.instance.boot_inputs import BootInputs
 
 SCRIPT_PATH = "/usr/local/sbin/stun-secret-sync"
 ENV_PATH = "/etc/stun-infra/secret-sync.env"  # the timer's STUN_SECRET_SYNC_REGION
@@ -35,6 +41,7 @@ MAX_SECRET = 256                      # coturn's turn_secret.value is varchar(25
 PICKUP_SECONDS = (SYNC_INTERVAL_SECONDS + ATTEMPTS * AWS_TIMEOUT_SECONDS
                   + FIRST_DELAY_SECONDS * (2 ** (ATTEMPTS - 1) - 1) + SYNC_INTERVAL_SECONDS)
 UNITS = ("stun-secret-sync.service", "stun-secret-sync.timer")
+TIMER = UNITS[1]
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,6 @@ class SecretParameters:
         return cls(current=f"{path}/turn-shared-secret", previous=f"{path}/turn-shared-secret-previous")
 
 
-@dataclass(frozen=True)
-class SecretSyncFiles:
-    script: str
-    units: dict[str, str]
-    script_path: str = SCRIPT_PATH
-    enable: str = UNITS[1]
-
-
 def script(parameters: SecretParameters, realm: str, database: str = DATABASE,
            attempts: int = ATTEMPTS, first_delay: int = FIRST_DELAY_SECONDS) -> str:
     """The sync program; `database`, `attempts` and `first_delay` differ only in tests."""
@@ -66,13 +65,25 @@ def script(parameters: SecretParameters, realm: str, database: str = DATABASE,
                   aws_timeout=AWS_TIMEOUT_SECONDS, max_secret=MAX_SECRET)
 
 
-def boot_files(parameters: SecretParameters, realm: str) -> SecretSyncFiles:
-    """The program and its timer, as an instance installs them."""
-    return SecretSyncFiles(
-        script=script(parameters, realm),
-        units={unit: render(f"{unit}.j2", script_path=SCRIPT_PATH, env_path=ENV_PATH, user=USER,
-                                     interval=SYNC_INTERVAL_SECONDS)
-               for unit in UNITS})
+def units() -> dict[str, str]:
+    """The timer and the service it runs, as coturn's user."""
+    return {unit: render(f"{unit}.j2", script_path=SCRIPT_PATH, env_path=ENV_PATH, user=USER,
+                         interval=SYNC_INTERVAL_SECONDS) for unit in UNITS}
+
+
+def stage(settings: Settings, boot: "BootInputs") -> Stage | None:
+    """`secret-sync` (TURN only): the program and its timer in the package; on the instance, its
+    region for the timer and a first run before coturn starts (the boot stops if no secret
+    could be stored: coturn would refuse every allocation)."""
+    if not settings.turn:
+        return None
+    return Stage(
+        "secret-sync",
+        files=(InstanceFile(SCRIPT_PATH, script(SecretParameters.under(settings.ssm_path), settings.realm),
+                            mode=0o755),),
+        units=units(), enable=(TIMER,),
+        script=render("stages/secret-sync.sh.j2", script_path=SCRIPT_PATH, env_path=ENV_PATH, user=USER,
+                      database=DATABASE, interval=SYNC_INTERVAL_SECONDS))
 
 
 def fill_store(database: str, realm: str, current: str, previous: str = "") -> None:

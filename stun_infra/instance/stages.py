@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Callable
 
 from stun_infra.instance import (addresses, binding_counters, cloudwatch_agent, coturn, downloads, drain, nlb_targets,
-                                 secrets, services, tls_ports, tls_sync)
+                                 secret_sync, secrets, services, tls_ports, tls_sync)
 from stun_infra.instance.boot_inputs import BootInputs
 from stun_infra.instance.stage import Stage
 from stun_infra.settings import Settings
@@ -15,6 +15,7 @@ STAGES: tuple[Callable[[Settings, BootInputs], Stage | None], ...] = (
     addresses.stage,          # metadata: addresses, instance id, region from IMDS
     downloads.stage,          # agents: AWS's CloudWatch and SSM agents, verified
     secrets.stage,            # secrets: Parameter Store
+    secret_sync.stage,        # secret-sync: TURN secrets into coturn's store, then every minute
     coturn.stage,             # coturn: turnserver.conf, drop-in, log rotation
     tls_sync.stage,           # tls-sync: static mode with ACM, the exported certificate
     tls_ports.stage,          # tls-ports: the other TLS ports redirected to coturn's

@@ -176,6 +176,7 @@ def ssm(args: argparse.Namespace) -> None:
             try:
                 doc = json.loads(body or b"{}")
                 entry["name"] = doc.get("Name", "")
+                entry["names"] = doc.get("Names", [])  # GetParameters (the TURN secret sync)
                 entry["with_decryption"] = doc.get("WithDecryption", False)
             except ValueError:
                 pass

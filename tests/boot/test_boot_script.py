@@ -4,6 +4,8 @@ it must bring up a working coturn from nothing but the metadata service and Para
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import json
 import re
 import resource
@@ -107,9 +109,8 @@ def test_written_conf_equals_stun_infra_render(booted):
     assert booted.conf() == booted.rendered_conf
     inst = booted.sandbox.instance
     assert booted.conf() == turnserver_conf(
-        booted.settings, public_ip=inst.public_ip, private_ip=inst.private_ip,
-        turn_secret=booted.parameters.get(booted.parameter_names.turn_secret, ""), paths=INSTANCE_PATHS,
-        ipv6=inst.ipv6)
+        booted.settings, public_ip=inst.public_ip, private_ip=inst.private_ip, turn_secret="",
+        paths=INSTANCE_PATHS, ipv6=inst.ipv6, secret_store=True)
 
 
 def test_ipv6_is_read_from_imds_and_served_when_the_instance_has_one(booted):
@@ -140,10 +141,10 @@ def test_secrets_come_from_parameter_store_not_user_data(booted):
     assert booted.first.returncode == 0, _tail(booted.first)
     names = booted.parameter_names
     secret = booted.parameters.get(names.turn_secret, "")
-    if booted.settings.turn:
-        assert secret and _conf_value(booted.conf(), "static-auth-secret") == [secret]
-    else:
-        assert _conf_value(booted.conf(), "static-auth-secret") == []
+    assert _conf_value(booted.conf(), "static-auth-secret") == []  # never in the config
+    if booted.settings.turn:  # in coturn's store, put there by the secret sync
+        with sqlite3.connect(booted.sandbox.root / "var/lib/turn/turndb") as db:
+            assert db.execute("SELECT value FROM turn_secret").fetchall() == [(secret,)]
     for value in booted.parameters.values():
         for line in value.splitlines():
             if "-----" not in line:
@@ -155,8 +156,12 @@ def test_secrets_come_from_parameter_store_not_user_data(booted):
     # instance role's credentials from the metadata service.
     role_key = booted.sandbox.instance.imds_document(booted.sandbox.arch)["access_key_id"]
     reads = [r for r in booted.sandbox.requests("ssm") if r.get("target") == "AmazonSSM.GetParameter"]
+    synced = [r for r in booted.sandbox.requests("ssm") if r.get("target") == "AmazonSSM.GetParameters"]
     for name in booted.parameters:
-        mine = [r for r in reads if r.get("name") == f"{name}:1"]  # pinned to the version seeded
+        if name == names.turn_secret:  # by name, current and previous in one call: a rotation changes no package
+            mine = [r for r in synced if r.get("names", [])[:1] == [name]]
+        else:
+            mine = [r for r in reads if r.get("name") == f"{name}:1"]  # pinned to the version seeded
         assert mine, f"{name}:1 was never read from Parameter Store"
         assert all(r["status"] == 200 and r["with_decryption"] and r["scheme"] == "https" for r in mine), mine
         assert all(r["access_key_id"] == role_key and r["session_token"] for r in mine), mine
@@ -365,12 +370,13 @@ def test_coturn_accepts_every_line_of_the_written_conf(booted):
 
 
 def test_timer_services_run_after_traffic(booted):
-    """What the enabled timers trigger (the metrics reporter) runs cleanly once coturn has
-    answered bindings; the kernel binding counters count them."""
+    """What the enabled timers trigger (the metrics reporter; with TURN the secret sync, as
+    coturn's user) runs cleanly once coturn has answered bindings; the kernel binding
+    counters count them."""
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox
     timers = [u for u in box.enabled_units() if u.endswith(".timer")]
-    assert timers == ["stun-metrics.timer"], timers
+    assert sorted(timers) == ["stun-metrics.timer", *(["stun-secret-sync.timer"] if booted.settings.turn else [])], timers
     for _ in range(3):
         box.stun_binding(box.instance.private_ip, booted.settings.stun_port)
     found = _counters(box)
@@ -510,3 +516,76 @@ def _passwd_uid(root, user: str) -> int:
 def _group_gid(root, group: str) -> int:
     return next(int(line.split(":")[2]) for line in root.joinpath("etc/group").read_text().splitlines()
                 if line.split(":")[0] == group)
+
+
+def _rotation_codes(box, settings, secrets: dict[str, str]) -> dict[str, object]:
+    """ALLOCATE (then release) against the booted coturn with a credential minted from each
+    secret: None when granted, else the STUN error code."""
+    return box.ns_python(f"""
+import asyncio, json
+from stun_infra.client import credentials, turn_client as tc
+server = ({box.instance.private_ip!r}, {settings.stun_port})
+async def code(secret, user):
+    try:
+        await tc.allocate(server, *credentials.mint(secret, user=user, ttl_seconds=600))
+    except tc.StunError as e:
+        return e.code
+    return None
+async def main():
+    return {{label: await code(secret, "rotation-" + label) for label, secret in {secrets!r}.items()}}
+print(json.dumps(asyncio.run(main())))
+""")
+
+
+def _put_parameters(box, region: str, put: dict[str, str], delete: tuple[str, ...] = ()) -> None:
+    """What `pulumi up` does to Parameter Store in a rotation step, on the moto stand-in."""
+    box.ns_python(f"""
+import json
+import boto3
+ssm = boto3.client("ssm", region_name={region!r}, endpoint_url="http://127.0.0.1:{sb.MOTO_PLAIN_PORT}",
+                   aws_access_key_id="pulumi", aws_secret_access_key="pulumi")
+for name, value in {put!r}.items():
+    ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+for name in {list(delete)!r}:
+    ssm.delete_parameter(Name=name)
+print(json.dumps(True))
+""")
+
+
+def test_a_rotation_reaches_the_running_coturn_through_the_installed_sync(booted):
+    """Steps (a) and (c) of a rotation made in Parameter Store reach the running coturn, with
+    no restart, through the sync service as installed (the sandbox fires no timers, so the
+    test starts what stun-secret-sync.timer starts every SYNC_INTERVAL_SECONDS): during the
+    overlap both secrets allocate, after (c) the retired one gets 401. Each run of the service
+    takes far less than the pickup bound the README states."""
+    from stun_infra.instance import secret_sync
+
+    if not booted.settings.turn:
+        pytest.skip("a STUN-only stack has no TURN secret")
+    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    box, settings = booted.sandbox, booted.settings
+    timer = sb.read_unit(box.root, "stun-secret-sync.timer", section="Timer")
+    assert timer["OnUnitActiveSec"] == [f"{secret_sync.SYNC_INTERVAL_SECONDS}s"], timer
+    names = secret_sync.SecretParameters.under(settings.ssm_path)
+    old, new = booted.parameters[names.current], "sandbox-rotated-" + os.urandom(12).hex()
+    box.stun_binding(box.instance.private_ip, settings.stun_port)  # it is up
+    durations = []
+
+    def sync(run: str) -> None:
+        started = time.monotonic()
+        proc, ignored = box.start_unit("stun-secret-sync.service", stdout=box.logs / f"rotation-{run}.out")
+        rc = proc.wait(timeout=secret_sync.PICKUP_SECONDS)
+        durations.append(time.monotonic() - started)
+        assert rc == 0 and not ignored, (box.logs / f"rotation-{run}.out").read_text()
+
+    try:
+        _put_parameters(box, box.instance.region, {names.previous: old, names.current: new})  # step (a)
+        sync("a")
+        assert _rotation_codes(box, settings, {"old": old, "new": new}) == {"old": None, "new": None}
+        _put_parameters(box, box.instance.region, {}, delete=(names.previous,))  # step (c)
+        sync("c")
+        assert _rotation_codes(box, settings, {"old": old, "new": new}) == {"old": 401, "new": None}
+    finally:  # the module's other tests mint from the seeded secret
+        _put_parameters(box, box.instance.region, {names.current: old})
+        sync("restore")
+    assert max(durations) < secret_sync.PICKUP_SECONDS - 2 * secret_sync.SYNC_INTERVAL_SECONDS, durations

@@ -422,6 +422,9 @@ def test_configure_reads_each_parameter_at_its_current_version(mode, static_run,
     run = {"static": static_run, "autoscale": autoscale_run}[mode]
     scripts = [configure_of(run)]
     for param in run.of_type("aws:ssm/parameter:Parameter"):
+        if param.inputs["name"].endswith("/turn-shared-secret"):  # the secret sync reads it by name
+            assert f'{param.inputs["name"]}:' not in scripts[0]
+            continue
         pinned = f'parameter "{param.inputs["name"]}:{param.state["version"]}"'
         assert all(pinned in script for script in scripts), pinned
 

@@ -91,3 +91,25 @@ def test_instances_may_read_the_current_and_previous_secret_in_one_call(run_name
 
 def test_a_stun_only_instance_reads_no_turn_secret(stun_only_run):
     assert "SyncTurnSecrets" not in {s["Sid"] for s in instance_policy(stun_only_run)["Statement"]}
+
+
+# -- a rotation step reaches running instances without replacing them --------------------------
+
+LAUNCH_TEMPLATE, INSTANCE = "aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"
+OTHER = "other-ZYXWVUTSRQponmlkjihg9876543210abcdef"
+
+
+def what_instances_boot(run) -> list:
+    """Everything an instance boots from: the launch template's and each static instance's inputs
+    (in a stable order: resources register concurrently)."""
+    return sorted(json.dumps(r.inputs, sort_keys=True, default=str)
+                  for r in run.of_type(LAUNCH_TEMPLATE) + run.of_type(INSTANCE))
+
+
+@pytest.mark.parametrize("mode", ["static", "autoscale"])
+def test_no_rotation_step_changes_what_instances_boot_from(mode):
+    steps = [dict(turnSecret=CURRENT, secret_keys=("turnSecret",)),
+             dict(ROTATING, turnSecret=OTHER, turnSecretPrevious=CURRENT),
+             dict(turnSecret=OTHER, secret_keys=("turnSecret",))]
+    booted = [what_instances_boot(program(mode=mode, **step)) for step in steps]
+    assert booted[0] and booted[0] == booted[1] == booted[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import json
 import os
 import socket
@@ -97,7 +98,9 @@ def test_local_check_keeps_its_files_with_dir(tmp_path: Path):
     text = conf.read_text()
     assert f"listening-ip={LOOPBACK}" in text and f"listening-port={stun}" in text
     assert "denied-peer-ip=127.0.0.0-127.255.255.255" in text  # the same hardening as an instance
-    secret = next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("static-auth-secret="))
+    assert f"userdb={tmp_path / 'run' / 'turndb'}" in text and "static-auth-secret" not in text
+    with sqlite3.connect(tmp_path / "run" / "turndb") as db:
+        (secret,), = db.execute("SELECT value FROM turn_secret").fetchall()
     assert secret not in result.stdout + result.stderr
     assert "log file opened" in (tmp_path / "run" / "turnserver.log").read_text()  # kept, like the rest
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import json
 import os
 import re
@@ -145,7 +146,7 @@ def test_agent_ships_coturns_log_to_the_stacks_log_group():
 def test_embedded_conf_is_the_rendered_conf_once_the_shell_fills_it_in(mode):
     s = settings(**MODES[mode])
     assert fill(embedded_conf(configure_script(**MODES[mode]))) == turnserver_conf(
-        s, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="s3cr3t-from-ssm", paths=INSTANCE_PATHS)
+        s, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="", paths=INSTANCE_PATHS, secret_store=True)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -153,7 +154,7 @@ def test_embedded_ipv6_conf_is_the_rendered_conf_with_the_instances_ipv6(mode):
     s = settings(**MODES[mode])
     conf = fill(embedded_confs(configure_script(**MODES[mode]))["ipv6"], "2001:db8:7::17")
     assert conf == turnserver_conf(s, public_ip="203.0.113.5", private_ip="10.42.0.9",
-                                   turn_secret="s3cr3t-from-ssm", paths=INSTANCE_PATHS, ipv6="2001:db8:7::17")
+                                   turn_secret="", paths=INSTANCE_PATHS, ipv6="2001:db8:7::17", secret_store=True)
     assert "listening-ip=2001:db8:7::17" in conf.splitlines()
     assert ("relay-ip=2001:db8:7::17" in conf.splitlines()) == s.turn
     assert "external-ip=203.0.113.5/10.42.0.9" in conf.splitlines()  # no NAT mapping for IPv6
@@ -171,15 +172,17 @@ def _conf_values(conf: str, key: str) -> list[str]:
 
 def test_embedded_conf_has_no_shell_syntax_but_the_boot_values():
     confs = embedded_confs(configure_script())
-    assert set(re.findall(r"\$\{?\w+\}?|`", confs["ipv4"])) == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}", "${TURN_SECRET}"}
-    assert set(re.findall(r"\$\{?\w+\}?|`", confs["ipv6"])) == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}", "${TURN_SECRET}",
+    assert set(re.findall(r"\$\{?\w+\}?|`", confs["ipv4"])) == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}"}
+    assert set(re.findall(r"\$\{?\w+\}?|`", confs["ipv6"])) == {"${PUBLIC_IPV4}", "${PRIVATE_IPV4}",
                                                                  "${IPV6}"}
 
 
-def test_configure_reads_the_secrets_from_their_parameters():
+def test_configure_reads_the_tls_secrets_from_their_parameters_and_the_turn_secret_through_the_sync():
     script = configure_script()
-    for name in ("turn-shared-secret", "tls-certificate", "tls-private-key"):
+    for name in ("tls-certificate", "tls-private-key"):
         assert f'parameter "/stun-infra/test/{name}"' in script
+    assert 'parameter "/stun-infra/test/turn-shared-secret' not in script
+    assert 'runuser -u turnserver -- "/usr/local/sbin/stun-secret-sync" --region "${REGION}"' in script
 
 
 def test_pinned_parameter_names_carry_their_versions():
@@ -253,7 +256,9 @@ def test_render_writes_the_instance_files_and_a_local_certificate(tmp_path, caps
                                                      "turnserver.conf",
                                                      "amazon-cloudwatch-agent.json", "cert.pem", "key.pem"}
     conf = (tmp_path / "turnserver.conf").read_text()
-    assert f"cert={tmp_path}/cert.pem" in conf and "static-auth-secret=from-the-test" in conf
+    assert f"cert={tmp_path}/cert.pem" in conf and f"userdb={tmp_path}/turndb" in conf
+    with sqlite3.connect(tmp_path / "turndb") as db:
+        assert db.execute("SELECT value FROM turn_secret").fetchall() == [("from-the-test",)]
     assert oct((tmp_path / "turnserver.conf").stat().st_mode & 0o777) == "0o600"
 
 
@@ -262,7 +267,7 @@ def test_render_with_instance_paths_equals_what_the_instance_writes(tmp_path):
                  "--private-ip", "10.42.0.9", "--turn-secret", "from-the-test"]) == 0
     dev = stack_settings("dev")
     assert (tmp_path / "turnserver.conf").read_text() == turnserver_conf(
-        dev, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="from-the-test", paths=INSTANCE_PATHS)
+        dev, public_ip="203.0.113.5", private_ip="10.42.0.9", turn_secret="", paths=INSTANCE_PATHS, secret_store=True)
     boot = BootInputs(ParameterNames.under(dev.ssm_path, True), expected_public_ip="203.0.113.5")
     assert (tmp_path / "stun-infra-configure").read_text() == package.configure_script(dev, boot)
     assert (tmp_path / "stun-infra-instance.deb").read_bytes() == package.build(dev, boot).data

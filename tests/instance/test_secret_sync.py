@@ -5,6 +5,8 @@ schema; coturn itself reading that store: tests/instance/coturn/test_secret_rota
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,6 +135,15 @@ def test_other_realms_secrets_are_left_alone(box):
     assert box.stored("other.realm") == {"theirs"}
 
 
+def test_the_region_comes_from_the_timers_environment_file_without_an_argument(box):
+    box.ssm.put(PARAMETERS.current, CURRENT)
+    done = subprocess.run([sys.executable, str(box.program)], capture_output=True, text=True, timeout=60,
+                          env={**box.ssm.environment(), "STUN_SECRET_SYNC_REGION": "eu-north-1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    [call] = box.ssm.calls()
+    assert call[call.index("--region") + 1] == "eu-north-1"
+
+
 def test_an_unchanged_store_is_reported_as_such(box):
     box.ssm.put(PARAMETERS.current, CURRENT)
     box.sync()
@@ -140,11 +151,11 @@ def test_an_unchanged_store_is_reported_as_such(box):
 
 
 def test_the_timer_runs_the_sync_every_interval_with_the_region_from_its_file():
-    files = secret_sync.boot_files(PARAMETERS, REALM)
-    timer, service = files.units["stun-secret-sync.timer"], files.units["stun-secret-sync.service"]
+    units = secret_sync.units()
+    timer, service = units["stun-secret-sync.timer"], units["stun-secret-sync.service"]
     assert f"OnUnitActiveSec={secret_sync.SYNC_INTERVAL_SECONDS}s" in timer.splitlines()
     assert f"EnvironmentFile={secret_sync.ENV_PATH}" in service.splitlines()
-    assert f"ExecStart={secret_sync.SCRIPT_PATH} --region ${{STUN_SECRET_SYNC_REGION}}" in service.splitlines()
+    assert f"ExecStart={secret_sync.SCRIPT_PATH}" in service.splitlines()
 
 
 def test_the_pickup_bound_covers_two_intervals_and_a_run_that_fails_every_read():
@@ -177,5 +188,5 @@ def test_the_store_uses_a_write_ahead_log_so_coturn_reads_while_it_is_written(bo
 
 
 def test_the_timer_runs_the_sync_as_coturns_user():
-    service = secret_sync.boot_files(PARAMETERS, REALM).units["stun-secret-sync.service"].splitlines()
+    service = secret_sync.units()["stun-secret-sync.service"].splitlines()
     assert "User=turnserver" in service and "Group=turnserver" in service

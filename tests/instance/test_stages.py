@@ -16,8 +16,8 @@ def names(**raw: str) -> list[str]:
 
 
 def test_stages_run_in_the_registered_order():
-    assert names() == ["metadata", "agents", "secrets", "coturn", "cloudwatch-agent", "metrics", "drain", "services"]
-    assert names(mode="autoscale", ipv6="true") == ["metadata", "agents", "secrets", "coturn", "cloudwatch-agent",
+    assert names() == ["metadata", "agents", "secrets", "secret-sync", "coturn", "cloudwatch-agent", "metrics", "drain", "services"]
+    assert names(mode="autoscale", ipv6="true") == ["metadata", "agents", "secrets", "secret-sync", "coturn", "cloudwatch-agent",
                                                     "metrics", "drain", "services"]
 
 
@@ -108,3 +108,7 @@ def test_coturn_starts_only_once_this_starts_configure_has_readied_its_files(mod
     assert script.index(f"rm -f {CONFIGURED}\n") < script.index("\nstage metadata\n")
     commands = [line for line in script.splitlines() if CONFIGURED in line and not line.startswith("#")]
     assert len(commands) == 2 and services.index(CONFIGURED) < services.index("systemctl enable coturn")
+
+
+def test_only_a_turn_stack_syncs_turn_secrets():
+    assert "secret-sync" in names() and "secret-sync" not in names(turn="false")

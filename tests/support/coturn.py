@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from stun_infra.instance.coturn import CoturnPaths, local_paths, turnserver_conf
+from stun_infra.instance.secret_sync import fill_store
 from stun_infra.client.credentials import mint
 from stun_infra.settings import Settings, load_settings
 from stun_infra.client.turn_client import Address, Family, make_self_signed, stun_binding, turn_allocation
@@ -102,21 +103,22 @@ class CoturnServer:
 
 def start_coturn(ns: NetNs, workdir: Path, settings: Settings, *, extra_lines: tuple[str, ...] = (),
                  host: str = SERVER_IPV4, ipv6: str = "", certificate: tuple[str, str] | None = None,
-                 public_ip: str = PUBLIC_IPV4, secret_store: bool = False) -> CoturnServer:
+                 public_ip: str = PUBLIC_IPV4) -> CoturnServer:
     """Render the config into `workdir` (with `ipv6` as the instance's IPv6 address, if
     any), launch turnserver in `ns`, return once it answers on `host`. `certificate`
     (cert PEM, key PEM) replaces the self-signed one; `public_ip` equal to SERVER_IPV4
-    makes relayed addresses reachable inside the namespace (no 1:1 NAT there).
-    `secret_store`: the TURN secrets come from `paths.secret_db` (the test fills it), and
-    `secret` is empty."""
+    makes relayed addresses reachable inside the namespace (no 1:1 NAT there). The TURN
+    secret is in coturn's store (`paths.secret_db`), filled as an instance's secret sync does."""
     make_self_signed(workdir, TLS_NAME)
     paths = local_paths(workdir)
     if certificate:
         Path(paths.cert).write_text(certificate[0])
         Path(paths.key).write_text(certificate[1])
-    secret = secrets.token_urlsafe(32) if settings.turn and not secret_store else ""
+    secret = secrets.token_urlsafe(32) if settings.turn else ""
+    if secret:
+        fill_store(paths.secret_db, settings.realm, secret)
     conf = turnserver_conf(settings, public_ip=public_ip, private_ip=SERVER_IPV4,
-                           turn_secret=secret, paths=paths, ipv6=ipv6, secret_store=secret_store)
+                           turn_secret="", paths=paths, ipv6=ipv6, secret_store=True)
     conf += "".join(f"{line}\n" for line in extra_lines)
     conf_path = workdir / "turnserver.conf"
     conf_path.write_text(conf)

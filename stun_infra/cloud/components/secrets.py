@@ -81,11 +81,12 @@ class ServerSecrets(pulumi.ComponentResource):
                                          args.tls_certificate_pem, "TLS port's certificate chain", args.tags)
         params = [p for p in (turn_param, key_param, cert_param) if p is not None]
         self.parameter_arns = [p.arn for p in params]
-        # What the boot script reads: this stack's parameters at their current versions.
+        # What the boot reads: the TLS parameters at their current versions (a new certificate
+        # rolls out); the TURN secret by name only, read by the secret sync at boot and every
+        # minute after, so a rotation step changes nothing an instance boots from.
         self.pinned_names: pulumi.Output[ParameterNames] = pulumi.Output.all(
-            turn_param.version if turn_param else None, cert_param.version if cert_param else None,
-            key_param.version if key_param else None,
-        ).apply(lambda v: self.names.at(turn_secret=v[0], tls_certificate=v[1], tls_private_key=v[2]))
+            cert_param.version if cert_param else None, key_param.version if key_param else None,
+        ).apply(lambda v: self.names.at(turn_secret=None, tls_certificate=v[0], tls_private_key=v[1]))
         self.register_outputs({"parameter_arns": self.parameter_arns,
                                "turn_secret_parameter": self.turn_secret_parameter})
 

@@ -87,7 +87,7 @@ def rotation(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     ssm.put(PARAMETERS.current, fresh_secret())
     done = ssm.run(program, "--region", "eu-west-3")  # before coturn starts, as at boot
     assert done.returncode == 0, done.stdout + done.stderr
-    with running_coturn(netns, workdir, settings, secret_store=True) as server:
+    with running_coturn(netns, workdir, settings) as server:
         assert server.paths.secret_db == str(workdir / "turndb")
         yield Rotation(server, ssm, program)
 
