@@ -15,12 +15,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.instance import drain, metrics
+from stun_infra.instance import drain, launch, metrics
 from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
 from stun_infra.cloud.components.artifact import InstancePackage, PackageArgs
 from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
-from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs, ScaleInDrain, ScaleInDrainArgs,
-                                                group_delete_timeout)
+from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs, LaunchHook, LaunchHookArgs,
+                                                ScaleInDrain, ScaleInDrainArgs, group_delete_timeout)
 from stun_infra.cloud.components.endpoint import (DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs, layout,
                                                   RecordSet, routing_conflict)
 from stun_infra.cloud.components.firewall import (Firewall, FirewallArgs, LoadBalancerFirewall,
@@ -266,6 +266,8 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         ScaleInDrain(prefix, ScaleInDrainArgs(
             group_name=fleet.group_name, group_arn=fleet.group.arn, role_id=access.role.id,
             hook_name=drain.hook_name(settings), heartbeat_seconds=drain.hook_timeout(settings)))
+        LaunchHook(prefix, LaunchHookArgs(group_name=fleet.group_name, hook_name=launch.hook_name(settings),
+                                          heartbeat_seconds=launch.HOOK_TIMEOUT_SECONDS))
         if ipv6_groups:
             Ipv6TargetReconciler(prefix, ReconcilerArgs(
                 group_name=fleet.group_name, target_group_arns=[arn for arn, _ in ipv6_groups],

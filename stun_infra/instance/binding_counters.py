@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from stun_infra.instance import live_sessions, metrics
 from stun_infra.settings import Settings
+from stun_infra.instance.services import CONFIGURED
 from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
 
@@ -96,7 +97,7 @@ def systemd_units() -> dict[str, str]:
     """Unit file name -> text: the table at boot (before coturn), the reporter every 60 s."""
     values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH,
                   state_dir=STATE_PATH.rsplit("/", 1)[0], interval=REPORT_INTERVAL_SECONDS,
-                  env_path=METRICS_ENV_PATH)
+                  env_path=METRICS_ENV_PATH, configured=CONFIGURED)
     return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
 
 

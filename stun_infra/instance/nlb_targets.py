@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from stun_infra.instance.services import CONFIGURED
 from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
 from stun_infra.settings import Settings
@@ -66,6 +67,6 @@ def stage(settings: Settings, boot: "BootInputs") -> Stage | None:
         return None
     return Stage("nlb-ipv6", files=(InstanceFile(SCRIPT_PATH, script(list(boot.ipv6_target_groups)), 0o755),),
                  units={UNIT: render("stun-nlb-targets.service.j2", script_path=SCRIPT_PATH,
-                                     stop_seconds=DEREGISTER_SECONDS)},
+                                     stop_seconds=DEREGISTER_SECONDS, configured=CONFIGURED)},
                  enable=(UNIT,), when='[ -n "${IPV6}" ]',
                  script=render("stages/nlb-ipv6.sh.j2", env_path=ENV_PATH))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from stun_infra.instance import (addresses, binding_counters, cloudwatch_agent, coturn, downloads, drain, nlb_targets,
-                                 secret_sync, secrets, services, tls_ports, tls_sync)
+from stun_infra.instance import (addresses, binding_counters, cloudwatch_agent, coturn, downloads, drain, launch,
+                                 nlb_targets, secret_sync, secrets, services, tls_ports, tls_sync)
 from stun_infra.instance.boot_inputs import BootInputs
 from stun_infra.instance.stage import Stage
 from stun_infra.settings import Settings
@@ -14,6 +14,7 @@ from stun_infra.settings import Settings
 STAGES: tuple[Callable[[Settings, BootInputs], Stage | None], ...] = (
     addresses.stage,          # metadata: addresses, instance id, region from IMDS
     downloads.stage,          # agents: AWS's CloudWatch and SSM agents, verified
+    launch.warmed_stage,      # warm-pool: autoscale; an instance going into a warm pool stops here
     secrets.stage,            # secrets: Parameter Store
     secret_sync.stage,        # secret-sync: TURN secrets into coturn's store, then every minute
     coturn.stage,             # coturn: turnserver.conf, drop-in, log rotation
@@ -24,6 +25,7 @@ STAGES: tuple[Callable[[Settings, BootInputs], Stage | None], ...] = (
     drain.stage,              # drain
     services.stage,           # services: coturn, the SSM agent
     nlb_targets.stage,        # nlb-ipv6: autoscale, dual stack
+    launch.stage,             # launch: autoscale; the group may put the instance in service
 )
 
 

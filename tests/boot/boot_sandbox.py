@@ -1266,28 +1266,35 @@ class Sandbox:
 
     def start_enabled_services(self) -> tuple[dict[str, list[str]], dict[str, int | None]]:
         """Start the enabled services as boot would: oneshots first (run to completion), then
-        the long-running ones; returns (unit -> settings not applied, oneshot -> exit status).
-        A unit whose AssertPathExists= path is missing is not started (`not_started`: unit ->
-        that path). Timers are left to the tests (they fire later)."""
-        services = [u for u in self.enabled_units() if u.endswith(".service")]
-        kinds = {u: read_unit(self.root, u).get("Type", ["simple"])[-1] for u in services}
+        the long-running ones, enabled before the start or by those oneshots (stun-infra-configure
+        enables and queues coturn's start, which systemd runs once it is done); returns (unit ->
+        settings not applied, oneshot -> exit status). A unit whose AssertPathExists= path is
+        missing is not started (`not_started`: unit -> that path). Timers are left to the tests
+        (they fire later)."""
         ignored: dict[str, list[str]] = {}
         oneshots: dict[str, int | None] = {}
         self.not_started: dict[str, str] = {}
-        for unit in sorted(services, key=lambda u: kinds[u] != "oneshot"):
-            asserted = read_unit(self.root, unit, "Unit").get("AssertPathExists", [])
-            if any(p.startswith(("!", "|")) for p in asserted):
-                raise NotImplementedError(f"{unit}: AssertPathExists={asserted}")
-            missing = [p for p in asserted if not (self.root / p.lstrip("/")).exists()]
-            if missing:
-                self.not_started[unit] = missing[0]
-                continue
-            proc, ignored[unit] = self.start_unit(unit, stdout=self.logs / f"{unit}.out")
-            if kinds[unit] == "oneshot":
-                try:  # stun-infra-configure under qemu-user takes a while
-                    oneshots[unit] = proc.wait(timeout=600)
-                except subprocess.TimeoutExpired:
-                    oneshots[unit] = None
+        handled: set[str] = set()
+        for only_oneshots in (True, False):
+            services = [u for u in self.enabled_units() if u.endswith(".service") and u not in handled]
+            kinds = {u: read_unit(self.root, u).get("Type", ["simple"])[-1] for u in services}
+            for unit in sorted(services, key=lambda u: kinds[u] != "oneshot"):
+                if only_oneshots and kinds[unit] != "oneshot":
+                    continue
+                handled.add(unit)
+                asserted = read_unit(self.root, unit, "Unit").get("AssertPathExists", [])
+                if any(p.startswith(("!", "|")) for p in asserted):
+                    raise NotImplementedError(f"{unit}: AssertPathExists={asserted}")
+                missing = [p for p in asserted if not (self.root / p.lstrip("/")).exists()]
+                if missing:
+                    self.not_started[unit] = missing[0]
+                    continue
+                proc, ignored[unit] = self.start_unit(unit, stdout=self.logs / f"{unit}.out")
+                if kinds[unit] == "oneshot":
+                    try:  # stun-infra-configure under qemu-user takes a while
+                        oneshots[unit] = proc.wait(timeout=600)
+                    except subprocess.TimeoutExpired:
+                        oneshots[unit] = None
         return ignored, oneshots
 
     def stun_binding(self, server: str, port: int, *, client_ip: str = CLIENT_IP,

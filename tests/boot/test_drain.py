@@ -31,6 +31,7 @@ pytestmark = pytest.mark.boot
 DEADLINE = 25  # seconds: drainSeconds rendered short (the key allows 60-3600), longer than a release takes
 IPV6 = "2001:db8:42:3::23"  # the instance's own address, in the IPv6 target groups
 WAIT = 90.0   # bound on every wait below
+DRAIN_HOOK_SUFFIX = "-drain"  # drain.hook_name: <prefix>-drain
 CLIENT = Path(__file__).with_name("drain_client.py")
 
 
@@ -77,7 +78,9 @@ def live_sessions(box: sb.Sandbox) -> int:
 
 
 def completions(box: sb.Sandbox) -> list[dict]:
-    return [r for r in box.requests("ssm") if r.get("lifecycle")]
+    """The drain's CompleteLifecycleAction calls (not the launching hook's, made at each boot)."""
+    return [r for r in box.requests("ssm") if r.get("lifecycle")
+            and r["lifecycle"]["LifecycleHookName"].endswith(DRAIN_HOOK_SUFFIX)]
 
 
 def target_calls(box: sb.Sandbox, action: str) -> list[dict]:

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from stun_infra.cloud.components.drain import DOCUMENT_TIMEOUT_MARGIN
-from stun_infra.instance import drain
+from stun_infra.instance import drain, launch
 from stun_infra.settings import DRAIN_SECONDS
 from tests.conftest import program
 
@@ -30,7 +30,7 @@ def static():
 
 
 def test_the_group_holds_terminating_instances_for_the_drain(autoscale):
-    hook = autoscale.one(HOOK).inputs
+    hook = autoscale.named(HOOK, "stun-infra-test-drain").inputs
     assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
     assert hook["autoscalingGroupName"] == autoscale.outputs["asg_name"]
     assert hook["name"] == "stun-infra-test-drain"
@@ -40,7 +40,7 @@ def test_the_group_holds_terminating_instances_for_the_drain(autoscale):
 
 @pytest.mark.parametrize("seconds", DRAIN_SECONDS)
 def test_the_hook_timeout_stays_inside_what_aws_allows(seconds):
-    hook = program(mode="autoscale", drainSeconds=seconds).one(HOOK).inputs
+    hook = program(mode="autoscale", drainSeconds=seconds).named(HOOK, "stun-infra-test-drain").inputs
     assert 30 <= hook["heartbeatTimeout"] <= 7200  # PutLifecycleHook HeartbeatTimeout
 
 
@@ -93,3 +93,16 @@ def test_static_role_may_receive_run_command(static):
     assert statements["RunCommand"]["Action"] == [
         "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
         "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"]
+
+
+def test_the_group_holds_each_new_instance_until_it_is_installed_and_configured(autoscale):
+    hook = autoscale.named(HOOK, "stun-infra-test-launch").inputs
+    assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert hook["autoscalingGroupName"] == autoscale.outputs["asg_name"]
+    assert hook["name"] == "stun-infra-test-launch"
+    assert 30 <= hook["heartbeatTimeout"] == launch.HOOK_TIMEOUT_SECONDS <= 7200  # PutLifecycleHook HeartbeatTimeout
+    assert hook["defaultResult"] == "ABANDON"  # an instance that never completes it is replaced
+
+
+def test_a_static_fleet_has_no_lifecycle_hook(static):
+    assert static.of_type(HOOK) == []

@@ -126,7 +126,7 @@ def test_autoscale_mode_creates_exactly_these_resources(autoscale_run):
         "aws:cloudwatch/eventRule:EventRule": 2, "aws:cloudwatch/eventTarget:EventTarget": 2,
         "aws:lambda/permission:Permission": 2,
         LAUNCH_TEMPLATE: 1, GROUP: 1, "aws:autoscaling/policy:Policy": 1,
-        "aws:autoscaling/lifecycleHook:LifecycleHook": 1,  # the drain on scale-in and refresh
+        "aws:autoscaling/lifecycleHook:LifecycleHook": 2,  # the drain on scale-in and refresh; the launch
         "aws:iam/rolePolicy:RolePolicy": 3,  # + completing the group's lifecycle action, + the reconciler's
         "aws:cloudwatch/metricAlarm:MetricAlarm": 4,  # in service below minimum, CPU, bindings stalled, sessions near quota
     }

@@ -56,7 +56,8 @@ def test_configure_with_registration_is_shellcheck_clean(tmp_path):
 
 def test_registration_runs_only_when_the_instance_has_an_ipv6_address():
     script = _configure()
-    block = script[script.index("stage nlb-ipv6"):script.index('stage ""')]
+    begin = script.index("\nstage nlb-ipv6\n")
+    block = script[begin:script.index("\nstage ", begin + 1)]
     assert 'if [ -n "${IPV6}" ]; then' in block and "\nrestart stun-nlb-targets.service\n" in block
     assert block.index("if [") < block.index("systemctl enable") < block.index("\nfi\n")
 

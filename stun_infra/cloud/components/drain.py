@@ -25,7 +25,7 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
-from stun_infra.instance import drain
+from stun_infra.instance import drain, launch
 from stun_infra.settings import DRAIN_SECONDS
 
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -73,6 +73,29 @@ class ScaleInDrain(pulumi.ComponentResource):
             f"{name}-complete-lifecycle", role=args.role_id,
             policy=pulumi.Output.from_input(args.group_arn).apply(complete_lifecycle_policy),
             opts=child_opts(self))
+        self.register_outputs({"lifecycle_hook_name": self.hook.name})
+
+
+@dataclass(frozen=True)
+class LaunchHookArgs:
+    group_name: pulumi.Input[str]
+    hook_name: str
+    heartbeat_seconds: int
+
+
+class LaunchHook(pulumi.ComponentResource):
+    """A launching lifecycle hook: the group holds each new instance (Pending:Wait, or
+    Warmed:Pending:Wait on its way into a warm pool) until the instance, installed and
+    configured, completes the action (stun_infra.instance.launch; ScaleInDrain's policy lets
+    it, on exactly this group). At the timeout the group abandons the instance: terminated
+    and replaced, as a failed boot should be."""
+
+    def __init__(self, name: str, args: LaunchHookArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PACKAGE}:fleet:LaunchHook", name, None, opts)
+        self.hook = aws.autoscaling.LifecycleHook(
+            f"{name}-launch", name=args.hook_name, autoscaling_group_name=args.group_name,
+            lifecycle_transition=launch.LAUNCHING, heartbeat_timeout=args.heartbeat_seconds,
+            default_result="ABANDON", opts=child_opts(self))
         self.register_outputs({"lifecycle_hook_name": self.hook.name})
 
 
