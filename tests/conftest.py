@@ -55,9 +55,9 @@ def boot_inputs(**raw: str) -> tuple[Settings, BootInputs]:
     """Settings for these keys and the boot inputs `pulumi up` gives them; static mode waits
     for a documentation-range Elastic IP."""
     s = settings(**raw)
-    return s, BootInputs(ParameterNames.under(s.ssm_path, s.turn, tls=not s.acm_tls),
+    return s, BootInputs(ParameterNames.under(s.ssm_path, s.turn, tls=not s.tls.acm),
                          expected_public_ip="" if s.autoscale else "203.0.113.5",
-                         certificate_arn=TEST_CERTIFICATE_ARN if s.acm_export else "")
+                         certificate_arn=TEST_CERTIFICATE_ARN if s.tls.acm_export else "")
 
 
 def configure_script(**raw: str) -> str:

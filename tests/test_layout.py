@@ -17,17 +17,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "stun_infra"
 
 # side -> the sides of ours it may import (itself always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
-    "settings": frozenset(),
-    "instance": frozenset({"settings"}),
-    "client": frozenset({"settings"}),
-    "cloud": frozenset({"settings", "instance", "client", "functions"}),
-    "commands": frozenset({"settings", "instance", "client", "cloud"}),
+    "common": frozenset(),  # project names, text and certificate helpers: every side but functions reads them
+    "settings": frozenset({"common"}),
+    "instance": frozenset({"settings", "common"}),
+    "client": frozenset({"settings", "common"}),  # settings: the TLS plan
+    "cloud": frozenset({"settings", "instance", "client", "functions", "common"}),
+    "commands": frozenset({"settings", "instance", "client", "cloud", "common"}),
     "cli": frozenset({"commands"}),
     "main": frozenset({"cli"}),
     "functions": frozenset(),  # shipped alone to AWS Lambda
 }
 # third-party packages a side must never import
 FORBIDDEN_THIRD_PARTY: dict[str, frozenset[str]] = {
+    "common": frozenset({"pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random"}),
     "instance": frozenset({"pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random"}),
     "client": frozenset({"pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random"}),
     "settings": frozenset({"pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random"}),

@@ -30,7 +30,7 @@ def test_a_stun_port_on_an_automatic_tls_port_is_refused(stun_port, zone):
 
 
 def test_port_443_is_free_for_stun_without_a_trusted_certificate():
-    assert load_settings({"stunPort": "443"}, stack="test", region="eu-west-3").turns_ports == (5349,)
+    assert load_settings({"stunPort": "443"}, stack="test", region="eu-west-3").tls.ports == (5349,)
 
 
 def test_a_relay_range_over_an_automatic_tls_port_is_refused():
@@ -55,6 +55,6 @@ def test_every_accepted_stack_listens_on_distinct_ports(stun, tls, zone, relay):
         s = load_settings(raw, stack="test", region="eu-west-3")
     except ConfigError:
         return
-    ports = [s.stun_port, *s.turns_ports]
+    ports = [s.stun_port, *s.tls.ports]
     assert len(set(ports)) == len(ports), ports
     assert not [p for p in ports if s.relay_min_port <= p <= s.relay_max_port], (ports, relay)

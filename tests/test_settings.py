@@ -462,7 +462,7 @@ def test_a_certificate_chain_and_its_key_pass():
     other, _ = certificate_and_key("ca.example.com")
     s = load_settings({"tlsCertificate": cert + other, "tlsPrivateKey": key}, stack="test", region="eu-west-3",
                       secret_keys={"stun-infra:tlsPrivateKey"})
-    assert s.user_tls and key not in repr(s)
+    assert s.tls.user and key not in repr(s)
 
 
 # -- keys nobody reads ----------------------------------------------------------------------
@@ -575,17 +575,17 @@ def test_the_longest_stack_name_fits_every_aws_name_limit():
 
 def test_tls_ports_default_to_5349_alone_with_the_self_signed_certificate():
     s = load_settings({}, stack="test", region="eu-west-3")
-    assert (s.turns_ports, s.tls_port, s.trusted_tls) == ((5349,), 5349, False)
+    assert (s.tls.ports, s.tls.coturn_port, s.tls.trusted) == ((5349,), 5349, False)
 
 
 def test_tls_ports_default_to_443_and_5349_with_a_zone():
     s = load_settings({"dnsZoneId": ZONE, "dnsName": "turn.example.com"}, stack="test", region="eu-west-3")
-    assert (s.turns_ports, s.tls_port, s.tls_host) == ((443, 5349), 443, "turn.example.com")
+    assert (s.tls.ports, s.tls.coturn_port, s.tls.host) == ((443, 5349), 443, "turn.example.com")
 
 
 def test_tls_ports_are_taken_as_given():
     s = load_settings({"tlsPorts": "[8443]"}, stack="test", region="eu-west-3")
-    assert s.turns_ports == (8443,)
+    assert s.tls.ports == (8443,)
 
 
 def test_a_tls_port_equal_to_the_stun_port_is_refused():
@@ -631,12 +631,12 @@ def test_a_user_certificate_for_another_name_is_refused():
 
 def test_a_wildcard_user_certificate_covers_one_label():
     s = with_user_certificate(CA.issue("*.example.com"), dnsZoneId=ZONE, dnsName="turn.example.com")
-    assert s.user_tls and not s.acm_tls and s.tls_host == "turn.example.com"
+    assert s.tls.user and not s.tls.acm and s.tls.host == "turn.example.com"
 
 
 def test_a_user_certificate_without_a_dns_name_gives_turns_its_own_name():
     s = with_user_certificate(USER_CERT)
-    assert (s.tls_host, s.turns_ports) == ("turn.example.com", (443, 5349))
+    assert (s.tls.host, s.tls.ports) == ("turn.example.com", (443, 5349))
 @pytest.mark.parametrize("seconds", ["59", "3601"])
 def test_a_drain_time_outside_what_aws_allows_is_refused(seconds):
     assert only_problem(mode="autoscale", drainSeconds=seconds) == \

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from stun_infra.settings import printable
+from stun_infra.common.text import printable
 
 DEFAULT_USER = "stun-infra"
 # coturn's STUN_MAX_USERNAME_SIZE (ns_turn_defs.h, 4.6.1): bytes of the whole `<expiry>:<user>`.

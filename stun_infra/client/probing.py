@@ -19,10 +19,12 @@ from cryptography import x509
 
 from stun_infra.client.targets import Check, is_address, split_families
 from stun_infra.client.turn_client import StunError, stun_binding, tls_context, tls_handshake, turn_allocation
-from stun_infra.settings import CERT_EXPIRY_WARNING_DAYS, dns_names, name_matches
+from stun_infra.common.certificates import dns_names, name_matches
+
 
 CONCURRENCY = 16
-EXPIRY_WARNING_DAYS = 14
+EXPIRY_WARNING_DAYS = 14  # days left that mark a certificate SOON
+CERT_EXPIRY_WARNING_DAYS = 7  # days left under which a trusted name check fails: renew
 
 
 @dataclass

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from stun_infra.settings import printable
+from stun_infra.common.text import printable
+from stun_infra.settings.tls import TlsPlan
 
 DEFAULT_STUN_PORT = 3478
 DEFAULT_TLS_PORT = 5349
@@ -67,6 +68,26 @@ def server_uris(host: str, *, stun_port: int = DEFAULT_STUN_PORT, tls_port: int 
         return stun, []
     return stun, [f"turn:{h}:{stun_port}?transport=udp", f"turn:{h}:{stun_port}?transport=tcp",
                   f"turns:{h}:{tls_port}?transport=tcp"]
+
+
+def stack_uris(hosts: list[str], *, stun_port: int, turn: bool, tls: TlsPlan) -> tuple[list[str], list[str]]:
+    """(stun_uris, turn_uris) of a stack whose clients reach `hosts`: the URIs that work first.
+    `turns:` names the certificate's host on every TLS port (443 first) when it is trusted;
+    with the self-signed default it stays last, per address, since browsers refuse it."""
+    stun_uris: list[str] = []
+    turn_uris: list[str] = []
+    for host in hosts:
+        for port in (tls.ports if not tls.host else ()) or (tls.coturn_port,):
+            s, t = server_uris(host, stun_port=stun_port, tls_port=port, turn=turn)
+            stun_uris += [u for u in s if u not in stun_uris]
+            turn_uris += [u for u in t if u not in turn_uris]
+    plain = [u for u in turn_uris if not u.startswith("turns:")]
+    secure = [u for u in turn_uris if u.startswith("turns:")]
+    if tls.host and turn:
+        secure = [f"turns:{tls.host}:{port}?transport=tcp" for port in tls.ports]
+    elif tls.trusted:
+        secure = []  # a certificate naming only wildcards, and no dnsName: no host name to give turns:
+    return stun_uris, plain + secure
 
 
 def parse_port(text: str, what: str) -> int:

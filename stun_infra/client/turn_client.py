@@ -6,9 +6,8 @@ here parses STUN by hand. Every network wait is bounded by the `timeout` argumen
 answers with a STUN error raises `StunError` carrying its code (401, 403, ...).
 
 The STUN/TURN functions are coroutines (run them with `asyncio.run`); `tls_handshake`
-is a plain function. `make_self_signed` and `tls_handshake` use the `openssl` command
-for what the standard library cannot do (make a certificate, read an unverified
-certificate's expiry), so the package needs no `cryptography` dependency.
+is a plain function. Certificates are made and read with `cryptography`
+(`stun_infra.common.certificates`), never by shelling out.
 """
 
 from __future__ import annotations
@@ -16,20 +15,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from aioice import stun
 from aioice.turn import UDP_TRANSPORT, TurnClientProtocol, TurnClientTcpProtocol, TurnClientUdpProtocol
 
-from stun_infra.settings import certificate_common_name
+from stun_infra.common.certificates import not_after as certificate_expiry, write_self_signed
 
 Address = tuple[str, int]
 Transport = Literal["udp", "tcp"]
@@ -319,17 +317,7 @@ def tls_handshake(server: Address, *, timeout: float = 3.0, context: ssl.SSLCont
             version = tls.version() or ""
             cipher = (tls.cipher() or ("",))[0]
     return TlsHandshake(version=version, cipher=cipher,
-                        not_after=_not_after(der, timeout) if der else None, certificate=der or b"")
-
-
-def _not_after(der: bytes, timeout: float) -> datetime | None:
-    try:
-        out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-enddate"],
-                             input=der, capture_output=True, timeout=timeout, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    text = out.decode().strip().removeprefix("notAfter=")
-    return datetime.fromtimestamp(ssl.cert_time_to_seconds(text), tz=timezone.utc)
+                        not_after=certificate_expiry(der) if der else None, certificate=der or b"")
 
 
 def make_self_signed(out_dir: Path, common_name: str, *, days: int = 30) -> tuple[Path, Path]:
@@ -337,15 +325,4 @@ def make_self_signed(out_dir: Path, common_name: str, *, days: int = 30) -> tupl
 
     The names match `stun_infra.instance.coturn.local_paths(out_dir)`. The key is mode 0600.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cert, key = out_dir / "cert.pem", out_dir / "key.pem"
-    subject = certificate_common_name(common_name)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", str(days), "-subj", f"/CN={subject}",
-         "-addext", f"subjectAltName=DNS:{common_name}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30)
-    key.chmod(0o600)
-    return cert, key
+    return write_self_signed(out_dir, common_name, days=days)

@@ -35,14 +35,14 @@ from stun_infra.cloud.components.reconciler import Ipv6TargetReconciler, Reconci
 from stun_infra.cloud.components.secrets import SecretsArgs, ServerSecrets
 from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
 from stun_infra.client.targets import server_uris
-from stun_infra.settings import PROJECT, ConfigError, Settings
+from stun_infra.common.project import PROJECT
+from stun_infra.settings import DEBIAN_ARCH, ConfigError, Settings
 from stun_infra.instance.nlb_targets import TargetGroupPort
 from stun_infra.instance import package as instance_package
 from stun_infra.instance.boot_inputs import BootInputs
 from stun_infra.instance.userdata import render_user_data
 
 DEBIAN_OWNER = "136693071363"  # Debian's official AWS account
-DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,14 @@ MAX_RULES_PER_GROUP = 60
 def firewall_args(settings: Settings, vpc_id: pulumi.Input[str] = "",
                   load_balancer_security_group_id: pulumi.Input[str] | None = None) -> FirewallArgs:
     return FirewallArgs(
-        vpc_id=vpc_id, stun_port=settings.stun_port, tls_ports=settings.instance_tls_ports,
+        vpc_id=vpc_id, stun_port=settings.stun_port, tls_ports=settings.tls.instance_ports,
         relay_ports=(settings.relay_min_port, settings.relay_max_port) if settings.turn else None,
         ssh_cidrs=settings.ssh_allowed_cidrs, tags=settings.common_tags, ipv6=settings.ipv6,
         behind_load_balancer=settings.autoscale, load_balancer_security_group_id=load_balancer_security_group_id)
 
 
 def load_balancer_firewall_args(settings: Settings, network: Network) -> LoadBalancerFirewallArgs:
-    groups, listeners = layout(settings.stun_port, settings.turns_ports, settings.tls_port, settings.acm_tls)
+    groups, listeners = layout(settings.stun_port, settings.tls.ports, settings.tls.coturn_port, settings.tls.acm)
     return LoadBalancerFirewallArgs(
         vpc_id=network.vpc.id, vpc_cidr=settings.vpc_cidr, tags=settings.common_tags, ipv6=settings.ipv6,
         listeners=tuple((l.protocol, l.port) for l in listeners), targets=tuple((g.protocol, g.port) for g in groups),
@@ -164,15 +164,15 @@ def uri_lists(settings: Settings, hosts: list[str]) -> tuple[list[str], list[str
     it stays last, per address, since browsers refuse it."""
     stun, turn = [], []
     for host in hosts:
-        for port in (settings.turns_ports if not settings.tls_host else ()) or (settings.tls_port,):
+        for port in (settings.tls.ports if not settings.tls.host else ()) or (settings.tls.coturn_port,):
             s, t = server_uris(host, stun_port=settings.stun_port, tls_port=port, turn=settings.turn)
             stun += [u for u in s if u not in stun]
             turn += [u for u in t if u not in turn]
     plain = [u for u in turn if not u.startswith("turns:")]
     secure = [u for u in turn if u.startswith("turns:")]
-    if settings.tls_host and settings.turn:
-        secure = [f"turns:{settings.tls_host}:{port}?transport=tcp" for port in settings.turns_ports]
-    elif settings.trusted_tls:
+    if settings.tls.host and settings.turn:
+        secure = [f"turns:{settings.tls.host}:{port}?transport=tcp" for port in settings.tls.ports]
+    elif settings.tls.trusted:
         secure = []  # a certificate naming only wildcards, and no dnsName: no host name to give turns:
     return stun, plain + secure
 
@@ -199,11 +199,11 @@ def build_stack(settings: Settings) -> dict[str, Any]:
                                               nlb_firewall.security_group.id if nlb_firewall else None))
     key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags))
     # ACM's certificate (with a zone) keeps its key in ACM; else self-signed or the user's, via SSM.
-    certificate = None if settings.acm_tls else TlsCertificate(prefix, TlsArgs(
+    certificate = None if settings.tls.acm else TlsCertificate(prefix, TlsArgs(
         domain=settings.tls_domain, certificate_pem=settings.tls_certificate,
-        private_key_pem=pulumi.Output.secret(settings.tls_private_key) if settings.user_tls else None))
+        private_key_pem=pulumi.Output.secret(settings.tls_private_key) if settings.tls.user else None))
     acm = AcmCertificate(prefix, AcmArgs(domain=settings.dns_name, zone_id=settings.dns_zone_id,
-                                         exportable=settings.acm_export, tags=tags)) if settings.acm_tls else None
+                                         exportable=settings.tls.acm_export, tags=tags)) if settings.tls.acm else None
     secrets = ServerSecrets(prefix, SecretsArgs(
         path=settings.ssm_path, turn=settings.turn,
         tls_certificate_pem=certificate.certificate_pem if certificate else None,
@@ -215,12 +215,12 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         log_group_name=metrics.log_group_name(settings.project, settings.stack),
         retention_days=settings.log_retention_days, metric_namespace=namespace,
         session_logging=settings.session_logging, tags=tags))
-    exported_arn = acm.certificate_arn if acm and settings.acm_export else None
+    exported_arn = acm.certificate_arn if acm and settings.tls.acm_export else None
     # Autoscale: the load balancer first, so that the role and the boot script can name its
     # IPv6 target groups (each instance registers its own IPv6 address in them).
     endpoint = LoadBalancedEndpoint(prefix, LoadBalancerArgs(
         vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
-        tls_ports=settings.turns_ports, coturn_tls_port=settings.tls_port, tags=tags,
+        tls_ports=settings.tls.ports, coturn_tls_port=settings.tls.coturn_port, tags=tags,
         certificate_arn=acm.certificate_arn if acm else None, ipv6=settings.ipv6,
         deregistration_delay=settings.drain_seconds,
         security_group_ids=[nlb_firewall.security_group.id])) if nlb_firewall else None

@@ -9,7 +9,7 @@ import re
 import tomllib
 from importlib import metadata
 
-from stun_infra.settings import PROJECT_ROOT
+from stun_infra.common.project import PROJECT_ROOT
 
 PYPROJECT = PROJECT_ROOT / "pyproject.toml"
 # What the program itself imports; the test tools are not the program's business.

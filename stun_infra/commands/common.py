@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
 
-from stun_infra.settings import ConfigError, Settings, printable
+from stun_infra.client.targets import InputError
+from stun_infra.common.text import printable
+from stun_infra.settings import ConfigError, Settings
 
 DEFAULT_STACK = "dev"
-# Said wherever a self-signed certificate serves turns: (issue 13: browsers refuse it).
+SECRET_ENV = "STUN_INFRA_TURN_SECRET"  # the TURN secret, for the commands that take one
+# Said wherever a self-signed certificate serves turns:, since browsers refuse it.
 SELF_SIGNED_NOTE = (
     "turns: is served with a self-signed certificate (no stun-infra:dnsZoneId/dnsName, no "
     "stun-infra:tlsCertificate). Browsers refuse a self-signed TURN certificate (Chromium: ICE error 701), "
     "so a browser gets relay candidates only from the turn: UDP and TCP URIs, listed first. Set dnsZoneId "
     "and dnsName for a certificate browsers trust, on 443 and 5349.")
+
+
+def add_secret_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--secret", default=os.environ.get(SECRET_ENV) or None,
+                   help=f"the stack's TURN shared secret (turn_shared_secret); default: ${SECRET_ENV}, "
+                        "else the stack outputs on stdin")
+
+
+def timeout_seconds(text: str) -> float:
+    """--timeout: seconds, more than 0 and at most 60."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 60:
+        raise InputError(f"--timeout {text!r}: expected seconds, more than 0 and at most 60, e.g. 3 or 0.5")
+    return value
 
 
 def add_stack_arguments(p: argparse.ArgumentParser) -> None:

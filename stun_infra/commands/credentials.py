@@ -14,8 +14,7 @@ import argparse
 import json
 import sys
 
-from stun_infra.commands.common import fail
-from stun_infra.commands.probe import add_secret_argument
+from stun_infra.commands.common import add_secret_argument, fail
 from stun_infra.client.credentials import DEFAULT_USER, ice_servers, mint
 from stun_infra.client.targets import (DEFAULT_STUN_PORT, DEFAULT_TLS_PORT, PIPE_HINT, InputError, Servers,
                                   format_uri, parse_port, parse_ttl, parse_uri, read_servers, server_uris, split_host_port)

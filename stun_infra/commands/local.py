@@ -27,14 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings
-from stun_infra.commands.probe import timeout_seconds
+from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings, timeout_seconds
 from stun_infra.instance.coturn import local_paths, turnserver_conf
 from stun_infra.instance.secret_sync import fill_store
 from stun_infra.client.credentials import ice_servers, mint
 from stun_infra.client.targets import InputError, plan_checks, parse_ttl, server_uris
 from stun_infra.client.probing import failure_line, progress_line, run_checks, summary, table
-from stun_infra.settings import ConfigError, Settings, printable
+from stun_infra.common.text import printable
+from stun_infra.settings import ConfigError, Settings
 from stun_infra.client.turn_client import make_self_signed, stun_binding
 
 # Whatever the stack's certificate, `local` serves a throwaway self-signed one.
@@ -130,7 +130,7 @@ def check_ports_free(settings: Settings, address: str) -> None:
     """Bind each listening port once ourselves: coturn binds with SO_REUSEPORT and would
     silently share a port with another coturn instead of failing."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    tls = () if settings.nlb_tls else ((settings.tls_port, socket.SOCK_STREAM, "tcp"),)
+    tls = () if settings.tls.ends_at_load_balancer else ((settings.tls.coturn_port, socket.SOCK_STREAM, "tcp"),)
     for port, kind, proto in ((settings.stun_port, socket.SOCK_DGRAM, "udp"),
                               (settings.stun_port, socket.SOCK_STREAM, "tcp"), *tls):
         with socket.socket(family, kind) as s:
@@ -261,8 +261,8 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str, ipv6
     workdir.chmod(0o700)
     try:
         make_self_signed(workdir, settings.tls_domain)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise LocalError(f"could not make a self-signed certificate with openssl: {e}") from None
+    except OSError as e:
+        raise LocalError(f"could not make a self-signed certificate in {printable(str(workdir))}: {e}") from None
     paths = local_paths(workdir)
     Path(paths.log_file).unlink(missing_ok=True)
     secret = secrets.token_urlsafe(32)  # per run; only ever shown inside minted credentials
@@ -275,9 +275,9 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str, ipv6
     conf_path.write_text(conf)
     relay = f"TURN relay {settings.relay_min_port}-{settings.relay_max_port}" if settings.turn else "STUN only"
     print(f"local: starting turnserver on {address}{' and ' + ipv6 if ipv6 else ''}: stun {settings.stun_port} udp+tcp, "
-          f"{'no tls (the load balancer ends it)' if settings.nlb_tls else f'tls {settings.tls_port}'}, "
+          f"{'no tls (the load balancer ends it)' if settings.tls.ends_at_load_balancer else f'tls {settings.tls.coturn_port}'}, "
           f"{relay} (stack {settings.stack})", file=sys.stderr, flush=True)
-    if settings.nlb_tls:
+    if settings.tls.ends_at_load_balancer:
         print(f"local: {LOCAL_NLB_TLS_NOTE}", file=sys.stderr, flush=True)
     elif settings.turn:
         print(f"local: {LOCAL_SELF_SIGNED_NOTE}", file=sys.stderr, flush=True)
@@ -300,17 +300,17 @@ def serve(args: argparse.Namespace, settings: Settings, server: LocalServer, add
     turn_uris: list[str] = []
     for host in (address, ipv6):
         if host:
-            stun, turn = server_uris(host, stun_port=settings.stun_port, tls_port=settings.tls_port,
+            stun, turn = server_uris(host, stun_port=settings.stun_port, tls_port=settings.tls.coturn_port,
                                      turn=settings.turn)
             stun_uris += stun
             turn_uris += turn
     where = f"{address} and {ipv6}" if ipv6 else address
     username, password = mint(server.secret, user=LOCAL_USER, ttl_seconds=ttl)
-    if settings.nlb_tls:  # coturn serves no TLS: the load balancer does
+    if settings.tls.ends_at_load_balancer:  # coturn serves no TLS: the load balancer does
         turn_uris = [u for u in turn_uris if not u.startswith("turns:")]
-    checks = [c for c in plan_checks([*stun_uris, *turn_uris], tls_port=settings.tls_port,
+    checks = [c for c in plan_checks([*stun_uris, *turn_uris], tls_port=settings.tls.coturn_port,
                                      auth=(username, password) if settings.turn else None)
-              if not (settings.nlb_tls and c.kind in ("tls", "turn-tls"))]
+              if not (settings.tls.ends_at_load_balancer and c.kind in ("tls", "turn-tls"))]
     out = sys.stdout if args.check else sys.stderr
     print(f"local: probing {len(checks)} checks", file=sys.stderr, flush=True)
     results = asyncio.run(run_checks(checks, timeout=timeout, retries=1,

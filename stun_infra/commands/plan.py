@@ -110,6 +110,6 @@ def run(args: argparse.Namespace) -> int:
     for key, value in outputs.items():
         print(f"  {key:<{width}}  {_one_line(value)}")
     settings = stack_settings(args)
-    if settings.turn and not settings.trusted_tls:
+    if settings.turn and not settings.tls.trusted:
         print(f"\nNote: {SELF_SIGNED_NOTE}")
     return 0

@@ -14,42 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 
-from stun_infra.commands.common import fail
+from stun_infra.commands.common import add_secret_argument, fail, timeout_seconds
 from stun_infra.client.credentials import mint
 from stun_infra.client.targets import (DEFAULT_TLS_PORT, InputError, Servers, parse_port, plan_checks,
                                       read_servers)
 from stun_infra.client.probing import (as_json, failure_line, progress_line, run_checks, summary, table,
                                       with_families)
 
-SECRET_ENV = "STUN_INFRA_TURN_SECRET"
 PROBE_USER = "stun-infra-probe"
 PROBE_TTL = 600
-
-
-def timeout_seconds(text: str) -> float:
-    """--timeout: seconds, more than 0 and at most 60."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 60:
-        raise InputError(f"--timeout {text!r}: expected seconds, more than 0 and at most 60, e.g. 3 or 0.5")
-    return value
 
 
 def retry_count(text: str) -> int:
     if not text.isdigit() or int(text) > 10:
         raise InputError(f"--retries {text!r}: expected a whole number from 0 to 10")
     return int(text)
-
-
-def add_secret_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--secret", default=os.environ.get(SECRET_ENV) or None,
-                   help=f"the stack's TURN shared secret (turn_shared_secret); default: ${SECRET_ENV}, "
-                        "else the stack outputs on stdin")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

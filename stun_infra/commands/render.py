@@ -12,13 +12,13 @@ import argparse
 import ipaddress
 import os
 import secrets
-import subprocess
 from pathlib import Path
 
-from stun_infra.commands.common import add_stack_arguments, config_folder, fail, stack_settings, turn_secret
+from stun_infra.commands.common import SECRET_ENV, add_stack_arguments, config_folder, fail, stack_settings, turn_secret
 from stun_infra.instance.coturn import INSTANCE_PATHS, local_paths, turnserver_conf
 from stun_infra.instance.secret_sync import fill_store
-from stun_infra.settings import SUPPORTED_PARTITION, ConfigError, Settings, printable
+from stun_infra.common.text import printable
+from stun_infra.settings import SUPPORTED_PARTITION, ConfigError, Settings
 from stun_infra.instance.tls_sync import ACM_ARN
 from stun_infra.instance.nlb_targets import TargetGroupPort, checked
 from stun_infra.cloud.components.artifact import BUCKET_PREFIX
@@ -27,7 +27,6 @@ from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
 from stun_infra.instance.cloudwatch_agent import agent_config
 from stun_infra.instance.userdata import BUCKET_NAME, render_user_data
 
-SECRET_ENV = "STUN_INFRA_TURN_SECRET"
 DEFAULT_BUCKET = BUCKET_PREFIX + "0" * 26
 PACKAGE_FILE = f"{instance_package.NAME}.deb"
 
@@ -94,7 +93,7 @@ def _in_stack_region(arn: str, flag: str, settings: Settings) -> str:
 
 def _certificate_arn(value: str, settings: Settings) -> str:
     """Static mode with a zone needs the ACM certificate's ARN, which goes into the script."""
-    if not settings.acm_export:
+    if not settings.tls.acm_export:
         if value:
             raise ConfigError(["--certificate-arn: only static mode with stun-infra:dnsZoneId/dnsName exports "
                                "an ACM certificate; leave it out"])
@@ -132,7 +131,7 @@ def load_balanced_ports(settings: Settings) -> set[int]:
     """The instance ports the stack's target groups send to (the layout `pulumi up` builds)."""
     from stun_infra.cloud.components.endpoint import layout
 
-    groups, _ = layout(settings.stun_port, settings.turns_ports, settings.tls_port, settings.nlb_tls)
+    groups, _ = layout(settings.stun_port, settings.tls.ports, settings.tls.coturn_port, settings.tls.ends_at_load_balancer)
     return {group.port for group in groups}
 
 
@@ -189,8 +188,6 @@ def run(args: argparse.Namespace) -> int:
         return write_files(args, settings, out, public_ip, private_ip, ipv6, secret, certificate_arn, target_groups)
     except OSError as e:
         return fail(f"--out {printable(str(out))}: cannot write there ({e.strerror or e})")
-    except subprocess.SubprocessError as e:
-        return fail(f"could not make a self-signed certificate with openssl in {printable(str(out))}: {e}")
 
 
 def write_files(args: argparse.Namespace, settings: Settings, out: Path, public_ip: str, private_ip: str,
@@ -202,7 +199,7 @@ def write_files(args: argparse.Namespace, settings: Settings, out: Path, public_
     paths = INSTANCE_PATHS if args.instance_paths else local_paths(out)
     if not args.instance_paths:
         make_self_signed(out, settings.tls_domain)
-    names = ParameterNames.under(settings.ssm_path, settings.turn, tls=not settings.acm_tls)
+    names = ParameterNames.under(settings.ssm_path, settings.turn, tls=not settings.tls.acm)
     if args.parameter_version:
         names = names.at(args.parameter_version, args.parameter_version, args.parameter_version)
     boot = BootInputs(parameters=names,

@@ -21,8 +21,9 @@ import subprocess
 from datetime import datetime, timedelta, timezone
 
 from stun_infra.commands.common import DEFAULT_STACK, fail
-from stun_infra.settings import (APP_SECRET_SETTLE, PROJECT, PROJECT_ROOT, TURN_SECRET_OVERLAP, printable, rotation_started,
-                                 turn_secret_problem)
+from stun_infra.common.project import PROJECT, PROJECT_ROOT
+from stun_infra.common.text import printable
+from stun_infra.settings import APP_SECRET_SETTLE, TURN_SECRET_OVERLAP, rotation_started, turn_secret_problem
 
 NEW_SECRET_ENV = "STUN_INFRA_NEW_TURN_SECRET"
 NEW_SECRET_BYTES = 36  # token_urlsafe: 48 characters of [A-Za-z0-9_-]

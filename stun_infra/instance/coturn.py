@@ -115,11 +115,6 @@ def address_range(cidr: str) -> str:
     return f"{_address(first)}-{_address(net.broadcast_address)}"
 
 
-def coturn_tls_ports(settings: Settings) -> tuple[int, ...]:
-    """The TLS port coturn itself binds: none when the NLB ends TLS."""
-    return () if settings.nlb_tls else (settings.tls_port,)
-
-
 DENIED_PEER_RANGES: tuple[str, ...] = tuple(address_range(cidr) for cidr, _ in DENIED_PEER_NETWORKS)
 
 
@@ -139,8 +134,8 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
         turn=settings.turn,
         realm=settings.realm,
         listening_port=settings.stun_port,
-        tls_listening_port=settings.tls_port,
-        coturn_tls=not settings.nlb_tls,
+        tls_listening_port=settings.tls.coturn_port,
+        coturn_tls=not settings.tls.ends_at_load_balancer,
         min_port=settings.relay_min_port,
         max_port=settings.relay_max_port,
         user_quota=settings.user_quota,
@@ -166,7 +161,7 @@ LOGROTATE_PATH = "/etc/logrotate.d/stun-infra-coturn"
 
 def privileged_ports(settings: Settings) -> list[int]:
     """Listening ports below 1024: coturn's user gets CAP_NET_BIND_SERVICE for them."""
-    return sorted(p for p in (settings.stun_port, *coturn_tls_ports(settings)) if p < 1024)
+    return sorted(p for p in (settings.stun_port, *settings.tls.coturn_ports) if p < 1024)
 
 
 def stage(settings: Settings, boot: "BootInputs") -> Stage:

@@ -33,7 +33,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stun_infra.instance import live_sessions, nlb_targets
-from stun_infra.instance.coturn import coturn_tls_ports
 from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
 from stun_infra.settings import DRAIN_SECONDS, Settings
@@ -68,7 +67,7 @@ def hook_timeout(settings: Settings) -> int:
 
 def ports(settings: Settings) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(UDP, TCP) ports where new flows are refused while draining: coturn's listeners."""
-    return (settings.stun_port,), tuple(sorted({settings.stun_port, *coturn_tls_ports(settings)}))
+    return (settings.stun_port,), tuple(sorted({settings.stun_port, *settings.tls.coturn_ports}))
 
 
 def ruleset(settings: Settings, *, refuse: bool) -> str:

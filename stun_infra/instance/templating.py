@@ -6,7 +6,7 @@ from functools import cache
 
 import jinja2
 
-from stun_infra.settings import PROJECT_ROOT
+from stun_infra.common.project import PROJECT_ROOT
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 

@@ -25,7 +25,7 @@ UNIT = "stun-tls-ports.service"
 
 def redirected_ports(settings: Settings) -> tuple[int, ...]:
     """Instance TLS ports other than coturn's own."""
-    return tuple(p for p in settings.instance_tls_ports if p != settings.tls_port)
+    return tuple(p for p in settings.tls.instance_ports if p != settings.tls.coturn_port)
 
 
 def ruleset(settings: Settings) -> str:
@@ -33,7 +33,7 @@ def ruleset(settings: Settings) -> str:
     ports = redirected_ports(settings)
     if not ports:
         return ""
-    return render("tls-ports.nft.j2", table=TABLE, ports=ports, target=settings.tls_port)
+    return render("tls-ports.nft.j2", table=TABLE, ports=ports, target=settings.tls.coturn_port)
 
 
 def stage(settings: Settings, boot: "BootInputs") -> Stage | None:

@@ -39,7 +39,7 @@ def script(certificate_arn: str, paths: CoturnPaths = INSTANCE_PATHS, owner: str
 
 def stage(settings: Settings, boot: "BootInputs") -> Stage | None:
     """Static mode with ACM: the sync program, run once now (coturn needs its files), then daily."""
-    if not settings.acm_export:
+    if not settings.tls.acm_export:
         return None
     return Stage("tls-sync", files=(InstanceFile(SCRIPT_PATH, script(boot.certificate_arn), 0o755),),
                  units={unit: render(f"{unit}.j2", script_path=SCRIPT_PATH) for unit in UNITS},

@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from stun_infra.settings import DEBIAN_ARCH  # settings.architecture -> dpkg's name
+
 if TYPE_CHECKING:  # imported where used: this module is also imported inside the namespace
     from stun_infra.instance.downloads import AgentPackage
     from tests.support.signing import TestKey
@@ -727,7 +729,6 @@ def parse_binding_response(data: bytes, txid: bytes) -> tuple[str, int]:
 
 # -- boot inputs -----------------------------------------------------------------------
 
-DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}  # settings.architecture -> dpkg's name
 
 
 def ipv6_target_groups(settings) -> tuple:
@@ -739,7 +740,7 @@ def ipv6_target_groups(settings) -> tuple:
         return ()
     arn = f"arn:aws:elasticloadbalancing:{settings.region}:123456789012:targetgroup/{{}}/0123456789abcdef"
     return (TargetGroupPort(arn.format("sandbox-stun-v6"), settings.stun_port),
-            TargetGroupPort(arn.format("sandbox-tls-v6"), settings.tls_port))
+            TargetGroupPort(arn.format("sandbox-tls-v6"), settings.tls.coturn_port))
 
 
 def sandbox_boot_inputs(settings, instance: "Instance", signer: "TestKey", **changes):

@@ -28,7 +28,7 @@ def acm_booted(rootfs_cache, tmp_path_factory) -> Iterator[dict]:
     from tests.support.signing import TestKey
 
     settings = stack_settings("dev", {"instanceType": "t3.small", **ZONE})
-    assert settings.acm_export and settings.turns_ports == (443, 5349)
+    assert settings.tls.acm_export and settings.tls.ports == (443, 5349)
     instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
                            instance_type=settings.instance_type)
     names = ParameterNames.under(settings.ssm_path, settings.turn, tls=False)

@@ -275,7 +275,7 @@ async def main():
     out["udp"] = [list(b.mapped_address), list(b.local_address)]
     b = await tc.stun_binding(server, transport="tcp", local_address=({sb.CLIENT_IP!r}, 0))
     out["tcp"] = [list(b.mapped_address), list(b.local_address)]
-    h = tc.tls_handshake(({box.instance.private_ip!r}, {settings.tls_port}),
+    h = tc.tls_handshake(({box.instance.private_ip!r}, {settings.tls.coturn_port}),
                          context=tc.tls_context(cafile={str(cafile)!r}), server_name={settings.tls_domain!r})
     out["tls"] = h.version
     if {bool(settings.turn and secret)!r}:

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from stun_infra.cloud.components.firewall import EC2_DESCRIPTION
-from stun_infra.cloud.offline import SECRET_PLACEHOLDER
+from stun_infra.cloud.offline import UNSEEN_SECRET
 from stun_infra.settings import ConfigError
 from stun_infra.instance import package
 from stun_infra.instance.userdata import unpacked
@@ -172,7 +172,7 @@ def test_only_coturns_own_ports_are_open_to_the_world(config):
     from stun_infra.settings import load_settings
     run = program(**config)
     s = load_settings({k: engine_string(v) for k, v in config.items()}, stack="test", region="eu-west-3")
-    coturn = {s.stun_port, *s.turns_ports} | (set(range(s.relay_min_port, s.relay_max_port + 1)) if s.turn else set())
+    coturn = {s.stun_port, *s.tls.ports} | (set(range(s.relay_min_port, s.relay_max_port + 1)) if s.turn else set())
     world = [r for r in ingress(run) if r[3] in ("0.0.0.0/0", "::/0") and r[0] in ("tcp", "udp")]
     assert world and all(set(range(lo, hi + 1)) <= coturn for _, lo, hi, _ in world)
     assert {r[:3] for r in ingress(run) if r[3] in ("0.0.0.0/0", "::/0") and r[0] not in ("tcp", "udp")} <= {
@@ -439,12 +439,12 @@ def test_no_secret_value_appears_in_any_user_data_or_the_package(any_run):
         unpacked(r.inputs["userData"]) for r in any_run.of_type(LAUNCH_TEMPLATE)]
     assert user_data
     shipped = list(files_of(stored_package(any_run)[1]).values())
-    assert not [u for u in user_data + shipped if SECRET_PLACEHOLDER in u or "PRIVATE KEY" in u]
+    assert not [u for u in user_data + shipped if UNSEEN_SECRET in u or "PRIVATE KEY" in u]
 
 
 def test_no_secret_value_appears_in_any_resource_input_but_its_parameter(any_run):
     holders = {r.name for r in any_run.registrations
-               if SECRET_PLACEHOLDER in json.dumps(r.inputs, default=str)}
+               if UNSEEN_SECRET in json.dumps(r.inputs, default=str)}
     assert holders <= {"stun-infra-test-turn-secret", "stun-infra-test-tls-key", "stun-infra-test-cert"}
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from stun_infra.cloud.components.endpoint import TLS_POLICY
-from stun_infra.cloud.offline import SECRET_PLACEHOLDER
+from stun_infra.cloud.offline import UNSEEN_SECRET
 from tests.support.debs import configure_of, files_of, stored_package
 from stun_infra.settings import ConfigError
 
@@ -155,7 +155,7 @@ def test_autoscale_turns_uris_name_the_certificates_host_443_first(autoscale_acm
 def test_autoscale_passthrough_maps_every_tls_listener_to_coturns_tls_port():
     cert = make_ca().issue("turn.example.com")
     run = program(mode="autoscale", tlsCertificate=cert.cert_pem,
-                  tlsPrivateKey=f"-----BEGIN PRIVATE KEY-----\n{SECRET_PLACEHOLDER}\n-----END PRIVATE KEY-----\n",
+                  tlsPrivateKey=f"-----BEGIN PRIVATE KEY-----\n{UNSEEN_SECRET}\n-----END PRIVATE KEY-----\n",
                   secret_keys=("tlsPrivateKey",))
     by_port = listeners(run)
     assert {p: l["protocol"] for p, l in by_port.items()} == {3478: "TCP_UDP", 443: "TCP", 5349: "TCP"}

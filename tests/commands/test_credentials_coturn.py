@@ -70,7 +70,7 @@ def test_credentials_from_another_secret_are_rejected(turn_server: CoturnServer)
 
 def test_probe_with_the_stack_secret_mints_its_own_credentials(turn_server: CoturnServer):
     outputs = {"stun_uris": [f"stun:{SERVER_IPV4}:{turn_server.settings.stun_port}"],
-               "turn_uris": [f"turns:{SERVER_IPV4}:{turn_server.settings.tls_port}?transport=tcp"],
+               "turn_uris": [f"turns:{SERVER_IPV4}:{turn_server.settings.tls.coturn_port}?transport=tcp"],
                "turn_shared_secret": turn_server.secret}
     probed = subprocess.run(["ip", "netns", "exec", turn_server.ns.name, *CLI, "probe", "-", "--json"],
                             input=json.dumps(outputs), capture_output=True, text=True, timeout=RUN_DEADLINE)

@@ -78,7 +78,7 @@ class CoturnServer:
 
     @property
     def tls_address(self) -> Address:
-        return (self.host, self.settings.tls_port)
+        return (self.host, self.settings.tls.coturn_port)
 
     def startup_log(self) -> str:
         """Everything coturn wrote: its log file, then stdout/stderr."""

@@ -16,7 +16,7 @@ from typing import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 
 SESSION_MANAGER_ACTIONS = [
     "ssm:UpdateInstanceInformation",
@@ -102,7 +102,7 @@ class InstanceAccess(pulumi.ComponentResource):
     profile: aws.iam.InstanceProfile
 
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:access:InstanceAccess", name, None, opts)
+        super().__init__(f"{PROJECT}:access:InstanceAccess", name, None, opts)
         self.role = aws.iam.Role(
             f"{name}-role", description="coturn instances: CloudWatch agent, Session Manager, own parameters",
             assume_role_policy=json.dumps({

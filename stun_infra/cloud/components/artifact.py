@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 
 # S3 appends a 26-character unique suffix to a prefix: the name is always 37 characters,
 # which the user data's size bound counts on (stun_infra.instance.userdata).
@@ -44,7 +44,7 @@ class InstancePackage(pulumi.ComponentResource):
     """The bucket, its guards and the package object."""
 
     def __init__(self, name: str, args: PackageArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:artifact:InstancePackage", name, None, opts)
+        super().__init__(f"{PROJECT}:artifact:InstancePackage", name, None, opts)
         self.bucket = aws.s3.Bucket(f"{name}-pkg", bucket_prefix=BUCKET_PREFIX, force_destroy=True,
                                     tags=tagged(args.tags, f"{name}-pkg"), opts=child_opts(self))
         block = aws.s3.BucketPublicAccessBlock(

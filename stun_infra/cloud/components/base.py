@@ -6,7 +6,21 @@ import hashlib
 
 import pulumi
 
-PACKAGE = "stun-infra"
+from stun_infra.common.project import PROJECT
+
+# A component's type token is `<PROJECT>:<module>:<Class>`, and the token is part of every URN
+# under it: a file can be renamed or split, its components keep their tokens (or get aliases).
+# The token's module for each file of components/, where the two names differ or agree.
+TYPE_MODULES = {
+    "access": "access", "keypair": "access",
+    "certificate": "tls", "tls": "tls",
+    "drain": "fleet", "fleet": "fleet",
+    "endpoint": "endpoint", "reconciler": "endpoint",
+    "firewall": "network", "network": "network",
+    "logs": "monitoring", "monitoring": "monitoring",
+    "secrets": "secrets",
+    "artifact": "artifact",
+}
 
 
 def child_opts(parent: pulumi.Resource, **extra) -> pulumi.ResourceOptions:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 
 VALIDATION_TTL = 300
 
@@ -38,7 +38,7 @@ class AcmCertificate(pulumi.ComponentResource):
     certificate_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: AcmArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:tls:AcmCertificate", name, None, opts)
+        super().__init__(f"{PROJECT}:tls:AcmCertificate", name, None, opts)
         certificate = aws.acm.Certificate(
             f"{name}-acm", domain_name=args.domain, validation_method="DNS",
             options=aws.acm.CertificateOptionsArgs(export="ENABLED") if args.exportable else None,

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.project import PROJECT
 from stun_infra.instance import drain, launch
 from stun_infra.settings import DRAIN_SECONDS
 
@@ -62,7 +63,7 @@ def complete_lifecycle_policy(group_arn: str) -> str:
 
 class ScaleInDrain(pulumi.ComponentResource):
     def __init__(self, name: str, args: ScaleInDrainArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:fleet:ScaleInDrain", name, None, opts)
+        super().__init__(f"{PROJECT}:fleet:ScaleInDrain", name, None, opts)
         self.hook = aws.autoscaling.LifecycleHook(
             f"{name}-drain", name=args.hook_name, autoscaling_group_name=args.group_name,
             lifecycle_transition=TERMINATING, heartbeat_timeout=args.heartbeat_seconds,
@@ -91,7 +92,7 @@ class LaunchHook(pulumi.ComponentResource):
     and replaced, as a failed boot should be."""
 
     def __init__(self, name: str, args: LaunchHookArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:fleet:LaunchHook", name, None, opts)
+        super().__init__(f"{PROJECT}:fleet:LaunchHook", name, None, opts)
         self.hook = aws.autoscaling.LifecycleHook(
             f"{name}-launch", name=args.hook_name, autoscaling_group_name=args.group_name,
             lifecycle_transition=launch.LAUNCHING, heartbeat_timeout=args.heartbeat_seconds,
@@ -125,7 +126,7 @@ class DrainDocumentArgs:
 
 class DrainDocument(pulumi.ComponentResource):
     def __init__(self, name: str, args: DrainDocumentArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:fleet:DrainDocument", name, None, opts)
+        super().__init__(f"{PROJECT}:fleet:DrainDocument", name, None, opts)
         self.document = aws.ssm.Document(
             f"{name}-drain", name=args.document_name, document_type="Command", document_format="JSON",
             content=document_content(args.drain_seconds), tags=tagged(args.tags, f"{name}-drain"),

@@ -17,7 +17,7 @@ from typing import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, fitted, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, fitted, tagged
 
 DNS_TTL = 60
 # A dualstack NLB answers clients on IPv4 and IPv6. Its UDP listeners need a source NAT
@@ -104,7 +104,7 @@ def layout(stun_port: int, tls_ports: Sequence[int], coturn_tls_port: int, termi
 
 class LoadBalancedEndpoint(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:endpoint:LoadBalancedEndpoint", name, None, opts)
+        super().__init__(f"{PROJECT}:endpoint:LoadBalancedEndpoint", name, None, opts)
         self.load_balancer = aws.lb.LoadBalancer(
             fitted(name, "nlb", AWS_LB_NAME_LIMIT), load_balancer_type="network", internal=False, subnets=list(args.subnet_ids),
             enable_cross_zone_load_balancing=True, security_groups=list(args.security_group_ids),
@@ -115,55 +115,13 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
         groups: dict[str, aws.lb.TargetGroup] = {}
         ipv6_groups: dict[str, aws.lb.TargetGroup] = {}
         for spec, family in [(g, f) for g in group_specs for f in ((4, 6) if args.ipv6 else (4,))]:
-            key = spec.key if family == 4 else f"{spec.key}-v6"
-            (groups if family == 4 else ipv6_groups)[spec.key] = aws.lb.TargetGroup(
-                fitted(name, key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=spec.protocol, port=spec.port,
-                # Instance targets see an IPv4 client's own address, also behind a TLS listener,
-                # but an IPv6 client's is translated to the load balancer's IPv4 one; only an
-                # IPv6 group (IP targets: each instance registers its own address, see
-                # stun_infra/instance/nlb_targets.py) keeps an IPv6 client's address
-                # (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html).
-                **({"target_type": "instance"} if family == 4 else {"target_type": "ip", "ip_address_type": "ipv6"}),
-                preserve_client_ip="true",
-                # A draining instance's flows end with the deregistration delay (drainSeconds:
-                # its calls last while it drains), then clients move to a healthy one. Also the
-                # only value that stays put: AWS defaults it to true for UDP/TCP_UDP groups and
-                # the provider sends it on create only when true, so false would show a diff on
-                # every `pulumi up`.
-                connection_termination=True, deregistration_delay=args.deregistration_delay,
-                # NLBs cannot check UDP: a TCP connect to the same port proves coturn listens.
-                health_check=aws.lb.TargetGroupHealthCheckArgs(
-                    protocol="TCP", port="traffic-port", interval=HEALTH_CHECK_INTERVAL,
-                    timeout=HEALTH_CHECK_TIMEOUT, healthy_threshold=3, unhealthy_threshold=3),
-                tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self))
+            (groups if family == 4 else ipv6_groups)[spec.key] = self._target_group(name, args, spec, family)
         # A replaced load balancer replaces its listeners and rules, and these go first: a target
         # group serves listeners of one load balancer at a time ("verify that the target group is
         # not in use by a listener for any other load balancer", create-target-group.html), so the
         # new NLB's listener could not forward to it while the old one's still does.
         for spec in listener_specs:
-            tls = {"certificate_arn": args.certificate_arn, "ssl_policy": TLS_POLICY} if spec.protocol == "TLS" else {}
-            # Dual stack: the listener's default goes to the IPv6 group and a rule sends IPv4
-            # clients to the instance group. AWS refuses an IPv4 group as the default of a UDP
-            # (TCP_UDP) listener on a dualstack NLB ("A UDP listener for a dualstack load balancer
-            # requires IPv6 target groups", load-balancer-listeners.html); NLB listener rules match
-            # the source's address type on TCP, UDP, TCP_UDP and TLS listeners (add-rule.html), so
-            # each family reaches targets of its own family with its own address. Every listener
-            # takes the same shape.
-            default, by_rule = (ipv6_groups, groups) if args.ipv6 else (groups, None)
-            listener = aws.lb.Listener(
-                f"{name}-{spec.key}", load_balancer_arn=self.load_balancer.arn, protocol=spec.protocol,
-                port=spec.port, **tls,
-                default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward",
-                                                                  target_group_arn=default[spec.target].arn)],
-                tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self, delete_before_replace=True))
-            if by_rule is not None:
-                aws.lb.ListenerRule(
-                    f"{name}-{spec.key}-v4", listener_arn=listener.arn, priority=IPV4_RULE_PRIORITY,
-                    conditions=[aws.lb.ListenerRuleConditionArgs(
-                        source_ip=aws.lb.ListenerRuleConditionSourceIpArgs(ip_address_type="ipv4"))],
-                    actions=[aws.lb.ListenerRuleActionArgs(type="forward",
-                                                           target_group_arn=by_rule[spec.target].arn)],
-                    tags=tagged(args.tags, f"{name}-{spec.key}-v4"), opts=child_opts(self, delete_before_replace=True))
+            self._listener(name, args, spec, *((ipv6_groups, groups) if args.ipv6 else (groups, None)))
         self.target_groups = list(groups.values())
         self.target_group_arns = [g.arn for g in self.target_groups]  # the Auto Scaling group's (instance targets)
         # (ARN, port on the instance) of each IPv6 group: each instance registers itself in them.
@@ -172,6 +130,54 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
         self.zone_id = self.load_balancer.zone_id
         self.register_outputs({"dns_name": self.dns_name, "target_group_arns": self.target_group_arns,
                                "ipv6_target_group_arns": [arn for arn, _ in self.ipv6_target_groups]})
+
+    def _target_group(self, name: str, args: LoadBalancerArgs, spec: TargetGroup, family: int) -> aws.lb.TargetGroup:
+        key = spec.key if family == 4 else f"{spec.key}-v6"
+        return aws.lb.TargetGroup(
+            fitted(name, key, AWS_LB_NAME_LIMIT), vpc_id=args.vpc_id, protocol=spec.protocol, port=spec.port,
+            # Instance targets see an IPv4 client's own address, also behind a TLS listener,
+            # but an IPv6 client's is translated to the load balancer's IPv4 one; only an
+            # IPv6 group (IP targets: each instance registers its own address, see
+            # stun_infra/instance/nlb_targets.py) keeps an IPv6 client's address
+            # (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html).
+            **({"target_type": "instance"} if family == 4 else {"target_type": "ip", "ip_address_type": "ipv6"}),
+            preserve_client_ip="true",
+            # A draining instance's flows end with the deregistration delay (drainSeconds:
+            # its calls last while it drains), then clients move to a healthy one. Also the
+            # only value that stays put: AWS defaults it to true for UDP/TCP_UDP groups and
+            # the provider sends it on create only when true, so false would show a diff on
+            # every `pulumi up`.
+            connection_termination=True, deregistration_delay=args.deregistration_delay,
+            # NLBs cannot check UDP: a TCP connect to the same port proves coturn listens.
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                protocol="TCP", port="traffic-port", interval=HEALTH_CHECK_INTERVAL,
+                timeout=HEALTH_CHECK_TIMEOUT, healthy_threshold=3, unhealthy_threshold=3),
+            tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self))
+
+    def _listener(self, name: str, args: LoadBalancerArgs, spec: Listener, default: dict[str, aws.lb.TargetGroup],
+                  by_rule: dict[str, aws.lb.TargetGroup] | None) -> None:
+        tls = {"certificate_arn": args.certificate_arn, "ssl_policy": TLS_POLICY} if spec.protocol == "TLS" else {}
+        # Dual stack: the listener's default goes to the IPv6 group and a rule sends IPv4
+        # clients to the instance group. AWS refuses an IPv4 group as the default of a UDP
+        # (TCP_UDP) listener on a dualstack NLB ("A UDP listener for a dualstack load balancer
+        # requires IPv6 target groups", load-balancer-listeners.html); NLB listener rules match
+        # the source's address type on TCP, UDP, TCP_UDP and TLS listeners (add-rule.html), so
+        # each family reaches targets of its own family with its own address. Every listener
+        # takes the same shape.
+        listener = aws.lb.Listener(
+            f"{name}-{spec.key}", load_balancer_arn=self.load_balancer.arn, protocol=spec.protocol,
+            port=spec.port, **tls,
+            default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward",
+                                                              target_group_arn=default[spec.target].arn)],
+            tags=tagged(args.tags, f"{name}-{spec.key}"), opts=child_opts(self, delete_before_replace=True))
+        if by_rule is not None:
+            aws.lb.ListenerRule(
+                f"{name}-{spec.key}-v4", listener_arn=listener.arn, priority=IPV4_RULE_PRIORITY,
+                conditions=[aws.lb.ListenerRuleConditionArgs(
+                    source_ip=aws.lb.ListenerRuleConditionSourceIpArgs(ip_address_type="ipv4"))],
+                actions=[aws.lb.ListenerRuleActionArgs(type="forward",
+                                                       target_group_arn=by_rule[spec.target].arn)],
+                tags=tagged(args.tags, f"{name}-{spec.key}-v4"), opts=child_opts(self, delete_before_replace=True))
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,7 @@ def routing_conflict(autoscale: bool, zone_id: str, name: str, existing: Sequenc
 
 class DnsEndpoint(pulumi.ComponentResource):
     def __init__(self, name: str, args: DnsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:endpoint:DnsEndpoint", name, None, opts)
+        super().__init__(f"{PROJECT}:endpoint:DnsEndpoint", name, None, opts)
         if args.alias_target:
             target, zone = args.alias_target
             for suffix, kind in (("", "A"), ("-v6", "AAAA"))[:2 if args.alias_ipv6 else 1]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 
 ANYWHERE = "0.0.0.0/0"
 # What EC2 accepts in a security group's and a rule's description (IpRange.Description,
@@ -109,7 +109,7 @@ class Firewall(pulumi.ComponentResource):
     security_group: aws.ec2.SecurityGroup
 
     def __init__(self, name: str, args: FirewallArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:network:Firewall", name, None, opts)
+        super().__init__(f"{PROJECT}:network:Firewall", name, None, opts)
         self.security_group = new_group(f"{name}-sg", self, args.vpc_id, "coturn STUN/TURN fleet", args.tags)
         for rule in openings(args):
             add_rule(aws.vpc.SecurityGroupIngressRule, f"{name}-in-{rule.key}", self, self.security_group, rule,
@@ -183,7 +183,7 @@ class LoadBalancerFirewall(pulumi.ComponentResource):
     security_group: aws.ec2.SecurityGroup
 
     def __init__(self, name: str, args: LoadBalancerFirewallArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:network:LoadBalancerFirewall", name, None, opts)
+        super().__init__(f"{PROJECT}:network:LoadBalancerFirewall", name, None, opts)
         self.security_group = new_group(f"{name}-nlb-sg", self, args.vpc_id,
                                         "coturn STUN/TURN network load balancer", args.tags)
         ingress, egress = load_balancer_openings(args)

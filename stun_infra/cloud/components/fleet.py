@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 from stun_infra.instance import metrics
 from stun_infra.instance.userdata import packed
 
@@ -50,7 +50,7 @@ class StaticFleet(pulumi.ComponentResource):
     """`count` instances round-robin over the subnets, each keeping its Elastic IP across stop/start."""
 
     def __init__(self, name: str, args: StaticFleetArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:fleet:StaticFleet", name, None, opts)
+        super().__init__(f"{PROJECT}:fleet:StaticFleet", name, None, opts)
         spec = args.spec
         self.instances: list[aws.ec2.Instance] = []
         self.eips: list[aws.ec2.Eip] = []
@@ -177,7 +177,7 @@ class AutoscaleFleet(pulumi.ComponentResource):
     """A launch template and an auto scaling group over every subnet, rolled by instance refresh."""
 
     def __init__(self, name: str, args: AutoscaleFleetArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:fleet:AutoscaleFleet", name, None, opts)
+        super().__init__(f"{PROJECT}:fleet:AutoscaleFleet", name, None, opts)
         spec = args.spec
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt",

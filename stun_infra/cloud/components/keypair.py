@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class SshKeyPair(pulumi.ComponentResource):
     """RSA so that the PEM output works with every ssh client; the private key is a secret output."""
 
     def __init__(self, name: str, args: KeyPairArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:access:SshKeyPair", name, None, opts)
+        super().__init__(f"{PROJECT}:access:SshKeyPair", name, None, opts)
         key = tls.PrivateKey(f"{name}-key", algorithm="RSA", rsa_bits=4096, opts=child_opts(self))
         self.key_pair = aws.ec2.KeyPair(
             f"{name}", public_key=key.public_key_openssh, tags=tagged(args.tags, name), opts=child_opts(self))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 from stun_infra.instance.metrics import log_metrics
 
 
@@ -24,7 +24,7 @@ class ServerLogs(pulumi.ComponentResource):
     log_group: aws.cloudwatch.LogGroup
 
     def __init__(self, name: str, args: LogsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:monitoring:ServerLogs", name, None, opts)
+        super().__init__(f"{PROJECT}:monitoring:ServerLogs", name, None, opts)
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-coturn", name=args.log_group_name, retention_in_days=args.retention_days,
             tags=tagged(args.tags, args.log_group_name), opts=child_opts(self))

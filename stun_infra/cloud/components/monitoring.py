@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra.instance import metrics
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 from stun_infra.cloud.components.fleet import GROUP_METRICS
 
 PERIOD = 60
@@ -97,7 +97,7 @@ def dashboard_url(region: str, name: str) -> str:
 
 class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:monitoring:Monitoring", name, None, opts)
+        super().__init__(f"{PROJECT}:monitoring:Monitoring", name, None, opts)
         body = pulumi.Output.all(args.asg_name, list(args.instance_ids)).apply(
             lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1], args.session_logging,
                                      args.turn))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Network(pulumi.ComponentResource):
     subnets: list[aws.ec2.Subnet]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:network:Network", name, None, opts)
+        super().__init__(f"{PROJECT}:network:Network", name, None, opts)
         # With IPv6 off, not one input differs from the IPv4-only stack (no IPv6 argument at all).
         dual = {"assign_generated_ipv6_cidr_block": True} if args.ipv6 else {}
         self.vpc = aws.ec2.Vpc(

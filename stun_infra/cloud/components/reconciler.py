@@ -21,7 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra import functions
-from stun_infra.cloud.components.base import PACKAGE, child_opts, fitted, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, fitted, tagged
 
 MODULE = "ipv6_targets"
 SOURCE = Path(functions.__file__).resolve().parent / f"{MODULE}.py"
@@ -64,7 +64,7 @@ class Ipv6TargetReconciler(pulumi.ComponentResource):
     function: aws.lambda_.Function
 
     def __init__(self, name: str, args: ReconcilerArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:endpoint:Ipv6TargetReconciler", name, None, opts)
+        super().__init__(f"{PROJECT}:endpoint:Ipv6TargetReconciler", name, None, opts)
         logs = aws.cloudwatch.LogGroup(
             f"{name}-ipv6-targets-logs", name=args.log_group_name, retention_in_days=args.log_retention_days,
             tags=tagged(args.tags, args.log_group_name), opts=child_opts(self))

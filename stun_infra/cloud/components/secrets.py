@@ -17,7 +17,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts, tagged
+from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
 from stun_infra.instance.secret_sync import SecretParameters
 from stun_infra.instance.boot_inputs import ParameterNames
 
@@ -48,7 +48,7 @@ class ServerSecrets(pulumi.ComponentResource):
     parameter_arns: list[pulumi.Output[str]]
 
     def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:secrets:ServerSecrets", name, None, opts)
+        super().__init__(f"{PROJECT}:secrets:ServerSecrets", name, None, opts)
         tls = args.tls_certificate_pem is not None
         self.names = ParameterNames.under(args.path, args.turn, tls=tls)
         self.turn_secret = None

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from stun_infra.cloud.components.base import PACKAGE, child_opts
-from stun_infra.settings import certificate_common_name
+from stun_infra.cloud.components.base import PROJECT, child_opts
+from stun_infra.common.certificates import certificate_common_name
 
 VALIDITY_HOURS = 365 * 24
 RENEW_BEFORE_HOURS = 30 * 24
@@ -26,7 +26,7 @@ class TlsCertificate(pulumi.ComponentResource):
     private_key_pem: pulumi.Output[str]
 
     def __init__(self, name: str, args: TlsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(f"{PACKAGE}:tls:TlsCertificate", name, None, opts)
+        super().__init__(f"{PROJECT}:tls:TlsCertificate", name, None, opts)
         if args.certificate_pem:
             self.self_signed = False
             self.certificate_pem = pulumi.Output.from_input(args.certificate_pem)

@@ -68,7 +68,7 @@ def assert_relayed_over_tls(result: dict) -> None:
 
 def test_chromium_relays_a_data_channel_over_turns_on_443_with_a_trusted_certificate(ns, ca, tmp_path):
     settings = user_certificate_settings(ca.issue(HOST))
-    assert settings.tls_port == 443
+    assert settings.tls.coturn_port == 443
     issued = ca.issue(HOST)
     with running_coturn(ns, tmp_path / "coturn", settings, certificate=(issued.cert_pem, issued.key_pem),
                         public_ip=SERVER_IPV4) as server:
@@ -114,7 +114,7 @@ def _wait_for_listener(host: str, port: int) -> None:
 def test_chromium_relays_through_a_tls_terminator_to_coturns_tcp_port_as_the_nlb_does(ns, ca, tmp_path, stunnel):
     settings = load_settings({"mode": "autoscale", "dnsZoneId": ZONE, "dnsName": HOST, **RELAY},
                              stack="test", region="eu-west-3")
-    assert settings.nlb_tls
+    assert settings.tls.ends_at_load_balancer
     with running_coturn(ns, tmp_path / "coturn", settings, public_ip=SERVER_IPV4) as server:
         assert "\nno-tls\n" in server.conf
         result = relay_check(ns, ice_server(server.secret, f"turns:{HOST}:443?transport=tcp"),
@@ -125,7 +125,7 @@ def test_chromium_relays_through_a_tls_terminator_to_coturns_tcp_port_as_the_nlb
 def test_chromium_gets_no_relay_candidate_from_the_self_signed_default(ns, ca, tmp_path):
     """What the README warns about: browsers refuse a self-signed TURN certificate."""
     settings = load_settings(RELAY, stack="test", region="eu-west-3")
-    assert not settings.trusted_tls and settings.tls_port == 5349
+    assert not settings.tls.trusted and settings.tls.coturn_port == 5349
     cert, key = make_self_signed(tmp_path / "self-signed", HOST)  # the right name, but nobody vouches for it
     with running_coturn(ns, tmp_path / "coturn", settings, public_ip=SERVER_IPV4,
                         certificate=(cert.read_text(), key.read_text())) as server:

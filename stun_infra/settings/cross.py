@@ -1,0 +1,177 @@
+"""Cross-key rules: what involves more than one key, and AWS limits a value can pass while
+every key is valid on its own. They run only once every key passed its own rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stun_infra.common.certificates import MAX_COMMON_NAME, days_left, dns_names, first_certificate, name_matches
+from stun_infra.common.project import PROJECT
+from stun_infra.settings.keys import RESERVED_TAGS, _certificates, _private_key
+from stun_infra.settings.schema import key_specs
+from stun_infra.settings.tls import client_ports_of
+
+MIN_RELAY_PORTS = 100
+MAX_ACM_DOMAIN = MAX_COMMON_NAME  # ACM's DomainName, like RFC 5280's common name
+TURN_SECRET_KEYS = ("turnSecret", "turnSecretPrevious")
+# and a per-resource one such as the subnets' Tier).
+# https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html#tag-conventions
+MAX_TAGS_PER_RESOURCE = 50
+MAX_USER_TAGS = MAX_TAGS_PER_RESOURCE - len(RESERVED_TAGS) - 1
+# PEM values are stored as Intelligent-Tiering SSM parameters: over 4 KB they become
+# advanced parameters, which hold at most 8 KB.
+# https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html
+MAX_PARAMETER_BYTES = 8192
+
+_MODE_ONLY = {"static": ("instanceCount",),
+              "autoscale": ("minSize", "desiredCapacity", "maxSize", "scalingCpuTarget",
+                            "scalingMetric", "scalingSessionsTarget",
+                            "minHealthyPercentage", "healthCheckGracePeriod")}
+
+
+def cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str], unreadable: set[str]
+                 ) -> list[str]:
+    """Rules that involve more than one key."""
+    p = PROJECT
+    out: list[str] = []
+    if v["mode"] == "autoscale":
+        if v["minSize"] > v["maxSize"]:
+            out.append(f"{p}:minSize: got {v['minSize']}, must not exceed {p}:maxSize ({v['maxSize']})")
+        elif not v["minSize"] <= v["desiredCapacity"] <= v["maxSize"]:
+            out.append(f"{p}:desiredCapacity: got {v['desiredCapacity']}, must be between "
+                       f"{p}:minSize ({v['minSize']}) and {p}:maxSize ({v['maxSize']})")
+    for mode, keys in _MODE_ONLY.items():
+        if v["mode"] != mode:
+            for k in keys:
+                if k in given and v[k] != key_specs()[k].default:
+                    out.append(f"{p}:{k}: is only used in {mode} mode but this stack has mode "
+                               f"{v['mode']}; remove it (pulumi config rm {p}:{k})")
+    if v["mode"] == "autoscale" and v["scalingMetric"] == "sessions":
+        if not v["turn"]:
+            out.append(f"{p}:scalingMetric: got \"sessions\", but {p}:turn is false: a STUN-only fleet has no "
+                       f"TURN sessions to scale on; use \"cpu\"")
+        elif v["totalQuota"] and v["scalingSessionsTarget"] > v["totalQuota"]:
+            out.append(f"{p}:scalingSessionsTarget: got {v['scalingSessionsTarget']}, must not exceed "
+                       f"{p}:totalQuota ({v['totalQuota']}): coturn refuses sessions beyond it, so the target "
+                       "would never be reached")
+    out += _port_clashes(v)
+    if bool(v["tlsCertificate"]) != bool(v["tlsPrivateKey"]):
+        out.append(f"{p}:tlsCertificate: tlsCertificate and tlsPrivateKey must be set together "
+                   "(or neither, for a self-signed certificate)")
+    elif v["tlsCertificate"] and not {"tlsCertificate", "tlsPrivateKey"} & unreadable \
+            and not _key_matches_certificate(v["tlsCertificate"], v["tlsPrivateKey"]):
+        out.append(f"{p}:tlsPrivateKey: is not the key of the first certificate in {p}:tlsCertificate "
+                   "(the server's own certificate comes first, then the chain)")
+    if v["tlsPrivateKey"] and f"{p}:tlsPrivateKey" not in secret_keys:
+        out.append(f"{p}:tlsPrivateKey: is stored in plain text; set it with "
+                   f"`pulumi config set --secret {p}:tlsPrivateKey < key.pem`")
+    out += _rotation_problems(v, secret_keys, unreadable)
+    ipv6_ssh = [c for c in v["sshAllowedCidrs"] if ":" in c]
+    if ipv6_ssh and not v["ipv6"]:
+        out.append(f"{p}:sshAllowedCidrs: lists IPv6 CIDRs ({', '.join(ipv6_ssh)}) but {p}:ipv6 is false, so "
+                   f"instances have no IPv6 address; set {p}:ipv6 true or list IPv4 CIDRs only")
+    if bool(v["dnsZoneId"]) != bool(v["dnsName"]):
+        out.append(f"{p}:dnsZoneId: dnsZoneId and dnsName must be set together (or neither)")
+    elif v["dnsZoneId"] and not v["tlsCertificate"] and len(v["dnsName"]) > MAX_ACM_DOMAIN:
+        out.append(f"{p}:dnsName: got {len(v['dnsName'])} characters, ACM's certificate for it takes at most "
+                   f"{MAX_ACM_DOMAIN}; choose a shorter name or bring your own certificate "
+                   f"({p}:tlsCertificate and {p}:tlsPrivateKey)")
+    if v["tlsCertificate"] and "tlsCertificate" not in unreadable:
+        out += _certificate_problems(v["tlsCertificate"], v["dnsName"])
+    return out
+
+
+
+def _rotation_problems(v: dict[str, Any], secret_keys: set[str], unreadable: set[str]) -> list[str]:
+    p = PROJECT
+    out = [f"{p}:{k}: is stored in plain text; set it as a secret (`stun-infra secret rotate` does)"
+           for k in TURN_SECRET_KEYS if v[k] and f"{p}:{k}" not in secret_keys]
+    if v["turnSecretPrevious"] and not v["turnSecret"]:
+        out.append(f"{p}:turnSecretPrevious: is set without {p}:turnSecret; a rotation sets both "
+                   "(`stun-infra secret rotate`)")
+    elif v["turnSecretPrevious"] and v["turnSecretPrevious"] == v["turnSecret"] and "turnSecret" not in unreadable:
+        out.append(f"{p}:turnSecretPrevious: equals {p}:turnSecret; a rotation needs a new secret")
+    if bool(v["turnSecretPrevious"]) != bool(v["turnSecretRotatedAt"]):
+        out.append(f"{p}:turnSecretRotatedAt: turnSecretPrevious and turnSecretRotatedAt must be set together "
+                   "(during a rotation) or neither")
+    if (v["turnSecret"] or v["turnSecretPrevious"]) and not v["turn"]:
+        out.append(f"{p}:turnSecret: a STUN-only stack ({p}:turn false) has no TURN secret; remove "
+                   f"{p}:turnSecret and {p}:turnSecretPrevious")
+    return out
+
+
+def _port_clashes(v: dict[str, Any]) -> list[str]:
+    """Every port the instances and the NLB listen on, however chosen (stunPort, tlsPorts or
+    the automatic TLS ports, the relay range; health checks use the traffic port), must be
+    distinct: two equal ones make duplicate security group rules and NLB listeners."""
+    p = PROJECT
+    out: list[str] = []
+    trusted = bool(v["dnsZoneId"] or v["tlsCertificate"])
+    tls_ports = client_ports_of(v["tlsPorts"], trusted)
+    tls_key = f"{p}:tlsPorts" if v["tlsPorts"] else f"an automatic TLS port of an empty {p}:tlsPorts"
+    if v["stunPort"] in tls_ports:
+        if v["tlsPorts"]:
+            out.append(f"{p}:tlsPorts: got {list(v['tlsPorts'])}, must not include {p}:stunPort ({v['stunPort']})")
+        else:
+            certificate = "a trusted certificate" if trusted else "the self-signed certificate"
+            out.append(f"{p}:stunPort: got {v['stunPort']}, which is {tls_key} (with {certificate}: "
+                       f"{', '.join(map(str, tls_ports))}); choose another stunPort (3478 is STUN's own) "
+                       f"or list {p}:tlsPorts without it")
+    lo, hi = v["relayMinPort"], v["relayMaxPort"]
+    if lo >= hi:
+        out.append(f"{p}:relayMinPort: got {lo}, must be below {p}:relayMaxPort ({hi})")
+    elif hi - lo + 1 < MIN_RELAY_PORTS:
+        out.append(f"{p}:relayMaxPort: the relay range {lo}-{hi} holds {hi - lo + 1} ports, "
+                   f"must hold at least {MIN_RELAY_PORTS}")
+    listening = [(f"{p}:stunPort", v["stunPort"])] + [(tls_key, port) for port in tls_ports]
+    for port_key, port in listening:
+        if lo <= port <= hi:
+            out.append(f"{p}:relayMinPort: the relay range {lo}-{hi} overlaps {port_key} "
+                       f"({port}); move the range above it")
+    return out
+
+
+
+def quotas(v: dict[str, Any]) -> list[str]:
+    """AWS limits a value can pass while every key is valid on its own; never echoes a secret."""
+    p = PROJECT
+    out: list[str] = []
+    if len(v["tags"]) > MAX_USER_TAGS:
+        out.append(f"{p}:tags: {len(v['tags'])} tags given, at most {MAX_USER_TAGS}: AWS allows "
+                   f"{MAX_TAGS_PER_RESOURCE} per resource and stun-infra sets up to "
+                   f"{MAX_TAGS_PER_RESOURCE - MAX_USER_TAGS} itself ({', '.join(RESERVED_TAGS)}, Tier)")
+    for key in ("tlsCertificate", "tlsPrivateKey"):
+        size = len(v[key].encode())
+        if size > MAX_PARAMETER_BYTES:
+            out.append(f"{p}:{key}: is {size} bytes, at most {MAX_PARAMETER_BYTES} fit in the SSM parameter "
+                       "the instance reads it from (an advanced parameter); drop what the server does not send "
+                       "(the root certificate, comments)")
+    return out
+
+
+def _certificate_problems(pem: str, dns_name: str) -> list[str]:
+    """The user's certificate must parse, be valid now and name `dns_name` (when set)."""
+    key = f"{PROJECT}:tlsCertificate"
+    try:
+        cert = first_certificate(pem)
+    except ValueError as e:
+        return [f"{key}: {e}"]
+    problems = []
+    days = days_left(cert)
+    if days < 0:
+        problems.append(f"{key}: expired on {cert.not_valid_after_utc:%Y-%m-%d}; "
+                        "supply a current certificate (or remove it for a self-signed one)")
+    names = dns_names(cert)
+    if dns_name and not name_matches(dns_name, names):
+        problems.append(f"{key}: names {', '.join(names) or 'no DNS name'}, not {PROJECT}:dnsName ({dns_name}); "
+                        "browsers would refuse it: supply a certificate for that name")
+    return problems
+
+
+
+def _key_matches_certificate(certificate: str, key: str) -> bool:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    der = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return _certificates(certificate)[0].public_key().public_bytes(*der) == \
+        _private_key(key).public_key().public_bytes(*der)
+

@@ -1,0 +1,103 @@
+"""The frozen, validated settings every side reads, and the error that refuses bad ones."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from stun_infra.settings.tls import TlsPlan, plan_tls
+
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}  # architecture_of() -> Debian's name for it
+INSTANCE_TYPE = re.compile(r"(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\.(?P<size>[a-z0-9]+)")
+
+
+class ConfigError(ValueError):
+    """Bad stack config; `problems` holds one line per bad key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def architecture_of(instance_type: str) -> str:
+    """arm64 for Graviton families: a `g` among the attributes after the generation, or a1
+    (the first Graviton, named before that convention)."""
+    m = INSTANCE_TYPE.fullmatch(instance_type)
+    if not m:
+        raise ValueError(instance_type)
+    return "arm64" if "g" in m["attrs"] or (m["family"], m["gen"]) == ("a", "1") else "x86_64"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    stack: str
+    region: str
+    mode: str
+    instance_count: int
+    min_size: int
+    desired_capacity: int
+    max_size: int
+    instance_type: str
+    ssh_allowed_cidrs: tuple[str, ...]
+    turn: bool
+    ipv6: bool
+    vpc_cidr: str
+    availability_zones: int
+    realm: str
+    stun_port: int
+    tls_ports: tuple[int, ...]  # as configured; () = automatic: `tls.ports` is what is used
+    relay_min_port: int
+    relay_max_port: int
+    user_quota: int
+    total_quota: int
+    max_bps: int
+    tls_domain: str
+    tls_certificate: str
+    tls_private_key: str = field(repr=False)
+    turn_secret: str = field(repr=False)           # "" = the generated secret
+    turn_secret_previous: str = field(repr=False)  # "" = no rotation under way
+    turn_secret_rotated_at: str
+    root_volume_size: int
+    session_logging: bool
+    log_retention_days: int
+    alarm_email: str
+    cpu_high_percent: int
+    scaling_cpu_target: int
+    scaling_metric: str
+    scaling_sessions_target: int
+    drain_seconds: int
+    min_healthy_percentage: int
+    health_check_grace_period: int
+    dns_zone_id: str
+    dns_name: str
+    tags: tuple[tuple[str, str], ...]
+
+    @property
+    def prefix(self) -> str:
+        """The one name every resource name derives from."""
+        return f"{self.project}-{self.stack}"
+
+    @property
+    def architecture(self) -> str:
+        return architecture_of(self.instance_type)
+
+    @property
+    def autoscale(self) -> bool:
+        return self.mode == "autoscale"
+
+    @cached_property
+    def tls(self) -> TlsPlan:
+        """Ports, certificate source, where TLS ends and the name: decided once, read by every side."""
+        return plan_tls(autoscale=self.autoscale, configured_ports=self.tls_ports, certificate=self.tls_certificate,
+                        zone_id=self.dns_zone_id, dns_name=self.dns_name)
+
+    @property
+    def common_tags(self) -> dict[str, str]:
+        return {"Project": self.project, "Stack": self.stack, "ManagedBy": "pulumi", **dict(self.tags)}
+
+    @property
+    def ssm_path(self) -> str:
+        """Parameter Store folder for this stack's secrets."""
+        return f"/{self.project}/{self.stack}"
