@@ -11,7 +11,7 @@ namespace and mounts removed by name at the end): one first boot, then `--starts
 starts of `stun-infra-configure`. Script time is what the instance spends in our scripts,
 from the user data's start to its end (the EC2 launch, the OS boot and AWS's own steps
 are not in it: README's scale-out timeline puts them beside it). arm64 runs under qemu-user
-here: its figures are emulation's, not a Graviton's. Goals (issue 18): a warm start within
+here: its figures are emulation's, not a Graviton's. Goals: a warm start within
 3 s on x86_64, and under a seventh of the first boot in the same run.
 """
 

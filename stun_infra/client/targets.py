@@ -12,19 +12,18 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 from stun_infra.common.text import printable
-from stun_infra.settings.tls import TlsPlan
+from stun_infra.settings.tls import TURNS_PORT, TlsPlan
 
 DEFAULT_STUN_PORT = 3478
-DEFAULT_TLS_PORT = 5349
+DEFAULT_TLS_PORT = TURNS_PORT  # turns: when a URI names no port (RFC 7065)
 MAX_TTL_SECONDS = 7 * 86400
 TTL_FORMS = "a whole number with a unit, such as 30s, 15m, 1h or 2d (from 1s to 7d)"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PIPE_HINT = "pipe `pulumi stack output --json --show-secrets`"
 
-CheckKind = Literal["stun-udp", "stun-tcp", "tls", "turn-udp", "turn-tcp", "turn-tls"]
 CHECK_KINDS: tuple[str, ...] = ("stun-udp", "stun-tcp", "tls", "turn-udp", "turn-tcp", "turn-tls")
 
 

@@ -137,8 +137,8 @@ def rootfs_cache(_boot_requirements):
 # The stacks booted: (id, stack file, overrides, the instance's IPv6 address or ""). The
 # sandbox runs the architecture of the stack's instance type: the default dev stack as it is
 # (t4g, Graviton: arm64 under qemu-user) and with an x86 type, and the autoscale STUN-only
-# stack on x86. One instance has an IPv6 address in IMDS; the others get IMDS's 404, as in
-# today's IPv4-only VPC.
+# stack on x86. One instance has an IPv6 address in IMDS; the others get IMDS's 404, as on
+# a stack with ipv6 false (no IPv6 address on the instance).
 STACKS = [
     ("dev-arm64-ipv6", "dev", {}, "2001:db8:42:1::23"),
     ("dev-x86_64", "dev", {"instanceType": "t3.small"}, ""),
