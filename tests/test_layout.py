@@ -147,6 +147,9 @@ def test_a_lambda_function_importing_anything_else_is_reported(imported):
     ("stun_infra.client.credentials", "pulumi_aws.ec2"),
     ("stun_infra.cloud.stack", "stun_infra.commands.plan"),
     ("stun_infra.settings", "stun_infra.instance.coturn"),
+    ("stun_infra.common.certificates", "stun_infra.settings"),
+    ("stun_infra.common.text", "pulumi"),
+    ("stun_infra.functions.ipv6_targets", "stun_infra.common.text"),
 ])
 def test_a_forbidden_edge_is_reported(importer, imported):
     assert violations([("x.py", 1, importer, imported)]) == [
@@ -160,6 +163,10 @@ def test_a_forbidden_edge_is_reported(importer, imported):
     ("stun_infra.commands.local", "stun_infra.cloud.offline"),
     ("stun_infra.instance.coturn", "stun_infra.settings"),
     ("stun_infra.client.probing", "aioice"),
+    ("stun_infra.client.probing", "stun_infra.common.certificates"),
+    ("stun_infra.settings.keys", "stun_infra.common.text"),
+    ("stun_infra.instance.templating", "stun_infra.common.project"),
+    ("stun_infra.client.targets", "stun_infra.settings.tls"),
 ])
 def test_an_allowed_edge_passes(importer, imported):
     assert violations([("x.py", 1, importer, imported)]) == []

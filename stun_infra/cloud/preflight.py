@@ -9,7 +9,6 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 
-import pulumi
 import pulumi_aws as aws
 
 from stun_infra.cloud.args import firewall_args

@@ -220,7 +220,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     # IPv6 target groups (each instance registers its own IPv6 address in them).
     endpoint = LoadBalancedEndpoint(prefix, LoadBalancerArgs(
         vpc_id=network.vpc.id, subnet_ids=network.subnet_ids, stun_port=settings.stun_port,
-        tls_ports=settings.tls.ports, coturn_tls_port=settings.tls.coturn_port, tags=tags,
+        tls_ports=settings.tls.ports, coturn_port=settings.tls.coturn_port, tags=tags,
         certificate_arn=acm.certificate_arn if acm else None, ipv6=settings.ipv6,
         deregistration_delay=settings.drain_seconds,
         security_group_ids=[nlb_firewall.security_group.id])) if nlb_firewall else None

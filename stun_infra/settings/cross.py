@@ -7,7 +7,7 @@ from typing import Any
 
 from stun_infra.common.certificates import MAX_COMMON_NAME, days_left, dns_names, first_certificate, name_matches
 from stun_infra.common.project import PROJECT
-from stun_infra.settings.keys import RESERVED_TAGS, _certificates, _private_key
+from stun_infra.settings.keys import RESERVED_TAGS, parse_certificates, parse_private_key
 from stun_infra.settings.schema import key_specs
 from stun_infra.settings.tls import client_ports_of
 
@@ -172,6 +172,6 @@ def _certificate_problems(pem: str, dns_name: str) -> list[str]:
 def _key_matches_certificate(certificate: str, key: str) -> bool:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     der = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return _certificates(certificate)[0].public_key().public_bytes(*der) == \
-        _private_key(key).public_key().public_bytes(*der)
+    return parse_certificates(certificate)[0].public_key().public_bytes(*der) == \
+        parse_private_key(key).public_key().public_bytes(*der)
 

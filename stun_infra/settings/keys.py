@@ -234,12 +234,12 @@ def _tags(v: tuple[str, ...]) -> str | None:
 
 
 
-def _certificates(v: str) -> list:
+def parse_certificates(v: str) -> list:
     from cryptography import x509
     return x509.load_pem_x509_certificates(v.encode())
 
 
-def _private_key(v: str):
+def parse_private_key(v: str):
     from cryptography.hazmat.primitives import serialization
     return serialization.load_pem_private_key(v.encode(), password=None)
 
@@ -251,7 +251,7 @@ def _certificate_chain(v: str) -> str | None:
         return ("holds a private key, which would be stored in plain text: keep only the certificate chain "
                 f"here and the key in {PROJECT}:tlsPrivateKey (`pulumi config set --secret`)")
     try:
-        _certificates(v)
+        parse_certificates(v)
     except ValueError:
         return "must be a PEM certificate chain (-----BEGIN CERTIFICATE----- blocks that parse), or empty"
     return None
@@ -262,7 +262,7 @@ def _tls_private_key(v: str) -> str | None:
     if not v:
         return None
     try:
-        _private_key(v)
+        parse_private_key(v)
     except TypeError:
         return "is encrypted; coturn reads the key without a passphrase: give it decrypted (as a secret)"
     except (ValueError, UnsupportedAlgorithm):

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from stun_infra.common.certificates import certificate_host
 
 HTTPS_PORT, TURNS_PORT = 443, 5349
-SOURCES = ("acm", "user", "self-signed")
 
 
 def client_ports_of(configured: tuple[int, ...], trusted: bool) -> tuple[int, ...]:
@@ -22,7 +21,7 @@ def client_ports_of(configured: tuple[int, ...], trusted: bool) -> tuple[int, ..
 
 @dataclass(frozen=True)
 class TlsPlan:
-    source: str                       # one of SOURCES
+    source: str                       # "acm", "user" or "self-signed"
     autoscale: bool
     ports: tuple[int, ...]            # the ports `turns:` clients use, the first preferred
     host: str                         # the name `turns:` URIs carry, "" when only addresses are known

@@ -16,7 +16,8 @@ from typing import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.project import PROJECT
 
 SESSION_MANAGER_ACTIONS = [
     "ssm:UpdateInstanceInformation",

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.project import PROJECT
 
 # S3 appends a 26-character unique suffix to a prefix: the name is always 37 characters,
 # which the user data's size bound counts on (stun_infra.instance.userdata).

@@ -6,11 +6,9 @@ import hashlib
 
 import pulumi
 
-from stun_infra.common.project import PROJECT
-
-# A component's type token is `<PROJECT>:<module>:<Class>`, and the token is part of every URN
-# under it: a file can be renamed or split, its components keep their tokens (or get aliases).
-# The token's module for each file of components/, where the two names differ or agree.
+# A component's type token is `<PROJECT>:<module>:<Class>`, and the token is part of every
+# URN under it: a file can be renamed or split, its components keep their tokens (or get
+# aliases). The token's module for each file of components/, where the two names differ or agree.
 TYPE_MODULES = {
     "access": "access", "keypair": "access",
     "certificate": "tls", "tls": "tls",

@@ -17,7 +17,8 @@ from typing import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PROJECT, child_opts, fitted, tagged
+from stun_infra.cloud.components.base import child_opts, fitted, tagged
+from stun_infra.common.project import PROJECT
 
 DNS_TTL = 60
 # A dualstack NLB answers clients on IPv4 and IPv6. Its UDP listeners need a source NAT
@@ -52,7 +53,7 @@ class LoadBalancerArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     stun_port: int
     tls_ports: Sequence[int]            # the ports clients use for TURN over TLS
-    coturn_tls_port: int                # where passed-through TLS lands on the instances
+    coturn_port: int                # where passed-through TLS lands on the instances
     tags: dict[str, str]
     certificate_arn: pulumi.Input[str] | None = None  # ACM: the NLB terminates TLS
     ipv6: bool = False  # dual stack: IPv6 clients reach coturn with their own address
@@ -84,7 +85,7 @@ def _tls_key(index: int, port: int) -> str:
     return "tls" if index == 0 else f"tls-{port}"  # the first keeps the name it always had
 
 
-def layout(stun_port: int, tls_ports: Sequence[int], coturn_tls_port: int, terminate_tls: bool
+def layout(stun_port: int, tls_ports: Sequence[int], coturn_port: int, terminate_tls: bool
            ) -> tuple[list[TargetGroup], list[Listener]]:
     """Target groups and listeners, from ports alone (tests and plan read the same lists).
 
@@ -97,7 +98,7 @@ def layout(stun_port: int, tls_ports: Sequence[int], coturn_tls_port: int, termi
         groups.append(TargetGroup("turn-tcp", "TCP", stun_port))
         listeners += [Listener(_tls_key(i, p), "TLS", p, "turn-tcp") for i, p in enumerate(tls_ports)]
     else:
-        groups.append(TargetGroup("tls", "TCP", coturn_tls_port))
+        groups.append(TargetGroup("tls", "TCP", coturn_port))
         listeners += [Listener(_tls_key(i, p), "TCP", p, "tls") for i, p in enumerate(tls_ports)]
     return groups, listeners
 
@@ -110,7 +111,7 @@ class LoadBalancedEndpoint(pulumi.ComponentResource):
             enable_cross_zone_load_balancing=True, security_groups=list(args.security_group_ids),
             tags=tagged(args.tags, f"{name}-nlb"),
             opts=child_opts(self, replace_on_changes=REPLACE_ON), **(DUALSTACK if args.ipv6 else IPV4_ONLY))
-        group_specs, listener_specs = layout(args.stun_port, args.tls_ports, args.coturn_tls_port,
+        group_specs, listener_specs = layout(args.stun_port, args.tls_ports, args.coturn_port,
                                              terminate_tls=args.certificate_arn is not None)
         groups: dict[str, aws.lb.TargetGroup] = {}
         ipv6_groups: dict[str, aws.lb.TargetGroup] = {}

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.project import PROJECT
 
 ANYWHERE = "0.0.0.0/0"
 # What EC2 accepts in a security group's and a rule's description (IpRange.Description,

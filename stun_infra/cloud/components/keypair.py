@@ -8,7 +8,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.project import PROJECT
 
 
 @dataclass(frozen=True)

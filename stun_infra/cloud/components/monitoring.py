@@ -14,7 +14,8 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra.instance import metrics
-from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.project import PROJECT
 from stun_infra.cloud.components.fleet import GROUP_METRICS
 
 PERIOD = 60

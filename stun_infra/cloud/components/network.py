@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.project import PROJECT
 
 
 @dataclass(frozen=True)

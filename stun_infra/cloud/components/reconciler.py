@@ -21,7 +21,8 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra import functions
-from stun_infra.cloud.components.base import PROJECT, child_opts, fitted, tagged
+from stun_infra.cloud.components.base import child_opts, fitted, tagged
+from stun_infra.common.project import PROJECT
 
 MODULE = "ipv6_targets"
 SOURCE = Path(functions.__file__).resolve().parent / f"{MODULE}.py"

@@ -17,7 +17,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from stun_infra.cloud.components.base import PROJECT, child_opts, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.project import PROJECT
 from stun_infra.instance.secret_sync import SecretParameters
 from stun_infra.instance.boot_inputs import ParameterNames
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from stun_infra.cloud.components.base import PROJECT, child_opts
+from stun_infra.cloud.components.base import child_opts
+from stun_infra.common.project import PROJECT
 from stun_infra.common.certificates import certificate_common_name
 
 VALIDITY_HOURS = 365 * 24

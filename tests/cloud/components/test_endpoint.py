@@ -9,11 +9,11 @@ ZONE = "Z0123456789ABCDEFGHIJ"
 
 def test_the_load_balancer_alone_has_the_listeners_and_groups_its_layout_names():
     args = LoadBalancerArgs(vpc_id="vpc-1", subnet_ids=["subnet-1", "subnet-2"], stun_port=3478,
-                            tls_ports=(443, 5349), coturn_tls_port=443, tags=TAGS, certificate_arn=None,
+                            tls_ports=(443, 5349), coturn_port=443, tags=TAGS, certificate_arn=None,
                             ipv6=False, deregistration_delay=60, security_group_ids=["sg-1"])
     run = build_alone(lambda: LoadBalancedEndpoint("alone", args))
     component(run, "stun-infra:endpoint:LoadBalancedEndpoint")
-    groups, listeners = layout(args.stun_port, args.tls_ports, args.coturn_tls_port, terminate_tls=False)
+    groups, listeners = layout(args.stun_port, args.tls_ports, args.coturn_port, terminate_tls=False)
     assert sorted(l.inputs["port"] for l in children(run, "aws:lb/listener:Listener")) == sorted(l.port for l in listeners)
     assert len(children(run, "aws:lb/targetGroup:TargetGroup")) == len(groups)
 
