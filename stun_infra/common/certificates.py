@@ -68,6 +68,7 @@ def certificate_host(pem: str) -> str:
 
 # -- making certificates ------------------------------------------------------------------
 
+
 def new_key() -> ec.EllipticCurvePrivateKey:
     """A P-256 key: what browsers and coturn take, made in milliseconds."""
     return ec.generate_private_key(ec.SECP256R1())

@@ -14,6 +14,7 @@ from stun_infra.settings.tls import client_ports_of
 MIN_RELAY_PORTS = 100
 MAX_ACM_DOMAIN = MAX_COMMON_NAME  # ACM's DomainName, like RFC 5280's common name
 TURN_SECRET_KEYS = ("turnSecret", "turnSecretPrevious")
+# "Maximum number of tags per resource: 50"; stun-infra sets up to 5 itself (RESERVED_TAGS
 # and a per-resource one such as the subnets' Tier).
 # https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html#tag-conventions
 MAX_TAGS_PER_RESOURCE = 50
@@ -81,7 +82,6 @@ def cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str], unre
     return out
 
 
-
 def _rotation_problems(v: dict[str, Any], secret_keys: set[str], unreadable: set[str]) -> list[str]:
     p = PROJECT
     out = [f"{p}:{k}: is stored in plain text; set it as a secret (`stun-infra secret rotate` does)"
@@ -131,7 +131,6 @@ def _port_clashes(v: dict[str, Any]) -> list[str]:
     return out
 
 
-
 def quotas(v: dict[str, Any]) -> list[str]:
     """AWS limits a value can pass while every key is valid on its own; never echoes a secret."""
     p = PROJECT
@@ -166,7 +165,6 @@ def _certificate_problems(pem: str, dns_name: str) -> list[str]:
         problems.append(f"{key}: names {', '.join(names) or 'no DNS name'}, not {PROJECT}:dnsName ({dns_name}); "
                         "browsers would refuse it: supply a certificate for that name")
     return problems
-
 
 
 def _key_matches_certificate(certificate: str, key: str) -> bool:

@@ -33,7 +33,6 @@ DRAIN_SECONDS = (60, 3600)
 MIN_BOOT_SECONDS = 180  # measured boot (apt installs + agent) is ~2 min; see README
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
                       1096, 1827, 2192, 2557, 2922, 3288, 3653)
-_INSTANCE_TYPE = re.compile(r"(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\.(?P<size>[a-z0-9]+)")
 _DNS_NAME = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
@@ -79,7 +78,6 @@ def _show(key: str, raw: Any, secret: bool = False) -> str:
     return printable(json.dumps(raw, ensure_ascii=False))
 
 
-
 def _one_line(value: Any) -> str | None:
     """Every string value (and list item) is one line of visible text: a value that ends in a
     newline or carries a control character would break out of its line in a script or file."""
@@ -88,7 +86,6 @@ def _one_line(value: Any) -> str | None:
             return (f"holds a control character or line break (U+{ord(c):04X}); "
                     "it must be one line of visible characters")
     return None
-
 
 
 def _int_range(lo: int, hi: int):
@@ -232,8 +229,6 @@ def _tags(v: tuple[str, ...]) -> str | None:
     return None
 
 
-
-
 def parse_certificates(v: str) -> list:
     from cryptography import x509
     return x509.load_pem_x509_certificates(v.encode())
@@ -268,7 +263,6 @@ def _tls_private_key(v: str) -> str | None:
     except (ValueError, UnsupportedAlgorithm):
         return "must be a PEM private key (-----BEGIN PRIVATE KEY----- or RSA/EC) that parses, or empty"
     return None
-
 
 
 def turn_secret_problem(v: str) -> str | None:

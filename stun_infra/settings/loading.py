@@ -17,6 +17,7 @@ from stun_infra.settings.schema import _parse, _snake, key_specs
 # Keys the engine hands over that are not ours but expected: the providers' own config.
 FOREIGN_NAMESPACES = ("aws", "pulumi", "tls", "random")
 
+
 def _near_key(key: str) -> list[str]:
     specs = key_specs()
     return difflib.get_close_matches(key, specs, n=1, cutoff=0.6) or [k for k in specs if k.lower() == key.lower()]
@@ -51,7 +52,6 @@ def _dropped_key_problem(key: str) -> str:
         f"is in namespace {printable(repr(key.split(':', 1)[0]))}, which nothing here reads"
     return (f"{printable(key)}: {where}, so it would be ignored; {hint}this program's keys are "
             f"{PROJECT}:<key>, its providers' {', '.join(n + ':' for n in FOREIGN_NAMESPACES)}")
-
 
 
 def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,

@@ -53,10 +53,8 @@ def key_specs() -> dict[str, KeySpec]:
             for name, d in doc["config"].items()}
 
 
-
 def _snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-
 
 
 def _parse(spec: KeySpec, raw: Any) -> Any:

@@ -183,8 +183,6 @@ class OfflineMocks(pulumi.runtime.Mocks):
         return rid
 
 
-
-
 @dataclass
 class OfflineRun:
     stack: str
@@ -208,7 +206,6 @@ class OfflineRun:
         """The one resource of this type with this logical name."""
         (found,) = [r for r in self.of_type(typ) if r.name == name]
         return found
-
 
 
 @contextmanager

@@ -42,7 +42,6 @@ class Registration:
     replace_on_changes: tuple[str, ...] = ()  # input names whose change replaces the resource
 
 
-
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The mock engine, also keeping who registered what under which parent."""
 
