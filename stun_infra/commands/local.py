@@ -274,8 +274,9 @@ def start(settings: Settings, turnserver: str, workdir: Path, address: str, ipv6
     conf_path.touch(mode=0o600)
     conf_path.write_text(conf)
     relay = f"TURN relay {settings.relay_min_port}-{settings.relay_max_port}" if settings.turn else "STUN only"
+    tls_text = f"tls {settings.tls.coturn_port}"
     print(f"local: starting turnserver on {address}{' and ' + ipv6 if ipv6 else ''}: stun {settings.stun_port} udp+tcp, "
-          f"{'no tls (the load balancer ends it)' if settings.tls.ends_at_load_balancer else f'tls {settings.tls.coturn_port}'}, "
+          f"{'no tls (the load balancer ends it)' if settings.tls.ends_at_load_balancer else tls_text}, "
           f"{relay} (stack {settings.stack})", file=sys.stderr, flush=True)
     if settings.tls.ends_at_load_balancer:
         print(f"local: {LOCAL_NLB_TLS_NOTE}", file=sys.stderr, flush=True)

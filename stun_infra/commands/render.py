@@ -131,7 +131,8 @@ def load_balanced_ports(settings: Settings) -> set[int]:
     """The instance ports the stack's target groups send to (the layout `pulumi up` builds)."""
     from stun_infra.cloud.components.endpoint import layout
 
-    groups, _ = layout(settings.stun_port, settings.tls.ports, settings.tls.coturn_port, settings.tls.ends_at_load_balancer)
+    groups, _ = layout(settings.stun_port, settings.tls.ports, settings.tls.coturn_port,
+                       settings.tls.ends_at_load_balancer)
     return {group.port for group in groups}
 
 

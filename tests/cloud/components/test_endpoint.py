@@ -14,7 +14,8 @@ def test_the_load_balancer_alone_has_the_listeners_and_groups_its_layout_names()
     run = build_alone(lambda: LoadBalancedEndpoint("alone", args))
     component(run, "stun-infra:endpoint:LoadBalancedEndpoint")
     groups, listeners = layout(args.stun_port, args.tls_ports, args.coturn_port, terminate_tls=False)
-    assert sorted(l.inputs["port"] for l in children(run, "aws:lb/listener:Listener")) == sorted(l.port for l in listeners)
+    ports = sorted(listener.inputs["port"] for listener in children(run, "aws:lb/listener:Listener"))
+    assert ports == sorted(listener.port for listener in listeners)
     assert len(children(run, "aws:lb/targetGroup:TargetGroup")) == len(groups)
 
 
