@@ -1,6 +1,8 @@
-"""ScaleInDrain and DrainDocument, each built alone."""
+"""ScaleInDrain, LaunchHook and DrainDocument, each built alone."""
 
-from stun_infra.cloud.components.drain import DrainDocument, DrainDocumentArgs, ScaleInDrain, ScaleInDrainArgs
+from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs, LaunchHook, LaunchHookArgs, ScaleInDrain,
+                                                ScaleInDrainArgs)
+from stun_infra.instance import launch
 from tests.cloud.components.conftest import ACCOUNT, REGION, TAGS, build_alone, component
 
 GROUP_ARN = f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:1:autoScalingGroupName/g"
@@ -19,3 +21,12 @@ def test_the_drain_document_alone_is_named_as_asked():
         document_name="stun-infra-alone-drain", drain_seconds=60, tags=TAGS)))
     component(run, "stun-infra:fleet:DrainDocument")
     assert run.one("aws:ssm/document:Document").inputs["name"] == "stun-infra-alone-drain"
+
+
+def test_the_launch_hook_alone_holds_new_instances_of_the_group_and_abandons_them_at_its_timeout():
+    run = build_alone(lambda: LaunchHook("alone", LaunchHookArgs(group_name="g", hook_name="stun-infra-alone-launch",
+                                                                heartbeat_seconds=900)))
+    component(run, "stun-infra:fleet:LaunchHook")
+    hook = run.one("aws:autoscaling/lifecycleHook:LifecycleHook")
+    assert (hook.inputs["autoscalingGroupName"], hook.inputs["lifecycleTransition"], hook.inputs["heartbeatTimeout"],
+            hook.inputs["defaultResult"]) == ("g", launch.LAUNCHING, 900, "ABANDON")
