@@ -1329,6 +1329,21 @@ class Sandbox:
         return out
 
 
+@contextlib.contextmanager
+def seeded_sandbox(root: Path, workdir: Path, settings, instance: Instance):  # noqa: ANN001
+    """A sandbox for `settings` on `instance`, Parameter Store seeded as for a TURN stack
+    without a zone: yields (sandbox, boot inputs, TURN secret)."""
+    from stun_infra.instance.metrics import log_group_name
+    from tests.support.signing import TestKey
+
+    parameters, secret = seeded_parameters(settings)
+    signer = TestKey(workdir / "signer")
+    _, boot = sandbox_boot_inputs(settings, instance, signer)
+    with Sandbox(root, workdir, instance=instance, parameters=parameters, signer=signer,
+                 log_group=log_group_name(settings.project, settings.stack)) as box:
+        yield box, boot, secret
+
+
 def main(argv: list[str]) -> int:
     """`python tests/boot/boot_sandbox.py build-rootfs ARCH...`: build (or find) the cached
     roots ahead of the tests, e.g. in the background while other tests run (.ci/run); the

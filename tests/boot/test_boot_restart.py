@@ -22,20 +22,13 @@ UNCONFIGURED_PUBLIC_IP = "198.51.100.78"
 @pytest.fixture(scope="module")
 def restarted(rootfs_cache, tmp_path_factory):
     from stun_infra.cloud.offline import stack_settings
-    from stun_infra.instance.metrics import log_group_name
-    from tests.support.signing import TestKey
 
     settings = stack_settings("prod", {"instanceType": "c7i.large", "ipv6": "false"})
     assert settings.autoscale and settings.turn
     instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
                            instance_type=settings.instance_type)
-    parameters, secret = sb.seeded_parameters(settings)
-    workdir = tmp_path_factory.mktemp("restart")
-    signer = TestKey(workdir / "signer")
-    _, boot = sb.sandbox_boot_inputs(settings, instance, signer)
-    with sb.Sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), workdir, instance=instance,
-                    parameters=parameters, signer=signer,
-                    log_group=log_group_name(settings.project, settings.stack)) as box:
+    with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("restart"),
+                           settings, instance) as (box, boot, secret):
         first_ip = instance.public_ip
         run = box.run_script(box.user_data(settings, boot))
         assert run.returncode == 0, "\n".join(line for _, line in run.lines[-40:])

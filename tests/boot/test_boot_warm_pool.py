@@ -31,20 +31,13 @@ def aws_actions(box: sb.Sandbox) -> list[str]:
 @pytest.fixture(scope="module")
 def warmed(rootfs_cache, tmp_path_factory):
     from stun_infra.cloud.offline import stack_settings
-    from stun_infra.instance.metrics import log_group_name
-    from tests.support.signing import TestKey
 
     settings = stack_settings("prod", {"instanceType": "c7i.large", "ipv6": "false"})
     assert settings.autoscale and settings.turn
     instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
                            instance_type=settings.instance_type)
-    parameters, secret = sb.seeded_parameters(settings)
-    workdir = tmp_path_factory.mktemp("warm-pool")
-    signer = TestKey(workdir / "signer")
-    _, boot = sb.sandbox_boot_inputs(settings, instance, signer)
-    with sb.Sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), workdir, instance=instance,
-                    parameters=parameters, signer=signer,
-                    log_group=log_group_name(settings.project, settings.stack)) as box:
+    with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("warm-pool"),
+                           settings, instance) as (box, boot, secret):
         box.set_lifecycle_state("Warmed:Stopped")
         run = box.run_script(box.user_data(settings, boot))
         at_warm_launch = {"run": run, "completions": completions(box), "actions": aws_actions(box),

@@ -39,20 +39,13 @@ CLIENT = Path(__file__).with_name("drain_client.py")
 def instance(rootfs_cache, tmp_path_factory):
     """An autoscale TURN instance, booted, its services started as boot would."""
     from stun_infra.cloud.offline import stack_settings
-    from stun_infra.instance.metrics import log_group_name
-    from tests.support.signing import TestKey
 
     settings = dataclasses.replace(stack_settings("prod", {"instanceType": "c7i.large"}), drain_seconds=DEADLINE)
     box_instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
                                instance_type=settings.instance_type, ipv6=IPV6)
     assert settings.ipv6 and sb.ipv6_target_groups(settings)  # the stack has IPv6 target groups
-    parameters, secret = sb.seeded_parameters(settings)
-    workdir = tmp_path_factory.mktemp("drain")
-    signer = TestKey(workdir / "signer")
-    _, boot = sb.sandbox_boot_inputs(settings, box_instance, signer)
-    with sb.Sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), workdir, instance=box_instance,
-                    parameters=parameters, signer=signer,
-                    log_group=log_group_name(settings.project, settings.stack)) as box:
+    with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("drain"),
+                           settings, box_instance) as (box, boot, secret):
         run = box.run_script(box.user_data(settings, boot))
         assert run.returncode == 0, "\n".join(line for _, line in run.lines[-40:])
         box.start_enabled_services()
