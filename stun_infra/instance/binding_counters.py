@@ -17,7 +17,7 @@ On each instance:
   Nothing else coturn sends from the STUN port starts with 0x0103: ChannelData starts
   with a channel number (0x4000-0x7FFF), relayed data leaves from the relay ports.
 - stun-counters.service loads the table at boot, before coturn;
-- stun-metrics.timer runs templates/stun-metrics-reporter.py.j2 every 60 s: it reads the
+- stun-metrics.timer runs templates/stun-metrics-reporter.py.j2 once a minute (a calendar timer): it reads the
   counters (`nft -j list table inet stun_infra`), computes the packets counted since its
   last run (a reboot or a reloaded table restarts the counters: the reading is then the
   delta) and publishes them with `aws cloudwatch put-metric-data` (the instance role's
@@ -50,6 +50,7 @@ METRICS_ENV_PATH = "/etc/stun-infra/metrics.env"  # the reporter unit's Environm
 # Its variables: region, namespace, instance id (the reporter's --region/--namespace/--instance-id).
 METRICS_ENV = ("STUN_METRICS_REGION", "STUN_METRICS_NAMESPACE", "STUN_METRICS_INSTANCE_ID")
 REPORT_INTERVAL_SECONDS = 60
+REPORT_CALENDAR = "*-*-* *:*:30"  # every minute, at its 30th second (systemd.time(7))
 PUBLISH_TIMEOUT_SECONDS = 30  # one `aws cloudwatch put-metric-data`, then it is killed
 
 
@@ -94,9 +95,9 @@ INSTALL_SETTINGS = ("WantedBy", "RequiredBy", "UpheldBy", "Alias", "Also")
 
 
 def systemd_units() -> dict[str, str]:
-    """Unit file name -> text: the table at boot (before coturn), the reporter every 60 s."""
+    """Unit file name -> text: the table at boot (before coturn), the reporter once a minute."""
     values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH,
-                  state_dir=STATE_PATH.rsplit("/", 1)[0], interval=REPORT_INTERVAL_SECONDS,
+                  state_dir=STATE_PATH.rsplit("/", 1)[0], calendar=REPORT_CALENDAR,
                   env_path=METRICS_ENV_PATH, configured=CONFIGURED)
     return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
 

@@ -157,6 +157,9 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
 
 DROP_IN_PATH = f"{UNIT_DIR}/coturn.service.d/stun-infra.conf"
 LOGROTATE_PATH = "/etc/logrotate.d/stun-infra-coturn"
+# After Debian's 50unattended-upgrades: apt appends list entries across files.
+UNATTENDED_UPGRADES_PATH = "/etc/apt/apt.conf.d/51stun-infra-unattended-upgrades"
+NEVER_UPGRADED_UNATTENDED = ("coturn",)  # restarting it drops every call: it rolls with new instances
 
 
 def privileged_ports(settings: Settings) -> list[int]:
@@ -167,15 +170,17 @@ def privileged_ports(settings: Settings) -> list[int]:
 def stage(settings: Settings, boot: "BootInputs") -> Stage:
     """turnserver.conf with this start's addresses (two renderings: with the instance's IPv6
     address when IMDS has one, else without; each equals `stun-infra render` for the same
-    inputs; the TURN secrets are in coturn's store, see secret_sync.py), coturn's drop-in and
-    log rotation."""
+    inputs; the TURN secrets are in coturn's store, see secret_sync.py), coturn's drop-in, its
+    log rotation, and its exclusion from unattended upgrades."""
     shell = dict(public_ip="${PUBLIC_IPV4}", private_ip="${PRIVATE_IPV4}", turn_secret="",
                  paths=INSTANCE_PATHS, secret_store=True)
     return Stage(
         "coturn",
         files=(InstanceFile(DROP_IN_PATH, render("coturn-drop-in.conf.j2", privileged_ports=privileged_ports(settings),
                                                         configure_unit=CONFIGURE_UNIT, configured=CONFIGURED)),
-               InstanceFile(LOGROTATE_PATH, render("coturn.logrotate.j2", log_file=INSTANCE_PATHS.log_file))),
+               InstanceFile(LOGROTATE_PATH, render("coturn.logrotate.j2", log_file=INSTANCE_PATHS.log_file)),
+               InstanceFile(UNATTENDED_UPGRADES_PATH,
+                            render("coturn.unattended-upgrades.j2", packages=NEVER_UPGRADED_UNATTENDED))),
         script=render("stages/coturn.sh.j2", boot=boot, paths=INSTANCE_PATHS,
                       turnserver_conf=turnserver_conf(settings, **shell),
                       turnserver_conf_ipv6=turnserver_conf(settings, **shell, ipv6="${IPV6}")))

@@ -36,6 +36,8 @@ UNIT = "stun-nlb-targets.service"
 # Bound on one `stun-nlb-targets deregister` (its retries included): the unit's stop timeout
 # and the drain's wait for it.
 DEREGISTER_SECONDS = 60
+# A registration that failed (its own retries spent) is run again by systemd after this, forever.
+REGISTER_RETRY_SECONDS = 30
 # What the boot script may print into the script: an ELB target group ARN, nothing else.
 _TARGET_GROUP_ARN = re.compile(
     r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{1,32}")
@@ -67,6 +69,7 @@ def stage(settings: Settings, boot: "BootInputs") -> Stage | None:
         return None
     return Stage("nlb-ipv6", files=(InstanceFile(SCRIPT_PATH, script(list(boot.ipv6_target_groups)), 0o755),),
                  units={UNIT: render("stun-nlb-targets.service.j2", script_path=SCRIPT_PATH,
-                                     stop_seconds=DEREGISTER_SECONDS, configured=CONFIGURED)},
+                                     stop_seconds=DEREGISTER_SECONDS, restart_seconds=REGISTER_RETRY_SECONDS,
+                                     configured=CONFIGURED)},
                  enable=(UNIT,), when='[ -n "${IPV6}" ]',
                  script=render("stages/nlb-ipv6.sh.j2", env_path=ENV_PATH))

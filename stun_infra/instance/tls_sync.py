@@ -37,10 +37,15 @@ def script(certificate_arn: str, paths: CoturnPaths = INSTANCE_PATHS, owner: str
                   owner=owner)
 
 
+def systemd_units(script_path: str = SCRIPT_PATH) -> dict[str, str]:
+    """The sync's service (a private /tmp for the decrypted key) and its daily timer."""
+    return {unit: render(f"{unit}.j2", script_path=script_path) for unit in UNITS}
+
+
 def stage(settings: Settings, boot: "BootInputs") -> Stage | None:
     """Static mode with ACM: the sync program, run once now (coturn needs its files), then daily."""
     if not settings.tls.acm_export:
         return None
     return Stage("tls-sync", files=(InstanceFile(SCRIPT_PATH, script(boot.certificate_arn), 0o755),),
-                 units={unit: render(f"{unit}.j2", script_path=SCRIPT_PATH) for unit in UNITS},
+                 units=systemd_units(),
                  enable=(UNITS[1],), script=f'retry 10 6 "{SCRIPT_PATH}"\n')

@@ -15,6 +15,7 @@ from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
 from stun_infra.instance.stage import UNIT_DIR
 
 from tests.conftest import settings
+from tests.support.systemd import unit_settings, verify_units
 
 GROUPS = (TargetGroupPort("arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/stun-infra-dev-stun-v6/"
                           "0123456789abcdef", 3478),
@@ -67,6 +68,18 @@ def test_the_unit_registers_on_start_and_deregisters_on_stop():
     assert f"ExecStart={nlb_targets.SCRIPT_PATH} register" in unit
     assert f"ExecStop={nlb_targets.SCRIPT_PATH} deregister" in unit
     assert "After=network-online.target coturn.service" in unit  # stopped before the network goes
+
+
+def test_a_registration_that_failed_is_retried_by_systemd_without_end(tmp_path):
+    """The script's own five tries can all fail (a throttled or briefly unreachable API);
+    systemd then starts it again, and never stops trying (no start limit)."""
+    unit = _files()[f"{UNIT_DIR}/{nlb_targets.UNIT}"]
+    service, head = unit_settings(unit, "Service"), unit_settings(unit, "Unit")
+    assert service["Restart"] == ["on-failure"]
+    assert service["RestartSec"] == [str(nlb_targets.REGISTER_RETRY_SECONDS)]
+    assert head["StartLimitIntervalSec"] == ["0"]
+    units = {nlb_targets.UNIT: unit.replace(nlb_targets.SCRIPT_PATH, "/bin/true")}
+    assert verify_units(tmp_path, units) == ""
 
 
 def test_the_script_registers_the_address_on_each_group_port():

@@ -21,6 +21,7 @@ from stun_infra.instance.coturn import local_paths
 
 from tests.conftest import TEST_CERTIFICATE_ARN
 from tests.support.certs import make_ca
+from tests.support.systemd import unit_settings, verify_units
 
 CA = make_ca()
 
@@ -138,3 +139,12 @@ def test_the_passphrase_travels_in_a_file_never_on_the_command_line(box):
     assert call[call.index("--passphrase") + 1].startswith("fileb://")
     assert call[call.index("--certificate-arn") + 1] == TEST_CERTIFICATE_ARN
     assert call[call.index("--region") + 1] == "eu-west-3"
+
+
+def test_the_sync_unit_keeps_its_decrypted_key_in_a_private_tmp_that_dies_with_it(tmp_path):
+    """The script's own clean-up (a trap) does not run when the unit is killed (SIGKILL at its
+    start timeout): the key must sit in a temporary folder systemd removes with the unit."""
+    units = tls_sync.systemd_units("/bin/true")
+    assert unit_settings(units["stun-tls-sync.service"], "Service").get("PrivateTmp") == ["yes"]
+    assert 'WORK="$(mktemp -d)"' in tls_sync.script(TEST_CERTIFICATE_ARN)
+    assert verify_units(tmp_path, units) == ""

@@ -119,7 +119,7 @@ def fake_nft(tmp_path: Path, table_handle: int, **packets: int) -> str:
 
 def run_reporter(reporter, nft: str, state: Path, aws: FakeAws, *args: str) -> subprocess.CompletedProcess:
     """The script as the timer runs it, with no relay socket in its (empty) socket tables."""
-    proc_net = state.parent / "proc-net"
+    proc_net = aws.dir.parent / "proc-net"
     proc_net.mkdir(parents=True, exist_ok=True)
     (proc_net / "udp").write_text("  sl  local_address rem_address   st\n")
     return subprocess.run([sys.executable, str(reporter.path), "--nft", nft, "--state", str(state),
@@ -243,3 +243,29 @@ def test_stun_only_reporter_publishes_the_counters_alone(tmp_path):
     assert done.returncode == 0, done.stderr
     (call,) = aws.calls()
     assert published(call) == by_metric(binding_requests=5)  # live=False: exactly the counters
+
+
+def test_counts_go_out_exactly_once_when_the_state_cannot_be_saved(reporter, tmp_path):
+    """A disk that cannot take the state (full, read-only; here its folder is a file) must not
+    let a run publish counts the next run publishes again."""
+    aws = FakeAws(tmp_path / "bin")
+    blocked = tmp_path / "lib"
+    blocked.write_text("not a folder")
+    state = blocked / "stun-metrics.json"
+    done = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=10), state, aws)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "cannot save the state" in done.stderr, done.stderr
+    blocked.unlink()  # the disk is fixed
+    publish(reporter, fake_nft(tmp_path, 4, binding_requests=25, binding_successes=24), state, aws)
+    publish(reporter, fake_nft(tmp_path, 4, binding_requests=30, binding_successes=30), state, aws)
+    totals = [sum(published(c, live=True)[metrics.BINDING_REQUESTS] for c in aws.calls()),
+              sum(published(c, live=True)[metrics.BINDING_SUCCESSES] for c in aws.calls())]
+    assert totals == [30, 30]
+
+
+def test_the_state_left_after_a_publish_is_the_reading_alone(reporter, tmp_path):
+    state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    publish(reporter, fake_nft(tmp_path, 4, binding_requests=3), state, aws)
+    aws.fail("exit 1")
+    run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=5), state, aws)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("stun-metrics")) == ["stun-metrics.json"]
