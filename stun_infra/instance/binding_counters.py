@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from stun_infra.instance import live_sessions, metrics
 from stun_infra.settings import Settings
 from stun_infra.instance.services import CONFIGURED
-from stun_infra.instance.stage import InstanceFile, Stage
+from stun_infra.instance.stage import InstanceFile, Stage, unit_settings
 from stun_infra.instance.templating import render
 
 if TYPE_CHECKING:
@@ -106,16 +106,10 @@ def carries_install_info(text: str) -> bool:
     """Whether `systemctl enable` links a unit with this text: its [Install] section sets one
     of INSTALL_SETTINGS (an empty assignment resets it). A unit without one (the reporter's
     service, which only its timer starts) is left alone by `enable`, with a notice."""
-    section, values = "", {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-        elif section == "Install" and "=" in line:
-            key, value = (part.strip() for part in line.split("=", 1))
-            if key in INSTALL_SETTINGS:
+    values: dict[str, list[str]] = {}
+    for key, assigned in unit_settings(text, "Install").items():
+        if key in INSTALL_SETTINGS:
+            for value in assigned:
                 values[key] = (values.get(key, []) + value.split()) if value else []
     return any(values.values())
 

@@ -56,3 +56,18 @@ class Stage:
     def shipped(self) -> tuple[InstanceFile, ...]:
         """Every file of this stage in the package, units included."""
         return self.files + tuple(InstanceFile(f"{UNIT_DIR}/{name}", text) for name, text in self.units.items())
+
+
+def unit_settings(text: str, section: str) -> dict[str, list[str]]:
+    """Key -> values, in order, of one section of a systemd unit file (comments left out)."""
+    current, found = "", {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and "=" in line:
+            key, value = line.split("=", 1)
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found

@@ -15,7 +15,8 @@ from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
 from stun_infra.instance.stage import UNIT_DIR
 
 from tests.conftest import settings
-from tests.support.systemd import unit_settings, verify_units
+from stun_infra.instance.stage import unit_settings
+from tests.support.systemd import verify_units
 
 GROUPS = (TargetGroupPort("arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/stun-infra-dev-stun-v6/"
                           "0123456789abcdef", 3478),

@@ -21,7 +21,8 @@ from stun_infra.instance.coturn import local_paths
 
 from tests.conftest import TEST_CERTIFICATE_ARN
 from tests.support.certs import make_ca
-from tests.support.systemd import unit_settings, verify_units
+from stun_infra.instance.stage import unit_settings
+from tests.support.systemd import verify_units
 
 CA = make_ca()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 
+
 def require_systemd_analyze() -> None:
     if not shutil.which("systemd-analyze"):
         if os.environ.get("CI") == "true":
@@ -38,17 +39,3 @@ def calendar_elapses(spec: str, count: int) -> list[datetime.datetime]:
     return [datetime.datetime.strptime(line.split(": ", 1)[1].strip(), "%a %Y-%m-%d %H:%M:%S %Z")
             for line in done.stdout.splitlines() if line.strip().startswith(("Next elapse:", "Iter. #"))]
 
-
-def unit_settings(text: str, section: str) -> dict[str, list[str]]:
-    """Key -> values of one section of a unit file (comments and other sections left out)."""
-    current, found = "", {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            current = line.strip("[]")
-        elif current == section and "=" in line:
-            key, value = line.split("=", 1)
-            found.setdefault(key.strip(), []).append(value.strip())
-    return found

@@ -10,7 +10,8 @@ import pytest
 
 from stun_infra.instance import binding_counters, metrics
 from stun_infra.instance.stage import UNIT_DIR
-from tests.support.systemd import calendar_elapses, unit_settings, verify_units
+from stun_infra.instance.stage import unit_settings
+from tests.support.systemd import calendar_elapses, verify_units
 from tests.conftest import MODES, configure_script, instance_files, settings
 
 
