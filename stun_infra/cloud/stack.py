@@ -16,11 +16,12 @@ from stun_infra.cloud.components.access import AccessArgs, InstanceAccess
 from stun_infra.cloud.components.artifact import InstancePackage, PackageArgs
 from stun_infra.cloud.components.certificate import AcmArgs, AcmCertificate
 from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs, LaunchHook, LaunchHookArgs,
-                                                ScaleInDrain, ScaleInDrainArgs, group_delete_timeout)
+                                                ScaleInDrain, ScaleInDrainArgs, group_delete_timeout,
+                                                group_hooks)
 from stun_infra.cloud.components.endpoint import DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs
 from stun_infra.cloud.components.firewall import Firewall, LoadBalancerFirewall
 from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, CpuScaling, LaunchSpec,
-                                               SessionsScaling, StaticFleet, StaticFleetArgs)
+                                               SessionsScaling, StaticFleet, StaticFleetArgs, WarmPool)
 from stun_infra.cloud.components.keypair import KeyPairArgs, SshKeyPair
 from stun_infra.cloud.components.logs import LogsArgs, ServerLogs
 from stun_infra.cloud.components.monitoring import Monitoring, MonitoringArgs
@@ -30,7 +31,7 @@ from stun_infra.cloud.components.secrets import SecretsArgs, ServerSecrets
 from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
 from stun_infra.cloud.preflight import Lookups, preflight
 from stun_infra.client.targets import stack_uris
-from stun_infra.instance import drain, launch, metrics
+from stun_infra.instance import drain, metrics
 from stun_infra.instance import package as instance_package
 from stun_infra.instance.boot_inputs import BootInputs
 from stun_infra.instance.nlb_targets import TargetGroupPort
@@ -164,6 +165,14 @@ def fleet_options(parts: Parts) -> pulumi.ResourceOptions:
                                               *([parts.acm] if parts.acm else [])])
 
 
+def warm_pool(settings: Settings) -> WarmPool | None:
+    if not settings.warm_pool_on:
+        return None
+    return WarmPool(state=settings.warm_pool, min_size=settings.warm_pool_min_size,
+                    max_prepared_capacity=settings.warm_pool_max_prepared_capacity,
+                    reuse_on_scale_in=settings.warm_pool_reuse_on_scale_in)
+
+
 def autoscale_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -> FleetView:
     """The group behind the load balancer, its scale-in drain and launch hook, the IPv6 reconciler,
     the DNS alias."""
@@ -171,6 +180,7 @@ def autoscale_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -
     # The user data names the stored object (so the launch waits for its upload) by its digest.
     boot_script = pulumi.Output.all(artifact.bucket_name, parts.built, artifact.object_key).apply(
         lambda a: render_user_data(settings, a[0], a[1]))
+    drain_hook, launch_hook = group_hooks(settings)
     fleet = AutoscaleFleet(prefix, AutoscaleFleetArgs(
         spec=parts.spec, subnet_ids=parts.network.subnet_ids, min_size=settings.min_size,
         desired_capacity=settings.desired_capacity, max_size=settings.max_size,
@@ -179,13 +189,14 @@ def autoscale_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -
         min_healthy_percentage=settings.min_healthy_percentage,
         scaling=SessionsScaling(metrics.namespace(settings.stack), settings.scaling_sessions_target)
         if settings.scaling_metric == "sessions" else CpuScaling(settings.scaling_cpu_target),
-        delete_timeout=group_delete_timeout(settings.drain_seconds)),
+        delete_timeout=group_delete_timeout(settings.drain_seconds),
+        warm_pool=warm_pool(settings), initial_hooks=(drain_hook, launch_hook)),
         opts=fleet_options(parts))
     ScaleInDrain(prefix, ScaleInDrainArgs(
         group_name=fleet.group_name, group_arn=fleet.group.arn, role_id=parts.access.role.id,
-        hook_name=drain.hook_name(settings), heartbeat_seconds=drain.hook_timeout(settings)))
-    LaunchHook(prefix, LaunchHookArgs(group_name=fleet.group_name, hook_name=launch.hook_name(settings),
-                                      heartbeat_seconds=launch.HOOK_TIMEOUT_SECONDS))
+        hook_name=drain_hook.name, heartbeat_seconds=drain_hook.heartbeat_seconds))
+    LaunchHook(prefix, LaunchHookArgs(group_name=fleet.group_name, hook_name=launch_hook.name,
+                                      heartbeat_seconds=launch_hook.heartbeat_seconds))
     if endpoint.ipv6_target_groups:
         Ipv6TargetReconciler(prefix, ReconcilerArgs(
             group_name=fleet.group_name, target_group_arns=[arn for arn, _ in endpoint.ipv6_target_groups],

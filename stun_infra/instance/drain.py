@@ -25,14 +25,18 @@ Autoscale mode adds stun-drain.service, `stun-drain watch`: it polls IMDSv2's
 `autoscaling/target-lifecycle-state` and, when it says `Terminated`, drains, then
 completes the group's termination lifecycle action itself (`aws autoscaling
 complete-lifecycle-action`, the group's name from the instance's `aws:autoscaling:groupName`
-tag). Static mode: the stack's SSM document runs `stun-drain now` (Run Command).
+tag). With reuse on scale-in the group returns instances to its warm pool instead: the state
+says `Warmed:*`, and the instance drains the same way, then completes the launching hook's
+action, which holds it on its way back into the pool (Warmed:Pending:Wait), or the
+termination hook's, whichever the group waits on.
+Static mode: the stack's SSM document runs `stun-drain now` (Run Command).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stun_infra.instance import live_sessions, nlb_targets
+from stun_infra.instance import launch, live_sessions, nlb_targets
 from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
 from stun_infra.settings import DRAIN_SECONDS, Settings
@@ -82,7 +86,10 @@ def script(settings: Settings, ipv6_targets_script: str | None = None) -> str:
                   hook_seconds=hook_timeout(settings), poll_seconds=POLL_SECONDS,
                   track_ruleset=TRACK_RULESET, refuse_ruleset=REFUSE_RULESET, env_names=list(ENV_NAMES),
                   aws_timeout=AWS_CALL_TIMEOUT_SECONDS, ipv6_targets_script=ipv6_targets_script,
-                  ipv6_targets_seconds=nlb_targets.DEREGISTER_SECONDS, **live_sessions.template_values(settings))
+                  ipv6_targets_seconds=nlb_targets.DEREGISTER_SECONDS,
+                  pool_hook=launch.hook_name(settings) if launch.returns_to_pool(settings) else None,
+                  await_unit=launch.AWAIT_UNIT if launch.returns_to_pool(settings) else None,
+                  **live_sessions.template_values(settings))
 
 
 def units(settings: Settings) -> dict[str, str]:

@@ -6,8 +6,10 @@ IMDS's `autoscaling/target-lifecycle-state`; while it is `Warmed:*` the instance
 prepared for a warm pool, so it completes the action there and stops: nothing registered,
 published or started, and the group stops it only once installed (AWS does not wait for user
 data: https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pool-instance-lifecycle.html).
-`launch`, the last stage, completes the action of an instance going in service: the group
-registers it with the load balancer only then, configured. A start with no action pending
+A pool kept Running (no stop, no start to configure at) gets stun-infra-await-service, which
+waits for the state `InService` and then configures. `launch`, the last stage, completes the
+action of an instance going in service: the group registers it with the load balancer only
+then, configured. A start with no action pending
 (a reboot, a stack without the hook yet) is told so and goes on.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stun_infra.instance.services import CONFIGURE_UNIT
-from stun_infra.instance.stage import Stage
+from stun_infra.instance.stage import InstanceFile, Stage
 from stun_infra.instance.templating import render
 from stun_infra.settings import Settings
 
@@ -28,17 +30,40 @@ LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 # timeout the group abandons the instance (terminates and replaces it).
 HOOK_TIMEOUT_SECONDS = 900
 GROUP_TAG = "aws:autoscaling:groupName"
+# A pool kept Running: installed instances wait there unconfigured; this unit waits with them
+# and configures once the group puts the instance in service.
+AWAIT_UNIT = "stun-infra-await-service.service"
+AWAIT_PATH = "/usr/local/sbin/stun-infra-await-service"
+POLL_SECONDS = 5
 
 
 def hook_name(settings: Settings) -> str:
     return f"{settings.prefix}-launch"
 
 
+def returns_to_pool(settings: Settings) -> bool:
+    """A scale-in returns the instance to the warm pool instead of terminating it."""
+    return settings.warm_pool_on and settings.warm_pool_reuse_on_scale_in
+
+
+def hook_timeout(settings: Settings, drain_hook_seconds: int) -> int:
+    """An instance returning to the warm pool waits in this hook (Warmed:Pending:Wait) while it
+    drains (stun-drain watch): the wait then lasts as long as the termination hook's
+    (`drain_hook_seconds`), so the drain, not the timeout, ends it."""
+    return max(HOOK_TIMEOUT_SECONDS, drain_hook_seconds) if returns_to_pool(settings) else HOOK_TIMEOUT_SECONDS
+
+
 def warmed_stage(settings: Settings, boot: "BootInputs") -> Stage | None:
     if not settings.autoscale:
         return None
-    return Stage("warm-pool", script=render("stages/warm-pool.sh.j2", hook_name=hook_name(settings),
-                                            group_tag=GROUP_TAG, configure_unit=CONFIGURE_UNIT))
+    files, units = (), {}
+    if settings.warm_pool == "Running":
+        files = (InstanceFile(AWAIT_PATH, render("stun-infra-await-service.py.j2", poll_seconds=POLL_SECONDS,
+                                                  configure_unit=CONFIGURE_UNIT), 0o755),)
+        units = {AWAIT_UNIT: render(f"{AWAIT_UNIT}.j2", await_path=AWAIT_PATH)}
+    return Stage("warm-pool", files=files, units=units,
+                 script=render("stages/warm-pool.sh.j2", hook_name=hook_name(settings), group_tag=GROUP_TAG,
+                               configure_unit=CONFIGURE_UNIT, await_unit=AWAIT_UNIT if units else None))
 
 
 def stage(settings: Settings, boot: "BootInputs") -> Stage | None:

@@ -24,10 +24,18 @@ MAX_USER_TAGS = MAX_TAGS_PER_RESOURCE - len(RESERVED_TAGS) - 1
 # https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html
 MAX_PARAMETER_BYTES = 8192
 
+WARM_POOL_KEYS = ("warmPool", "warmPoolMinSize", "warmPoolMaxPreparedCapacity", "warmPoolReuseOnScaleIn")
+# Hibernation needs an AMI AWS lists as supporting it, which Debian's is not, the launch
+# template's hibernation option and a root volume that holds the RAM.
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/hibernating-prerequisites.html
+HIBERNATION_REFUSED = ("AWS hibernates only instances launched from an AMI it lists as supporting hibernation, "
+                       "and Debian's AMI is not among them; use \"Stopped\" (a warm start from Stopped is the "
+                       "measured one in the README)")
+
 _MODE_ONLY = {"static": ("instanceCount",),
               "autoscale": ("minSize", "desiredCapacity", "maxSize", "scalingCpuTarget",
                             "scalingMetric", "scalingSessionsTarget",
-                            "minHealthyPercentage", "healthCheckGracePeriod")}
+                            "minHealthyPercentage", "healthCheckGracePeriod", *WARM_POOL_KEYS)}
 
 
 def cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str], unreadable: set[str]
@@ -55,6 +63,7 @@ def cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str], unre
             out.append(f"{p}:scalingSessionsTarget: got {v['scalingSessionsTarget']}, must not exceed "
                        f"{p}:totalQuota ({v['totalQuota']}): coturn refuses sessions beyond it, so the target "
                        "would never be reached")
+    out += _warm_pool_problems(v, given)
     out += _port_clashes(v)
     if bool(v["tlsCertificate"]) != bool(v["tlsPrivateKey"]):
         out.append(f"{p}:tlsCertificate: tlsCertificate and tlsPrivateKey must be set together "
@@ -79,6 +88,27 @@ def cross_checks(v: dict[str, Any], given: set[str], secret_keys: set[str], unre
                    f"({p}:tlsCertificate and {p}:tlsPrivateKey)")
     if v["tlsCertificate"] and "tlsCertificate" not in unreadable:
         out += _certificate_problems(v["tlsCertificate"], v["dnsName"])
+    return out
+
+
+def _warm_pool_problems(v: dict[str, Any], given: set[str]) -> list[str]:
+    """What AWS refuses of a warm pool, and settings that would be silently without effect."""
+    p = PROJECT
+    if v["mode"] != "autoscale":
+        return []  # _MODE_ONLY names every warm pool key set in static mode
+    if v["warmPool"] == "off":
+        return [f"{p}:{k}: is only used with a warm pool but {p}:warmPool is \"off\"; set {p}:warmPool "
+                f"(\"Stopped\" or \"Running\") or remove it (pulumi config rm {p}:{k})"
+                for k in WARM_POOL_KEYS[1:] if k in given and v[k] != key_specs()[k].default]
+    out: list[str] = []
+    if v["warmPool"] == "Hibernated":
+        out.append(f"{p}:warmPool: got \"Hibernated\", {HIBERNATION_REFUSED}")
+    prepared = v["warmPoolMaxPreparedCapacity"]
+    if prepared != -1 and prepared <= v["minSize"] and not v["warmPoolMinSize"]:
+        out.append(f"{p}:warmPoolMaxPreparedCapacity: got {prepared}, not above {p}:minSize ({v['minSize']}) with "
+                   f"{p}:warmPoolMinSize 0: the pool would hold no instance even at the group's smallest "
+                   f"(AWS keeps maxPreparedCapacity minus the group's size); use -1 (up to {p}:maxSize), a "
+                   f"larger value, or set {p}:warmPoolMinSize")
     return out
 
 

@@ -24,6 +24,8 @@ RESERVED_TAGS = ("Name", "Project", "Stack", "ManagedBy")
 _STACK_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}[A-Za-z0-9])?")
 MAX_TLS_PORTS = 4
 SCALING_METRICS = ("cpu", "sessions")
+# botocore's autoscaling model, WarmPoolState; "off" is this program's: no warm pool.
+WARM_POOL_STATES = ("Stopped", "Running", "Hibernated")
 # An instance drains at most as long as the NLB keeps forwarding a deregistered target's flows:
 # its deregistration delay is 0-3600 s (ELB target group attribute
 # deregistration_delay.timeout_seconds; at its end the flows are closed). The lifecycle hook's
@@ -331,6 +333,11 @@ _CHECKS = {
     "drainSeconds": _int_range(*DRAIN_SECONDS),
     "minHealthyPercentage": _int_range(0, 100),
     "healthCheckGracePeriod": _int_range(MIN_BOOT_SECONDS, 7200),
+    "warmPool": lambda v: None if v in ("off", *WARM_POOL_STATES) else
+    'must be "off", "Stopped" or "Running"',
+    "warmPoolMinSize": _int_range(0, MAX_FLEET),
+    "warmPoolMaxPreparedCapacity": lambda v: None if v == -1 or 1 <= v <= MAX_FLEET else
+    f"must be -1 (the group's maxSize) or a whole number from 1 to {MAX_FLEET}",
     "dnsZoneId": _zone_id,
     "dnsName": _optional_dns_name,
     "tags": _tags,

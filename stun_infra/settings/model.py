@@ -70,6 +70,10 @@ class Settings:
     drain_seconds: int
     min_healthy_percentage: int
     health_check_grace_period: int
+    warm_pool: str                        # "off" or the pool's state
+    warm_pool_min_size: int
+    warm_pool_max_prepared_capacity: int  # -1: the group's maxSize
+    warm_pool_reuse_on_scale_in: bool
     dns_zone_id: str
     dns_name: str
     tags: tuple[tuple[str, str], ...]
@@ -86,6 +90,10 @@ class Settings:
     @property
     def autoscale(self) -> bool:
         return self.mode == "autoscale"
+
+    @property
+    def warm_pool_on(self) -> bool:
+        return self.autoscale and self.warm_pool != "off"
 
     @cached_property
     def tls(self) -> TlsPlan:

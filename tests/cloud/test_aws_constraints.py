@@ -24,7 +24,10 @@ from .urns import CASES
 # The URN cases, plus the keys they leave at their defaults that add resources or rules.
 EXTRA = {"dev-ssh-email-tags": ("dev", {"sshAllowedCidrs": '["203.0.113.10/32", "2001:db8::/48"]',
                                         "alarmEmail": "oncall@example.com", "tags": '["team=media", "cost=42"]'}),
-         "prod-email": ("prod", {"alarmEmail": "oncall@example.com"})}
+         "prod-email": ("prod", {"alarmEmail": "oncall@example.com"}),
+         "prod-warm-pool": ("prod", {"warmPool": "Stopped", "warmPoolMinSize": "2", "warmPoolReuseOnScaleIn": "true",
+                                     "drainSeconds": "3600"}),
+         "prod-warm-pool-running": ("prod", {"warmPool": "Running", "warmPoolMaxPreparedCapacity": "8"})}
 ALL_CASES = {**CASES, **EXTRA}
 
 
@@ -146,3 +149,11 @@ def test_a_new_resource_type_fails_until_mapped():
                          inputs={"delaySeconds": 0}, secret_inputs=frozenset(), state={})
     run = dataclasses.replace(run, registrations=[*run.registrations, extra])
     assert ac.unmapped(run) == {("aws:sqs/queue:Queue", "delaySeconds")}
+
+
+def test_a_warm_pool_state_aws_does_not_offer_is_caught():
+    def frozen(inputs):
+        inputs["warmPool"] = dict(inputs["warmPool"], poolState="Frozen")
+    assert problems(tampered("aws:autoscaling/group:Group", frozen, case="prod-warm-pool")) == [
+        'aws:autoscaling/group:Group stun-infra-prod-asg warmPool.poolState = "Frozen": not one of the 3 values the '
+        "API accepts (autoscaling PutWarmPool PoolState)"]

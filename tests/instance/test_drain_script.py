@@ -3,6 +3,7 @@ are stand-ins recording their argv (the real thing runs in tests/boot/test_drain
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stun_infra.instance import drain, nlb_targets
+from stun_infra.instance import drain, launch, nlb_targets
 from stun_infra.instance.nlb_targets import TargetGroupPort
 from stun_infra.instance import package
 from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
@@ -225,7 +226,7 @@ def test_drain_waits_for_the_last_session_or_the_deadline(program, tools):
 def test_the_lifecycle_action_is_retried_until_the_group_waits_for_it(program, tools):
     (tools / "complete-fails").write_text("")
     clock = [0.0]
-    assert program.complete_lifecycle_action("eu-west-3", "i-1", "stun-infra-test-drain", until=100,
+    assert program.complete_lifecycle_action("eu-west-3", "i-1", ("stun-infra-test-drain",), until=100,
                                              clock=lambda: clock[0],
                                              sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     describe = ["aws", "ec2", "describe-tags", "--region", "eu-west-3", "--filters", "Name=resource-id,Values=i-1",
@@ -239,9 +240,59 @@ def test_the_lifecycle_action_is_retried_until_the_group_waits_for_it(program, t
 def test_the_lifecycle_action_gives_up_at_the_hooks_timeout(program, tools, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # no aws at all
     clock = [0.0]
-    assert not program.complete_lifecycle_action("eu-west-3", "i-1", "hook", until=20, clock=lambda: clock[0],
+    assert not program.complete_lifecycle_action("eu-west-3", "i-1", ("hook",), until=20, clock=lambda: clock[0],
                                                  sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     assert clock[0] == 20
+
+
+REUSE = {"mode": "autoscale", "warmPool": "Stopped", "warmPoolReuseOnScaleIn": "true"}
+
+
+def watched(program, tmp_path, states: list[str | None]) -> bool:
+    """`stun-drain watch` over these target lifecycle states (the last one repeats), no time passing."""
+    args = argparse.Namespace(deadline=30, relay_user="turnserver", proc_net=empty_proc_net(tmp_path), nft="nft",
+                              region="eu-west-3", instance_id="i-1", hook="stun-infra-test-drain")
+    states = iter(states)
+    last: list[str | None] = [None]
+    return program.watch(args, clock=lambda: 0.0, sleep=lambda s: None,
+                         read_state=lambda: last.__setitem__(0, next(states, last[0])) or last[0])
+
+
+def completed_hooks(bin_dir: Path) -> list[str]:
+    return [c[c.index("--lifecycle-hook-name") + 1] for c in calls(bin_dir) if "complete-lifecycle-action" in c]
+
+
+def test_a_terminated_instance_drains_then_completes_the_termination_hook(program, tools, tmp_path):
+    assert watched(program, tmp_path, ["InService", "InService", "Terminated"])
+    assert calls(tools)[0] == ["nft", "-f", drain.REFUSE_RULESET]
+    assert completed_hooks(tools) == ["stun-infra-test-drain"]
+
+
+def test_without_reuse_on_scale_in_a_warmed_state_does_not_drain(program):
+    assert program.leaving("Warmed:Stopped") is None and program.leaving("InService") is None
+
+
+def test_with_reuse_an_instance_returned_to_the_warm_pool_drains_then_completes_the_launching_hook(tools, tmp_path):
+    program = load_program(tmp_path / "stun_drain_reuse.py", drain.script(settings(**REUSE)))
+    assert watched(program, tmp_path, ["InService", "Warmed:Pending", "Warmed:Stopped"])
+    assert calls(tools)[0] == ["nft", "-f", drain.REFUSE_RULESET]
+    assert completed_hooks(tools) == [launch.hook_name(settings(**REUSE))]
+
+
+def test_with_reuse_the_termination_hook_is_completed_when_the_group_waits_on_it_instead(tools, tmp_path):
+    program = load_program(tmp_path / "stun_drain_reuse.py", drain.script(settings(**REUSE)))
+    (tools / "complete-fails").write_text("")  # the launching hook has no action for this instance
+    assert watched(program, tmp_path, ["Warmed:Stopped"])
+    assert completed_hooks(tools) == [launch.hook_name(settings(**REUSE)), "stun-infra-test-drain"]
+
+
+def test_an_instance_returned_to_a_running_pool_waits_there_to_be_configured_again(tools, tmp_path):
+    (tools / "systemctl").write_text(RECORDER.format(python=sys.executable))
+    (tools / "systemctl").chmod(0o755)
+    program = load_program(tmp_path / "stun_drain_running.py",
+                           drain.script(settings(**{**REUSE, "warmPool": "Running"})))
+    assert watched(program, tmp_path, ["Warmed:Running"])
+    assert calls(tools)[-1] == ["systemctl", "start", "--no-block", launch.AWAIT_UNIT]
 
 
 @pytest.mark.parametrize("mode", MODES)

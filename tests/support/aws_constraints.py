@@ -309,7 +309,18 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
         "instanceRefresh.preferences.instanceWarmup": Api("autoscaling", "StartInstanceRefresh",
                                                           "Preferences.InstanceWarmup"),
         "instanceRefresh.preferences.minHealthyPercentage": Api("autoscaling", "StartInstanceRefresh",
-                                                                "Preferences.MinHealthyPercentage")},
+                                                                "Preferences.MinHealthyPercentage"),
+        **{f"initialLifecycleHooks[].{p}": Api("autoscaling", ASG, f"LifecycleHookSpecificationList[].{m}")
+           for p, m in {"name": "LifecycleHookName", "lifecycleTransition": "LifecycleTransition",
+                        "defaultResult": "DefaultResult"}.items()},
+        # the same range as PutLifecycleHook's (the model gives the type only)
+        "initialLifecycleHooks[].heartbeatTimeout": [
+            Api("autoscaling", ASG, "LifecycleHookSpecificationList[].HeartbeatTimeout"), Prose(
+                lambda v: None if 30 <= int(v) <= 7200 else "30-7200 seconds",
+                "https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_LifecycleHookSpecification.html")],
+        **{f"warmPool.{p}": Api("autoscaling", "PutWarmPool", m) for p, m in {
+            "poolState": "PoolState", "minSize": "MinSize", "maxGroupPreparedCapacity": "MaxGroupPreparedCapacity",
+            "instanceReusePolicy.reuseOnScaleIn": "InstanceReusePolicy.ReuseOnScaleIn"}.items()}},
     "aws:autoscaling/policy:Policy": {
         "autoscalingGroupName": Api("autoscaling", "PutScalingPolicy", "AutoScalingGroupName"),
         "policyType": [Api("autoscaling", "PutScalingPolicy", "PolicyType"), POLICY_TYPE],

@@ -25,9 +25,10 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.cloud.components.fleet import InitialHook
 from stun_infra.common.project import PROJECT
 from stun_infra.instance import drain, launch
-from stun_infra.settings import DRAIN_SECONDS
+from stun_infra.settings import DRAIN_SECONDS, Settings
 
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 DOCUMENT_TIMEOUT_MARGIN = 120  # the Run Command step outlives the longest deadline by this
@@ -42,6 +43,14 @@ GROUP_DELETE_MARGIN = 600
 def group_delete_timeout(drain_seconds: int) -> str:
     """How long `pulumi destroy` waits for the group: its drain plus the terminations."""
     return f"{drain_seconds + GROUP_DELETE_MARGIN}s"
+
+
+def group_hooks(settings: Settings) -> tuple[InitialHook, InitialHook]:
+    """(termination, launching): the group's two lifecycle hooks, as the group is created with
+    them and as ScaleInDrain and LaunchHook keep them."""
+    return (InitialHook(drain.hook_name(settings), TERMINATING, drain.hook_timeout(settings), "CONTINUE"),
+            InitialHook(launch.hook_name(settings), launch.LAUNCHING,
+                        launch.hook_timeout(settings, drain.hook_timeout(settings)), "ABANDON"))
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,27 @@ class StaticFleet(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
+class WarmPool:
+    """An Auto Scaling warm pool: instances installed ahead, kept in `state` until a scale-out
+    starts one (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-warm-pools.html)."""
+    state: str
+    min_size: int
+    max_prepared_capacity: int  # -1: the group's maximum size
+    reuse_on_scale_in: bool
+
+
+@dataclass(frozen=True)
+class InitialHook:
+    """A lifecycle hook the group has from its creation: one added after it (a LifecycleHook
+    resource) misses the instances launched meanwhile, and a warm pool stops such instances
+    mid-install (AWS does not wait for user data)."""
+    name: str
+    transition: str
+    heartbeat_seconds: int
+    default_result: str
+
+
+@dataclass(frozen=True)
 class AutoscaleFleetArgs:
     spec: LaunchSpec
     subnet_ids: Sequence[pulumi.Input[str]]
@@ -106,6 +127,8 @@ class AutoscaleFleetArgs:
     min_healthy_percentage: int
     scaling: "CpuScaling | SessionsScaling"
     delete_timeout: str = ""  # e.g. "1500s": at least the target groups' deregistration delay
+    warm_pool: WarmPool | None = None
+    initial_hooks: Sequence[InitialHook] = ()
 
 
 @dataclass(frozen=True)
@@ -174,6 +197,21 @@ def scaling_policy(name: str, group_name: pulumi.Output[str], scaling: CpuScalin
         opts=opts)
 
 
+def warm_pool_args(pool: WarmPool | None) -> aws.autoscaling.GroupWarmPoolArgs | None:
+    if pool is None:
+        return None
+    return aws.autoscaling.GroupWarmPoolArgs(
+        pool_state=pool.state, min_size=pool.min_size, max_group_prepared_capacity=pool.max_prepared_capacity,
+        instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(
+            reuse_on_scale_in=pool.reuse_on_scale_in))
+
+
+def initial_hook_args(hook: InitialHook) -> aws.autoscaling.GroupInitialLifecycleHookArgs:
+    return aws.autoscaling.GroupInitialLifecycleHookArgs(
+        name=hook.name, lifecycle_transition=hook.transition, heartbeat_timeout=hook.heartbeat_seconds,
+        default_result=hook.default_result)
+
+
 class AutoscaleFleet(pulumi.ComponentResource):
     """A launch template and an auto scaling group over every subnet, rolled by instance refresh."""
 
@@ -227,8 +265,12 @@ class AutoscaleFleet(pulumi.ComponentResource):
                     instance_warmup=str(args.health_check_grace_period))),
             tags=[aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
                   for k, v in tagged(spec.tags, name).items()],
-            # The scaling policy owns the desired capacity once the group exists.
-            opts=child_opts(self, ignore_changes=["desiredCapacity"],
+            initial_lifecycle_hooks=[initial_hook_args(h) for h in args.initial_hooks] or None,
+            warm_pool=warm_pool_args(args.warm_pool),
+            # The scaling policy owns the desired capacity once the group exists. AWS reads the
+            # initial hooks only at creation (the LifecycleHook resources own them after): a stack
+            # created before they were added shows no change for them.
+            opts=child_opts(self, ignore_changes=["desiredCapacity", "initialLifecycleHooks"],
                             custom_timeouts=pulumi.CustomTimeouts(delete=args.delete_timeout or None)))
         self.scaling_policy = scaling_policy(name, self.group.name, args.scaling, child_opts(self))
         self.group_name = self.group.name
