@@ -15,12 +15,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stun_infra.common.text import printable
+from stun_infra.settings.keys import MAX_RECOMMENDED_TTL
 from stun_infra.settings.tls import TURNS_PORT, TlsPlan
 
 DEFAULT_STUN_PORT = 3478
 DEFAULT_TLS_PORT = TURNS_PORT  # turns: when a URI names no port (RFC 7065)
-MAX_TTL_SECONDS = 7 * 86400
-TTL_FORMS = "a whole number with a unit, such as 30s, 15m, 1h or 2d (from 1s to 7d)"
+# A secret rotation keeps the retired secret valid for this long (and a little more): a
+# credential that outlived it would be refused before it expired.
+MAX_TTL_SECONDS = int(MAX_RECOMMENDED_TTL.total_seconds())
+TTL_FORMS = "a whole number with a unit, such as 30s, 15m, 1h or 1d (from 1s to 24h)"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PIPE_HINT = "pipe `pulumi stack output --json --show-secrets`"
 
@@ -34,7 +37,7 @@ class InputError(ValueError):
 # -- TTL --------------------------------------------------------------------------------
 
 def parse_ttl(text: str) -> int:
-    """Seconds for `30s`, `15m`, `1h`, `2d` (a bare number is seconds); 1s to 7d."""
+    """Seconds for `30s`, `15m`, `1h`, `1d` (a bare number is seconds); 1s to 24h."""
     m = re.fullmatch(r"\s*(\d{1,9})\s*([smhd]?)\s*", text.lower())
     if not m:
         raise InputError(f"--ttl {text!r}: expected {TTL_FORMS}")
@@ -42,7 +45,8 @@ def parse_ttl(text: str) -> int:
     if seconds < 1:
         raise InputError(f"--ttl {text!r}: must be at least 1s; expected {TTL_FORMS}")
     if seconds > MAX_TTL_SECONDS:
-        raise InputError(f"--ttl {text!r}: at most 7d (short-lived credentials are the point); "
+        raise InputError(f"--ttl {text!r}: at most 24h (a secret rotation keeps the previous secret "
+                         "valid that long, so a longer-lived credential could be refused before it expires); "
                          f"expected {TTL_FORMS}")
     return seconds
 

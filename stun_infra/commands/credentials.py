@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help="host, host:port or stun:/turn:/turns: URI to list; - reads stack outputs from stdin")
     add_secret_argument(p)
-    p.add_argument("--ttl", default="1h", help="lifetime: 30s, 15m, 1h, 2d ... at most 7d (default: 1h)")
+    p.add_argument("--ttl", default="1h", help="lifetime: 30s, 15m, 1h ... at most 24h (default: 1h)")
     p.add_argument("--user", default=DEFAULT_USER, help=f"name in the username (default: {DEFAULT_USER})")
     p.add_argument("--tls-port", default=str(DEFAULT_TLS_PORT),
                    help=f"port of the turns: URI for hosts given as TARGET (default: {DEFAULT_TLS_PORT})")
