@@ -9,6 +9,7 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 
+import pulumi
 import pulumi_aws as aws
 
 from stun_infra.cloud.args import firewall_args
@@ -52,13 +53,29 @@ def check_quotas(settings: Settings) -> None:
         raise ConfigError(problems)
 
 
-def look_up(settings: Settings) -> Lookups:
-    """The zones to use, the AMI and (with a DNS name) the zone and its records, each checked."""
+def region_key(settings: Settings, key: str) -> str:
+    """The key to name for a region's value of `key`: regionOverrides when the region overrides it."""
+    overridden = any(entry.startswith(f"{settings.region}:{key}=") for entry in settings.region_overrides)
+    return f"{PROJECT}:regionOverrides ({settings.region}:{key})" if overridden else f"{PROJECT}:{key}"
+
+
+def override_hint(settings: Settings, key: str, example: str) -> str:
+    """How an added region gets its own value of `key`."""
+    if not settings.added_region:
+        return ""
+    return f"; or give {settings.region} its own: {PROJECT}:regionOverrides [\"{settings.region}:{key}={example}\"]"
+
+
+def look_up(settings: Settings, provider: pulumi.ProviderResource | None = None) -> Lookups:
+    """The zones to use, the AMI and (with a DNS name) the zone and its records, each checked;
+    an added region's through its provider (the hosted zone is global: the home region looks)."""
+    invoke = pulumi.InvokeOptions(provider=provider) if provider else None
     # No `state` filter: a zone's state (available, impaired, constrained...) changes with
     # events, and a choice that followed it would move a subnet, and everything in it, on
     # the next `pulumi up`. The region's standard zones and their offerings are stable.
     available = aws.get_availability_zones(
-        filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])])
+        filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+        opts=invoke)
     if len(available.names) < settings.availability_zones:
         raise ConfigError([
             f"{PROJECT}:availabilityZones: got {settings.availability_zones}, but region {settings.region} "
@@ -68,22 +85,25 @@ def look_up(settings: Settings) -> Lookups:
     offered = set(aws.ec2.get_instance_type_offerings(
         location_type="availability-zone",
         filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="instance-type",
-                                                            values=[settings.instance_type])]).locations)
+                                                            values=[settings.instance_type])],
+        opts=invoke).locations)
     usable = [zone for zone in sorted(available.names) if zone in offered]
     if len(usable) < settings.availability_zones:
         raise ConfigError([
-            f"{PROJECT}:instanceType: got {settings.instance_type}, which region {settings.region} offers in "
-            f"{len(usable)} zones ({', '.join(usable) or 'none'}) but {PROJECT}:availabilityZones "
+            f"{region_key(settings, 'instanceType')}: got {settings.instance_type}, which region {settings.region} "
+            f"offers in {len(usable)} zones ({', '.join(usable) or 'none'}) but {PROJECT}:availabilityZones "
             f"asks for {settings.availability_zones}; choose an instance type offered in enough zones"
-            + (f" or at most {len(usable)} zones" if len(usable) >= 2 else "")])
+            + (f" or at most {len(usable)} zones" if len(usable) >= 2 else "")
+            + override_hint(settings, "instanceType", "TYPE")])
     ami = aws.ec2.get_ami(
         owners=[DEBIAN_OWNER], most_recent=True,
         filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[f"debian-12-{DEBIAN_ARCH[settings.architecture]}-*"]),
                  aws.ec2.GetAmiFilterArgs(name="architecture", values=[settings.architecture]),
                  aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
-                 aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"])])
-    zone_domain = check_zone(settings) if settings.dns_zone_id else ""
-    records = check_records(settings) if settings.dns_zone_id else ()
+                 aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"])], opts=invoke)
+    home_zone = settings.dns_zone_id and not settings.added_region
+    zone_domain = check_zone(settings) if home_zone else ""
+    records = check_records(settings) if home_zone else ()
     return Lookups(zones=tuple(usable[:settings.availability_zones]), ami_id=ami.id,
                    ami_name=ami.name, root_device_name=ami.root_device_name, zone_domain=zone_domain,
                    records=records)
@@ -109,6 +129,15 @@ def check_zone(settings: Settings) -> str:
     return domain
 
 
+def entry_routing(settings: Settings) -> str:
+    """The routing of the records at dnsName (a key of endpoint.ROUTING)."""
+    if settings.global_accelerator:
+        return "simple"
+    if settings.multi_region:
+        return "latency"
+    return "simple" if settings.autoscale else "multivalue"
+
+
 def check_records(settings: Settings) -> tuple[RecordSet, ...]:
     """The records already at dnsName must allow this mode's (a switch of mode needs two runs); returns them."""
     name = settings.dns_name.rstrip(".").lower()
@@ -116,12 +145,6 @@ def check_records(settings: Settings) -> tuple[RecordSet, ...]:
                                     name_regex="^" + name.replace(".", "\\.") + "\\.?$")
     existing = [RecordSet(type=r.type, set_identifier=r.set_identifier or "", multivalue=bool(r.multi_value_answer))
                 for r in found.resource_record_sets]
-    if problem := routing_conflict(settings.autoscale, settings.dns_zone_id, name, existing):
+    if problem := routing_conflict(entry_routing(settings), settings.dns_zone_id, name, existing):
         raise ConfigError([problem])
     return tuple(existing)
-
-
-def preflight(settings: Settings) -> Lookups:
-    """Every check before the first resource, in order; what they looked up."""
-    check_quotas(settings)
-    return look_up(settings)

@@ -1,6 +1,7 @@
-"""The whole stack: the checks before any resource (`preflight`), then the components in
-dependency order. This module only wires: what each component builds is derived in the
-component, what the checks look up comes from `preflight`, the URIs from the client side.
+"""The whole stack: the checks before any resource (`preflight`, each region's look-ups in
+`regions`), then each region's components in dependency order, the home region first, then the
+global entry. This module only wires: what each component builds is derived in the component,
+what the checks look up comes from `preflight`, the URIs from the client side.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from stun_infra.cloud.components.drain import (DrainDocument, DrainDocumentArgs,
                                                 ScaleInDrain, ScaleInDrainArgs, group_delete_timeout,
                                                 group_hooks)
 from stun_infra.cloud.components.endpoint import DnsArgs, DnsEndpoint, LoadBalancedEndpoint, LoadBalancerArgs
+from stun_infra.cloud.components.entry import (AcceleratorArgs, GlobalAccelerator, LatencyArgs, LatencyEntry,
+                                               RegionTarget)
 from stun_infra.cloud.components.firewall import Firewall, LoadBalancerFirewall
 from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArgs, CpuScaling, LaunchSpec,
                                                SessionsScaling, StaticFleet, StaticFleetArgs, WarmPool)
@@ -29,7 +32,8 @@ from stun_infra.cloud.components.network import Network, NetworkArgs
 from stun_infra.cloud.components.reconciler import Ipv6TargetReconciler, ReconcilerArgs
 from stun_infra.cloud.components.secrets import SecretsArgs, ServerSecrets
 from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
-from stun_infra.cloud.preflight import Lookups, preflight
+from stun_infra.cloud.preflight import Lookups, check_quotas
+from stun_infra.cloud.regions import RegionSetup, regions_of
 from stun_infra.client.targets import stack_uris
 from stun_infra.instance import drain, metrics
 from stun_infra.instance import package as instance_package
@@ -37,6 +41,9 @@ from stun_infra.instance.boot_inputs import BootInputs
 from stun_infra.instance.nlb_targets import TargetGroupPort
 from stun_infra.instance.userdata import render_user_data
 from stun_infra.settings import Settings
+
+
+SHARED_OUTPUTS = ("private_key_pem", "turn_shared_secret")
 
 
 @dataclass
@@ -56,6 +63,16 @@ class Parts:
     artifact: InstancePackage | None = None
     built: pulumi.Output | None = None  # the instance package, once built
     spec: LaunchSpec | None = None
+    opts: pulumi.ResourceOptions | None = None  # an added region's: under its group, its provider
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the home region makes once and every added region uses."""
+
+    turn_secret: pulumi.Input[str] | None
+    key_pair: SshKeyPair
+    validation_fqdns: pulumi.Input[list[str]] | None
 
 
 @dataclass(frozen=True)
@@ -66,12 +83,42 @@ class FleetView:
     asg_name: pulumi.Input[str] | None
     instance_ids: list[pulumi.Input[str]]
     min_size: int
+    load_balancer: LoadBalancedEndpoint | None = None
+    public_ips: list[pulumi.Input[str]] = ()
+    ipv6_addresses: list[pulumi.Input[str]] = ()
 
 
 def build_stack(settings: Settings) -> dict[str, Any]:
     """Create every resource; returns the stack outputs."""
-    found = preflight(settings)
-    parts = foundation(settings, found)
+    check_quotas(settings)
+    views: dict[str, RegionView] = {}
+    shared = None
+    for region in regions_of(settings):
+        views[region.settings.region] = build_region(region, shared)
+        shared = shared or views[region.settings.region].shared
+    outputs = dict(views[settings.region].outputs)  # the home region's, as a one-region stack has them
+    if settings.global_entry:
+        outputs.update(global_entry(settings, views))
+        # Per region, what differs by region: the SSH key and the TURN secret are the home region's.
+        outputs.update(regions={region: {k: v for k, v in view.outputs.items() if k not in SHARED_OUTPUTS}
+                                for region, view in views.items()})
+    return outputs
+
+
+@dataclass(frozen=True)
+class RegionView:
+    """One region once built: its settings, its fleet, its outputs and what it shares."""
+
+    settings: Settings
+    view: FleetView
+    outputs: dict[str, Any]
+    shared: Shared
+
+
+def build_region(region: RegionSetup, shared: Shared | None) -> RegionView:
+    """One region's complete fleet: network, firewall, access, secrets, logs, fleet, endpoint, alarms."""
+    settings, found = region.settings, region.found
+    parts = foundation(settings, found, region.opts, shared)
     parts.endpoint = load_balancer(settings, parts)
     instance_side(settings, found, parts)
     outputs: dict[str, Any] = {"mode": settings.mode, "region": settings.region}
@@ -80,39 +127,47 @@ def build_stack(settings: Settings) -> dict[str, Any]:
         region=settings.region, metric_namespace=metrics.namespace(settings.stack), asg_name=view.asg_name,
         instance_ids=view.instance_ids, min_size=view.min_size, cpu_high_percent=settings.cpu_high_percent,
         alarm_email=settings.alarm_email, session_logging=settings.session_logging, turn=settings.turn,
-        total_quota=settings.total_quota, tags=settings.common_tags))
-    return stack_outputs(settings, found, parts, view, monitoring, outputs)
+        total_quota=settings.total_quota, tags=settings.common_tags), opts=parts.opts)
+    stack_outputs(settings, found, parts, view, monitoring, outputs)
+    return RegionView(settings=settings, view=view, outputs=outputs, shared=shared or Shared(
+        turn_secret=parts.secrets.turn_secret, key_pair=parts.key_pair,
+        validation_fqdns=parts.acm.validation_fqdns if parts.acm else None))
 
 
-def foundation(settings: Settings, found: Lookups) -> Parts:
+def foundation(settings: Settings, found: Lookups, opts: pulumi.ResourceOptions | None = None,
+               shared: Shared | None = None) -> Parts:
     """The network, the firewalls, the key pair, the certificate, the secrets and the logs."""
     prefix, tags = settings.prefix, settings.common_tags
-    network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags, ipv6=settings.ipv6))
+    network = Network(prefix, NetworkArgs(cidr=settings.vpc_cidr, zones=found.zones, tags=tags, ipv6=settings.ipv6),
+                      opts=opts)
     # Autoscale: the load balancer's own group, which the instances' group refers to.
     nlb_firewall = LoadBalancerFirewall(prefix, load_balancer_firewall_args(
-        settings, network.vpc.id, network.vpc.ipv6_cidr_block)) if settings.autoscale else None
+        settings, network.vpc.id, network.vpc.ipv6_cidr_block), opts=opts) if settings.autoscale else None
     firewall = Firewall(prefix, firewall_args(settings, network.vpc.id,
-                                              nlb_firewall.security_group.id if nlb_firewall else None))
-    key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags))
+                                              nlb_firewall.security_group.id if nlb_firewall else None), opts=opts)
+    key_pair = SshKeyPair(prefix, KeyPairArgs(tags=tags, shared_key=shared.key_pair if shared else None), opts=opts)
     # ACM's certificate (with a zone) keeps its key in ACM; else self-signed or the user's, via SSM.
     certificate = None if settings.tls.acm else TlsCertificate(prefix, TlsArgs(
         domain=settings.tls_domain, certificate_pem=settings.tls_certificate,
-        private_key_pem=pulumi.Output.secret(settings.tls_private_key) if settings.tls.user else None))
-    acm = AcmCertificate(prefix, AcmArgs(domain=settings.dns_name, zone_id=settings.dns_zone_id,
-                                         exportable=settings.tls.acm_export, tags=tags)) if settings.tls.acm else None
+        private_key_pem=pulumi.Output.secret(settings.tls_private_key) if settings.tls.user else None), opts=opts)
+    acm = AcmCertificate(prefix, AcmArgs(
+        domain=settings.dns_name, zone_id=settings.dns_zone_id, exportable=settings.tls.acm_export, tags=tags,
+        alternative_names=settings.regional_dns_names, validation_fqdns=shared.validation_fqdns if shared else None),
+        opts=opts) if settings.tls.acm else None
     secrets = ServerSecrets(prefix, SecretsArgs(
         path=settings.ssm_path, turn=settings.turn,
         tls_certificate_pem=certificate.certificate_pem if certificate else None,
         tls_private_key_pem=certificate.private_key_pem if certificate else None, tags=tags,
         turn_secret=pulumi.Output.secret(settings.turn_secret) if settings.turn_secret else None,
         previous_turn_secret=pulumi.Output.secret(settings.turn_secret_previous)
-        if settings.turn_secret_previous else None))
+        if settings.turn_secret_previous else None,
+        shared_turn_secret=shared.turn_secret if shared else None), opts=opts)
     logs = ServerLogs(prefix, LogsArgs(
         log_group_name=metrics.log_group_name(settings.project, settings.stack),
         retention_days=settings.log_retention_days, metric_namespace=metrics.namespace(settings.stack),
-        session_logging=settings.session_logging, tags=tags))
+        session_logging=settings.session_logging, tags=tags), opts=opts)
     return Parts(network=network, firewall=firewall, load_balancer_firewall=nlb_firewall, key_pair=key_pair,
-                 certificate=certificate, acm=acm, secrets=secrets, logs=logs)
+                 certificate=certificate, acm=acm, secrets=secrets, logs=logs, opts=opts)
 
 
 def exported_certificate_arn(settings: Settings, parts: Parts) -> pulumi.Input[str] | None:
@@ -130,7 +185,8 @@ def load_balancer(settings: Settings, parts: Parts) -> LoadBalancedEndpoint | No
         vpc_id=parts.network.vpc.id, subnet_ids=parts.network.subnet_ids, stun_port=settings.stun_port,
         tls_ports=settings.tls.ports, coturn_port=settings.tls.coturn_port, tags=settings.common_tags,
         certificate_arn=parts.acm.certificate_arn if parts.acm else None, ipv6=settings.ipv6,
-        deregistration_delay=settings.drain_seconds, security_group_ids=[nlb_firewall.security_group.id]))
+        deregistration_delay=settings.drain_seconds, security_group_ids=[nlb_firewall.security_group.id]),
+        opts=parts.opts)
 
 
 def instance_side(settings: Settings, found: Lookups, parts: Parts) -> None:
@@ -146,12 +202,12 @@ def instance_side(settings: Settings, found: Lookups, parts: Parts) -> None:
                 TargetGroupPort(arn, port) for arn, (_, port) in zip(a[2:], ipv6_groups)))))
     parts.artifact = InstancePackage(prefix, PackageArgs(
         content_base64=parts.built.apply(lambda p: base64.b64encode(p.data).decode()),
-        key=parts.built.apply(lambda p: p.key), tags=tags))
+        key=parts.built.apply(lambda p: p.key), tags=tags), opts=parts.opts)
     parts.access = InstanceAccess(prefix, AccessArgs(
         parameter_arns=parts.secrets.parameter_arns, log_group_arn=parts.logs.log_group.arn,
         metric_namespace=metrics.namespace(settings.stack), tags=tags, exported_certificate_arn=exported_arn,
         ipv6_target_group_arns=[arn for arn, _ in ipv6_groups], turn_secret_arn=parts.secrets.turn_secret_arn,
-        package_object_arn=parts.artifact.object_arn))
+        package_object_arn=parts.artifact.object_arn), opts=parts.opts)
     parts.spec = LaunchSpec(
         ami_id=found.ami_id, root_device_name=found.root_device_name, instance_type=settings.instance_type,
         key_name=parts.key_pair.key_name, instance_profile_name=parts.access.profile.name,
@@ -161,8 +217,8 @@ def instance_side(settings: Settings, found: Lookups, parts: Parts) -> None:
 
 def fleet_options(parts: Parts) -> pulumi.ResourceOptions:
     """Instances boot only once the role may read what the script fetches."""
-    return pulumi.ResourceOptions(depends_on=[parts.access, parts.artifact, parts.secrets, parts.logs,
-                                              *([parts.acm] if parts.acm else [])])
+    return pulumi.ResourceOptions.merge(parts.opts, pulumi.ResourceOptions(
+        depends_on=[parts.access, parts.artifact, parts.secrets, parts.logs, *([parts.acm] if parts.acm else [])]))
 
 
 def warm_pool(settings: Settings) -> WarmPool | None:
@@ -194,20 +250,21 @@ def autoscale_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -
         opts=fleet_options(parts))
     ScaleInDrain(prefix, ScaleInDrainArgs(
         group_name=fleet.group_name, group_arn=fleet.group.arn, role_id=parts.access.role.id,
-        hook_name=drain_hook.name, heartbeat_seconds=drain_hook.heartbeat_seconds))
+        hook_name=drain_hook.name, heartbeat_seconds=drain_hook.heartbeat_seconds), opts=parts.opts)
     LaunchHook(prefix, LaunchHookArgs(group_name=fleet.group_name, hook_name=launch_hook.name,
-                                      heartbeat_seconds=launch_hook.heartbeat_seconds))
+                                      heartbeat_seconds=launch_hook.heartbeat_seconds), opts=parts.opts)
     if endpoint.ipv6_target_groups:
         Ipv6TargetReconciler(prefix, ReconcilerArgs(
             group_name=fleet.group_name, target_group_arns=[arn for arn, _ in endpoint.ipv6_target_groups],
             log_group_name=f"/{settings.project}/{settings.stack}/ipv6-targets",
-            log_retention_days=settings.log_retention_days, tags=settings.common_tags))
+            log_retention_days=settings.log_retention_days, tags=settings.common_tags), opts=parts.opts)
     if settings.dns_name:
-        DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
-                                    alias_target=(endpoint.dns_name, endpoint.zone_id), alias_ipv6=settings.ipv6))
+        DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.region_dns_name,
+                                    alias_target=(endpoint.dns_name, endpoint.zone_id), alias_ipv6=settings.ipv6),
+                    opts=parts.opts)
     outputs.update(asg_name=fleet.group_name, load_balancer_dns_name=endpoint.dns_name)
     return FleetView(hosts=[endpoint.dns_name], asg_name=fleet.group_name, instance_ids=[],
-                     min_size=settings.min_size)
+                     min_size=settings.min_size, load_balancer=endpoint)
 
 
 def static_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -> FleetView:
@@ -219,17 +276,48 @@ def static_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -> F
             lambda a: render_user_data(settings, a[0], a[1], expected_public_ip=a[2]))),
         opts=fleet_options(parts))
     document = DrainDocument(prefix, DrainDocumentArgs(
-        document_name=drain.hook_name(settings), drain_seconds=settings.drain_seconds, tags=settings.common_tags))
+        document_name=drain.hook_name(settings), drain_seconds=settings.drain_seconds, tags=settings.common_tags),
+        opts=parts.opts)
     outputs.update(drain_document_name=document.document.name)
     if settings.dns_name:
-        DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.dns_name,
-                                    addresses=fleet.public_ips, ipv6_addresses=fleet.ipv6_addresses))
+        DnsEndpoint(prefix, DnsArgs(zone_id=settings.dns_zone_id, name=settings.region_dns_name,
+                                    addresses=fleet.public_ips, ipv6_addresses=fleet.ipv6_addresses), opts=parts.opts)
     outputs.update(instance_ids=fleet.instance_ids, public_ips=fleet.public_ips)
     if settings.ipv6:
         outputs.update(public_ipv6s=fleet.ipv6_addresses)
     # Without a DNS name each instance is named by both its addresses (IPv6 bracketed in URIs).
     return FleetView(hosts=[*fleet.public_ips, *fleet.ipv6_addresses], asg_name=None,
-                     instance_ids=fleet.instance_ids, min_size=settings.instance_count)
+                     instance_ids=fleet.instance_ids, min_size=settings.instance_count,
+                     public_ips=fleet.public_ips, ipv6_addresses=fleet.ipv6_addresses)
+
+
+def global_entry(settings: Settings, views: dict[str, RegionView]) -> dict[str, Any]:
+    """The accelerator or the latency records in front of every region; the URIs, global first."""
+    targets = [RegionTarget(
+        region=region, instance_ids=v.view.instance_ids, addresses=v.view.public_ips,
+        ipv6_addresses=v.view.ipv6_addresses, load_balancer=(
+            v.view.load_balancer.dns_name, v.view.load_balancer.zone_id, v.view.load_balancer.load_balancer.arn)
+        if v.view.load_balancer else None) for region, v in views.items()]
+    outputs: dict[str, Any] = {}
+    hosts: list[pulumi.Input[str]] = [settings.dns_name] if settings.dns_name else []
+    if settings.global_accelerator:
+        accelerator = GlobalAccelerator(settings.prefix, AcceleratorArgs(
+            stun_port=settings.stun_port, tls_ports=settings.tls.ports, regions=targets, tags=settings.common_tags,
+            zone_id=settings.dns_zone_id, dns_name=settings.dns_name))
+        hosts = hosts or [accelerator.dns_name]
+        outputs.update(accelerator_dns_name=accelerator.dns_name, accelerator_addresses=accelerator.addresses)
+    elif settings.dns_name:
+        LatencyEntry(settings.prefix, LatencyArgs(
+            zone_id=settings.dns_zone_id, name=settings.dns_name, stun_port=settings.stun_port, regions=targets,
+            tags=settings.common_tags, alias_ipv6=settings.ipv6))
+    regional = [h for v in views.values()
+                for h in ([v.settings.region_dns_name] if settings.dns_name else v.view.hosts)]
+    stun_uris, turn_uris = uris(settings, [*hosts, *regional])
+    global_stun, global_turn = uris(settings, hosts)
+    outputs.update(stun_uris=stun_uris, global_stun_uris=global_stun)
+    if settings.turn:
+        outputs.update(turn_uris=turn_uris, global_turn_uris=global_turn)
+    return outputs
 
 
 def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Output, pulumi.Output]:
@@ -241,7 +329,7 @@ def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Out
 
 def stack_outputs(settings: Settings, found: Lookups, parts: Parts, view: FleetView, monitoring: Monitoring,
                   outputs: dict[str, Any]) -> dict[str, Any]:
-    stun_uris, turn_uris = uris(settings, [settings.dns_name] if settings.dns_name else view.hosts)
+    stun_uris, turn_uris = uris(settings, [settings.region_dns_name] if settings.dns_name else view.hosts)
     outputs.update(
         stun_uris=stun_uris,
         key_pair_name=parts.key_pair.key_name,

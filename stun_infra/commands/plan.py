@@ -10,7 +10,8 @@ from typing import Any
 from stun_infra.commands.common import SELF_SIGNED_NOTE, add_stack_arguments, fail, overrides, stack_settings
 from stun_infra.settings import ConfigError
 
-COMPONENT_ORDER = ["network", "access", "artifact", "tls", "secrets", "monitoring", "endpoint", "fleet"]
+COMPONENT_ORDER = ["region", "network", "access", "artifact", "tls", "secrets", "monitoring", "endpoint", "fleet"]
+GLOBAL_ENTRY = ("stun-infra:endpoint:LatencyEntry", "stun-infra:endpoint:GlobalAccelerator")
 
 # The inputs worth a glance, per resource type; everything else is in the code.
 KEY_INPUTS: dict[str, tuple[str, ...]] = {
@@ -33,7 +34,11 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "aws:cloudwatch/logGroup:LogGroup": ("name", "retentionInDays"),
     "aws:cloudwatch/logMetricFilter:LogMetricFilter": ("pattern",),
     "aws:cloudwatch/metricAlarm:MetricAlarm": ("metricName", "comparisonOperator", "threshold"),
-    "aws:route53/record:Record": ("name", "type"),
+    "aws:route53/record:Record": ("name", "type", "setIdentifier", "healthCheckId"),
+    "aws:route53/healthCheck:HealthCheck": ("type", "fqdn", "ipAddress", "port"),
+    "aws:globalaccelerator/listener:Listener": ("protocol",),
+    "aws:globalaccelerator/endpointGroup:EndpointGroup": ("endpointGroupRegion",),
+    "pulumi:providers:aws": ("region",),
     "tls:index/privateKey:PrivateKey": ("algorithm",),
     "tls:index/selfSignedCert:SelfSignedCert": ("validityPeriodHours",),
 }
@@ -73,6 +78,24 @@ def _one_line(value: Any) -> str:
     return value.splitlines()[0] + " ..." if "\n" in value.strip() else value
 
 
+def regions_of(result, stack: str) -> dict[str, str]:
+    """Each component's region: its region group's, "global" for the entry in front of them,
+    else the home region."""
+    home = result.config.get("aws:region", "")
+    by_urn = {r.urn: r for r in result.registrations}
+
+    def region(r) -> str:
+        while r is not None:
+            if r.type == "stun-infra:region:RegionGroup":
+                return r.name.removeprefix(f"stun-infra-{stack}-")
+            if r.type in GLOBAL_ENTRY:
+                return "global"
+            r = by_urn.get(r.parent)
+        return home
+
+    return {r.urn: region(r) for r in result.registrations if not r.custom}
+
+
 def run(args: argparse.Namespace) -> int:
     from stun_infra.cloud.offline import NoOfflineData, run_offline, stack_config
 
@@ -82,8 +105,13 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, NoOfflineData) as e:
         return fail(str(e))
     outputs = {k: ("[secret]" if k in result.secret_outputs else v) for k, v in result.outputs.items()}
+    region_of = regions_of(result, args.stack)
+    home = result.config.get("aws:region", "")
+    seen = list(dict.fromkeys(region_of.values()))
+    places = sorted(seen, key=lambda p: (p != home, p == "global", seen.index(p)))  # home first, global last
     components = {r.urn: r for r in sorted((r for r in result.registrations if not r.custom),
-                                           key=lambda r: COMPONENT_ORDER.index(r.type.split(":")[1]))}
+                                           key=lambda r: (places.index(region_of[r.urn]),
+                                                          COMPONENT_ORDER.index(r.type.split(":")[1])))}
     by_component: dict[str, list] = defaultdict(list)
     for r in result.registrations:
         if r.custom:
@@ -92,12 +120,18 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "stack": args.stack,
             "resources": [{"type": r.type, "name": r.name, "component": components[r.parent].type
-                           if r.parent in components else None} for r in result.registrations if r.custom],
+                           if r.parent in components else None, "region": region_of.get(r.parent)}
+                          for r in result.registrations if r.custom],
             "outputs": outputs}, indent=2))
         return 0
-    print(f"stun-infra plan: stack {args.stack}, {outputs['mode']} mode, {outputs['region']} "
+    print(f"stun-infra plan: stack {args.stack}, {outputs['mode']} mode, {', '.join(p for p in places if p != 'global')} "
           "(offline on Pulumi's mock engine: nothing is created; ids and addresses are stand-ins)\n")
+    shown = None
     for urn, component in components.items():
+        if len(places) > 1 and region_of[urn] != shown:
+            shown = region_of[urn]
+            count = sum(len(by_component.get(u, [])) for u, where in region_of.items() if where == shown)
+            print(f"== {shown}{' (home)' if shown == places[0] else ''}: {count} resources ==\n")
         children = by_component.get(urn, [])
         print(f"{component.type}  {component.name}  ({len(children)} resources)")
         for r in children:

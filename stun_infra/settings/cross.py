@@ -8,6 +8,8 @@ from typing import Any
 from stun_infra.common.certificates import MAX_COMMON_NAME, days_left, dns_names, first_certificate, name_matches
 from stun_infra.common.project import PROJECT
 from stun_infra.settings.keys import RESERVED_TAGS, parse_certificates, parse_private_key
+from stun_infra.settings.regions import (GA_ENDPOINT_GROUPS, GA_INSTANCES_PER_GROUP, GA_LISTENERS, is_opt_in,
+                                         parse_override)
 from stun_infra.settings.schema import key_specs
 from stun_infra.settings.tls import client_ports_of
 
@@ -109,6 +111,51 @@ def _warm_pool_problems(v: dict[str, Any], given: set[str]) -> list[str]:
                    f"{p}:warmPoolMinSize 0: the pool would hold no instance even at the group's smallest "
                    f"(AWS keeps maxPreparedCapacity minus the group's size); use -1 (up to {p}:maxSize), a "
                    f"larger value, or set {p}:warmPoolMinSize")
+    return out
+
+
+def region_rules(v: dict[str, Any], home: str) -> list[str]:
+    """The regions a stack deploys to, against aws:region (the home region) and each other."""
+    p = PROJECT
+    out: list[str] = []
+    regions = v["regions"] or (home,)
+    if home not in regions:
+        out.append(f"{p}:regions: does not list aws:region ({home}), the home region that keeps the stack's "
+                   f"default provider and resource names; add it: {', '.join((home, *regions))}")
+    if unconfirmed := [r for r in regions if r != home and is_opt_in(r) and r not in v["optInRegions"]]:
+        r = unconfirmed[0]
+        out.append(f"{p}:regions: lists {r}, an opt-in region (disabled in an account until enabled); enable it "
+                   f"(`aws account enable-region --region-name {r}`), then add it to {p}:optInRegions")
+    if unused := [r for r in v["optInRegions"] if r not in regions]:
+        out.append(f"{p}:optInRegions: lists {unused[0]}, which {p}:regions does not list, so it would be "
+                   "ignored; remove it or add it to regions")
+    for region, key, _ in filter(None, map(parse_override, v["regionOverrides"])):
+        if region not in regions:
+            out.append(f"{p}:regionOverrides: sets {key} for {region}, which {p}:regions does not list "
+                       f"({', '.join(regions)}), so it would be ignored")
+    if v["globalAccelerator"]:
+        most = GA_ENDPOINT_GROUPS // GA_LISTENERS
+        if len(regions) > most:
+            out.append(f"{p}:globalAccelerator: {len(regions)} regions need {len(regions) * GA_LISTENERS} "
+                       f"endpoint groups ({GA_LISTENERS} listeners x regions); an accelerator holds at most "
+                       f"{GA_ENDPOINT_GROUPS}: list at most {most} regions or use DNS entry ({p}:dnsName)")
+        # Client IP preservation (STUN must see the client's own address) is not supported for an
+        # NLB whose listeners end TLS, nor one that translates IPv4 clients for IPv6 targets (the
+        # dualstack NLB's source NAT prefix): about-endpoints.sipp-caveats.html.
+        if v["mode"] == "autoscale" and v["dnsZoneId"] and not v["tlsCertificate"]:
+            out.append(f"{p}:globalAccelerator: autoscale mode with {p}:dnsZoneId ends TLS at the load balancer "
+                       "(ACM's certificate), and Global Accelerator keeps client addresses only for a load balancer "
+                       f"without TLS listeners; bring the certificate ({p}:tlsCertificate, {p}:tlsPrivateKey: "
+                       "coturn ends TLS), use static mode, or leave globalAccelerator off (DNS entry)")
+        if v["mode"] == "autoscale" and v["ipv6"]:
+            out.append(f"{p}:globalAccelerator: autoscale mode with {p}:ipv6 makes a dualstack load balancer with "
+                       "an IPv6 source NAT prefix, for which Global Accelerator does not keep client addresses; "
+                       f"set {p}:ipv6 false, use static mode, or leave globalAccelerator off (DNS entry)")
+        if v["mode"] == "static" and v["instanceCount"] > GA_INSTANCES_PER_GROUP:
+            out.append(f"{p}:globalAccelerator: static mode makes each instance an endpoint, and an endpoint "
+                       f"group holds at most {GA_INSTANCES_PER_GROUP} instances (a new account's quota); "
+                       f"{p}:instanceCount is {v['instanceCount']}: use at most {GA_INSTANCES_PER_GROUP} or "
+                       "autoscale mode (one load balancer per region)")
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from stun_infra.common.project import PROJECT
 from stun_infra.common.text import control_character, printable
 from stun_infra.settings.model import INSTANCE_TYPE as _INSTANCE_TYPE
+from stun_infra.settings.regions import OVERRIDABLE_KEYS, is_opt_in, parse_override, region_list_problem
 
 MAX_FLEET = 100
 SSH_SHORTEST_PREFIX = {4: 8, 6: 32}  # broader ranges are the internet in a few pieces
@@ -199,6 +200,34 @@ def _optional_dns_name(v: str) -> str | None:
         "must be a name of at least two labels whose last has at least two characters, such as turn.example.com"
 
 
+def _opt_in_regions(v: tuple[str, ...]) -> str | None:
+    if message := region_list_problem(v):
+        return message
+    if enabled := [r for r in v if not is_opt_in(r)]:
+        return f"lists {enabled[0]}, which is enabled in every account; list only opt-in regions"
+    return None
+
+
+def _region_overrides(v: tuple[str, ...]) -> str | None:
+    seen: set[tuple[str, str]] = set()
+    for entry in v:
+        parsed = parse_override(entry)
+        if parsed is None:
+            return (f"{printable(json.dumps(entry))} is not REGION:KEY=VALUE (e.g. "
+                    "ap-southeast-1:instanceType=c6i.large)")
+        region, key, value = parsed
+        if message := region_list_problem((region,)):
+            return message
+        if key not in OVERRIDABLE_KEYS:
+            return f"{printable(json.dumps(entry))}: {printable(key)} cannot differ by region; keys: {', '.join(OVERRIDABLE_KEYS)}"
+        if message := _CHECKS[key](value):
+            return f"{printable(json.dumps(entry))}: {key} {message}"
+        if (region, key) in seen:
+            return f"sets {key} for {region} twice"
+        seen.add((region, key))
+    return None
+
+
 def _retention(v: int) -> str | None:
     return None if v in LOG_RETENTION_DAYS else \
         "must be one of the values CloudWatch Logs accepts: " + ", ".join(map(str, LOG_RETENTION_DAYS))
@@ -341,6 +370,9 @@ _CHECKS = {
     "dnsZoneId": _zone_id,
     "dnsName": _optional_dns_name,
     "tags": _tags,
+    "regions": region_list_problem,
+    "optInRegions": _opt_in_regions,
+    "regionOverrides": _region_overrides,
 }
 
 # Values kept in one spelling, so that what AWS gets and what is compared is the same text.

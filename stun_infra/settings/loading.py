@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from stun_infra.common.project import PROJECT
 from stun_infra.common.text import printable
-from stun_infra.settings.cross import cross_checks, quotas
+from stun_infra.settings.cross import cross_checks, quotas, region_rules
 from stun_infra.settings.keys import _CANONICAL, _CHECKS, UNSHOWN_KEYS, _one_line, _show, stack_name_problem
 from stun_infra.settings.model import ConfigError, Settings
 from stun_infra.settings.regions import region_problem
@@ -93,7 +93,8 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
     if message := region_problem(region):
         problems.append(message)
     if not problems:
-        problems += cross_checks(values, set(raw), set(secret_keys), set(unreadable)) + quotas(values)
+        problems += cross_checks(values, set(raw), set(secret_keys), set(unreadable)) + quotas(values) \
+            + region_rules(values, region)
     if problems:
         raise ConfigError(problems)
     fields = {_snake(k): v for k, v in values.items()}

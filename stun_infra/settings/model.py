@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from stun_infra.settings.tls import TlsPlan, plan_tls
@@ -77,11 +78,63 @@ class Settings:
     dns_zone_id: str
     dns_name: str
     tags: tuple[tuple[str, str], ...]
+    regions: tuple[str, ...] = ()  # () = the home region alone
+    region_overrides: tuple[str, ...] = ()  # REGION:KEY=VALUE
+    opt_in_regions: tuple[str, ...] = ()
+    global_accelerator: bool = False
+    home_region: str = ""  # set on a region's own settings (for_region): the stack's aws:region
 
     @property
     def prefix(self) -> str:
-        """The one name every resource name derives from."""
-        return f"{self.project}-{self.stack}"
+        """The one name every resource name derives from: an added region's carry the region."""
+        base = f"{self.project}-{self.stack}"
+        return f"{base}-{self.region}" if self.added_region else base
+
+    @property
+    def home(self) -> str:
+        """aws:region: the region with the default provider and a one-region stack's names."""
+        return self.home_region or self.region
+
+    @property
+    def added_region(self) -> bool:
+        return self.region != self.home
+
+    @property
+    def deploy_regions(self) -> tuple[str, ...]:
+        """Every region with a fleet, the home region first."""
+        return (self.home, *(r for r in self.regions if r != self.home))
+
+    @property
+    def multi_region(self) -> bool:
+        return len(self.deploy_regions) > 1
+
+    def for_region(self, region: str) -> "Settings":
+        """The settings one region's fleet is built from: its name, and its overrides."""
+        values = {"instanceType": self.instance_type, "vpcCidr": self.vpc_cidr}
+        for entry in self.region_overrides:
+            where, colon, rest = entry.partition(":")
+            key, _, value = rest.partition("=")
+            if where == region:
+                values[key] = value
+        return replace(self, region=region, home_region=self.home, instance_type=values["instanceType"],
+                       vpc_cidr=str(ipaddress.ip_network(values["vpcCidr"])))
+
+    @property
+    def global_entry(self) -> bool:
+        """One name or address in front of the regions: several regions, or the accelerator."""
+        return self.multi_region or self.global_accelerator
+
+    @property
+    def region_dns_name(self) -> str:
+        """This region's own name under dnsName when a global entry holds dnsName, else dnsName."""
+        return f"{self.region}.{self.dns_name}" if self.dns_name and self.global_entry else self.dns_name
+
+    @property
+    def regional_dns_names(self) -> tuple[str, ...]:
+        """Every region's own name (none without a global entry): what certificates also cover."""
+        if not (self.dns_name and self.global_entry):
+            return ()
+        return tuple(f"{region}.{self.dns_name}" for region in self.deploy_regions)
 
     @property
     def architecture(self) -> str:

@@ -19,7 +19,9 @@ import pytest
 from stun_infra.cloud.offline import OfflineRun, Registration, run_offline, stack_config
 from tests.support import aws_constraints as ac
 
-from .urns import CASES
+from .urns import CASES, DNS
+
+REGIONS = '["eu-west-3", "us-east-1", "ap-southeast-1"]'
 
 # The URN cases, plus the keys they leave at their defaults that add resources or rules.
 EXTRA = {"dev-ssh-email-tags": ("dev", {"sshAllowedCidrs": '["203.0.113.10/32", "2001:db8::/48"]',
@@ -27,7 +29,13 @@ EXTRA = {"dev-ssh-email-tags": ("dev", {"sshAllowedCidrs": '["203.0.113.10/32", 
          "prod-email": ("prod", {"alarmEmail": "oncall@example.com"}),
          "prod-warm-pool": ("prod", {"warmPool": "Stopped", "warmPoolMinSize": "2", "warmPoolReuseOnScaleIn": "true",
                                      "drainSeconds": "3600"}),
-         "prod-warm-pool-running": ("prod", {"warmPool": "Running", "warmPoolMaxPreparedCapacity": "8"})}
+         "prod-warm-pool-running": ("prod", {"warmPool": "Running", "warmPoolMaxPreparedCapacity": "8"}),
+         # Several regions: latency records and health checks (either mode), the accelerator (either mode).
+         "dev-regions-dns": ("dev", {"regions": REGIONS, **DNS}),
+         "prod-regions-dns": ("prod", {"regions": REGIONS, **DNS}),
+         "dev-regions-accelerator-dns": ("dev", {"regions": REGIONS, "globalAccelerator": "true", **DNS}),
+         "dev-regions-accelerator-autoscale": ("dev", {"regions": REGIONS, "globalAccelerator": "true",
+                                                       "mode": "autoscale", "ipv6": "false"})}
 ALL_CASES = {**CASES, **EXTRA}
 
 

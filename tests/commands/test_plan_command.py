@@ -28,7 +28,7 @@ def test_plan_json_is_machine_readable(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["outputs"]["mode"] == "autoscale" and doc["outputs"]["turn_shared_secret"] == "[secret]"
     assert {"type": "aws:autoscaling/group:Group", "name": "stun-infra-prod-asg",
-            "component": "stun-infra:fleet:AutoscaleFleet"} in doc["resources"]
+            "component": "stun-infra:fleet:AutoscaleFleet", "region": "eu-west-3"} in doc["resources"]
 
 
 def test_plan_applies_overrides(capsys):
@@ -65,3 +65,23 @@ def test_plan_with_a_zone_shows_the_acm_certificate_and_tls_listeners_and_no_not
     assert "protocol=TLS port=443 sslPolicy=ELBSecurityPolicy-TLS13-1-2-2021-06" in out
     assert "Note:" not in out
 
+
+
+THREE = '["eu-west-3","us-east-1","ap-southeast-1"]'
+
+
+def test_plan_of_several_regions_groups_by_region_home_first_and_the_global_entry_last(capsys):
+    assert main(["plan", "--set", f"regions={THREE}", "--set", "globalAccelerator=true"]) == 0
+    out = capsys.readouterr().out
+    headers = [line.split(":")[0] for line in out.splitlines() if line.startswith("== ")]
+    assert headers == ["== eu-west-3 (home)", "== us-east-1", "== ap-southeast-1", "== global"]
+    assert "stun-infra plan: stack dev, static mode, eu-west-3, us-east-1, ap-southeast-1 " in out
+
+
+def test_plan_json_names_each_resources_region(capsys):
+    assert main(["plan", "--set", f"regions={THREE}", "--set", "globalAccelerator=true", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    regions = {r["region"] for r in doc["resources"] if r["type"] == "aws:ec2/instance:Instance"}
+    assert regions == {"eu-west-3", "us-east-1", "ap-southeast-1"}
+    assert {r["region"] for r in doc["resources"] if r["type"].startswith("aws:globalaccelerator/")} == {"global"}
+    assert doc["outputs"]["regions"]["us-east-1"]["region"] == "us-east-1"

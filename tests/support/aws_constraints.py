@@ -139,6 +139,11 @@ IP_PROTOCOL = Prose(lambda v: None if v in ("tcp", "udp", "icmp", "icmpv6", "-1"
                     else "tcp, udp, icmp, icmpv6, -1 or a protocol number",
                     "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html")
 PORT = Prose(_port, "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html")
+# "The name can have a maximum of 64 characters, must contain only alphanumeric characters,
+# periods (.), or hyphens (-), and must not begin or end with a hyphen or period."
+GA_NAME = Prose(_all(_charset("a-zA-Z0-9.-", 64, "accelerator name"),
+                     lambda v: None if not str(v)[:1] in "-." and not str(v)[-1:] in "-." else "begins or ends with - or ."),
+                "https://docs.aws.amazon.com/global-accelerator/latest/api/API_CreateAccelerator.html")
 DASHBOARD_NAME = Prose(_charset("A-Za-z0-9_-", 255, "dashboard name"),
                        "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutDashboard.html")
 DASHBOARD_BODY = Prose(_json_document,
@@ -388,6 +393,8 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
         **_list_tags("elbv2", "CreateRule")},
     "aws:acm/certificate:Certificate": {
         "domainName": Api("acm", "RequestCertificate", "DomainName"),
+        "subjectAlternativeNames": Api("acm", "RequestCertificate", "SubjectAlternativeNames"),
+        "subjectAlternativeNames[]": Api("acm", "RequestCertificate", "SubjectAlternativeNames[]"),
         "validationMethod": Api("acm", "RequestCertificate", "ValidationMethod"),
         "options.export": Api("acm", "RequestCertificate", "Options.Export"),
         **_list_tags("acm", "RequestCertificate")},
@@ -400,8 +407,46 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
             "name": "Name", "type": "Type", "ttl": "TTL", "setIdentifier": "SetIdentifier",
             "multivalueAnswerRoutingPolicy": "MultiValueAnswer", "records[]": "ResourceRecords[].Value",
             "aliases[].name": "AliasTarget.DNSName", "aliases[].zoneId": "AliasTarget.HostedZoneId",
-            "aliases[].evaluateTargetHealth": "AliasTarget.EvaluateTargetHealth"}.items()},
+            "aliases[].evaluateTargetHealth": "AliasTarget.EvaluateTargetHealth",
+            "latencyRoutingPolicies[].region": "Region", "healthCheckId": "HealthCheckId"}.items()},
         "allowOverwrite": NotMapped("provider-side: UPSERT instead of CREATE (ACM's validation CNAME may exist)")},
+    "aws:route53/healthCheck:HealthCheck": {
+        **{p: Api("route53", "CreateHealthCheck", f"HealthCheckConfig.{m}") for p, m in {
+            "type": "Type", "fqdn": "FullyQualifiedDomainName", "ipAddress": "IPAddress", "port": "Port",
+            "requestInterval": "RequestInterval", "failureThreshold": "FailureThreshold",
+            "childHealthchecks": "ChildHealthChecks", "childHealthchecks[]": "ChildHealthChecks[]",
+            "childHealthThreshold": "HealthThreshold"}.items()},
+        # Tags go through ChangeTagsForResource, at most 10 (AddTags' limit).
+        "tags": Api("route53", "ChangeTagsForResource", "AddTags"),
+        "tags{key}": Api("route53", "ChangeTagsForResource", "AddTags[].Key"),
+        "tags{value}": Api("route53", "ChangeTagsForResource", "AddTags[].Value")},
+    "aws:globalaccelerator/accelerator:Accelerator": {
+        "name": [Api("globalaccelerator", "CreateAccelerator", "Name"), GA_NAME],
+        "ipAddressType": Api("globalaccelerator", "CreateAccelerator", "IpAddressType"),
+        "enabled": Api("globalaccelerator", "CreateAccelerator", "Enabled"),
+        "tags": [Api("globalaccelerator", "CreateAccelerator", "Tags"), TAG_COUNT],
+        "tags{key}": [Api("globalaccelerator", "CreateAccelerator", "Tags[].Key"), TAG_KEY],
+        "tags{value}": [Api("globalaccelerator", "CreateAccelerator", "Tags[].Value"), TAG_VALUE]},
+    "aws:globalaccelerator/listener:Listener": {
+        "acceleratorArn": ID_REF, "protocol": Api("globalaccelerator", "CreateListener", "Protocol"),
+        "portRanges": Api("globalaccelerator", "CreateListener", "PortRanges"),
+        "portRanges[].fromPort": Api("globalaccelerator", "CreateListener", "PortRanges[].FromPort"),
+        "portRanges[].toPort": Api("globalaccelerator", "CreateListener", "PortRanges[].ToPort")},
+    "aws:globalaccelerator/endpointGroup:EndpointGroup": {
+        "listenerArn": ID_REF,
+        **{p: Api("globalaccelerator", "CreateEndpointGroup", m) for p, m in {
+            "endpointGroupRegion": "EndpointGroupRegion", "healthCheckPort": "HealthCheckPort",
+            "healthCheckProtocol": "HealthCheckProtocol", "healthCheckIntervalSeconds": "HealthCheckIntervalSeconds",
+            "thresholdCount": "ThresholdCount", "endpointConfigurations": "EndpointConfigurations",
+            "endpointConfigurations[].endpointId": "EndpointConfigurations[].EndpointId",
+            "endpointConfigurations[].weight": "EndpointConfigurations[].Weight",
+            "endpointConfigurations[].clientIpPreservationEnabled":
+                "EndpointConfigurations[].ClientIPPreservationEnabled"}.items()},
+        "endpointConfigurations[].endpointId": [
+            Api("globalaccelerator", "CreateEndpointGroup", "EndpointConfigurations[].EndpointId"), ID_REF]},
+    "pulumi:providers:aws": {
+        "region": NotMapped("the provider's region: settings check it against botocore's regions (regions.json)"),
+        "skipCredentialsValidation": LOCAL, "skipRegionValidation": LOCAL},
     "aws:cloudwatch/dashboard:Dashboard": {
         "dashboardName": [Api("cloudwatch", "PutDashboard", "DashboardName"), DASHBOARD_NAME],
         "dashboardBody": [Api("cloudwatch", "PutDashboard", "DashboardBody"), DASHBOARD_BODY]},

@@ -18,6 +18,8 @@ TYPE_MODULES = {
     "logs": "monitoring", "monitoring": "monitoring",
     "secrets": "secrets",
     "artifact": "artifact",
+    "entry": "endpoint",
+    "region": "region",
 }
 
 

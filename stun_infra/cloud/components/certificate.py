@@ -33,6 +33,11 @@ class AcmArgs:
     zone_id: str
     exportable: bool
     tags: dict[str, str]
+    alternative_names: tuple[str, ...] = ()  # several regions: each region's own name
+    # Several regions: ACM's validation record of a name is the same for every certificate of
+    # the account, whatever the region, so one region's component writes them and the others
+    # wait for those (two writers of one record would delete it with either).
+    validation_fqdns: pulumi.Input[list[str]] | None = None
 
 
 class AcmCertificate(pulumi.ComponentResource):
@@ -40,21 +45,33 @@ class AcmCertificate(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AcmArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PROJECT}:tls:AcmCertificate", name, None, opts)
+        alternative = {"subject_alternative_names": list(args.alternative_names)} if args.alternative_names else {}
         certificate = aws.acm.Certificate(
-            f"{name}-acm", domain_name=args.domain, validation_method="DNS",
+            f"{name}-acm", domain_name=args.domain, validation_method="DNS", **alternative,
             options=aws.acm.CertificateOptionsArgs(export="ENABLED") if args.exportable else None,
             tags=tagged(args.tags, f"{name}-acm"),
             # ACM cannot change Export after issuance; the provider would try in place.
             opts=child_opts(self, replace_on_changes=["options"]))
-        # One name, one validation record: ACM's CNAME, kept so that ACM can renew.
-        option = certificate.domain_validation_options[0]
-        record = aws.route53.Record(
-            f"{name}-acm-validation", zone_id=args.zone_id, name=option.resource_record_name,
-            type=option.resource_record_type, records=[option.resource_record_value],
-            ttl=VALIDATION_TTL, allow_overwrite=True, opts=child_opts(self))
+        # One validation record per name: ACM's CNAME, kept so that ACM can renew.
+        fqdns = args.validation_fqdns
+        if fqdns is None:
+            records = [self._validation_record(f"{name}-acm-validation" + (f"-{i}" if i else ""), certificate, domain,
+                                               args.zone_id)
+                       for i, domain in enumerate((args.domain, *args.alternative_names))]
+            fqdns = [record.fqdn for record in records]
+        self.validation_fqdns = fqdns
         validation = aws.acm.CertificateValidation(
-            f"{name}-acm-validated", certificate_arn=certificate.arn, validation_record_fqdns=[record.fqdn],
+            f"{name}-acm-validated", certificate_arn=certificate.arn, validation_record_fqdns=fqdns,
             opts=child_opts(self))
         # The ARN once ACM has issued it: listeners and instances wait for this.
         self.certificate_arn = validation.certificate_arn
         self.register_outputs({"certificate_arn": self.certificate_arn})
+
+    def _validation_record(self, name: str, certificate: aws.acm.Certificate, domain: str,
+                           zone_id: str) -> aws.route53.Record:
+        option = certificate.domain_validation_options.apply(
+            lambda options: next(o for o in options if o.domain_name == domain))
+        return aws.route53.Record(
+            name, zone_id=zone_id, name=option.resource_record_name,
+            type=option.resource_record_type, records=[option.resource_record_value],
+            ttl=VALIDATION_TTL, allow_overwrite=True, opts=child_opts(self))

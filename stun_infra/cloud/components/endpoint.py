@@ -209,24 +209,30 @@ class RecordSet:
 ADDRESS_TYPES = ("A", "AAAA", "CNAME")
 
 
-def routing_conflict(autoscale: bool, zone_id: str, name: str, existing: Sequence[RecordSet]) -> str | None:
-    """Why this mode's records cannot be created beside those already at `name`, with the way out.
+# What each entry makes at the name: a simple alias (autoscale; the accelerator), multivalue
+# records (static), latency records (several regions).
+ROUTING = {"simple": ("simple", "a simple alias"), "multivalue": ("multivalue", "multivalue A/AAAA records"),
+           "latency": ("weighted, latency, failover or geo", "latency records, one per region")}
 
-    Route 53 keeps one routing policy per name and type (and a CNAME alone): autoscale mode
-    makes a simple alias, static mode multivalue records, and `pulumi up` creates the new
-    records before it deletes the old ones, so a switch of mode with dnsName set fails half
-    way unless the old records go first.
+
+def routing_conflict(wanted: str, zone_id: str, name: str, existing: Sequence[RecordSet]) -> str | None:
+    """Why the records this stack makes (`wanted`, a key of ROUTING) cannot be created beside those
+    already at `name`, with the way out.
+
+    Route 53 keeps one routing policy per name and type (and a CNAME alone), and `pulumi up`
+    creates the new records before it deletes the old ones, so a change of routing with dnsName
+    set (a switch between static and autoscale, to or from several regions or the accelerator)
+    fails half way unless the old records go first.
     https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/routing-policy.html
     """
-    wanted = "simple" if autoscale else "multivalue"
+    policy, what = ROUTING[wanted]
     clash = sorted({f"{r.policy} {r.type}" for r in existing
-                    if r.type in ADDRESS_TYPES and (r.type == "CNAME" or r.policy != wanted)})
+                    if r.type in ADDRESS_TYPES and (r.type == "CNAME" or r.policy != policy)})
     if not clash:
         return None
-    mode = "autoscale" if autoscale else "static"
-    return (f"stun-infra:dnsName: zone {zone_id} already holds {', '.join(clash)} records for {name}, and {mode} "
-            f"mode needs {'a simple alias' if autoscale else 'multivalue A/AAAA records'} there; Route 53 refuses "
-            "both at once (a switch between static and autoscale with dnsName set). Switch in two runs: "
+    return (f"stun-infra:dnsName: zone {zone_id} already holds {', '.join(clash)} records for {name}, and this "
+            f"stack needs {what} there; Route 53 refuses both at once (a switch between static and autoscale, "
+            "or to or from several regions or globalAccelerator, with dnsName set). Switch in two runs: "
             "1) `pulumi config rm stun-infra:dnsName && pulumi config rm stun-infra:dnsZoneId && pulumi up` "
             "removes this stack's records (the name stops resolving; records that are not this stack's, delete "
             "yourself), 2) set both keys again and `pulumi up` creates the new ones")

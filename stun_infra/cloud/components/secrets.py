@@ -34,6 +34,8 @@ class SecretsArgs:
     tags: dict[str, str]
     turn_secret: pulumi.Input[str] | None = None           # None: the generated one
     previous_turn_secret: pulumi.Input[str] | None = None  # set during a rotation only
+    # Another region's TURN secret (the home region's): one secret, stored in each region.
+    shared_turn_secret: pulumi.Input[str] | None = None
 
 
 def app_policy(current_parameter_arn: str) -> str:
@@ -58,9 +60,9 @@ class ServerSecrets(pulumi.ComponentResource):
         self.app_policy: pulumi.Output[str] | None = None
         turn_param = None
         if args.turn:
-            secret = random.RandomPassword(f"{name}-turn-secret", length=SECRET_LENGTH, special=False,
-                                           opts=child_opts(self))
-            self.turn_secret = pulumi.Output.secret(args.turn_secret or secret.result)
+            generated = args.shared_turn_secret or random.RandomPassword(
+                f"{name}-turn-secret", length=SECRET_LENGTH, special=False, opts=child_opts(self)).result
+            self.turn_secret = pulumi.Output.secret(args.turn_secret or generated)
             rotation = SecretParameters.under(args.path)
             previous = self._parameter(
                 name, "turn-secret-previous", rotation.previous, "SecureString",

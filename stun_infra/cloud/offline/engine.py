@@ -70,20 +70,26 @@ class OfflineMocks(pulumi.runtime.Mocks):
         self.hosted_zones = dict(hosted_zones or {})
         self.dns_name = dns_name
         self.calls: list[tuple[str, dict]] = []
+        self.provider_regions: dict[str, str] = {}  # an explicit aws provider's id -> its region
+
+    def region_of(self, provider: str | None) -> str:
+        """The region a call or resource goes to: its explicit provider's, else the default's."""
+        return self.provider_regions.get((provider or "").rsplit("::", 1)[-1], self.region)
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append((args.token, dict(args.args)))
+        region = self.region_of(args.provider)
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             # The snapshot holds only standard zones (no Local or Wavelength Zones), all
             # available and opt-in-not-required: what the program's filters ask for.
-            zones = region_data(self.region).zones
+            zones = region_data(region).zones
             return {"names": [name for name, _ in zones], "zoneIds": [zone_id for _, zone_id in zones],
-                    "id": self.region}, []
+                    "id": region}, []
         if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
             (instance_type,) = next(f["values"] for f in args.args["filters"] if f["name"] == "instance-type")
             zones = list(self.offered_zones[instance_type] if instance_type in self.offered_zones
-                         else offered_in(self.region, instance_type))
-            return {"id": self.region, "locations": zones, "locationTypes": ["availability-zone"] * len(zones),
+                         else offered_in(region, instance_type))
+            return {"id": region, "locations": zones, "locationTypes": ["availability-zone"] * len(zones),
                     "instanceTypes": [instance_type] * len(zones)}, []
         if args.token == "aws:ec2/getAmi:getAmi":
             arch = next(f["values"][0] for f in args.args["filters"] if f["name"] == "architecture")
@@ -104,11 +110,16 @@ class OfflineMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        if typ == "pulumi:providers:aws":
+            rid = f"provider-{_fake_id(typ, name)}"
+            self.provider_regions[rid] = inputs.get("region") or self.region
+            return rid, inputs
+        region = self.region_of(args.provider)
         arn_service = typ.split(":")[1].split("/")[0]
         state: dict[str, Any] = {**inputs,
-                                 "arn": f"arn:aws:{arn_service}:{self.region}:{OFFLINE_ACCOUNT}:{name}"}
+                                 "arn": f"arn:aws:{arn_service}:{region}:{OFFLINE_ACCOUNT}:{name}"}
         rid = self._network_outputs(typ, name, inputs, _fake_id(typ, name), state)
-        return self._service_outputs(typ, name, inputs, rid, state), state
+        return self._service_outputs(typ, name, inputs, rid, state, region), state
 
     def _network_outputs(self, typ: str, name: str, inputs: dict[str, Any], rid: str, state: dict[str, Any]) -> str:
         """EC2 and VPC resources: their ids' prefixes and addresses; returns the id."""
@@ -136,22 +147,31 @@ class OfflineMocks(pulumi.runtime.Mocks):
             rid = f"sg-{rid}"
         return rid
 
-    def _service_outputs(self, typ: str, name: str, inputs: dict[str, Any], rid: str, state: dict[str, Any]) -> str:
+    def _service_outputs(self, typ: str, name: str, inputs: dict[str, Any], rid: str, state: dict[str, Any],
+                         region: str) -> str:
         """The other services' names, ARNs and computed outputs; returns the id."""
         if typ == "aws:acm/certificate:Certificate":
-            rid = f"arn:aws:acm:{self.region}:{OFFLINE_ACCOUNT}:certificate/{rid}"
-            domain = inputs["domainName"]
+            rid = f"arn:aws:acm:{region}:{OFFLINE_ACCOUNT}:certificate/{rid}"
+            # One CNAME per name, the same for every certificate of the account (any region).
             state.update(arn=rid, domainValidationOptions=[{
                 "domainName": domain, "resourceRecordName": f"_{_fake_id('v', domain)}.{domain}.",
                 "resourceRecordType": "CNAME",
-                "resourceRecordValue": f"_{_fake_id('w', domain)}.acm-validations.aws."}])
+                "resourceRecordValue": f"_{_fake_id('w', domain)}.acm-validations.aws."}
+                for domain in [inputs["domainName"], *inputs.get("subjectAlternativeNames", [])]])
+        elif typ == "aws:globalaccelerator/accelerator:Accelerator":
+            rid = f"arn:aws:globalaccelerator::{OFFLINE_ACCOUNT}:accelerator/{rid}"
+            state.update(arn=rid, dnsName=f"a{_fake_id(typ, name)}.awsglobalaccelerator.com",
+                         hostedZoneId="Z2BJ6XQ5FK7U4H", ipSets=[{"ipFamily": "IPv4", "ipAddresses": [
+                             _fake_ip(name + "-1", 75), _fake_ip(name + "-2", 99)]}])
+        elif typ == "aws:globalaccelerator/listener:Listener":
+            rid = f"{inputs['acceleratorArn']}/listener/{rid[:8]}"
         elif typ == "aws:route53/record:Record":
             state.update(fqdn=inputs["name"].rstrip("."))
         elif typ == "aws:lb/targetGroup:TargetGroup":
-            state.update(arn=f"arn:aws:elasticloadbalancing:{self.region}:{OFFLINE_ACCOUNT}:targetgroup/"
+            state.update(arn=f"arn:aws:elasticloadbalancing:{region}:{OFFLINE_ACCOUNT}:targetgroup/"
                              f"{(inputs.get('name') or name)[:32]}/{rid[:16]}")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
-            state.update(dnsName=f"{name}-{rid[:8]}.elb.{self.region}.amazonaws.com", zoneId="Z1CMS0P5QUZ6D5")
+            state.update(dnsName=f"{name}-{rid[:8]}.elb.{region}.amazonaws.com", zoneId="Z1CMS0P5QUZ6D5")
         elif typ == "aws:s3/bucket:Bucket":  # S3 appends 26 characters to the prefix
             rid = inputs.get("bucket") or (inputs.get("bucketPrefix", "") + _fake_id(typ, name + "-suffix")
                                            + "0" * 26)[:len(inputs.get("bucketPrefix", "")) + 26]
@@ -164,16 +184,16 @@ class OfflineMocks(pulumi.runtime.Mocks):
             if typ == "aws:iam/role:Role":  # IAM's ARNs have no region
                 state.update(arn=f"arn:aws:iam::{OFFLINE_ACCOUNT}:role/{state['name']}")
             elif typ == "aws:lambda/function:Function":
-                state.update(arn=f"arn:aws:lambda:{self.region}:{OFFLINE_ACCOUNT}:function:{state['name']}")
+                state.update(arn=f"arn:aws:lambda:{region}:{OFFLINE_ACCOUNT}:function:{state['name']}")
             elif typ == "aws:cloudwatch/eventRule:EventRule":
-                state.update(arn=f"arn:aws:events:{self.region}:{OFFLINE_ACCOUNT}:rule/{state['name']}")
+                state.update(arn=f"arn:aws:events:{region}:{OFFLINE_ACCOUNT}:rule/{state['name']}")
         elif typ == "aws:ssm/parameter:Parameter":
             # A changed value is a new version, as in Parameter Store (one per distinct value here).
             value = str(inputs.get("value", inputs.get("insecureValue", "")))
-            state.update(arn=f"arn:aws:ssm:{self.region}:{OFFLINE_ACCOUNT}:parameter{inputs['name']}",
+            state.update(arn=f"arn:aws:ssm:{region}:{OFFLINE_ACCOUNT}:parameter{inputs['name']}",
                          version=1 + int(hashlib.sha256(value.encode()).hexdigest(), 16) % 997)
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
-            state.update(arn=f"arn:aws:logs:{self.region}:{OFFLINE_ACCOUNT}:log-group:{inputs['name']}")
+            state.update(arn=f"arn:aws:logs:{region}:{OFFLINE_ACCOUNT}:log-group:{inputs['name']}")
         elif typ == "tls:index/privateKey:PrivateKey":
             state.update(privateKeyPem=stand_in(name), publicKeyOpenssh=f"ssh-rsa AAAAoffline{rid} {name}\n")
         elif typ == "tls:index/selfSignedCert:SelfSignedCert":

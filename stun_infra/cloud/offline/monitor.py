@@ -40,6 +40,7 @@ class Registration:
     dependencies: frozenset[str] = frozenset()  # URNs this resource waits for
     delete_before_replace: bool = False
     replace_on_changes: tuple[str, ...] = ()  # input names whose change replaces the resource
+    provider: str = ""  # an explicit provider's reference ("" = the default provider)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -76,7 +77,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 dependencies=frozenset(request.dependencies)
                 | {u for deps in request.propertyDependencies.values() for u in deps.urns},
                 delete_before_replace=bool(request.deleteBeforeReplace),
-                replace_on_changes=tuple(request.replaceOnChanges)))
+                replace_on_changes=tuple(request.replaceOnChanges), provider=request.provider))
         return response
 
 
