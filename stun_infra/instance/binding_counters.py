@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stun_infra.instance import live_sessions, metrics
+from stun_infra.instance import flood_limits, live_sessions, metrics
 from stun_infra.settings import Settings
 from stun_infra.instance.services import CONFIGURED
 from stun_infra.instance.stage import InstanceFile, Stage, unit_settings
@@ -73,8 +73,10 @@ COUNTERS = (
 
 
 def nft_ruleset(settings: Settings) -> str:
-    """The nftables file that creates (or recreates) the counting table."""
+    """The nftables file that creates (or recreates) the counting table, with the per-source
+    limit on credential-carrying TURN requests (stun_infra.instance.flood_limits)."""
     return render("stun-counters.nft.j2", table=TABLE, port=settings.stun_port, counters=COUNTERS,
+                  limits=flood_limits.template_values(),
                   requests=[c for c in COUNTERS if c.inbound], responses=[c for c in COUNTERS if not c.inbound])
 
 
@@ -85,6 +87,7 @@ def reporter_script(settings: Settings) -> str:
                   dimension_sets=metrics.counter_dimension_sets(), instance_dimension=metrics.INSTANCE_DIMENSION,
                   ruleset_path=RULESET_PATH, state_path=STATE_PATH, publish_timeout=PUBLISH_TIMEOUT_SECONDS,
                   env_names=list(METRICS_ENV), live_metric=metrics.LIVE_SESSIONS,
+                  heartbeat_metric=metrics.HEARTBEAT, disk_metric=metrics.ROOT_DISK_USED, units=metrics.GAUGE_UNITS,
                   **live_sessions.template_values(settings))
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stun_infra.instance import flood_limits
 from stun_infra.settings import Settings
 from stun_infra.instance.services import CONFIGURE_UNIT, CONFIGURED
 from stun_infra.instance.stage import UNIT_DIR, InstanceFile, Stage
@@ -156,7 +157,10 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
 
 
 DROP_IN_PATH = f"{UNIT_DIR}/coturn.service.d/stun-infra.conf"
-LOGROTATE_PATH = "/etc/logrotate.d/stun-infra-coturn"
+# Not in /etc/logrotate.d: its own timer is the one runner, every minute (flood_limits).
+LOGROTATE_PATH = "/etc/stun-infra/coturn.logrotate"
+LOGROTATE_STATE = "/var/lib/stun-infra/coturn-logrotate.status"
+LOGROTATE_UNITS = ("stun-coturn-logrotate.service", "stun-coturn-logrotate.timer")
 # After Debian's 50unattended-upgrades: apt appends list entries across files.
 UNATTENDED_UPGRADES_PATH = "/etc/apt/apt.conf.d/51stun-infra-unattended-upgrades"
 NEVER_UPGRADED_UNATTENDED = ("coturn",)  # restarting it drops every call: it rolls with new instances
@@ -165,6 +169,19 @@ NEVER_UPGRADED_UNATTENDED = ("coturn",)  # restarting it drops every call: it ro
 def privileged_ports(settings: Settings) -> list[int]:
     """Listening ports below 1024: coturn's user gets CAP_NET_BIND_SERVICE for them."""
     return sorted(p for p in (settings.stun_port, *settings.tls.coturn_ports) if p < 1024)
+
+
+def log_rotation(log_file: str) -> str:
+    """logrotate's config for coturn's log: daily, or sooner by size (flood_limits)."""
+    return render("coturn.logrotate.j2", log_file=log_file, max_megabytes=flood_limits.LOG_MAX_MEGABYTES,
+                  kept=flood_limits.LOG_KEPT, timer=LOGROTATE_UNITS[1])
+
+
+def log_rotation_units(config: str = LOGROTATE_PATH, state: str = LOGROTATE_STATE) -> dict[str, str]:
+    """The rotation's service (logrotate on that config alone, its own state) and its timer."""
+    values = dict(config=config, state=state, calendar=flood_limits.LOG_CHECK_CALENDAR,
+                  max_megabytes=flood_limits.LOG_MAX_MEGABYTES)
+    return {unit: render(f"{unit}.j2", **values) for unit in LOGROTATE_UNITS}
 
 
 def stage(settings: Settings, boot: "BootInputs") -> Stage:
@@ -178,9 +195,10 @@ def stage(settings: Settings, boot: "BootInputs") -> Stage:
         "coturn",
         files=(InstanceFile(DROP_IN_PATH, render("coturn-drop-in.conf.j2", privileged_ports=privileged_ports(settings),
                                                         configure_unit=CONFIGURE_UNIT, configured=CONFIGURED)),
-               InstanceFile(LOGROTATE_PATH, render("coturn.logrotate.j2", log_file=INSTANCE_PATHS.log_file)),
+               InstanceFile(LOGROTATE_PATH, log_rotation(INSTANCE_PATHS.log_file)),
                InstanceFile(UNATTENDED_UPGRADES_PATH,
                             render("coturn.unattended-upgrades.j2", packages=NEVER_UPGRADED_UNATTENDED))),
+        units=log_rotation_units(), enable=(LOGROTATE_UNITS[1],),
         script=render("stages/coturn.sh.j2", boot=boot, paths=INSTANCE_PATHS,
                       turnserver_conf=turnserver_conf(settings, **shell),
                       turnserver_conf_ipv6=turnserver_conf(settings, **shell, ipv6="${IPV6}")))

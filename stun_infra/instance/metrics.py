@@ -22,6 +22,14 @@ COUNTER_METRICS = (*BINDING_METRICS, BINDING_REQUESTS_IPV6, UDP_ALLOCATIONS)  # 
 # dimension sets, only with TURN on. Each instance reports once a minute (timer runs >= 60 s
 # apart), so the no-dimension series' Sum over a minute is the fleet's live sessions.
 LIVE_SESSIONS = "LiveSessions"
+# Published by every run of the reporter, with the same dimension sets: 1 (so the fleet
+# series' Sum over a minute is the number of instances reporting, which divides the live
+# sessions for scaling and is compared with the instances in service for the alarm), and the
+# root file system's used space in percent. Both go out even when the counters cannot (a
+# state that cannot be saved): a full disk still says so.
+HEARTBEAT = "ReporterHeartbeat"
+ROOT_DISK_USED = "RootDiskUsedPercent"
+GAUGE_UNITS = {HEARTBEAT: "Count", ROOT_DISK_USED: "Percent"}
 
 SESSIONS_CLOSED = "SessionsClosed"
 ALLOCATIONS = "Allocations"

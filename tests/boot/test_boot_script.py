@@ -453,7 +453,7 @@ print(json.dumps({{
     # dimension (a set: moto lists a no-dimension metric once per datum)
     assert set(map(json.dumps, published["listed"])) == {
         json.dumps([namespace, m, dims])
-        for m in (*metrics.COUNTER_METRICS, *([metrics.LIVE_SESSIONS] if booted.settings.turn else []))
+        for m in (*metrics.COUNTER_METRICS, *metrics.GAUGE_UNITS, *([metrics.LIVE_SESSIONS] if booted.settings.turn else []))
         for dims in ([], [["InstanceId", instance_id]])}
     # TURN on: the live sessions went out with every run, beside the counters (their values:
     # the allocations the boot checks held when it ran; tests/instance/metrics counts them exactly)

@@ -11,7 +11,8 @@ import pytest
 
 from stun_infra.instance import metrics
 from stun_infra.cloud.components.fleet import GROUP_METRICS
-from stun_infra.cloud.components.monitoring import SESSIONS_NEAR_QUOTA_PERCENT, sessions_load_expression
+from stun_infra.cloud.components.monitoring import (DISK_USED_HIGH_PERCENT, SESSIONS_NEAR_QUOTA_PERCENT, WARM_UP_MINUTES,
+                                                    sessions_load_expression)
 from stun_infra.settings import load_settings
 from stun_infra.instance.cloudwatch_agent import agent_config
 from tests.conftest import AGENT_SCHEMA, REGION, program
@@ -197,7 +198,8 @@ def test_autoscale_alarms_and_their_dimensions(autoscale):
     found = alarms(autoscale)
     group = {"AutoScalingGroupName": autoscale.outputs["asg_name"]}
     assert set(found) == {"stun-infra-test-in-service-low", "stun-infra-test-cpu-high",
-                          "stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota"}
+                          "stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota",
+                          "stun-infra-test-not-reporting", "stun-infra-test-disk-high"}
     low = found["stun-infra-test-in-service-low"]
     assert (low["namespace"], low["metricName"], low["dimensions"], low["threshold"]) == (
         "AWS/AutoScaling", "GroupInServiceInstances", group, 2)
@@ -220,8 +222,9 @@ def test_static_alarms_and_their_dimensions(static):
     found = alarms(static)
     ids = static.outputs["instance_ids"]
     assert len(ids) == 3 and len(set(ids)) == 3
-    assert set(found) == {f"stun-infra-test-{k}-{i}" for k in ("status-check", "cpu-high", "bindings-stalled")
-                          for i in range(3)} | {"stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota"}
+    assert set(found) == {f"stun-infra-test-{k}-{i}" for k in ("status-check", "cpu-high", "bindings-stalled",
+                                                               "not-reporting") for i in range(3)} | {
+        "stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota", "stun-infra-test-disk-high"}
     for i, instance in enumerate(ids):
         check = found[f"stun-infra-test-status-check-{i}"]
         assert (check["metricName"], check["dimensions"]) == ("StatusCheckFailed", {"InstanceId": instance})
@@ -321,11 +324,12 @@ def test_every_counter_series_read_is_one_the_reporter_publishes(mode, static, a
 
 # -- the stalled expression, evaluated ------------------------------------------------
 # A tiny CloudWatch metric-math evaluator for the forms the alarm uses: IF, FILL, numbers,
-# query ids, comparisons (1 or 0), AND/OR (below comparisons), parentheses. Each series is a
+# query ids, + - * / (a division by zero: no value), comparisons (1 or 0), AND/OR (below
+# comparisons), parentheses. Each series is a
 # list of per-minute values, None where no datum was published; FILL replaces those.
 
 def _tokens(text: str) -> list[str]:
-    tokens = re.findall(r"\s*(>=|<=|==|!=|[<>(),]|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?)", text)
+    tokens = re.findall(r"\s*(>=|<=|==|!=|[<>(),*/+-]|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?)", text)
     assert "".join(tokens) == re.sub(r"\s+", "", text), f"cannot tokenize {text!r}"
     return tokens
 
@@ -371,11 +375,25 @@ def evaluate(expression: str, series: dict[str, list[float | None]]) -> list[flo
     ops = {">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__,
            "==": float.__eq__, "!=": float.__ne__}
 
+    arithmetic_ops = {"*": lambda a, b: a * b, "/": lambda a, b: a / b if b else None,
+                      "+": lambda a, b: a + b, "-": lambda a, b: a - b}
+
+    def binary(operand, symbols):
+        def parse():
+            value = operand()
+            while pos < len(tokens) and tokens[pos] in symbols:
+                f = arithmetic_ops[take()]
+                value = pointwise(f, value, operand())
+            return value
+        return parse
+
+    arithmetic = binary(binary(primary, ("*", "/")), ("+", "-"))
+
     def comparison():
-        left = primary()
+        left = arithmetic()
         if pos < len(tokens) and tokens[pos] in ops:
             op = ops[take()]
-            right = primary()
+            right = arithmetic()
             return pointwise(lambda a, b: float(op(float(a), float(b))), left, right)
         return left
 
@@ -442,3 +460,63 @@ def test_dashboard_json_is_built_whole_so_no_value_breaks_out_of_its_string():
     region = 'eu-west-3", "x": "y'
     body = json.loads(dashboard_body(region, NAMESPACE, None, ["i-1"]))
     assert {w["properties"]["region"] for w in body["widgets"]} == {region}
+
+
+# -- metrics that stop, and the disk ----------------------------------------------------
+
+def not_reporting_series(alarm: dict, **series: list[float | None]) -> list[float | None]:
+    queries = {q["id"]: q for q in alarm["metricQueries"]}
+    assert set(queries) == {*series, "missing"} and queries["missing"]["returnData"] is True
+    assert queries["reporting"]["metric"]["metricName"] == metrics.HEARTBEAT
+    assert queries["reporting"]["metric"]["stat"] == "Sum"
+    return evaluate(queries["missing"]["expression"], series)
+
+
+def test_an_in_service_instance_whose_reporter_stops_alarms_after_three_minutes(autoscale):
+    alarm = alarms(autoscale)["stun-infra-test-not-reporting"]
+    queries = {q["id"]: q for q in alarm["metricQueries"]}
+    assert queries["inservice"]["metric"]["dimensions"] == {"AutoScalingGroupName": autoscale.outputs["asg_name"]}
+    assert "dimensions" not in queries["reporting"]["metric"]  # the fleet series: one datum per reporting instance
+    inservice = [3.0] * 6
+    assert alarms_after(alarm, not_reporting_series(alarm, inservice=inservice, reporting=[3.0, 3.0, 3.0, 2.0, 2.0, 2.0]))
+    assert not alarms_after(alarm, not_reporting_series(alarm, inservice=inservice, reporting=[3.0] * 4 + [2.0] * 2))
+    # every reporter stopped: no datum at all still counts as none reporting
+    assert alarms_after(alarm, not_reporting_series(alarm, inservice=inservice, reporting=[None] * 6))
+    # scale-out: a new instance in service reports within its first minute or two
+    assert not alarms_after(alarm, not_reporting_series(alarm, inservice=[3.0, 4.0, 4.0, 4.0],
+                                                        reporting=[3.0, 3.0, 3.0, 4.0]))
+    # a draining instance leaves service before its reporter stops
+    assert not alarms_after(alarm, not_reporting_series(alarm, inservice=[2.0] * 4, reporting=[3.0] * 4))
+
+
+def test_a_static_instance_that_runs_but_never_reports_alarms_after_its_warm_up(static):
+    """A boot that stopped before its metrics stage leaves a running instance, serving nothing,
+    with no metric of its own: EC2's CPU series says it runs, the missing heartbeat alarms."""
+    ids = static.outputs["instance_ids"]
+    for i, instance in enumerate(ids):
+        alarm = alarms(static)[f"stun-infra-test-not-reporting-{i}"]
+        queries = {q["id"]: q for q in alarm["metricQueries"]}
+        assert queries["running"]["metric"] == {"namespace": "AWS/EC2", "metricName": "CPUUtilization",
+                                                "dimensions": {"InstanceId": instance}, "period": 60,
+                                                "stat": "Average"}
+        assert queries["reporting"]["metric"]["dimensions"] == {metrics.INSTANCE_DIMENSION: instance}
+    alarm = alarms(static)["stun-infra-test-not-reporting-0"]
+    assert alarm["evaluationPeriods"] == WARM_UP_MINUTES == 10
+    running = [2.0] * 12
+    assert alarms_after(alarm, not_reporting_series(alarm, running=running, reporting=[None] * 12))
+    booted = [None] * 4 + [1.0] * 8  # a boot that reports within its warm-up
+    assert not alarms_after(alarm, not_reporting_series(alarm, running=running, reporting=booted))
+    stopped = [None] * 12  # a stopped instance has no CPU datum: nothing to say
+    assert not alarms_after(alarm, not_reporting_series(alarm, running=stopped, reporting=[None] * 12))
+    later = [1.0] * 2 + [None] * 10  # reported, then stopped reporting while running
+    assert alarms_after(alarm, not_reporting_series(alarm, running=running, reporting=later))
+
+
+@pytest.mark.parametrize("mode", ["static", "autoscale"])
+def test_the_fullest_root_disk_of_the_fleet_alarms_above_80_percent(mode, static, autoscale):
+    alarm = alarms({"static": static, "autoscale": autoscale}[mode])["stun-infra-test-disk-high"]
+    assert (alarm["namespace"], alarm["metricName"], alarm["statistic"], alarm["comparisonOperator"],
+            alarm["threshold"], alarm["evaluationPeriods"]) == (
+        NAMESPACE, metrics.ROOT_DISK_USED, "Maximum", "GreaterThanOrEqualToThreshold", DISK_USED_HIGH_PERCENT, 5)
+    assert "dimensions" not in alarm  # the fleet series every reporter also publishes (counter_dimension_sets)
+    assert [] in metrics.counter_dimension_sets()

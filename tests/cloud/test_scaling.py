@@ -25,7 +25,7 @@ def test_cpu_is_the_default_policy(autoscale_run):
     assert config["targetValue"] == 60 and "customizedMetricSpecification" not in config
 
 
-def test_sessions_policy_tracks_live_sessions_per_in_service_instance(sessions_run):
+def test_sessions_policy_tracks_live_sessions_per_reporting_instance(sessions_run):
     (policy,) = sessions_run.of_type(POLICY)
     config = policy.inputs["targetTrackingConfiguration"]
     assert policy.name == "stun-infra-test-sessions-target" and policy.inputs["policyType"] == "TargetTrackingScaling"
@@ -35,11 +35,21 @@ def test_sessions_policy_tracks_live_sessions_per_in_service_instance(sessions_r
     assert queries["sessions"] == {"id": "sessions", "returnData": False, "metricStat": {
         "metric": {"namespace": metrics.namespace("test"), "metricName": metrics.LIVE_SESSIONS},  # the fleet series
         "stat": "Sum", "period": 60}}
-    assert queries["inservice"] == {"id": "inservice", "returnData": False, "metricStat": {
-        "metric": {"namespace": "AWS/AutoScaling", "metricName": "GroupInServiceInstances",
-                   "dimensions": [{"name": "AutoScalingGroupName", "value": sessions_run.outputs["asg_name"]}]},
-        "stat": "Average", "period": 60}}
+    assert queries["reporting"] == {"id": "reporting", "returnData": False, "metricStat": {
+        "metric": {"namespace": metrics.namespace("test"), "metricName": metrics.HEARTBEAT},  # 1 per instance report
+        "stat": "Sum", "period": 60}}
     per_instance = queries["per_instance"]
-    assert per_instance["expression"] == SESSIONS_PER_INSTANCE == "sessions / inservice"
+    assert per_instance["expression"] == SESSIONS_PER_INSTANCE == "sessions / reporting"
     # exactly one query returns data: the single time series target tracking follows
     assert [q["id"] for q in queries.values() if q["returnData"]] == ["per_instance"]
+
+
+def test_an_instance_whose_reporter_stopped_does_not_lower_the_sessions_per_instance(sessions_run):
+    """Three instances carry 300 sessions each; one reporter stops. Per in-service instance the
+    fleet would read 200 (and scale in instances with calls); per reporting instance it stays 300."""
+    from tests.cloud.test_monitoring import evaluate
+    (policy,) = sessions_run.of_type(POLICY)
+    (per_instance,) = [q for q in policy.inputs["targetTrackingConfiguration"]["customizedMetricSpecification"]
+                       ["metrics"] if q["returnData"]]
+    before_and_after = {"sessions": [900.0, 600.0], "reporting": [3.0, 2.0]}
+    assert evaluate(per_instance["expression"], before_and_after) == [300.0, 300.0]

@@ -247,7 +247,7 @@ def test_no_capability_is_granted_for_unprivileged_ports():
 
 def test_the_package_rotates_coturns_log():
     rotation = instance_files()[LOGROTATE_PATH]
-    assert rotation.startswith(f"{INSTANCE_PATHS.log_file} {{") and "kill -s HUP coturn" in rotation
+    assert f"\n{INSTANCE_PATHS.log_file} {{\n" in rotation and "kill -s HUP coturn" in rotation
 
 
 def test_render_writes_the_instance_files_and_a_local_certificate(tmp_path, capsys):

@@ -139,38 +139,38 @@ class CpuScaling:
 
 @dataclass(frozen=True)
 class SessionsScaling:
-    """Track live TURN sessions per in-service instance at `target`: the fleet's LiveSessions
-    (Sum per minute of every instance's report, `namespace`) divided by the group's
-    GroupInServiceInstances, by metric math (AWS: "Create a target tracking scaling policy
-    using metric math", https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-target-tracking-metric-math.html;
-    its SQS backlog-per-instance example divides by the same group metric)."""
+    """Track live TURN sessions per reporting instance at `target`: the fleet's LiveSessions
+    (Sum per minute of every instance's report, `namespace`) divided by the instances that
+    reported in that minute (the fleet's ReporterHeartbeat Sum: each run sends 1 with its
+    sessions), by metric math (AWS: "Create a target tracking scaling policy using metric
+    math", https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-target-tracking-metric-math.html).
+    Dividing by the group's in-service count instead would read an instance whose reporter
+    stopped as one with no call, and scale in instances that carry calls; a minute in which no
+    instance reported has no datapoint, and target tracking then does nothing."""
     namespace: str
     target: int
 
 
-SESSIONS_PER_INSTANCE = "sessions / inservice"
+SESSIONS_PER_INSTANCE = "sessions / reporting"
 
 
-def sessions_per_instance(namespace: str, group_name: pulumi.Input[str]) -> list:
-    """The customized metric's queries: two metrics and the one expression it returns."""
+def sessions_per_instance(namespace: str) -> list:
+    """The customized metric's queries: the two fleet series and the one expression it returns."""
     spec = aws.autoscaling
+
+    def fleet_sum(id_: str, metric: str):
+        return spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
+            id=id_, return_data=False,
+            metric_stat=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatArgs(
+                metric=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs(
+                    namespace=namespace, metric_name=metric),
+                stat="Sum", period=60))
+
     return [
+        fleet_sum("sessions", metrics.LIVE_SESSIONS),
+        fleet_sum("reporting", metrics.HEARTBEAT),
         spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
-            id="sessions", return_data=False,
-            metric_stat=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatArgs(
-                metric=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs(
-                    namespace=namespace, metric_name=metrics.LIVE_SESSIONS),
-                stat="Sum", period=60)),
-        spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
-            id="inservice", return_data=False,
-            metric_stat=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatArgs(
-                metric=spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs(
-                    namespace="AWS/AutoScaling", metric_name="GroupInServiceInstances",
-                    dimensions=[spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs(
-                        name="AutoScalingGroupName", value=group_name)]),
-                stat="Average", period=60)),
-        spec.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
-            id="per_instance", label="Live TURN sessions per in-service instance",
+            id="per_instance", label="Live TURN sessions per reporting instance",
             expression=SESSIONS_PER_INSTANCE, return_data=True),
     ]
 
@@ -192,7 +192,7 @@ def scaling_policy(name: str, group_name: pulumi.Output[str], scaling: CpuScalin
         target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
             customized_metric_specification=aws.autoscaling.
             PolicyTargetTrackingConfigurationCustomizedMetricSpecificationArgs(
-                metrics=sessions_per_instance(scaling.namespace, group_name)),
+                metrics=sessions_per_instance(scaling.namespace)),
             target_value=float(scaling.target)),
         opts=opts)
 

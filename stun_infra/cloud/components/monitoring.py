@@ -25,6 +25,17 @@ NO_DATA_YET = "missing"
 # 1 in a minute when requests arrived (a missing datum counts as none) and nothing succeeded.
 STALLED_EXPRESSION = "IF(FILL(requests, 0) > 0 AND FILL(successes, 0) == 0, 1, 0)"
 SESSIONS_NEAR_QUOTA_PERCENT = 80  # of totalQuota x instances: time to add instances before coturn says 486
+# Instances in service (or running) that did not report in a minute: each reporter run sends a
+# heartbeat of 1 (metrics.HEARTBEAT), so the fleet's Sum is the instances that reported.
+# Autoscale: an instance is in service only once its configure ran (launch hook), and its first
+# report follows within a minute; static: EC2's CPU series (detailed monitoring, every minute)
+# says the instance runs, and a boot gets WARM_UP_MINUTES to report before a missing heartbeat
+# alarms (a boot that failed before its metrics stage never reports).
+GROUP_NOT_REPORTING = "IF(inservice > 0, inservice - FILL(reporting, 0), 0)"
+INSTANCE_NOT_REPORTING = "IF(running >= 0, 1 - FILL(reporting, 0), 0)"
+GROUP_REPORTING_MINUTES = 3
+WARM_UP_MINUTES = 10
+DISK_USED_HIGH_PERCENT = 80  # of the fullest instance's root file system, for 5 minutes
 
 
 def sessions_load_expression(total_quota: int, instances: int | None) -> str:
@@ -122,6 +133,11 @@ class Monitoring(pulumi.ComponentResource):
                         threshold=args.min_size, evaluation_periods=3, datapoints_to_alarm=3,
                         treat_missing_data=NO_DATA_YET)
             self._cpu_high(name, "cpu-high", args, actions, "Average CPU", group)
+            self._not_reporting(
+                name, "not-reporting", args, actions,
+                f"In-service instances sent no metrics for {GROUP_REPORTING_MINUTES} minutes",
+                self._query("inservice", "AWS/AutoScaling", "GroupInServiceInstances", "Minimum", group),
+                GROUP_NOT_REPORTING, GROUP_REPORTING_MINUTES)
         for i, instance_id in enumerate(args.instance_ids):
             instance = {"InstanceId": instance_id}
             self._alarm(name, f"status-check-{i}", args, actions,
@@ -131,12 +147,18 @@ class Monitoring(pulumi.ComponentResource):
                         threshold=1, evaluation_periods=2, datapoints_to_alarm=2,
                         treat_missing_data=NO_DATA_YET)
             self._cpu_high(name, f"cpu-high-{i}", args, actions, f"Instance {i} CPU", instance)
+            self._not_reporting(
+                name, f"not-reporting-{i}", args, actions,
+                f"Instance {i} runs but sent no metrics for {WARM_UP_MINUTES} minutes (a boot that stopped?)",
+                self._query("running", "AWS/EC2", "CPUUtilization", "Average", instance),
+                INSTANCE_NOT_REPORTING, WARM_UP_MINUTES, {metrics.INSTANCE_DIMENSION: instance_id})
             # One instance can stop answering while the others keep the fleet series healthy.
             self._bindings_stalled(name, f"bindings-stalled-{i}", args, actions,
                                    f"Instance {i}: binding requests arrive but no binding succeeds",
                                    {metrics.INSTANCE_DIMENSION: instance_id})
         self._bindings_stalled(name, "bindings-stalled", args, actions,
                                "Binding requests arrive but no binding succeeds")
+        self._disk_high(name, args, actions)
         if args.turn and args.total_quota:
             self._sessions_near_quota(name, args, actions)
         self.register_outputs({"dashboard_url": self.dashboard_url, "alarm_topic_arn": self.topic.arn})
@@ -158,51 +180,61 @@ class Monitoring(pulumi.ComponentResource):
     def _sessions_near_quota(self, name: str, args: MonitoringArgs, actions: list) -> None:
         """The fleet's live sessions near what its instances admit (totalQuota each): beyond it
         coturn refuses allocations (486). Autoscale: over the group's in-service instances."""
-        queries = [aws.cloudwatch.MetricAlarmMetricQueryArgs(
-            id="sessions", return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                namespace=args.metric_namespace, metric_name=metrics.LIVE_SESSIONS, period=PERIOD, stat="Sum"))]
+        queries = [self._query("sessions", args.metric_namespace, metrics.LIVE_SESSIONS, "Sum")]
         instances = None if args.asg_name is not None else len(args.instance_ids)
         if instances is None:
-            queries.append(aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                id="inservice", return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace="AWS/AutoScaling", metric_name="GroupInServiceInstances",
-                    dimensions={"AutoScalingGroupName": args.asg_name}, period=PERIOD, stat="Minimum")))
+            queries.append(self._query("inservice", "AWS/AutoScaling", "GroupInServiceInstances", "Minimum",
+                                       {"AutoScalingGroupName": args.asg_name}))
         queries.append(aws.cloudwatch.MetricAlarmMetricQueryArgs(
             id="load", return_data=True, label="Live sessions, percent of totalQuota x instances",
             expression=sessions_load_expression(args.total_quota, instances)))
+        self._math_alarm(name, "sessions-near-quota", args, actions,
+                         (f"Live TURN sessions above {SESSIONS_NEAR_QUOTA_PERCENT}% of totalQuota "
+                          f"({args.total_quota}) x instances for 3 minutes"),
+                         queries, minutes=3, threshold=SESSIONS_NEAR_QUOTA_PERCENT)
+
+    def _query(self, id_: str, namespace: pulumi.Input[str], metric: str, stat: str,
+               dimensions: dict[str, pulumi.Input[str]] | None = None) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=id_, return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace=namespace, metric_name=metric, dimensions=dimensions, period=PERIOD, stat=stat))
+
+    def _not_reporting(self, name: str, key: str, args: MonitoringArgs, actions: list, description: str,
+                       reference: aws.cloudwatch.MetricAlarmMetricQueryArgs, expression: str,
+                       minutes: int, dimensions: dict[str, pulumi.Input[str]] | None = None) -> None:
+        """Metrics that stop say so: instances that should report and did not, for `minutes`."""
+        self._math_alarm(name, key, args, actions, description, [
+            reference, self._query("reporting", args.metric_namespace, metrics.HEARTBEAT, "Sum", dimensions),
+            aws.cloudwatch.MetricAlarmMetricQueryArgs(id="missing", return_data=True, label="Instances not reporting",
+                                                      expression=expression)], minutes=minutes)
+
+    def _math_alarm(self, name: str, key: str, args: MonitoringArgs, actions: list, description: str,
+                    queries: list, minutes: int, threshold: float = 1) -> None:
+        """An alarm on metric math: the last query's value at or above `threshold` for `minutes`
+        minutes in a row; a minute without a value does not count (notBreaching)."""
         self.alarms.append(aws.cloudwatch.MetricAlarm(
-            f"{name}-sessions-near-quota",
-            alarm_description=(f"Live TURN sessions above {SESSIONS_NEAR_QUOTA_PERCENT}% of totalQuota "
-                               f"({args.total_quota}) x instances for 3 minutes"),
-            comparison_operator="GreaterThanOrEqualToThreshold", threshold=SESSIONS_NEAR_QUOTA_PERCENT,
-            evaluation_periods=3, datapoints_to_alarm=3, treat_missing_data="notBreaching",
+            f"{name}-{key}", alarm_description=description,
+            comparison_operator="GreaterThanOrEqualToThreshold", threshold=threshold,
+            evaluation_periods=minutes, datapoints_to_alarm=minutes, treat_missing_data="notBreaching",
             metric_queries=queries, alarm_actions=actions, ok_actions=actions,
-            tags=tagged(args.tags, f"{name}-sessions-near-quota"), opts=child_opts(self)))
+            tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self)))
+
+    def _disk_high(self, name: str, args: MonitoringArgs, actions: list) -> None:
+        self._alarm(name, "disk-high", args, actions,
+                    alarm_description=(f"An instance's root file system above {DISK_USED_HIGH_PERCENT}% "
+                                       "for 5 minutes (coturn's log, most likely)"),
+                    namespace=args.metric_namespace, metric_name=metrics.ROOT_DISK_USED, statistic="Maximum",
+                    comparison_operator="GreaterThanOrEqualToThreshold", threshold=DISK_USED_HIGH_PERCENT,
+                    evaluation_periods=5, datapoints_to_alarm=5, treat_missing_data=NO_DATA_YET)
 
     def _bindings_stalled(self, name: str, key: str, args: MonitoringArgs, actions: list, description: str,
                           dimensions: dict[str, pulumi.Input[str]] | None = None) -> None:
         """Requests still arrive but nothing succeeds: the server is up for the kernel, down for clients.
         Without dimensions: the fleet series (metrics.fleet_dimensions), in both modes; with
         {InstanceId: id}: that instance's series (static mode, one alarm per instance)."""
-
-        def query(id_: str, metric: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
-            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                id=id_, return_data=False,
-                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace=args.metric_namespace, metric_name=metric, dimensions=dimensions,
-                    period=PERIOD, stat="Sum"))
-
-        self.alarms.append(aws.cloudwatch.MetricAlarm(
-            f"{name}-{key}",
-            alarm_description=description,
-            comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
-            evaluation_periods=3, datapoints_to_alarm=3, treat_missing_data="notBreaching",
-            metric_queries=[
-                query("requests", metrics.BINDING_REQUESTS),
-                query("successes", metrics.BINDING_SUCCESSES),
-                aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                    id="stalled", return_data=True, label="Requests without successes",
-                    expression=STALLED_EXPRESSION),
-            ],
-            alarm_actions=actions, ok_actions=actions,
-            tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self)))
+        self._math_alarm(name, key, args, actions, description, [
+            self._query("requests", args.metric_namespace, metrics.BINDING_REQUESTS, "Sum", dimensions),
+            self._query("successes", args.metric_namespace, metrics.BINDING_SUCCESSES, "Sum", dimensions),
+            aws.cloudwatch.MetricAlarmMetricQueryArgs(id="stalled", return_data=True,
+                                                      label="Requests without successes",
+                                                      expression=STALLED_EXPRESSION)], minutes=3)

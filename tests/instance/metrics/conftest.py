@@ -104,27 +104,34 @@ class FakeAws:
 
 
 def published(call: dict, *, region: str = REGION, namespace: str = NAMESPACE,
-              instance_id: str = INSTANCE_ID, live: bool = False) -> dict[str, int]:
+              instance_id: str = INSTANCE_ID, live: bool = False, counters: bool = True) -> dict[str, int]:
     """metric -> value of one `aws cloudwatch put-metric-data` call, after checking the call
     exactly: the command, region and namespace, and for every counter metric (and, when
     `live`, the live sessions) two datums with the same value, timestamp and unit: one per
-    instance (InstanceId), one with no dimension (the fleet series)."""
+    instance (InstanceId), one with no dimension (the fleet series). The gauges every run
+    sends are checked (heartbeat 1, disk used 0-100 percent) and left out of the result;
+    `counters=False`: a call that carried the gauges alone."""
     argv = call["argv"]
     assert argv[:7] == ["cloudwatch", "put-metric-data", "--region", region, "--namespace", namespace,
                         "--metric-data"] and len(argv) == 8 and argv[7].startswith("file://"), argv
     assert call["aws_pager"] == ""  # never waits on a pager
     data = call["metric_data"]
     values = {d["MetricName"]: d["Value"] for d in data}
-    assert set(values) == {*metrics.COUNTER_METRICS, *([metrics.LIVE_SESSIONS] if live else [])}, data
+    assert set(values) == {*(metrics.COUNTER_METRICS if counters else ()), *metrics.GAUGE_UNITS,
+                           *([metrics.LIVE_SESSIONS] if live else [])}, data
+    disk = values.pop(metrics.ROOT_DISK_USED)
+    assert type(disk) in (int, float) and 0 <= disk <= 100, data
+    assert values.pop(metrics.HEARTBEAT) == 1, data
     assert all(type(v) is int and v >= 0 for v in values.values()), data
     stamp = data[0]["Timestamp"]
     when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
     assert abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()) < 300, stamp
     expected = []
-    for metric, value in values.items():
+    for metric, value in {**values, metrics.ROOT_DISK_USED: disk, metrics.HEARTBEAT: 1}.items():
+        unit = metrics.GAUGE_UNITS.get(metric, "Count")
         expected.append({"MetricName": metric, "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-                         "Timestamp": stamp, "Value": value, "Unit": "Count"})
-        expected.append({"MetricName": metric, "Timestamp": stamp, "Value": value, "Unit": "Count"})
+                         "Timestamp": stamp, "Value": value, "Unit": unit})
+        expected.append({"MetricName": metric, "Timestamp": stamp, "Value": value, "Unit": unit})
     assert sorted(data, key=json.dumps) == sorted(expected, key=json.dumps)
     return values
 

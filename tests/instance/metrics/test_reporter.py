@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import time
 import sys
@@ -255,12 +256,20 @@ def test_counts_go_out_exactly_once_when_the_state_cannot_be_saved(reporter, tmp
     done = run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=10, binding_successes=10), state, aws)
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and "cannot save the state" in done.stderr, done.stderr
+    (gauges_only,) = aws.calls()  # a full disk still reports itself, and the heartbeat
+    assert published(gauges_only, live=True, counters=False) == {metrics.LIVE_SESSIONS: 0}
     blocked.unlink()  # the disk is fixed
     publish(reporter, fake_nft(tmp_path, 4, binding_requests=25, binding_successes=24), state, aws)
     publish(reporter, fake_nft(tmp_path, 4, binding_requests=30, binding_successes=30), state, aws)
-    totals = [sum(published(c, live=True)[metrics.BINDING_REQUESTS] for c in aws.calls()),
-              sum(published(c, live=True)[metrics.BINDING_SUCCESSES] for c in aws.calls())]
+    totals = [sum(published(c, live=True)[metrics.BINDING_REQUESTS] for c in aws.calls()[1:]),
+              sum(published(c, live=True)[metrics.BINDING_SUCCESSES] for c in aws.calls()[1:])]
     assert totals == [30, 30]
+
+
+def test_the_disk_gauge_is_the_used_share_of_the_file_system_df_reports(reporter, tmp_path):
+    st = os.statvfs(tmp_path)
+    used = st.f_blocks - st.f_bfree
+    assert reporter.disk_used_percent(str(tmp_path)) == pytest.approx(100 * used / (used + st.f_bavail), abs=0.1)
 
 
 def test_the_state_left_after_a_publish_is_the_reading_alone(reporter, tmp_path):

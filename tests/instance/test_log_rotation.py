@@ -1,0 +1,73 @@
+"""coturn's log on disk is bounded whatever writes it: logrotate (the real one, on the
+rendered config) rotates it by size between daily rotations, and its timer checks every
+minute. A flood of refused requests (bench/log_flood.py) writes megabytes a second: the
+daily logrotate.timer alone let it fill the disk between two runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stun_infra.instance import coturn, flood_limits
+from stun_infra.instance.stage import unit_settings
+
+from tests.conftest import configure_script, instance_files
+from tests.support.systemd import calendar_elapses, verify_units
+
+MB = 1024 * 1024
+
+
+def logrotate(config: Path, state: Path) -> None:
+    if not shutil.which("logrotate"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("logrotate is missing (CI must run this test): apt-get install logrotate")
+        pytest.skip("logrotate is not installed")
+    done = subprocess.run(["logrotate", "--state", str(state), str(config)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_log_over_its_size_is_rotated_before_the_day_is_over(tmp_path):
+    log, config, state = tmp_path / "turnserver.log", tmp_path / "coturn.logrotate", tmp_path / "status"
+    config.write_text(coturn.log_rotation(str(log)))
+    log.write_text("startup\n")
+    logrotate(config, state)  # the first run records the file: rotated daily from now on
+    assert [p.name for p in tmp_path.glob("turnserver.log*")] == ["turnserver.log"]
+    for flood in (1, 2):  # over the size within the same day, twice
+        with log.open("wb") as f:
+            f.truncate(flood_limits.LOG_MAX_MEGABYTES * MB + flood)
+        logrotate(config, state)
+        assert not log.exists() or log.stat().st_size == 0
+    assert (tmp_path / "turnserver.log.1").stat().st_size == flood_limits.LOG_MAX_MEGABYTES * MB + 2
+    assert (tmp_path / "turnserver.log.2.gz").exists()  # older ones compressed
+    log.write_text("a few lines\n")
+    logrotate(config, state)  # under the size, same day: left alone
+    assert log.read_text() == "a few lines\n"
+
+
+def test_the_rotation_keeps_a_bounded_number_of_files(tmp_path):
+    log, config, state = tmp_path / "turnserver.log", tmp_path / "coturn.logrotate", tmp_path / "status"
+    config.write_text(coturn.log_rotation(str(log)))
+    for _ in range(flood_limits.LOG_KEPT + 3):
+        with log.open("wb") as f:
+            f.truncate(flood_limits.LOG_MAX_MEGABYTES * MB + 1)
+        logrotate(config, state)
+    assert len(list(tmp_path.glob("turnserver.log.*"))) == flood_limits.LOG_KEPT
+
+
+def test_the_log_size_is_checked_every_minute_by_its_own_timer(tmp_path):
+    files = instance_files()
+    units = {name: files[f"/lib/systemd/system/{name}"] for name in coturn.LOGROTATE_UNITS}
+    timer = unit_settings(units["stun-coturn-logrotate.timer"], "Timer")
+    stamps = calendar_elapses(*timer["OnCalendar"], 3)
+    assert {(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])} == {60.0}
+    service = unit_settings(units["stun-coturn-logrotate.service"], "Service")
+    assert service["ExecStart"] == [f"/usr/sbin/logrotate --state {coturn.LOGROTATE_STATE} {coturn.LOGROTATE_PATH}"]
+    assert verify_units(tmp_path, units) == ""
+    # its one runner: not in /etc/logrotate.d, where the daily logrotate.timer would rotate it too
+    assert coturn.LOGROTATE_PATH in files and not [p for p in files if p.startswith("/etc/logrotate.d/")]
+    assert "\nsystemctl enable stun-coturn-logrotate.timer\n" in configure_script()
