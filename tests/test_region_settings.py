@@ -144,3 +144,26 @@ def test_the_accelerator_refuses_a_dualstack_load_balancer():
 
 def test_the_accelerator_takes_an_ipv4_load_balancer_that_passes_tls_through():
     assert load(globalAccelerator="true", mode="autoscale", ipv6="false").global_entry
+
+
+def with_certificate(issued, **raw):
+    return load_settings({"tlsCertificate": issued.cert_pem, "tlsPrivateKey": issued.key_pem,
+                          **{k: json.dumps(v) if isinstance(v, list) else v for k, v in raw.items()}},
+                         stack="test", region=HOME, secret_keys={"stun-infra:tlsPrivateKey"})
+
+
+def test_your_certificate_must_also_name_each_regions_own_name():
+    from tests.support.certs import make_ca
+    issued = make_ca().issue("turn.example.com")
+    with pytest.raises(ConfigError) as caught:
+        with_certificate(issued, regions=THREE, dnsZoneId="Z0123456789ABCDEFGHIJ", dnsName="turn.example.com")
+    (problem,) = caught.value.problems
+    assert problem.startswith("stun-infra:tlsCertificate: names turn.example.com, not eu-west-3.turn.example.com, "
+                              "us-east-1.turn.example.com, ap-southeast-1.turn.example.com")
+
+
+def test_a_wildcard_under_dns_name_covers_every_regions_name():
+    from tests.support.certs import make_ca
+    issued = make_ca().issue("turn.example.com", "*.turn.example.com")
+    s = with_certificate(issued, regions=THREE, dnsZoneId="Z0123456789ABCDEFGHIJ", dnsName="turn.example.com")
+    assert s.regional_dns_names == tuple(f"{r}.turn.example.com" for r in THREE)

@@ -35,6 +35,7 @@ class Result:
     rtt_ms: float | None = None    # STUN: the binding's round trip; TLS, TURN: the whole exchange
     attempts: int = 0
     facts: dict[str, Any] = field(default_factory=dict)
+    region: str = ""  # several regions: where the endpoint is, or which region answered the global one
 
     @property
     def ok(self) -> bool:
@@ -46,7 +47,8 @@ class Result:
                 "check": self.check.kind, "status": self.status, "ok": self.ok,
                 "rtt_ms": round(self.rtt_ms, 2) if self.rtt_ms is not None and self.check.kind.startswith("stun")
                 else None,
-                "attempts": self.attempts, "detail": self.detail, **self.facts}
+                "attempts": self.attempts, "detail": self.detail, **self.facts,
+                **({"region": self.region} if self.region else {})}
 
 
 class _Failed(Exception):
@@ -233,12 +235,16 @@ def progress_line(result: Result) -> str:
 
 
 def table(results: Sequence[Result]) -> str:
-    rows = [("ENDPOINT", "CHECK", "RESULT", "TIME", "DETAIL")]
+    """One row per check; a REGION column when the stack has several regions."""
+    regional = any(r.region for r in results)
+    rows = [("ENDPOINT", *(("REGION",) if regional else ()), "CHECK", "RESULT", "TIME", "DETAIL")]
     for r in results:
-        rows.append((r.check.endpoint, r.check.kind, r.status.upper() if r.status == "fail" else r.status,
+        rows.append((r.check.endpoint, *((r.region or "-",) if regional else ()), r.check.kind,
+                     r.status.upper() if r.status == "fail" else r.status,
                      "" if r.rtt_ms is None else f"{r.rtt_ms:.1f} ms", r.detail))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4]
+    columns = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:columns], widths)) + "  " + row[columns]
                      for row in rows)
 
 

@@ -295,10 +295,23 @@ class Servers:
     secret: str | None = None
     public_ips: tuple[str, ...] = ()
     auth_by_uri: tuple[tuple[str, tuple[str, str]], ...] = ()
+    # Several regions: the global entry's URIs alone, and which region each host is in
+    # ("global" for the entry in front of them).
+    global_stun_uris: tuple[str, ...] = ()
+    global_turn_uris: tuple[str, ...] = ()
+    region_by_host: tuple[tuple[str, str], ...] = ()
 
     @property
     def uris(self) -> list[str]:
         return [*self.stun_uris, *self.turn_uris]
+
+    def region_of(self, host: str, relayed: str | None = None) -> str:
+        """The region `host` is in, "" when the outputs do not say; for the global entry, the
+        region whose instance relayed (its relayed address is an instance's own public IP)."""
+        regions = dict(self.region_by_host)
+        found = regions.get(host, "")
+        answered = regions.get(relayed_host(relayed), "") if relayed else ""
+        return f"global: {answered}" if found == "global" and answered not in ("", "global") else found
 
     def targets(self) -> list[str]:
         """The URIs, plus the same URIs for every public IP they do not already name
@@ -348,7 +361,49 @@ def read_servers(text: str) -> Servers:
     turn_uris = canonical_uris(turn_uris, ("turn", "turns"), "stack outputs on stdin: turn_uris")
     # Static dual stack: each instance's IPv6 address is probed directly too.
     public_ips = tuple(_public_ip(ip) for ip in _string_list(doc, "public_ips") + _string_list(doc, "public_ipv6s"))
-    return Servers(stun_uris, turn_uris, secret, public_ips)
+    global_stun = canonical_uris(_string_list(doc, "global_stun_uris"), ("stun", "stuns"),
+                                 "stack outputs on stdin: global_stun_uris")
+    global_turn = canonical_uris(_string_list(doc, "global_turn_uris"), ("turn", "turns"),
+                                 "stack outputs on stdin: global_turn_uris")
+    regions = _region_hosts(doc)
+    # Several regions: every region's instances are probed directly too.
+    public_ips += tuple(ip for ip, region in regions if _is_ip(ip) and ip not in public_ips)
+    hosts = ((parse_uri(u).host, "global") for u in (*global_stun, *global_turn))
+    return Servers(stun_uris, turn_uris, secret, tuple(dict.fromkeys(public_ips)), global_stun_uris=global_stun,
+                   global_turn_uris=global_turn, region_by_host=tuple(dict((*regions, *hosts)).items()))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def relayed_host(address: str) -> str:
+    """The host of a relayed address as probe reports it (`1.2.3.4:5`, `[2001:db8::1]:5`)."""
+    host = address.rsplit(":", 1)[0]
+    return host[1:-1] if host.startswith("[") else host
+
+
+def _region_hosts(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host, region) for every host a region's outputs name: its URIs' hosts, its instances'
+    addresses, its load balancer's name."""
+    regions = doc.get("regions", {})
+    if not isinstance(regions, dict) or not all(isinstance(v, dict) for v in regions.values()):
+        raise InputError("stack outputs on stdin: regions must map each region to its outputs")
+    out: list[tuple[str, str]] = []
+    for region, outputs in regions.items():
+        shown = printable(str(region))
+        for key in ("stun_uris", "turn_uris"):
+            where = f"stack outputs on stdin: regions.{shown}.{key}"
+            schemes = ("stun", "stuns") if key == "stun_uris" else ("turn", "turns")
+            out += [(parse_uri(u).host, shown) for u in canonical_uris(_string_list(outputs, key), schemes, where)]
+        out += [(_public_ip(ip), shown) for ip in _string_list(outputs, "public_ips") + _string_list(outputs, "public_ipv6s")]
+        if isinstance(outputs.get("load_balancer_dns_name"), str):
+            out.append((outputs["load_balancer_dns_name"], shown))
+    return out
 
 
 def _public_ip(text: str) -> str:

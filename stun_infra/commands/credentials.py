@@ -4,8 +4,9 @@ TURN REST API credentials (username `<expiry>:<user>`, password
 base64(HMAC-SHA1(secret, username))) minted from the stack's shared secret, which
 comes from `--secret` or from the stack outputs on stdin
 (`pulumi stack output --json --show-secrets | stun-infra credentials`). The URIs come
-from the stack outputs, or from TARGETs (a host gets stun:, turn: over UDP and TCP,
-and turns: on the default ports). Paste the result into `new RTCPeerConnection(...)`.
+from the stack outputs (several regions: the global entry's, `--every-region` for each
+region's too), or from TARGETs (a host gets stun:, turn: over UDP and TCP, and turns: on the
+default ports). Paste the result into `new RTCPeerConnection(...)`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_secret_argument(p)
     p.add_argument("--ttl", default="1h", help="lifetime: 30s, 15m, 1h ... at most 24h (default: 1h)")
     p.add_argument("--user", default=DEFAULT_USER, help=f"name in the username (default: {DEFAULT_USER})")
+    p.add_argument("--every-region", action="store_true",
+                   help="several regions: list every region's own URIs after the global ones "
+                        "(default: the global entry's alone, which sends each client to its nearest region)")
     p.add_argument("--tls-port", default=str(DEFAULT_TLS_PORT),
                    help=f"port of the turns: URI for hosts given as TARGET (default: {DEFAULT_TLS_PORT})")
     p.set_defaults(run=run)
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
                 return fail("stdin holds no turn_shared_secret (a STUN-only stack has no TURN credentials); "
                             f"{PIPE_HINT}, or give --secret")
         stun, turn = list(servers.stun_uris), list(servers.turn_uris)
+        if (servers.global_stun_uris or servers.global_turn_uris) and not args.every_region:
+            stun, turn = list(servers.global_stun_uris), list(servers.global_turn_uris)
         for target in targets:
             s, t = _uris_for(target, tls_port)
             stun += s

@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
           f"{retries} retr{'y' if retries == 1 else 'ies'})", file=sys.stderr, flush=True)
     results = asyncio.run(run_checks(checks, timeout=timeout, retries=retries,
                                      progress=lambda r: print(progress_line(r), file=sys.stderr, flush=True)))
+    for result in results:
+        result.region = servers.region_of(result.check.host, result.facts.get("relayed_address"))
     if args.json:
         print(json.dumps(as_json(results), indent=2))
     else:

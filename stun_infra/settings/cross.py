@@ -114,11 +114,15 @@ def _warm_pool_problems(v: dict[str, Any], given: set[str]) -> list[str]:
     return out
 
 
-def region_rules(v: dict[str, Any], home: str) -> list[str]:
+def region_rules(v: dict[str, Any], home: str, unreadable: set[str] = frozenset()) -> list[str]:
     """The regions a stack deploys to, against aws:region (the home region) and each other."""
     p = PROJECT
     out: list[str] = []
     regions = v["regions"] or (home,)
+    if v["tlsCertificate"] and "tlsCertificate" not in unreadable and v["dnsName"] \
+            and (len(regions) > 1 or v["globalAccelerator"]):
+        regional = tuple(f"{region}.{v['dnsName']}" for region in dict.fromkeys((home, *regions)))
+        out += _regional_name_problems(v["tlsCertificate"], v["dnsName"], regional)
     if home not in regions:
         out.append(f"{p}:regions: does not list aws:region ({home}), the home region that keeps the stack's "
                    f"default provider and resource names; add it: {', '.join((home, *regions))}")
@@ -242,6 +246,17 @@ def _certificate_problems(pem: str, dns_name: str) -> list[str]:
         problems.append(f"{key}: names {', '.join(names) or 'no DNS name'}, not {PROJECT}:dnsName ({dns_name}); "
                         "browsers would refuse it: supply a certificate for that name")
     return problems
+
+
+def _regional_name_problems(pem: str, dns_name: str, regional: tuple[str, ...]) -> list[str]:
+    """With a global entry each region answers at its own name too: the user's certificate
+    (already checked to parse and name dnsName) must name those as well."""
+    names = dns_names(first_certificate(pem))
+    if missing := [name for name in regional if not name_matches(name, names)]:
+        return [f"{PROJECT}:tlsCertificate: names {', '.join(names)}, not {', '.join(missing)}: each region answers "
+                f"at its own name under {PROJECT}:dnsName and browsers would refuse it there; supply a certificate "
+                f"that also names those (or *.{dns_name})"]
+    return []
 
 
 def _key_matches_certificate(certificate: str, key: str) -> bool:

@@ -94,7 +94,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str,
         problems.append(message)
     if not problems:
         problems += cross_checks(values, set(raw), set(secret_keys), set(unreadable)) + quotas(values) \
-            + region_rules(values, region)
+            + region_rules(values, region, set(unreadable))
     if problems:
         raise ConfigError(problems)
     fields = {_snake(k): v for k, v in values.items()}
