@@ -27,7 +27,7 @@ from stun_infra.cloud.components.fleet import (AutoscaleFleet, AutoscaleFleetArg
                                                SessionsScaling, StaticFleet, StaticFleetArgs, WarmPool)
 from stun_infra.cloud.components.keypair import KeyPairArgs, SshKeyPair
 from stun_infra.cloud.components.logs import LogsArgs, ServerLogs
-from stun_infra.cloud.components.monitoring import Monitoring, MonitoringArgs
+from stun_infra.cloud.components.monitoring import Monitoring, MonitoringArgs, RegionPanel
 from stun_infra.cloud.components.network import Network, NetworkArgs
 from stun_infra.cloud.components.reconciler import Ipv6TargetReconciler, ReconcilerArgs
 from stun_infra.cloud.components.secrets import SecretsArgs, ServerSecrets
@@ -96,6 +96,7 @@ def build_stack(settings: Settings) -> dict[str, Any]:
     for region in regions_of(settings):
         views[region.settings.region] = build_region(region, shared)
         shared = shared or views[region.settings.region].shared
+    monitor(settings, views)
     outputs = dict(views[settings.region].outputs)  # the home region's, as a one-region stack has them
     if settings.global_entry:
         outputs.update(global_entry(settings, views))
@@ -113,25 +114,40 @@ class RegionView:
     view: FleetView
     outputs: dict[str, Any]
     shared: Shared
+    parts: Parts
+    found: Lookups
 
 
 def build_region(region: RegionSetup, shared: Shared | None) -> RegionView:
-    """One region's complete fleet: network, firewall, access, secrets, logs, fleet, endpoint, alarms."""
+    """One region's complete fleet: network, firewall, access, secrets, logs, fleet, endpoint
+    (its alarms come once every region is built: the home region's dashboard shows them all)."""
     settings, found = region.settings, region.found
     parts = foundation(settings, found, region.opts, shared)
     parts.endpoint = load_balancer(settings, parts)
     instance_side(settings, found, parts)
     outputs: dict[str, Any] = {"mode": settings.mode, "region": settings.region}
     view = autoscale_fleet(settings, parts, outputs) if parts.endpoint else static_fleet(settings, parts, outputs)
-    monitoring = Monitoring(settings.prefix, MonitoringArgs(
-        region=settings.region, metric_namespace=metrics.namespace(settings.stack), asg_name=view.asg_name,
-        instance_ids=view.instance_ids, min_size=view.min_size, cpu_high_percent=settings.cpu_high_percent,
-        alarm_email=settings.alarm_email, session_logging=settings.session_logging, turn=settings.turn,
-        total_quota=settings.total_quota, tags=settings.common_tags), opts=parts.opts)
-    stack_outputs(settings, found, parts, view, monitoring, outputs)
-    return RegionView(settings=settings, view=view, outputs=outputs, shared=shared or Shared(
+    return RegionView(settings=settings, view=view, outputs=outputs, parts=parts, found=found, shared=shared or Shared(
         turn_secret=parts.secrets.turn_secret, key_pair=parts.key_pair,
         validation_fqdns=parts.acm.validation_fqdns if parts.acm else None))
+
+
+def monitor(settings: Settings, views: dict[str, RegionView]) -> None:
+    """Each region's alarms (SNS in that region) and one dashboard, the home region's, with every
+    region's widgets; then each region's outputs."""
+    panels = [RegionPanel(region=r, asg_name=v.view.asg_name, instance_ids=v.view.instance_ids)
+              for r, v in views.items()] if settings.multi_region else []
+    home_url = None
+    for region, v in views.items():
+        s = v.settings
+        monitoring = Monitoring(s.prefix, MonitoringArgs(
+            region=region, metric_namespace=metrics.namespace(s.stack), asg_name=v.view.asg_name,
+            instance_ids=v.view.instance_ids, min_size=v.view.min_size, cpu_high_percent=s.cpu_high_percent,
+            alarm_email=s.alarm_email, session_logging=s.session_logging, turn=s.turn, total_quota=s.total_quota,
+            tags=s.common_tags, panels=panels if not s.added_region else (), dashboard=not s.added_region),
+            opts=v.parts.opts)
+        home_url = home_url or monitoring.dashboard_url
+        stack_outputs(s, v.found, v.parts, v.view, home_url, v.outputs)
 
 
 def foundation(settings: Settings, found: Lookups, opts: pulumi.ResourceOptions | None = None,
@@ -327,14 +343,14 @@ def uris(settings: Settings, hosts: list[pulumi.Input[str]]) -> tuple[pulumi.Out
     return every.apply(lambda u: u[0]), every.apply(lambda u: u[1])
 
 
-def stack_outputs(settings: Settings, found: Lookups, parts: Parts, view: FleetView, monitoring: Monitoring,
-                  outputs: dict[str, Any]) -> dict[str, Any]:
+def stack_outputs(settings: Settings, found: Lookups, parts: Parts, view: FleetView,
+                  dashboard_url: pulumi.Input[str], outputs: dict[str, Any]) -> dict[str, Any]:
     stun_uris, turn_uris = uris(settings, [settings.region_dns_name] if settings.dns_name else view.hosts)
     outputs.update(
         stun_uris=stun_uris,
         key_pair_name=parts.key_pair.key_name,
         private_key_pem=parts.key_pair.private_key_pem,
-        dashboard_url=monitoring.dashboard_url,
+        dashboard_url=dashboard_url,
         ami_name=found.ami_name,
         boot_script_sha256=parts.built.apply(lambda p: p.sha256),
         instance_package_bucket=parts.artifact.bucket_name,

@@ -262,3 +262,36 @@ def test_the_accelerator_needs_a_simple_alias_at_dns_name():
     with pytest.raises(ConfigError) as caught:
         program(regions=THREE, globalAccelerator="true", record_sets=(LATENCY,), **DNS)
     assert "this stack needs a simple alias there" in caught.value.problems[0]
+
+
+def test_one_dashboard_shows_every_region_side_by_side():
+    import json
+    run = program(regions=THREE)
+    (dashboard,) = run.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert region_of(run, dashboard) == "eu-west-3" and dashboard.inputs["dashboardName"] == "stun-infra-test"
+    widgets = json.loads(dashboard.inputs["dashboardBody"])["widgets"]
+    columns: dict[str, set[int]] = {}
+    for w in widgets:
+        columns.setdefault(w["properties"]["region"], set()).add(w["x"])
+        assert w["properties"]["title"].startswith(w["properties"]["region"] + ": ")
+    assert sorted(columns) == sorted(THREE) and all(len(x) == 1 for x in columns.values())
+    assert len({next(iter(x)) for x in columns.values()}) == 3  # three columns, one per region
+    instances = {r.id: region_of(run, r) for r in run.of_type("aws:ec2/instance:Instance")}
+    cpu = [w for w in widgets if "CPU" in w["properties"]["title"]]
+    for w in cpu:
+        assert {instances[row[3]] for row in w["properties"]["metrics"]} == {w["properties"]["region"]}
+
+
+def test_alarms_stay_in_their_region_with_its_own_topic():
+    run = program(regions=THREE)
+    topics = {t.urn: region_of(run, t) for t in run.of_type("aws:sns/topic:Topic")}
+    assert sorted(topics.values()) == sorted(THREE)
+    for alarm in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        (action,) = alarm.inputs["alarmActions"]
+        assert f":{region_of(run, alarm)}:" in action
+
+
+def test_every_regions_dashboard_url_is_the_one_dashboard():
+    run = program(regions=THREE)
+    urls = {v["dashboard_url"] for v in run.outputs["regions"].values()}
+    assert urls == {run.outputs["dashboard_url"]} and "region=eu-west-3" in run.outputs["dashboard_url"]

@@ -60,6 +60,19 @@ class MonitoringArgs:
     cpu_high_percent: int
     alarm_email: str
     tags: dict[str, str]
+    # Several regions: one dashboard, the home region's, with every region's widgets (each
+    # widget names its region); the other regions' Monitoring makes none.
+    panels: Sequence["RegionPanel"] = ()
+    dashboard: bool = True
+
+
+@dataclass(frozen=True)
+class RegionPanel:
+    """One region's fleet as its dashboard widgets read it."""
+
+    region: str
+    asg_name: pulumi.Input[str] | None
+    instance_ids: Sequence[pulumi.Input[str]]
 
 
 def _widget(title: str, metric_rows: list, y: int, x: int, stat: str = "Sum") -> dict:
@@ -71,6 +84,34 @@ def _widget(title: str, metric_rows: list, y: int, x: int, stat: str = "Sum") ->
 def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_ids: list[str],
                    session_logging: bool = False, turn: bool = True) -> str:
     """CloudWatch dashboard JSON; every name comes from the arguments."""
+    return json.dumps({"widgets": region_widgets(region, namespace, asg_name, instance_ids, session_logging, turn)})
+
+
+GRID_WIDTH = 24  # a CloudWatch dashboard's grid
+MAX_COLUMNS = 4  # regions side by side before the next row of regions
+WIDGET_HEIGHT = 6  # each widget's, as _widget makes them
+
+
+def regions_dashboard_body(namespace: str, panels: Sequence[tuple[str, str | None, list[str]]],
+                           session_logging: bool = False, turn: bool = True) -> str:
+    """One dashboard for several regions: each region a column of its own widgets (titles
+    carry the region), side by side, up to MAX_COLUMNS regions a row."""
+    columns = min(len(panels), MAX_COLUMNS)
+    width = GRID_WIDTH // columns
+    widgets: list[dict] = []
+    for i, (region, asg_name, instance_ids) in enumerate(panels):
+        own = region_widgets(region, namespace, asg_name, instance_ids, session_logging, turn)
+        top = (i // columns) * len(own) * WIDGET_HEIGHT
+        for j, widget in enumerate(own):
+            widget.update(x=(i % columns) * width, y=top + j * WIDGET_HEIGHT, width=width)
+            widget["properties"]["title"] = f"{region}: {widget['properties']['title']}"
+        widgets += own
+    return json.dumps({"widgets": widgets})
+
+
+def region_widgets(region: str, namespace: str, asg_name: str | None, instance_ids: list[str],
+                   session_logging: bool = False, turn: bool = True) -> list[dict]:
+    """One region's widgets, each reading that region."""
     # Kernel counters: the fleet series, which every instance publishes with no dimension
     # (metrics.fleet_dimensions; the namespace is this stack's alone), in both modes.
     bindings = [[namespace, m] for m in (metrics.BINDING_SUCCESSES, metrics.BINDING_ERRORS,
@@ -100,7 +141,7 @@ def dashboard_body(region: str, namespace: str, asg_name: str | None, instance_i
                                [[namespace, metrics.LIVE_SESSIONS]], 12, 12))
     for widget in widgets:
         widget["properties"]["region"] = region
-    return json.dumps({"widgets": widgets})
+    return widgets
 
 
 def dashboard_url(region: str, name: str) -> str:
@@ -110,12 +151,11 @@ def dashboard_url(region: str, name: str) -> str:
 class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PROJECT}:monitoring:Monitoring", name, None, opts)
-        body = pulumi.Output.all(args.asg_name, list(args.instance_ids)).apply(
-            lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1], args.session_logging,
-                                     args.turn))
-        self.dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard", dashboard_name=name, dashboard_body=body, opts=child_opts(self))
-        self.dashboard_url = self.dashboard.dashboard_name.apply(lambda n: dashboard_url(args.region, n))
+        self.dashboard_url: pulumi.Output[str] | None = None
+        if args.dashboard:
+            self.dashboard = aws.cloudwatch.Dashboard(
+                f"{name}-dashboard", dashboard_name=name, dashboard_body=self._body(args), opts=child_opts(self))
+            self.dashboard_url = self.dashboard.dashboard_name.apply(lambda n: dashboard_url(args.region, n))
 
         self.topic = aws.sns.Topic(f"{name}-alarms", tags=tagged(args.tags, f"{name}-alarms"),
                                    opts=child_opts(self))
@@ -162,6 +202,17 @@ class Monitoring(pulumi.ComponentResource):
         if args.turn and args.total_quota:
             self._sessions_near_quota(name, args, actions)
         self.register_outputs({"dashboard_url": self.dashboard_url, "alarm_topic_arn": self.topic.arn})
+
+    @staticmethod
+    def _body(args: MonitoringArgs) -> pulumi.Output[str]:
+        if not args.panels:
+            return pulumi.Output.all(args.asg_name, list(args.instance_ids)).apply(
+                lambda a: dashboard_body(args.region, args.metric_namespace, a[0], a[1], args.session_logging,
+                                         args.turn))
+        fleets = [pulumi.Output.all(p.asg_name, list(p.instance_ids)) for p in args.panels]
+        return pulumi.Output.all(*fleets).apply(lambda found: regions_dashboard_body(
+            args.metric_namespace, [(p.region, f[0], f[1]) for p, f in zip(args.panels, found)],
+            args.session_logging, args.turn))
 
     def _alarm(self, name: str, key: str, args: MonitoringArgs, actions: list, **kwargs) -> None:
         self.alarms.append(aws.cloudwatch.MetricAlarm(
