@@ -37,10 +37,9 @@ def test_an_unknown_pool_state_is_refused_naming_the_allowed_ones():
         'stun-infra:warmPool: got "stopped", must be "off", "Stopped" or "Running"'
 
 
-def test_hibernated_is_refused_because_debians_ami_cannot_hibernate():
+def test_hibernated_is_refused_because_instances_are_launched_without_hibernation():
     message = only_problem(**AUTOSCALE, warmPool="Hibernated")
-    assert message.startswith('stun-infra:warmPool: got "Hibernated", AWS hibernates only instances launched '
-                              "from an AMI it lists as supporting hibernation")
+    assert message.startswith('stun-infra:warmPool: got "Hibernated", which needs hibernation enabled at launch')
     assert 'use "Stopped"' in message
 
 
@@ -74,7 +73,13 @@ def test_a_prepared_capacity_that_leaves_the_pool_always_empty_is_refused():
     message = only_problem(**AUTOSCALE, minSize="2", desiredCapacity="2", warmPool="Stopped",
                            warmPoolMaxPreparedCapacity="2")
     assert message.startswith("stun-infra:warmPoolMaxPreparedCapacity: got 2, not above stun-infra:minSize (2) "
-                              "with stun-infra:warmPoolMinSize 0: the pool would hold no instance")
+                              "with stun-infra:warmPoolMinSize 0: the warm pool would hold no instance")
+
+
+def test_a_group_that_cannot_grow_leaves_the_default_pool_always_empty():
+    message = only_problem(**AUTOSCALE, minSize="3", desiredCapacity="3", maxSize="3", warmPool="Stopped")
+    assert message.startswith("stun-infra:maxSize: got 3, not above stun-infra:minSize (3) with "
+                              "stun-infra:warmPoolMinSize 0: the warm pool would hold no instance")
 
 
 def test_a_small_prepared_capacity_with_a_minimum_pool_size_is_accepted():

@@ -31,6 +31,7 @@ from stun_infra.cloud.components.monitoring import Monitoring, MonitoringArgs, R
 from stun_infra.cloud.components.network import Network, NetworkArgs
 from stun_infra.cloud.components.reconciler import Ipv6TargetReconciler, ReconcilerArgs
 from stun_infra.cloud.components.secrets import SecretsArgs, ServerSecrets
+from stun_infra.cloud.components.warm_pool import WarmPoolTerminations, WarmPoolTerminationsArgs
 from stun_infra.cloud.components.tls import TlsArgs, TlsCertificate
 from stun_infra.cloud.preflight import Lookups, check_quotas
 from stun_infra.cloud.regions import RegionSetup, regions_of
@@ -246,8 +247,8 @@ def warm_pool(settings: Settings) -> WarmPool | None:
 
 
 def autoscale_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -> FleetView:
-    """The group behind the load balancer, its scale-in drain and launch hook, the IPv6 reconciler,
-    the DNS alias."""
+    """The group behind the load balancer, its scale-in drain and launch hook, its warm pool's
+    terminations, the IPv6 reconciler, the DNS alias."""
     prefix, endpoint, artifact = settings.prefix, parts.endpoint, parts.artifact
     # The user data names the stored object (so the launch waits for its upload) by its digest.
     boot_script = pulumi.Output.all(artifact.bucket_name, parts.built, artifact.object_key).apply(
@@ -269,6 +270,11 @@ def autoscale_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -
         hook_name=drain_hook.name, heartbeat_seconds=drain_hook.heartbeat_seconds), opts=parts.opts)
     LaunchHook(prefix, LaunchHookArgs(group_name=fleet.group_name, hook_name=launch_hook.name,
                                       heartbeat_seconds=launch_hook.heartbeat_seconds), opts=parts.opts)
+    if settings.warm_pool_on:
+        WarmPoolTerminations(prefix, WarmPoolTerminationsArgs(
+            group_name=fleet.group_name, group_arn=fleet.group.arn,
+            log_group_name=f"/{settings.project}/{settings.stack}/warm-pool-terminations",
+            log_retention_days=settings.log_retention_days, tags=settings.common_tags), opts=parts.opts)
     if endpoint.ipv6_target_groups:
         Ipv6TargetReconciler(prefix, ReconcilerArgs(
             group_name=fleet.group_name, target_group_arns=[arn for arn, _ in endpoint.ipv6_target_groups],

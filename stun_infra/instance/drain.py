@@ -26,9 +26,9 @@ Autoscale mode adds stun-drain.service, `stun-drain watch`: it polls IMDSv2's
 completes the group's termination lifecycle action itself (`aws autoscaling
 complete-lifecycle-action`, the group's name from the instance's `aws:autoscaling:groupName`
 tag). With reuse on scale-in the group returns instances to its warm pool instead: the state
-says `Warmed:*`, and the instance drains the same way, then completes the launching hook's
-action, which holds it on its way back into the pool (Warmed:Pending:Wait), or the
-termination hook's, whichever the group waits on.
+says `Warmed:*`, and the instance drains the same way, then completes the same termination
+hook's action, which holds it on its way back into the pool (Warmed:Pending:Wait, with
+EC2_INSTANCE_TERMINATING: https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pools-eventbridge-events.html).
 Static mode: the stack's SSM document runs `stun-drain now` (Run Command).
 """
 
@@ -87,7 +87,7 @@ def script(settings: Settings, ipv6_targets_script: str | None = None) -> str:
                   track_ruleset=TRACK_RULESET, refuse_ruleset=REFUSE_RULESET, env_names=list(ENV_NAMES),
                   aws_timeout=AWS_CALL_TIMEOUT_SECONDS, ipv6_targets_script=ipv6_targets_script,
                   ipv6_targets_seconds=nlb_targets.DEREGISTER_SECONDS,
-                  pool_hook=launch.hook_name(settings) if launch.returns_to_pool(settings) else None,
+                  returns_to_pool=launch.returns_to_pool(settings),
                   await_unit=launch.AWAIT_UNIT if launch.returns_to_pool(settings) else None,
                   **live_sessions.template_values(settings))
 

@@ -46,13 +46,6 @@ def returns_to_pool(settings: Settings) -> bool:
     return settings.warm_pool_on and settings.warm_pool_reuse_on_scale_in
 
 
-def hook_timeout(settings: Settings, drain_hook_seconds: int) -> int:
-    """An instance returning to the warm pool waits in this hook (Warmed:Pending:Wait) while it
-    drains (stun-drain watch): the wait then lasts as long as the termination hook's
-    (`drain_hook_seconds`), so the drain, not the timeout, ends it."""
-    return max(HOOK_TIMEOUT_SECONDS, drain_hook_seconds) if returns_to_pool(settings) else HOOK_TIMEOUT_SECONDS
-
-
 def warmed_stage(settings: Settings, boot: "BootInputs") -> Stage | None:
     if not settings.autoscale:
         return None

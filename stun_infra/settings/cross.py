@@ -27,12 +27,13 @@ MAX_USER_TAGS = MAX_TAGS_PER_RESOURCE - len(RESERVED_TAGS) - 1
 MAX_PARAMETER_BYTES = 8192
 
 WARM_POOL_KEYS = ("warmPool", "warmPoolMinSize", "warmPoolMaxPreparedCapacity", "warmPoolReuseOnScaleIn")
-# Hibernation needs an AMI AWS lists as supporting it, which Debian's is not, the launch
-# template's hibernation option and a root volume that holds the RAM.
+# Hibernation must be enabled when the instance is launched (the launch template's
+# HibernationOptions), on an instance family and an AMI AWS lists as supporting it, with a
+# root volume that holds the RAM; this program enables none of it.
 # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/hibernating-prerequisites.html
-HIBERNATION_REFUSED = ("AWS hibernates only instances launched from an AMI it lists as supporting hibernation, "
-                       "and Debian's AMI is not among them; use \"Stopped\" (a warm start from Stopped is the "
-                       "measured one in the README)")
+HIBERNATION_REFUSED = ("which needs hibernation enabled at launch, an instance family and AMI on AWS's hibernation "
+                       "list and a root volume that holds the RAM; this program launches without hibernation; use "
+                       "\"Stopped\" (a warm start from Stopped is the measured one in the README)")
 
 _MODE_ONLY = {"static": ("instanceCount",),
               "autoscale": ("minSize", "desiredCapacity", "maxSize", "scalingCpuTarget",
@@ -106,11 +107,12 @@ def _warm_pool_problems(v: dict[str, Any], given: set[str]) -> list[str]:
     if v["warmPool"] == "Hibernated":
         out.append(f"{p}:warmPool: got \"Hibernated\", {HIBERNATION_REFUSED}")
     prepared = v["warmPoolMaxPreparedCapacity"]
-    if prepared != -1 and prepared <= v["minSize"] and not v["warmPoolMinSize"]:
-        out.append(f"{p}:warmPoolMaxPreparedCapacity: got {prepared}, not above {p}:minSize ({v['minSize']}) with "
-                   f"{p}:warmPoolMinSize 0: the pool would hold no instance even at the group's smallest "
-                   f"(AWS keeps maxPreparedCapacity minus the group's size); use -1 (up to {p}:maxSize), a "
-                   f"larger value, or set {p}:warmPoolMinSize")
+    if not v["warmPoolMinSize"] and (v["maxSize"] if prepared == -1 else prepared) <= v["minSize"]:
+        key, got = ("warmPoolMaxPreparedCapacity", prepared) if prepared != -1 else ("maxSize", v["maxSize"])
+        out.append(f"{p}:{key}: got {got}, not above {p}:minSize ({v['minSize']}) with {p}:warmPoolMinSize 0: "
+                   "the warm pool would hold no instance even at the group's smallest (AWS keeps "
+                   f"{p}:warmPoolMaxPreparedCapacity, -1 meaning {p}:maxSize, minus the group's size); raise it "
+                   f"or set {p}:warmPoolMinSize")
     return out
 
 

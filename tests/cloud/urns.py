@@ -23,6 +23,7 @@ CASES: dict[str, tuple[str, dict[str, str]]] = {
     "dev-static-dns": ("dev", DNS),
     "prod-autoscale": ("prod", {}),
     "prod-autoscale-dns": ("prod", DNS),
+    "prod-warm-pool": ("prod", {"warmPool": "Stopped"}),
     # The off switch: with stun-infra:ipv6 false the URNs are the IPv4-only stack's, unchanged.
     "dev-static-ipv4": ("dev", {"ipv6": "false"}),
     "dev-autoscale-ipv4": ("dev", {"mode": "autoscale", "ipv6": "false"}),

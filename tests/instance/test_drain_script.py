@@ -226,7 +226,7 @@ def test_drain_waits_for_the_last_session_or_the_deadline(program, tools):
 def test_the_lifecycle_action_is_retried_until_the_group_waits_for_it(program, tools):
     (tools / "complete-fails").write_text("")
     clock = [0.0]
-    assert program.complete_lifecycle_action("eu-west-3", "i-1", ("stun-infra-test-drain",), until=100,
+    assert program.complete_lifecycle_action("eu-west-3", "i-1", "stun-infra-test-drain", until=100,
                                              clock=lambda: clock[0],
                                              sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     describe = ["aws", "ec2", "describe-tags", "--region", "eu-west-3", "--filters", "Name=resource-id,Values=i-1",
@@ -240,7 +240,7 @@ def test_the_lifecycle_action_is_retried_until_the_group_waits_for_it(program, t
 def test_the_lifecycle_action_gives_up_at_the_hooks_timeout(program, tools, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # no aws at all
     clock = [0.0]
-    assert not program.complete_lifecycle_action("eu-west-3", "i-1", ("hook",), until=20, clock=lambda: clock[0],
+    assert not program.complete_lifecycle_action("eu-west-3", "i-1", "hook", until=20, clock=lambda: clock[0],
                                                  sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     assert clock[0] == 20
 
@@ -272,18 +272,13 @@ def test_without_reuse_on_scale_in_a_warmed_state_does_not_drain(program):
     assert program.leaving("Warmed:Stopped") is None and program.leaving("InService") is None
 
 
-def test_with_reuse_an_instance_returned_to_the_warm_pool_drains_then_completes_the_launching_hook(tools, tmp_path):
+def test_with_reuse_an_instance_returned_to_the_warm_pool_drains_then_completes_the_termination_hook(
+        tools, tmp_path):
+    # AWS holds it at Warmed:Pending:Wait with EC2_INSTANCE_TERMINATING (warm pool events, example 4).
     program = load_program(tmp_path / "stun_drain_reuse.py", drain.script(settings(**REUSE)))
-    assert watched(program, tmp_path, ["InService", "Warmed:Pending", "Warmed:Stopped"])
+    assert watched(program, tmp_path, ["InService", "Warmed:Stopped"])
     assert calls(tools)[0] == ["nft", "-f", drain.REFUSE_RULESET]
-    assert completed_hooks(tools) == [launch.hook_name(settings(**REUSE))]
-
-
-def test_with_reuse_the_termination_hook_is_completed_when_the_group_waits_on_it_instead(tools, tmp_path):
-    program = load_program(tmp_path / "stun_drain_reuse.py", drain.script(settings(**REUSE)))
-    (tools / "complete-fails").write_text("")  # the launching hook has no action for this instance
-    assert watched(program, tmp_path, ["Warmed:Stopped"])
-    assert completed_hooks(tools) == [launch.hook_name(settings(**REUSE)), "stun-infra-test-drain"]
+    assert completed_hooks(tools) == ["stun-infra-test-drain"]
 
 
 def test_an_instance_returned_to_a_running_pool_waits_there_to_be_configured_again(tools, tmp_path):
@@ -293,6 +288,7 @@ def test_an_instance_returned_to_a_running_pool_waits_there_to_be_configured_aga
                            drain.script(settings(**{**REUSE, "warmPool": "Running"})))
     assert watched(program, tmp_path, ["Warmed:Running"])
     assert calls(tools)[-1] == ["systemctl", "start", "--no-block", launch.AWAIT_UNIT]
+    assert completed_hooks(tools) == ["stun-infra-test-drain"]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -54,5 +54,18 @@ def test_the_await_program_configures_once_the_group_puts_the_instance_in_servic
     with pytest.raises(SystemExit) as done:
         program.main()
     assert done.value.code == 0
-    assert calls(tools) == [["systemctl", "start", "--no-block", CONFIGURE_UNIT]]
+    assert calls(tools) == [["systemctl", "restart", "--no-block", CONFIGURE_UNIT]]
     assert next(states, "all read") == "all read"
+
+
+def test_a_second_trip_out_of_a_running_pool_configures_again(tools, tmp_path, monkeypatch):  # noqa: F811
+    """After a return to the pool (reuse on scale-in) the oneshot configure unit is still active from
+    the first trip: `start` would do nothing and the launching action would never be completed."""
+    (tools / "systemctl").write_text(RECORDER.format(python=sys.executable))
+    (tools / "systemctl").chmod(0o755)
+    program = load_program(tmp_path / "await_service2.py", instance_files(**RUNNING)[launch.AWAIT_PATH])
+    monkeypatch.setattr(program, "imds", lambda path: "InService")
+    for _trip in range(2):
+        with pytest.raises(SystemExit):
+            program.main()
+    assert [c[1] for c in calls(tools)] == ["restart", "restart"]

@@ -323,6 +323,7 @@ MAPPING: dict[str, dict[str, Target | list[Target]]] = {
             Api("autoscaling", ASG, "LifecycleHookSpecificationList[].HeartbeatTimeout"), Prose(
                 lambda v: None if 30 <= int(v) <= 7200 else "30-7200 seconds",
                 "https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_LifecycleHookSpecification.html")],
+        "forceDeleteWarmPool": Api("autoscaling", "DeleteWarmPool", "ForceDelete"),  # when a pool is removed
         **{f"warmPool.{p}": Api("autoscaling", "PutWarmPool", m) for p, m in {
             "poolState": "PoolState", "minSize": "MinSize", "maxGroupPreparedCapacity": "MaxGroupPreparedCapacity",
             "instanceReusePolicy.reuseOnScaleIn": "InstanceReusePolicy.ReuseOnScaleIn"}.items()}},

@@ -12,7 +12,7 @@ import pulumi
 TYPE_MODULES = {
     "access": "access", "keypair": "access",
     "certificate": "tls", "tls": "tls",
-    "drain": "fleet", "fleet": "fleet",
+    "drain": "fleet", "fleet": "fleet", "warm_pool": "fleet",
     "endpoint": "endpoint", "reconciler": "endpoint",
     "firewall": "network", "network": "network",
     "logs": "monitoring", "monitoring": "monitoring",

@@ -49,8 +49,7 @@ def group_hooks(settings: Settings) -> tuple[InitialHook, InitialHook]:
     """(termination, launching): the group's two lifecycle hooks, as the group is created with
     them and as ScaleInDrain and LaunchHook keep them."""
     return (InitialHook(drain.hook_name(settings), TERMINATING, drain.hook_timeout(settings), "CONTINUE"),
-            InitialHook(launch.hook_name(settings), launch.LAUNCHING,
-                        launch.hook_timeout(settings, drain.hook_timeout(settings)), "ABANDON"))
+            InitialHook(launch.hook_name(settings), launch.LAUNCHING, launch.HOOK_TIMEOUT_SECONDS, "ABANDON"))
 
 
 @dataclass(frozen=True)

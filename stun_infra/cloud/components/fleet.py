@@ -267,6 +267,11 @@ class AutoscaleFleet(pulumi.ComponentResource):
                   for k, v in tagged(spec.tags, name).items()],
             initial_lifecycle_hooks=[initial_hook_args(h) for h in args.initial_hooks] or None,
             warm_pool=warm_pool_args(args.warm_pool),
+            # Removing the pool (warmPool off, or destroy) without it waits for every pool instance
+            # through the termination hook, which a stopped instance never completes: longer than
+            # the update timeout. Pool instances serve no call, so nothing is cut. Set with or
+            # without a pool: the provider reads the new value when a pool is removed.
+            force_delete_warm_pool=True,
             # The scaling policy owns the desired capacity once the group exists. AWS reads the
             # initial hooks only at creation (the LifecycleHook resources own them after): a stack
             # created before they were added shows no change for them.

@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra import functions
-from stun_infra.cloud.components.base import child_opts, fitted, tagged
+from stun_infra.cloud.event_functions import EventFunctionArgs, event_function, source_of
 from stun_infra.common.project import PROJECT
 
 MODULE = "ipv6_targets"
-SOURCE = Path(functions.__file__).resolve().parent / f"{MODULE}.py"
-RUNTIME = "python3.12"  # boto3 included; supported by Lambda until 2028. x86_64 (the default): offered in every region
+SOURCE = source_of(MODULE)
 SCHEDULE = "rate(5 minutes)"  # catches what an event missed; ~8,900 invocations a month
-TIMEOUT_SECONDS = 60
-MEMORY_MB = 128
-NAME_LIMIT = 64  # function, rule and role names
 
 
 @dataclass(frozen=True)
@@ -66,42 +60,16 @@ class Ipv6TargetReconciler(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ReconcilerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PROJECT}:endpoint:Ipv6TargetReconciler", name, None, opts)
-        logs = aws.cloudwatch.LogGroup(
-            f"{name}-ipv6-targets-logs", name=args.log_group_name, retention_in_days=args.log_retention_days,
-            tags=tagged(args.tags, args.log_group_name), opts=child_opts(self))
-        role = aws.iam.Role(
-            fitted(name, "ipv6-targets-role", NAME_LIMIT), description="Takes stale addresses out of the IPv6 target groups",
-            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "lambda.amazonaws.com"}}]}),
-            tags=tagged(args.tags, f"{name}-ipv6-targets-role"), opts=child_opts(self))
-        policy = aws.iam.RolePolicy(
-            f"{name}-ipv6-targets-policy", role=role.id,
-            policy=pulumi.Output.all(list(args.target_group_arns), logs.arn).apply(
-                lambda a: function_policy(a[0], a[1])),
-            opts=child_opts(self))
-        self.function = aws.lambda_.Function(
-            fitted(name, "ipv6-targets", NAME_LIMIT), role=role.arn, runtime=RUNTIME, handler=f"{MODULE}.handler",
-            timeout=TIMEOUT_SECONDS, memory_size=MEMORY_MB,
-            code=pulumi.AssetArchive({f"{MODULE}.py": pulumi.FileAsset(str(SOURCE))}),
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables={
-                "GROUP_NAME": args.group_name,
-                "TARGET_GROUP_ARNS": pulumi.Output.all(*args.target_group_arns).apply(lambda a: json.dumps(list(a)))}),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=logs.name),
-            tags=tagged(args.tags, f"{name}-ipv6-targets"),
-            opts=child_opts(self, depends_on=[policy, logs]))
-        triggers = {
-            "terminated": {"event_pattern": pulumi.Output.from_input(args.group_name).apply(terminate_pattern),
-                           "description": "This group's terminated instances: their IPv6 targets go"},
-            "schedule": {"schedule_expression": SCHEDULE,
-                         "description": "Stale IPv6 targets go, whatever an event missed"},
-        }
-        for key, trigger in triggers.items():
-            rule = aws.cloudwatch.EventRule(fitted(name, f"ipv6-targets-{key}", NAME_LIMIT), **trigger,
-                                            tags=tagged(args.tags, f"{name}-ipv6-targets-{key}"),
-                                            opts=child_opts(self))
-            aws.lambda_.Permission(f"{name}-ipv6-targets-{key}", action="lambda:InvokeFunction",
-                                   function=self.function.name, principal="events.amazonaws.com",
-                                   source_arn=rule.arn, opts=child_opts(self))
-            aws.cloudwatch.EventTarget(f"{name}-ipv6-targets-{key}", rule=rule.name, arn=self.function.arn,
-                                       opts=child_opts(self))
+        target_group_arns = pulumi.Output.all(*args.target_group_arns).apply(list)
+        self.function = event_function(self, name, EventFunctionArgs(
+            module=MODULE, stem="ipv6-targets", description="Takes stale addresses out of the IPv6 target groups",
+            policy=lambda log_group_arn: target_group_arns.apply(lambda arns: function_policy(arns, log_group_arn)),
+            environment={"GROUP_NAME": args.group_name,
+                         "TARGET_GROUP_ARNS": target_group_arns.apply(json.dumps)},
+            triggers={
+                "terminated": {"event_pattern": pulumi.Output.from_input(args.group_name).apply(terminate_pattern),
+                               "description": "This group's terminated instances: their IPv6 targets go"},
+                "schedule": {"schedule_expression": SCHEDULE,
+                             "description": "Stale IPv6 targets go, whatever an event missed"}},
+            log_group_name=args.log_group_name, log_retention_days=args.log_retention_days, tags=args.tags))
         self.register_outputs({"function_name": self.function.name})
