@@ -212,36 +212,42 @@ def initial_hook_args(hook: InitialHook) -> aws.autoscaling.GroupInitialLifecycl
         default_result=hook.default_result)
 
 
+def launch_template(name: str, spec: LaunchSpec, user_data: pulumi.Input[str],
+                    parent: pulumi.Resource) -> aws.ec2.LaunchTemplate:
+    """What the group launches: every instance of the group is launched from its latest version."""
+    return aws.ec2.LaunchTemplate(
+        f"{name}-lt",
+        image_id=spec.ami_id,
+        instance_type=spec.instance_type,
+        key_name=spec.key_name,
+        user_data=pulumi.Output.from_input(user_data).apply(packed),
+        iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=spec.instance_profile_arn),
+        network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+            associate_public_ip_address="true", delete_on_termination="true",
+            security_groups=[spec.security_group_id],
+            **({"ipv6_address_count": 1} if spec.ipv6 else {}))],
+        metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options()),
+        block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+            device_name=spec.root_device_name,
+            ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                volume_type="gp3", volume_size=spec.root_volume_size, encrypted="true",
+                delete_on_termination="true"))],
+        monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+        update_default_version=True,
+        tag_specifications=[
+            aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tagged(spec.tags, name))
+            for kind in ("instance", "volume")],
+        tags=tagged(spec.tags, f"{name}-lt"),
+        opts=child_opts(parent))
+
+
 class AutoscaleFleet(pulumi.ComponentResource):
     """A launch template and an auto scaling group over every subnet, rolled by instance refresh."""
 
     def __init__(self, name: str, args: AutoscaleFleetArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PROJECT}:fleet:AutoscaleFleet", name, None, opts)
         spec = args.spec
-        self.launch_template = aws.ec2.LaunchTemplate(
-            f"{name}-lt",
-            image_id=spec.ami_id,
-            instance_type=spec.instance_type,
-            key_name=spec.key_name,
-            user_data=pulumi.Output.from_input(args.user_data).apply(packed),
-            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=spec.instance_profile_arn),
-            network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
-                associate_public_ip_address="true", delete_on_termination="true",
-                security_groups=[spec.security_group_id],
-                **({"ipv6_address_count": 1} if spec.ipv6 else {}))],
-            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options()),
-            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
-                device_name=spec.root_device_name,
-                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                    volume_type="gp3", volume_size=spec.root_volume_size, encrypted="true",
-                    delete_on_termination="true"))],
-            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
-            update_default_version=True,
-            tag_specifications=[
-                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tagged(spec.tags, name))
-                for kind in ("instance", "volume")],
-            tags=tagged(spec.tags, f"{name}-lt"),
-            opts=child_opts(self))
+        self.launch_template = launch_template(name, spec, args.user_data, self)
         self.group = aws.autoscaling.Group(
             f"{name}-asg",
             vpc_zone_identifiers=list(args.subnet_ids),
