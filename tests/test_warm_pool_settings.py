@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from stun_infra.settings import ConfigError, load_settings
+from stun_infra.settings import load_settings
+
+from .test_settings import only_problem
 
 AUTOSCALE = {"mode": "autoscale"}
-
-
-def problems(**raw) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load_settings(raw, stack="test", region="eu-west-3")
-    return caught.value.problems
-
-
-def only_problem(**raw) -> str:
-    found = problems(**raw)
-    assert len(found) == 1, found
-    return found[0]
 
 
 def test_the_warm_pool_is_off_by_default():
