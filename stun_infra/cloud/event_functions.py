@@ -15,7 +15,8 @@ import pulumi
 import pulumi_aws as aws
 
 from stun_infra import functions
-from stun_infra.cloud.components.base import child_opts, fitted, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.names import fitted
 
 RUNTIME = "python3.12"  # boto3 included; supported by Lambda until 2028. x86_64 (the default): offered in every region
 TIMEOUT_SECONDS = 60

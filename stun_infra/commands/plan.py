@@ -78,16 +78,19 @@ def _one_line(value: Any) -> str:
     return value.splitlines()[0] + " ..." if "\n" in value.strip() else value
 
 
-def regions_of(result, stack: str) -> dict[str, str]:
+def regions_of(result) -> dict[str, str]:
     """Each component's region: its region group's, "global" for the entry in front of them,
     else the home region."""
     home = result.config.get("aws:region", "")
     by_urn = {r.urn: r for r in result.registrations}
+    # A region group's region is its provider's (its name may be cut to fit AWS's limits).
+    group_region = {r.parent: r.inputs.get("region", "") for r in result.registrations
+                    if r.type == "pulumi:providers:aws"}
 
     def region(r) -> str:
         while r is not None:
             if r.type == "stun-infra:region:RegionGroup":
-                return r.name.removeprefix(f"stun-infra-{stack}-")
+                return group_region.get(r.urn, "")
             if r.type in GLOBAL_ENTRY:
                 return "global"
             r = by_urn.get(r.parent)
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, NoOfflineData) as e:
         return fail(str(e))
     outputs = {k: ("[secret]" if k in result.secret_outputs else v) for k, v in result.outputs.items()}
-    region_of = regions_of(result, args.stack)
+    region_of = regions_of(result)
     home = result.config.get("aws:region", "")
     seen = list(dict.fromkeys(region_of.values()))
     places = sorted(seen, key=lambda p: (p != home, p == "global", seen.index(p)))  # home first, global last

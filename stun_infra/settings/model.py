@@ -7,9 +7,14 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from stun_infra.common.names import AUTONAME_SUFFIX, fitted
+from stun_infra.common.project import PROJECT
 from stun_infra.settings.tls import TlsPlan, plan_tls
 
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}  # architecture_of() -> Debian's name for it
+# The longest stack name (40) gives the longest prefix every AWS name limit was checked against;
+# an added region's prefix, which carries the region, is cut (and hashed) to fit in it.
+LONGEST_PREFIX = len(f"{PROJECT}-") + 40
 INSTANCE_TYPE = re.compile(r"(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\.(?P<size>[a-z0-9]+)")
 
 
@@ -88,7 +93,7 @@ class Settings:
     def prefix(self) -> str:
         """The one name every resource name derives from: an added region's carry the region."""
         base = f"{self.project}-{self.stack}"
-        return f"{base}-{self.region}" if self.added_region else base
+        return fitted(base, self.region, LONGEST_PREFIX + AUTONAME_SUFFIX) if self.added_region else base
 
     @property
     def home(self) -> str:

@@ -295,3 +295,14 @@ def test_every_regions_dashboard_url_is_the_one_dashboard():
     run = program(regions=THREE)
     urls = {v["dashboard_url"] for v in run.outputs["regions"].values()}
     assert urls == {run.outputs["dashboard_url"]} and "region=eu-west-3" in run.outputs["dashboard_url"]
+
+
+def test_an_added_regions_names_fit_awss_limits_with_the_longest_stack_name():
+    from tests.support import aws_constraints as ac
+    config, secret_keys = stack_config("dev", {"regions": '["eu-west-3", "ap-southeast-1", "ap-northeast-3"]',
+                                               "mode": "autoscale", **DNS})
+    run = run_offline(config, stack="a" * 40, secret_keys=secret_keys)
+    assert [str(v) for v in ac.violations(run)] == []
+    groups = sorted(g.name for g in run.of_type("stun-infra:region:RegionGroup"))
+    assert sorted(g[-14:] for g in groups) == ["ap-northeast-3", "ap-southeast-1"]
+    assert all(len(g) <= len("stun-infra-") + 40 for g in groups)

@@ -17,7 +17,8 @@ from typing import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from stun_infra.cloud.components.base import child_opts, fitted, tagged
+from stun_infra.cloud.components.base import child_opts, tagged
+from stun_infra.common.names import fitted
 from stun_infra.common.project import PROJECT
 
 DNS_TTL = 60
