@@ -19,9 +19,7 @@ import pytest
 from stun_infra.cloud.offline import OfflineRun, Registration, run_offline, stack_config
 from tests.support import aws_constraints as ac
 
-from .urns import CASES, DNS
-
-REGIONS = '["eu-west-3", "us-east-1", "ap-southeast-1"]'
+from .urns import CASES, DNS, REGIONS
 
 # The URN cases, plus the keys they leave at their defaults that add resources or rules.
 EXTRA = {"dev-ssh-email-tags": ("dev", {"sshAllowedCidrs": '["203.0.113.10/32", "2001:db8::/48"]',
@@ -30,8 +28,8 @@ EXTRA = {"dev-ssh-email-tags": ("dev", {"sshAllowedCidrs": '["203.0.113.10/32", 
          "prod-warm-pool": ("prod", {"warmPool": "Stopped", "warmPoolMinSize": "2", "warmPoolReuseOnScaleIn": "true",
                                      "drainSeconds": "3600"}),
          "prod-warm-pool-running": ("prod", {"warmPool": "Running", "warmPoolMaxPreparedCapacity": "8"}),
-         # Several regions: latency records and health checks (either mode), the accelerator (either mode).
-         "dev-regions-dns": ("dev", {"regions": REGIONS, **DNS}),
+         # Several regions (beside the URN cases): latency records and health checks in autoscale mode,
+         # the accelerator with a zone in static mode and in autoscale mode.
          "prod-regions-dns": ("prod", {"regions": REGIONS, **DNS}),
          "dev-regions-accelerator-dns": ("dev", {"regions": REGIONS, "globalAccelerator": "true", **DNS}),
          "dev-regions-accelerator-autoscale": ("dev", {"regions": REGIONS, "globalAccelerator": "true",

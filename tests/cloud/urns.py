@@ -14,6 +14,7 @@ from stun_infra.cloud.offline import run_offline, stack_config
 
 URNS_DIR = Path(__file__).resolve().parent / "urns"
 DNS = {"dnsZoneId": "Z0123456789ABCDEFGHIJ", "dnsName": "turn.example.com"}
+REGIONS = '["eu-west-3", "us-east-1", "ap-southeast-1"]'
 
 # case name -> (example stack file, overrides on top of it)
 CASES: dict[str, tuple[str, dict[str, str]]] = {
@@ -29,7 +30,11 @@ CASES: dict[str, tuple[str, dict[str, str]]] = {
     "dev-autoscale-ipv4": ("dev", {"mode": "autoscale", "ipv6": "false"}),
     "dev-stun-only-ipv4": ("dev", {"turn": "false", "ipv6": "false"}),
     "dev-static-dns-ipv4": ("dev", {**DNS, "ipv6": "false"}),
+    # Several regions: the added regions' groups, providers and names, the global entry.
+    "dev-regions-dns": ("dev", {"regions": REGIONS, **DNS}),
+    "prod-regions-accelerator": ("prod", {"regions": REGIONS, "globalAccelerator": "true", "ipv6": "false"}),
 }
+ONE_REGION = [case for case, (_, overrides) in CASES.items() if "regions" not in overrides]
 
 
 def urns(case: str) -> list[str]:
