@@ -132,7 +132,7 @@ def check_zone(settings: Settings) -> str:
 def entry_routing(settings: Settings) -> str:
     """The routing of the records at dnsName (a key of endpoint.ROUTING)."""
     if settings.global_accelerator:
-        return "simple"
+        return "accelerator"
     if settings.multi_region:
         return "latency"
     return "simple" if settings.autoscale else "multivalue"
@@ -143,7 +143,8 @@ def check_records(settings: Settings) -> tuple[RecordSet, ...]:
     name = settings.dns_name.rstrip(".").lower()
     found = aws.route53.get_records(zone_id=settings.dns_zone_id,
                                     name_regex="^" + name.replace(".", "\\.") + "\\.?$")
-    existing = [RecordSet(type=r.type, set_identifier=r.set_identifier or "", multivalue=bool(r.multi_value_answer))
+    existing = [RecordSet(type=r.type, set_identifier=r.set_identifier or "", multivalue=bool(r.multi_value_answer),
+                          alias_target=(r.alias_target.dns_name or "") if r.alias_target else "")
                 for r in found.resource_record_sets]
     if problem := routing_conflict(entry_routing(settings), settings.dns_zone_id, name, existing):
         raise ConfigError([problem])

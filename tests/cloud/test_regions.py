@@ -261,7 +261,7 @@ def test_a_multi_region_stacks_own_latency_records_are_no_conflict():
 def test_the_accelerator_needs_a_simple_alias_at_dns_name():
     with pytest.raises(ConfigError) as caught:
         program(regions=THREE, globalAccelerator="true", record_sets=(LATENCY,), **DNS)
-    assert "this stack needs a simple alias there" in caught.value.problems[0]
+    assert "this stack needs a simple alias of the accelerator there" in caught.value.problems[0]
 
 
 def test_one_dashboard_shows_every_region_side_by_side():
@@ -306,3 +306,37 @@ def test_an_added_regions_names_fit_awss_limits_with_the_longest_stack_name():
     groups = sorted(g.name for g in run.of_type("stun-infra:region:RegionGroup"))
     assert sorted(g[-14:] for g in groups) == ["ap-northeast-3", "ap-southeast-1"]
     assert all(len(g) <= len("stun-infra-") + 40 for g in groups)
+
+
+NLB_ALIAS = {"name": "turn.example.com.", "type": "A",
+             "aliasTarget": {"dnsName": "stun-infra-test-nlb-1.elb.eu-west-3.amazonaws.com.", "hostedZoneId": "Z1"}}
+ACCELERATOR_ALIAS = {"name": "turn.example.com.", "type": "A",
+                     "aliasTarget": {"dnsName": "a1234.awsglobalaccelerator.com.", "hostedZoneId": "Z2BJ6XQ5FK7U4H"}}
+AUTOSCALE_IPV4 = {"mode": "autoscale", "ipv6": "false"}
+
+
+def with_own_certificate() -> dict:
+    """Autoscale with the accelerator and a zone: coturn ends TLS with your certificate (an NLB
+    that ended TLS would not keep client addresses)."""
+    from tests.support.certs import make_ca
+    issued = make_ca().issue("turn.example.com", "*.turn.example.com")
+    return {"tlsCertificate": issued.cert_pem, "tlsPrivateKey": issued.key_pem, "secret_keys": ("tlsPrivateKey",)}
+
+
+def test_turning_the_accelerator_on_over_a_load_balancers_alias_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        program(globalAccelerator="true", record_sets=(NLB_ALIAS,), **AUTOSCALE_IPV4, **DNS, **with_own_certificate())
+    assert "simple A (alias of stun-infra-test-nlb-1.elb.eu-west-3.amazonaws.com) records" in \
+        caught.value.problems[0]
+
+
+def test_turning_the_accelerator_off_over_its_alias_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        program(record_sets=(ACCELERATOR_ALIAS,), **AUTOSCALE_IPV4, **DNS)
+    assert "simple A (alias of a1234.awsglobalaccelerator.com) records" in caught.value.problems[0]
+
+
+def test_the_accelerators_own_alias_is_no_conflict():
+    run = program(globalAccelerator="true", record_sets=(ACCELERATOR_ALIAS,), **AUTOSCALE_IPV4, **DNS,
+                  **with_own_certificate())
+    assert run.of_type("aws:globalaccelerator/accelerator:Accelerator")

@@ -199,6 +199,12 @@ class RecordSet:
     type: str
     set_identifier: str = ""
     multivalue: bool = False
+    alias_target: str = ""  # an alias record's target name
+
+    @property
+    def accelerator_alias(self) -> bool:
+        """An alias of a Global Accelerator (their names are under awsglobalaccelerator.com)."""
+        return self.alias_target.lower().rstrip(".").endswith(".awsglobalaccelerator.com")
 
     @property
     def policy(self) -> str:
@@ -213,7 +219,8 @@ ADDRESS_TYPES = ("A", "AAAA", "CNAME")
 # What each entry makes at the name: a simple alias (autoscale; the accelerator), multivalue
 # records (static), latency records (several regions).
 ROUTING = {"simple": ("simple", "a simple alias"), "multivalue": ("multivalue", "multivalue A/AAAA records"),
-           "latency": ("weighted, latency, failover or geo", "latency records, one per region")}
+           "latency": ("weighted, latency, failover or geo", "latency records, one per region"),
+           "accelerator": ("simple", "a simple alias of the accelerator")}
 
 
 def routing_conflict(wanted: str, zone_id: str, name: str, existing: Sequence[RecordSet]) -> str | None:
@@ -227,8 +234,18 @@ def routing_conflict(wanted: str, zone_id: str, name: str, existing: Sequence[Re
     https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/routing-policy.html
     """
     policy, what = ROUTING[wanted]
-    clash = sorted({f"{r.policy} {r.type}" for r in existing
-                    if r.type in ADDRESS_TYPES and (r.type == "CNAME" or r.policy != policy)})
+
+    def clashes(r: RecordSet) -> str | None:
+        if r.type not in ADDRESS_TYPES:
+            return None
+        if r.type == "CNAME" or r.policy != policy:
+            return f"{r.policy} {r.type}"
+        # A simple A alias is a load balancer's or the accelerator's: one cannot become the other in place.
+        if policy == "simple" and r.type == "A" and r.accelerator_alias != (wanted == "accelerator"):
+            return f"simple A (alias of {r.alias_target.rstrip('.') or 'a load balancer'})"
+        return None
+
+    clash = sorted({c for c in map(clashes, existing) if c})
     if not clash:
         return None
     return (f"stun-infra:dnsName: zone {zone_id} already holds {', '.join(clash)} records for {name}, and this "
