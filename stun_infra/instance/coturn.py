@@ -159,7 +159,7 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
 DROP_IN_PATH = f"{UNIT_DIR}/coturn.service.d/stun-infra.conf"
 # Not in /etc/logrotate.d: its own timer is the one runner, every minute (flood_limits).
 LOGROTATE_PATH = "/etc/stun-infra/coturn.logrotate"
-LOGROTATE_STATE = "/var/lib/stun-infra/coturn-logrotate.status"
+LOGROTATE_STATE = "/var/lib/logrotate/stun-infra-coturn.status"  # logrotate's own folder
 LOGROTATE_UNITS = ("stun-coturn-logrotate.service", "stun-coturn-logrotate.timer")
 # After Debian's 50unattended-upgrades: apt appends list entries across files.
 UNATTENDED_UPGRADES_PATH = "/etc/apt/apt.conf.d/51stun-infra-unattended-upgrades"

@@ -48,6 +48,7 @@ TABLE = "stun_infra_drain"
 DRAIN_PATH = "/usr/local/sbin/stun-drain"
 TRACK_RULESET = "/etc/stun-infra/stun-drain-track.nft"
 REFUSE_RULESET = "/etc/stun-infra/stun-drain-refuse.nft"
+LOADED_PATH = "/run/stun-infra/drain-ruleset"  # which of the two the drain loaded last
 ENV_PATH = "/etc/stun-infra/drain.env"  # the watcher's EnvironmentFile
 ENV_NAMES = ("STUN_DRAIN_REGION", "STUN_DRAIN_INSTANCE_ID", "STUN_DRAIN_HOOK")
 TRACK_UNIT = "stun-drain-track.service"
@@ -84,7 +85,8 @@ def script(settings: Settings, ipv6_targets_script: str | None = None) -> str:
     `ipv6_targets_script`: the stun-nlb-targets script, when the instance joins IPv6 target groups."""
     return render("stun-drain.py.j2", drain_seconds=settings.drain_seconds, max_seconds=DRAIN_SECONDS[1],
                   hook_seconds=hook_timeout(settings), poll_seconds=POLL_SECONDS,
-                  track_ruleset=TRACK_RULESET, refuse_ruleset=REFUSE_RULESET, env_names=list(ENV_NAMES),
+                  track_ruleset=TRACK_RULESET, refuse_ruleset=REFUSE_RULESET, loaded_path=LOADED_PATH,
+                  env_names=list(ENV_NAMES),
                   aws_timeout=AWS_CALL_TIMEOUT_SECONDS, ipv6_targets_script=ipv6_targets_script,
                   ipv6_targets_seconds=nlb_targets.DEREGISTER_SECONDS,
                   returns_to_pool=launch.returns_to_pool(settings),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Callable
 
 from stun_infra.instance import (addresses, binding_counters, cloudwatch_agent, coturn, downloads, drain, launch,
-                                 nlb_targets, secret_sync, secrets, services, tls_ports, tls_sync)
+                                 nft_guard, nlb_targets, secret_sync, secrets, services, tls_ports, tls_sync)
 from stun_infra.instance.boot_inputs import BootInputs
 from stun_infra.instance.stage import Stage
 from stun_infra.settings import Settings
@@ -23,6 +23,7 @@ STAGES: tuple[Callable[[Settings, BootInputs], Stage | None], ...] = (
     cloudwatch_agent.stage,   # cloudwatch-agent
     binding_counters.stage,   # metrics: kernel counters and their reporter
     drain.stage,              # drain
+    nft_guard.stage,          # nft-guard: our nftables tables loaded again after a flush
     services.stage,           # services: coturn, the SSM agent
     nlb_targets.stage,        # nlb-ipv6: autoscale, dual stack
     launch.stage,             # launch: autoscale; the group may put the instance in service

@@ -370,13 +370,15 @@ def test_coturn_accepts_every_line_of_the_written_conf(booted):
 
 
 def test_timer_services_run_after_traffic(booted):
-    """What the enabled timers trigger (the metrics reporter; with TURN the secret sync, as
-    coturn's user) runs cleanly once coturn has answered bindings; the kernel binding
-    counters count them."""
+    """What the enabled timers trigger (the metrics reporter, coturn's log rotation, the nftables
+    guard; with TURN
+    the secret sync, as coturn's user) runs cleanly once coturn has answered bindings; the
+    kernel binding counters count them."""
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox
     timers = [u for u in box.enabled_units() if u.endswith(".timer")]
-    assert sorted(timers) == ["stun-metrics.timer", *(["stun-secret-sync.timer"] if booted.settings.turn else [])], timers
+    assert sorted(timers) == ["stun-coturn-logrotate.timer", "stun-metrics.timer", "stun-nft-guard.timer",
+                              *(["stun-secret-sync.timer"] if booted.settings.turn else [])], timers
     for _ in range(3):
         box.stun_binding(box.instance.private_ip, booted.settings.stun_port)
     found = _counters(box)
