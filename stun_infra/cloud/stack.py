@@ -145,7 +145,8 @@ def monitor(settings: Settings, views: dict[str, RegionView]) -> None:
             region=region, metric_namespace=metrics.namespace(s.stack), asg_name=v.view.asg_name,
             instance_ids=v.view.instance_ids, min_size=v.view.min_size, cpu_high_percent=s.cpu_high_percent,
             alarm_email=s.alarm_email, session_logging=s.session_logging, turn=s.turn, total_quota=s.total_quota,
-            tags=s.common_tags, panels=panels if not s.added_region else (), dashboard=not s.added_region),
+            tags=s.common_tags, panels=panels if not s.added_region else (), dashboard=not s.added_region,
+            served_certificate=not s.tls.ends_at_load_balancer),
             opts=v.parts.opts)
         home_url = home_url or monitoring.dashboard_url
         stack_outputs(s, v.found, v.parts, v.view, home_url, v.outputs)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from stun_infra.instance import flood_limits, live_sessions, metrics
 from stun_infra.settings import Settings
+from stun_infra.instance.coturn import INSTANCE_PATHS
 from stun_infra.instance.services import CONFIGURED
 from stun_infra.instance.stage import InstanceFile, Stage, unit_settings
 from stun_infra.instance.templating import render
@@ -88,6 +89,8 @@ def reporter_script(settings: Settings) -> str:
                   ruleset_path=RULESET_PATH, state_path=STATE_PATH, publish_timeout=PUBLISH_TIMEOUT_SECONDS,
                   env_names=list(METRICS_ENV), live_metric=metrics.LIVE_SESSIONS,
                   heartbeat_metric=metrics.HEARTBEAT, disk_metric=metrics.ROOT_DISK_USED, units=metrics.GAUGE_UNITS,
+                  certificate_metric=metrics.CERTIFICATE_DAYS_LEFT,
+                  certificate=None if settings.tls.ends_at_load_balancer else INSTANCE_PATHS.cert,
                   **live_sessions.template_values(settings))
 
 

@@ -18,6 +18,7 @@ import tarfile
 from dataclasses import dataclass
 
 from stun_infra.instance.boot_inputs import BootInputs
+from stun_infra.instance import metrics
 from stun_infra.instance.metrics import log_group_name
 from stun_infra.instance.stage import UNIT_DIR, InstanceFile
 from stun_infra.instance.stages import stages
@@ -33,6 +34,15 @@ DEPENDS = ("coturn", "awscli", "nftables", "curl", "ca-certificates", "logrotate
 CONFIGURE_PATH = "/usr/sbin/stun-infra-configure"
 BOOT_LOG = "/var/log/stun-infra-boot.log"
 CONFIGURE_TIMEOUT_SECONDS = 1800  # the first start downloads the agents (DOWNLOAD_SECONDS each, at most)
+# A failed configure (something transient was late: a parameter, the Elastic IP, a download)
+# is run again by systemd, CONFIGURE_ATTEMPTS runs in all, CONFIGURE_RESTART_SECONDS apart; a
+# boot stopped for good (BOOT_STOPPED_STATUS: a signature that does not verify) is not. Then
+# BOOT_FAILED_UNIT publishes metrics.BOOT_FAILED, which the stack alarms on.
+CONFIGURE_ATTEMPTS = 5
+CONFIGURE_RESTART_SECONDS = 60
+BOOT_STOPPED_STATUS = 3
+BOOT_FAILED_UNIT = "stun-boot-failed.service"
+BOOT_FAILED_SCRIPT = "/usr/local/sbin/stun-boot-failed"
 MTIME = 1_700_000_000  # every member's time: a constant, so the bytes do not depend on when
 MAINTAINER = "stun-infra <stun-infra@localhost>"
 
@@ -55,17 +65,35 @@ class Package:
 def configure_script(settings: Settings, boot: BootInputs) -> str:
     """stun-infra-configure: every stage of this stack, in order."""
     return render("stun-infra-configure.sh.j2", settings=settings, stages=stages(settings, boot), package=NAME,
-                  unit=CONFIGURE_UNIT, configured=CONFIGURED, log=BOOT_LOG,
+                  unit=CONFIGURE_UNIT, configured=CONFIGURED, log=BOOT_LOG, stopped_status=BOOT_STOPPED_STATUS,
+                  failed_unit=BOOT_FAILED_UNIT,
                   log_group=log_group_name(settings.project, settings.stack))
+
+
+def configure_units(boot: BootInputs) -> dict[str, str]:
+    """configure's unit (run again by systemd when it fails) and the unit that reports it gave up."""
+    return {
+        CONFIGURE_UNIT: render(
+            "stun-infra-configure.service.j2", configure_path=CONFIGURE_PATH, timeout_seconds=CONFIGURE_TIMEOUT_SECONDS,
+            before=[NLB_TARGETS_UNIT] if boot.ipv6_target_groups else [], attempts=CONFIGURE_ATTEMPTS,
+            restart_seconds=CONFIGURE_RESTART_SECONDS, stopped_status=BOOT_STOPPED_STATUS,
+            failed_unit=BOOT_FAILED_UNIT,
+            # every run and every pause fit in it, so the limit is reached: systemd gives up
+            limit_interval=CONFIGURE_ATTEMPTS * (CONFIGURE_TIMEOUT_SECONDS + CONFIGURE_RESTART_SECONDS) + 60),
+        BOOT_FAILED_UNIT: render("stun-boot-failed.service.j2", unit=CONFIGURE_UNIT, script_path=BOOT_FAILED_SCRIPT),
+    }
+
+
+def boot_failed_script(settings: Settings) -> str:
+    return render("stun-boot-failed.sh.j2", unit=CONFIGURE_UNIT, metric=metrics.BOOT_FAILED,
+                  dimension=metrics.INSTANCE_DIMENSION, namespace=metrics.namespace(settings.stack))
 
 
 def instance_files(settings: Settings, boot: BootInputs) -> tuple[InstanceFile, ...]:
     """Every file the package installs: configure, its unit, and each stage's files and units."""
-    unit = render("stun-infra-configure.service.j2", configure_path=CONFIGURE_PATH,
-                  timeout_seconds=CONFIGURE_TIMEOUT_SECONDS,
-                  before=[NLB_TARGETS_UNIT] if boot.ipv6_target_groups else [])
     files = [InstanceFile(CONFIGURE_PATH, configure_script(settings, boot), 0o755),
-             InstanceFile(f"{UNIT_DIR}/{CONFIGURE_UNIT}", unit)]
+             *(InstanceFile(f"{UNIT_DIR}/{name}", text) for name, text in configure_units(boot).items()),
+             InstanceFile(BOOT_FAILED_SCRIPT, boot_failed_script(settings), 0o755)]
     for stage in stages(settings, boot):
         files += stage.shipped()
     paths = [f.path for f in files]

@@ -662,8 +662,8 @@ def _sandboxing_mounts(root: Path, svc: dict[str, list[str]]) -> list[str]:
         if target.is_dir():
             cmds.append(f"mount -t tmpfs -o ro,mode=000,nosuid,nodev,noexec tmpfs {q(target)}")
     return cmds
-UNIT_NOT_APPLICABLE = {"Restart", "RestartSec", "PIDFile", "TimeoutStartSec", "TimeoutStopSec",
-                       "ExecReload", "ExecStop", "KillMode", "KillSignal", "RemainAfterExit"}
+UNIT_NOT_APPLICABLE = {"Restart", "RestartSec", "RestartPreventExitStatus", "PIDFile", "TimeoutStartSec",
+                       "TimeoutStopSec", "ExecReload", "ExecStop", "KillMode", "KillSignal", "RemainAfterExit"}
 
 
 # -- STUN ------------------------------------------------------------------------------

@@ -371,9 +371,8 @@ def test_coturn_accepts_every_line_of_the_written_conf(booted):
 
 def test_timer_services_run_after_traffic(booted):
     """What the enabled timers trigger (the metrics reporter, coturn's log rotation, the nftables
-    guard; with TURN
-    the secret sync, as coturn's user) runs cleanly once coturn has answered bindings; the
-    kernel binding counters count them."""
+    guard; with TURN the secret sync, as coturn's user) runs cleanly once coturn has answered
+    bindings; the kernel binding counters count them."""
     assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
     box = booted.sandbox
     timers = [u for u in box.enabled_units() if u.endswith(".timer")]

@@ -199,7 +199,8 @@ def test_autoscale_alarms_and_their_dimensions(autoscale):
     group = {"AutoScalingGroupName": autoscale.outputs["asg_name"]}
     assert set(found) == {"stun-infra-test-in-service-low", "stun-infra-test-cpu-high",
                           "stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota",
-                          "stun-infra-test-not-reporting", "stun-infra-test-disk-high"}
+                          "stun-infra-test-not-reporting", "stun-infra-test-disk-high", "stun-infra-test-boot-failed",
+                          "stun-infra-test-certificate-expiring"}
     low = found["stun-infra-test-in-service-low"]
     assert (low["namespace"], low["metricName"], low["dimensions"], low["threshold"]) == (
         "AWS/AutoScaling", "GroupInServiceInstances", group, 2)
@@ -224,7 +225,8 @@ def test_static_alarms_and_their_dimensions(static):
     assert len(ids) == 3 and len(set(ids)) == 3
     assert set(found) == {f"stun-infra-test-{k}-{i}" for k in ("status-check", "cpu-high", "bindings-stalled",
                                                                "not-reporting") for i in range(3)} | {
-        "stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota", "stun-infra-test-disk-high"}
+        "stun-infra-test-bindings-stalled", "stun-infra-test-sessions-near-quota", "stun-infra-test-disk-high",
+        "stun-infra-test-boot-failed", "stun-infra-test-certificate-expiring"}
     for i, instance in enumerate(ids):
         check = found[f"stun-infra-test-status-check-{i}"]
         assert (check["metricName"], check["dimensions"]) == ("StatusCheckFailed", {"InstanceId": instance})
@@ -520,3 +522,25 @@ def test_the_fullest_root_disk_of_the_fleet_alarms_above_80_percent(mode, static
         NAMESPACE, metrics.ROOT_DISK_USED, "Maximum", "GreaterThanOrEqualToThreshold", DISK_USED_HIGH_PERCENT, 5)
     assert "dimensions" not in alarm  # the fleet series every reporter also publishes (counter_dimension_sets)
     assert [] in metrics.counter_dimension_sets()
+
+
+@pytest.mark.parametrize("mode", ["static", "autoscale"])
+def test_a_configure_that_gave_up_alarms_at_once(mode, static, autoscale):
+    alarm = alarms({"static": static, "autoscale": autoscale}[mode])["stun-infra-test-boot-failed"]
+    assert (alarm["namespace"], alarm["metricName"], alarm["statistic"], alarm["threshold"],
+            alarm["evaluationPeriods"], alarm["treatMissingData"]) == (
+        NAMESPACE, metrics.BOOT_FAILED, "Sum", 1, 1, "notBreaching")
+    assert "dimensions" not in alarm  # the fleet series stun-boot-failed also publishes
+
+
+@pytest.mark.parametrize("mode", ["static", "autoscale"])
+def test_the_certificate_coturn_serves_alarms_two_weeks_before_it_expires(mode, static, autoscale):
+    alarm = alarms({"static": static, "autoscale": autoscale}[mode])["stun-infra-test-certificate-expiring"]
+    assert (alarm["namespace"], alarm["metricName"], alarm["statistic"], alarm["comparisonOperator"],
+            alarm["threshold"]) == (NAMESPACE, metrics.CERTIFICATE_DAYS_LEFT, "Minimum", "LessThanThreshold", 14)
+    assert "dimensions" not in alarm  # the fleet series: its Minimum is the soonest to expire
+
+
+def test_no_certificate_alarm_where_tls_ends_at_the_load_balancer():
+    run = program(mode="autoscale", dnsZoneId="Z0123456789ABCDEFGHIJ", dnsName="turn.example.com")
+    assert "stun-infra-test-certificate-expiring" not in alarms(run)

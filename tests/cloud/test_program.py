@@ -106,7 +106,7 @@ def test_static_mode_creates_exactly_these_resources(static_run):
         **EVERY_STACK,
         INSTANCE: 3, "aws:ec2/eip:Eip": 3, "aws:ec2/eipAssociation:EipAssociation": 3,
         "aws:ssm/document:Document": 1,  # the drain, run on one instance before it is replaced
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 15,  # status check, CPU, bindings stalled and not reporting per instance; fleet bindings stalled, sessions near quota, disk high
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 17,  # per instance: status check, CPU, bindings stalled, not reporting; fleet: bindings stalled, sessions near quota, disk high, boot failed, certificate expiring
     }
 
 
@@ -128,7 +128,7 @@ def test_autoscale_mode_creates_exactly_these_resources(autoscale_run):
         LAUNCH_TEMPLATE: 1, GROUP: 1, "aws:autoscaling/policy:Policy": 1,
         "aws:autoscaling/lifecycleHook:LifecycleHook": 2,  # the drain on scale-in and refresh; the launch
         "aws:iam/rolePolicy:RolePolicy": 3,  # + completing the group's lifecycle action, + the reconciler's
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 6,  # in service below minimum, CPU, bindings stalled, sessions near quota, not reporting, disk high
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 8,  # in service below minimum, CPU, bindings stalled, sessions near quota, not reporting, disk high, boot failed, certificate expiring
     }
 
 

@@ -15,7 +15,7 @@ import pytest
 from stun_infra.instance import downloads
 from stun_infra.instance.downloads import AGENTS, CLOUDWATCH_AGENT, SSM_AGENT, SigningKey
 from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
-from stun_infra.instance.package import configure_script as render_configure
+from stun_infra.instance.package import BOOT_STOPPED_STATUS, configure_script as render_configure
 from tests.conftest import MODES, REGION, TEST_BUCKET, configure_script, settings, user_data
 from tests.support.signing import TestKey, build_deb, require_gpg
 
@@ -192,7 +192,7 @@ def test_boot_stopped_prints_one_line_copies_it_to_cloudwatch_logs_and_exits(tmp
     r = bash(tmp_path, 'boot_stopped amazon-ssm-agent "download failed: HTTP 404 from https://x"; echo not-reached')
     line = ("stun-infra: BOOT STOPPED: amazon-ssm-agent: download failed: HTTP 404 from https://x "
             "(coturn stays disabled)")
-    assert r.returncode == 1 and r.stderr.splitlines() == [line] and "not-reached" not in r.stdout
+    assert r.returncode == BOOT_STOPPED_STATUS and r.stderr.splitlines() == [line] and "not-reached" not in r.stdout
     create, put = (tmp_path / "aws.log").read_text().splitlines()
     group = "/stun-infra/test/coturn"
     assert create.startswith(f"logs create-log-stream --region eu-west-3 --log-group-name {group} "

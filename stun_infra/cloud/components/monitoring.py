@@ -36,6 +36,7 @@ INSTANCE_NOT_REPORTING = "IF(running >= 0, 1 - FILL(reporting, 0), 0)"
 GROUP_REPORTING_MINUTES = 3
 WARM_UP_MINUTES = 10
 DISK_USED_HIGH_PERCENT = 80  # of the fullest instance's root file system, for 5 minutes
+CERTIFICATE_DAYS_LEFT_LOW = 14  # the certificate an instance serves (a renewal should have come by then)
 
 
 def sessions_load_expression(total_quota: int, instances: int | None) -> str:
@@ -64,6 +65,7 @@ class MonitoringArgs:
     # widget names its region); the other regions' Monitoring makes none.
     panels: Sequence["RegionPanel"] = ()
     dashboard: bool = True
+    served_certificate: bool = False  # coturn serves TLS itself: the days left on its certificate are watched
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,21 @@ class Monitoring(pulumi.ComponentResource):
         self._bindings_stalled(name, "bindings-stalled", args, actions,
                                "Binding requests arrive but no binding succeeds")
         self._disk_high(name, args, actions)
+        if args.served_certificate:
+            self._alarm(name, "certificate-expiring", args, actions,
+                        alarm_description=(f"An instance serves a TLS certificate with fewer than "
+                                           f"{CERTIFICATE_DAYS_LEFT_LOW} days left (renewal missed: `pulumi up` for "
+                                           "the self-signed one, the ACM sync for an exported one)"),
+                        namespace=args.metric_namespace, metric_name=metrics.CERTIFICATE_DAYS_LEFT,
+                        statistic="Minimum", comparison_operator="LessThanThreshold",
+                        threshold=CERTIFICATE_DAYS_LEFT_LOW, evaluation_periods=5, datapoints_to_alarm=5,
+                        treat_missing_data=NO_DATA_YET)
+        self._alarm(name, "boot-failed", args, actions,
+                    alarm_description=("An instance's stun-infra-configure gave up (systemd's runs spent, or a boot "
+                                       "stopped for good): its BootFailed series names it (InstanceId)"),
+                    namespace=args.metric_namespace, metric_name=metrics.BOOT_FAILED, statistic="Sum",
+                    comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
+                    evaluation_periods=1, datapoints_to_alarm=1, treat_missing_data="notBreaching")
         if args.turn and args.total_quota:
             self._sessions_near_quota(name, args, actions)
         self.register_outputs({"dashboard_url": self.dashboard_url, "alarm_topic_arn": self.topic.arn})

@@ -117,8 +117,9 @@ def published(call: dict, *, region: str = REGION, namespace: str = NAMESPACE,
     assert call["aws_pager"] == ""  # never waits on a pager
     data = call["metric_data"]
     values = {d["MetricName"]: d["Value"] for d in data}
+    certificate = values.pop(metrics.CERTIFICATE_DAYS_LEFT, None)  # only where a certificate is found
     assert set(values) == {*(metrics.COUNTER_METRICS if counters else ()), *metrics.GAUGE_UNITS,
-                           *([metrics.LIVE_SESSIONS] if live else [])}, data
+                           *([metrics.LIVE_SESSIONS] if live else [])} - {metrics.CERTIFICATE_DAYS_LEFT}, data
     disk = values.pop(metrics.ROOT_DISK_USED)
     assert type(disk) in (int, float) and 0 <= disk <= 100, data
     assert values.pop(metrics.HEARTBEAT) == 1, data
@@ -127,7 +128,9 @@ def published(call: dict, *, region: str = REGION, namespace: str = NAMESPACE,
     when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
     assert abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()) < 300, stamp
     expected = []
-    for metric, value in {**values, metrics.ROOT_DISK_USED: disk, metrics.HEARTBEAT: 1}.items():
+    gauges = {metrics.ROOT_DISK_USED: disk, metrics.HEARTBEAT: 1,
+              **({} if certificate is None else {metrics.CERTIFICATE_DAYS_LEFT: certificate})}
+    for metric, value in {**values, **gauges}.items():
         unit = metrics.GAUGE_UNITS.get(metric, "Count")
         expected.append({"MetricName": metric, "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
                          "Timestamp": stamp, "Value": value, "Unit": unit})

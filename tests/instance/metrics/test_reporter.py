@@ -4,6 +4,7 @@ script printing what `nft -j list table inet stun_infra` prints (format taken fr
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ import pytest
 
 from stun_infra.instance import binding_counters, metrics
 
+from stun_infra.client.turn_client import make_self_signed
 from tests.support.coturn import settings_for
 
 from .conftest import NAMESPACE, REGION, FakeAws, published, reporter_env
@@ -278,3 +280,20 @@ def test_the_state_left_after_a_publish_is_the_reading_alone(reporter, tmp_path)
     aws.fail("exit 1")
     run_reporter(reporter, fake_nft(tmp_path, 4, binding_requests=5), state, aws)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("stun-metrics")) == ["stun-metrics.json"]
+
+
+def test_the_days_left_on_the_served_certificate_go_out_with_the_gauges(reporter, tmp_path):
+    cert, _ = make_self_signed(tmp_path, "stun-infra.test", days=30)
+    state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    done = run_reporter(reporter, fake_nft(tmp_path, 4), state, aws, "--certificate", str(cert))
+    assert done.returncode == 0, done.stderr
+    (call,) = aws.calls()
+    days = {d["MetricName"]: d for d in call["metric_data"]}[metrics.CERTIFICATE_DAYS_LEFT]
+    assert 29 <= days["Value"] <= 30 and days["Unit"] == "None"
+
+
+def test_no_certificate_days_when_there_is_none_to_read(reporter, tmp_path):
+    assert reporter.certificate_days_left(str(tmp_path / "absent.pem"), datetime.datetime.now(datetime.timezone.utc)) \
+        is None
+    assert binding_counters.reporter_script(settings_for(mode="autoscale", dnsZoneId="Z0123456789ABCDEFGHIJ",
+                                                         dnsName="turn.example.com")).count("CERTIFICATE = null") == 1
