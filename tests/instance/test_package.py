@@ -52,7 +52,8 @@ def test_programs_are_executable_and_nothing_else_is():
              if i.isfile()}
     executable = {name for name, i in infos.items() if i.mode & 0o111}
     assert executable == {package.CONFIGURE_PATH, "/usr/local/sbin/stun-drain", "/usr/local/sbin/stun-metrics-reporter",
-                          "/usr/local/sbin/stun-secret-sync", "/usr/local/sbin/stun-nft-guard"}
+                          "/usr/local/sbin/stun-secret-sync", "/usr/local/sbin/stun-nft-guard",
+                          "/usr/local/sbin/stun-boot-failed"}
     assert all(i.mode in (0o644, 0o755) for i in infos.values())
 
 
