@@ -200,22 +200,7 @@ class Monitoring(pulumi.ComponentResource):
                                    {metrics.INSTANCE_DIMENSION: instance_id})
         self._bindings_stalled(name, "bindings-stalled", args, actions,
                                "Binding requests arrive but no binding succeeds")
-        self._disk_high(name, args, actions)
-        if args.served_certificate:
-            self._alarm(name, "certificate-expiring", args, actions,
-                        alarm_description=(f"An instance serves a TLS certificate with fewer than "
-                                           f"{CERTIFICATE_DAYS_LEFT_LOW} days left (renewal missed: `pulumi up` for "
-                                           "the self-signed one, the ACM sync for an exported one)"),
-                        namespace=args.metric_namespace, metric_name=metrics.CERTIFICATE_DAYS_LEFT,
-                        statistic="Minimum", comparison_operator="LessThanThreshold",
-                        threshold=CERTIFICATE_DAYS_LEFT_LOW, evaluation_periods=5, datapoints_to_alarm=5,
-                        treat_missing_data=NO_DATA_YET)
-        self._alarm(name, "boot-failed", args, actions,
-                    alarm_description=("An instance's stun-infra-configure gave up (systemd's runs spent, or a boot "
-                                       "stopped for good): its BootFailed series names it (InstanceId)"),
-                    namespace=args.metric_namespace, metric_name=metrics.BOOT_FAILED, statistic="Sum",
-                    comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
-                    evaluation_periods=1, datapoints_to_alarm=1, treat_missing_data="notBreaching")
+        self._instance_health(name, args, actions)
         if args.turn and args.total_quota:
             self._sessions_near_quota(name, args, actions)
         self.register_outputs({"dashboard_url": self.dashboard_url, "alarm_topic_arn": self.topic.arn})
@@ -287,13 +272,30 @@ class Monitoring(pulumi.ComponentResource):
             metric_queries=queries, alarm_actions=actions, ok_actions=actions,
             tags=tagged(args.tags, f"{name}-{key}"), opts=child_opts(self)))
 
-    def _disk_high(self, name: str, args: MonitoringArgs, actions: list) -> None:
+    def _instance_health(self, name: str, args: MonitoringArgs, actions: list) -> None:
+        """What a weeks-old fleet runs into: a root disk filling, the served certificate
+        running out, a configure that gave up (each the fleet series every instance feeds)."""
         self._alarm(name, "disk-high", args, actions,
                     alarm_description=(f"An instance's root file system above {DISK_USED_HIGH_PERCENT}% "
                                        "for 5 minutes (coturn's log, most likely)"),
                     namespace=args.metric_namespace, metric_name=metrics.ROOT_DISK_USED, statistic="Maximum",
                     comparison_operator="GreaterThanOrEqualToThreshold", threshold=DISK_USED_HIGH_PERCENT,
                     evaluation_periods=5, datapoints_to_alarm=5, treat_missing_data=NO_DATA_YET)
+        if args.served_certificate:
+            self._alarm(name, "certificate-expiring", args, actions,
+                        alarm_description=(f"An instance serves a TLS certificate with fewer than "
+                                           f"{CERTIFICATE_DAYS_LEFT_LOW} days left (renewal missed: `pulumi up` for "
+                                           "the self-signed one, the ACM sync for an exported one)"),
+                        namespace=args.metric_namespace, metric_name=metrics.CERTIFICATE_DAYS_LEFT,
+                        statistic="Minimum", comparison_operator="LessThanThreshold",
+                        threshold=CERTIFICATE_DAYS_LEFT_LOW, evaluation_periods=5, datapoints_to_alarm=5,
+                        treat_missing_data=NO_DATA_YET)
+        self._alarm(name, "boot-failed", args, actions,
+                    alarm_description=("An instance's stun-infra-configure gave up (systemd's runs spent, or a boot "
+                                       "stopped for good): its BootFailed series names it (InstanceId)"),
+                    namespace=args.metric_namespace, metric_name=metrics.BOOT_FAILED, statistic="Sum",
+                    comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
+                    evaluation_periods=1, datapoints_to_alarm=1, treat_missing_data="notBreaching")
 
     def _bindings_stalled(self, name: str, key: str, args: MonitoringArgs, actions: list, description: str,
                           dimensions: dict[str, pulumi.Input[str]] | None = None) -> None:
