@@ -43,6 +43,11 @@ class Registration:
     provider: str = ""  # an explicit provider's reference ("" = the default provider)
 
 
+# The engine leaves the root stack's type out of its children's URNs
+# (sdk/go/common/resource/urn: `New`, the parent type is dropped when it is the root stack's).
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The mock engine, also keeping who registered what under which parent."""
 
@@ -53,11 +58,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.outputs_registered: list[str] = []  # URNs whose register_outputs reached the engine
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        """The SDK's URN, for this run's stack and project whichever thread asks: older SDKs
-        (3.231, the floor) ask from a worker thread that does not see the run's settings and
-        would name the default stack and project."""
-        urn = super().make_urn(parent, type_, name)
-        return "::".join([f"urn:pulumi:{self.stack}", PROJECT, *urn.split("::")[2:]])
+        """The URN the engine gives: the type qualified by the parent's whole type chain, the root
+        stack's type left out (the SDK's mock keeps only the parent's last type, and the root's),
+        for this run's stack and project whichever thread asks (older SDKs, 3.231 the floor, ask
+        from a worker thread that does not see the run's settings)."""
+        qualified = type_
+        if parent and (parent_type := parent.split("::")[2]) != ROOT_STACK_TYPE:
+            qualified = f"{parent_type}${type_}"
+        return "::".join([f"urn:pulumi:{self.stack}", PROJECT, qualified, name])
 
     def RegisterResourceOutputs(self, request):
         self.outputs_registered.append(request.urn)
