@@ -42,7 +42,7 @@ def test_urns_have_the_engines_shape():
     """As the engine builds them: a child of the stack carries no stack type, a deeper resource
     its parent's whole type chain (the SDK's mock keeps only the last parent type)."""
     listed = path_of("dev-regions-dns").read_text().splitlines()
-    assert "urn:pulumi:dev::stun-infra::pulumi:pulumi:Stack::stun-infra-dev" in listed
+    assert "urn:pulumi:dev::stun-infra::stun-infra:access:InstanceAccess::stun-infra-dev" in listed
     assert not [u for u in listed if "pulumi:pulumi:Stack$" in u]
     assert ("urn:pulumi:dev::stun-infra::stun-infra:region:RegionGroup$stun-infra:access:InstanceAccess$"
             "aws:iam/role:Role::stun-infra-dev-us-east-1-role") in listed
