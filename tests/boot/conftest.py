@@ -1,8 +1,8 @@
 """Fixtures for the boot test: a cached Debian 12 rootfs, and one sandboxed instance that
-has run the rendered user-data twice and started coturn from its unit file.
+cloud-init booted with the rendered user data, then rebooted.
 
-Needs root, debootstrap, `ip netns`, overlayfs and dpkg-deb. Without them the tests skip,
-except under CI=true, where a missing requirement is a failure.
+Needs root, debootstrap, systemd-nspawn, `ip netns`, overlayfs and dpkg-deb. Without them
+the tests skip, except under CI=true, where a missing requirement is a failure.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 
 import boot_sandbox as sb
+import rootfs
 from tests.support.signing import TestKey
 
-# Paths the script may legitimately change on every run: logs, caches, the script
-# itself, the sandbox's own call log, API filesystems.
+# Paths a boot may legitimately change every time: logs, caches, cloud-init's and systemd's
+# state (timer stamps, the random seed), API filesystems.
 VOLATILE = ("proc", "sys", "dev", "run", "tmp", "var/tmp", "var/log", "var/cache", "var/lib/apt/lists",
-            "var/lib/cloud", "root/.cache", "root/.aws/cli/cache")
+            "var/lib/cloud", "var/lib/systemd", "var/lib/private", "etc/machine-id", "root/.cache",
+            "root/.aws/cli/cache")
 
 STAGE_REPORT: list[str] = []
 
@@ -33,7 +35,7 @@ def _missing_requirements() -> list[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("root")
-    for tool in ("debootstrap", "ip", "dpkg-deb", "nsenter", "chroot", "mount"):
+    for tool in ("debootstrap", "ip", "dpkg-deb", "nsenter", "chroot", "mount", "systemd-nspawn"):
         if not shutil.which(tool):
             missing.append(tool)
     if shutil.which("ip") and subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
@@ -76,17 +78,14 @@ class Booted:
     user_data: str
     parameters: dict[str, str]
     parameter_names: object
-    first: sb.ScriptRun
-    second: sb.ScriptRun
+    first: sb.Boot  # the launch: cloud-init runs the user data
+    second: sb.Boot  # a reboot: the user data does not run again, configure's unit does
     manifest_first: dict
     manifest_second: dict
     conf_after_first: str
-    coturn_log: Path
-    unit_ignored: dict[str, list[str]]  # unit -> settings the sandbox does not apply
     imds_requests_during_script: list[dict] = field(default_factory=list)
     mirror_requests_during_second: list[dict] = field(default_factory=list)
     rendered_conf: str = ""  # `stun-infra render` for the same stack, addresses and secret
-    oneshots: dict = field(default_factory=dict)  # oneshot unit -> exit status at boot
 
     def conf(self) -> str:
         return (self.sandbox.root / "etc/turnserver.conf").read_text()
@@ -95,9 +94,11 @@ class Booted:
 TIMINGS: dict[str, object] = {}
 
 
-def _report_run(label: str, r: sb.ScriptRun) -> None:
-    TIMINGS[label] = {"returncode": r.returncode, "seconds": r.seconds, "stages": r.stages}
-    STAGE_REPORT.append(f"{label}: exit {r.returncode} in {r.seconds:.1f}s")
+def report_boot(label: str, r: sb.Boot) -> None:
+    TIMINGS[label] = {"status": r.status, "returncode": r.returncode, "seconds": r.seconds,
+                      "script_seconds": r.script_seconds, "stages": r.stages}
+    STAGE_REPORT.append(f"{label}: cloud-init {r.status}, system {r.system}, power-on to done {r.seconds:.1f}s, "
+                        f"user data {r.script_seconds:.1f}s")
     for name, seconds in r.stages.items():
         STAGE_REPORT.append(f"  {name:<26} {seconds:7.2f}s")
     for line in STAGE_REPORT[-(len(r.stages) + 1):]:
@@ -111,17 +112,17 @@ def rootfs_cache(_boot_requirements):
     fails under CI=true)."""
     from stun_infra.instance.package import DEPENDS as PACKAGES
 
-    caches: dict[str, sb.RootfsCache] = {}
+    caches: dict[str, rootfs.RootfsCache] = {}
 
-    def get(arch: str) -> sb.RootfsCache:
+    def get(arch: str) -> rootfs.RootfsCache:
         if arch not in caches:
-            if arch != sb.host_arch() and not Path(f"/usr/lib/binfmt.d/qemu-{sb.QEMU_NAMES[arch]}.conf").is_file():
+            if arch != rootfs.host_arch() and not Path(f"/usr/lib/binfmt.d/qemu-{rootfs.QEMU_NAMES[arch]}.conf").is_file():
                 message = f"an {arch} boot needs qemu-user-static"
                 if os.environ.get("CI") == "true":
                     pytest.fail(f"CI=true but {message}", pytrace=False)
                 pytest.skip(message)
             t0 = time.monotonic()
-            cache = caches[arch] = sb.ensure_rootfs(PACKAGES, arch)
+            cache = caches[arch] = rootfs.ensure_rootfs(PACKAGES, arch)
             info = cache.info
             took = time.monotonic() - t0
             TIMINGS[f"rootfs-{arch}"] = {"cache": cache.dir.name, "ready_seconds": round(took, 1),
@@ -191,22 +192,15 @@ def booted(request, rootfs_cache, tmp_path_factory):
                     log_group=log_group_name(settings.project, settings.stack)) as box:
         user_data = box.user_data(settings, boot)
         STAGE_REPORT.append(f"[{label}] user data {len(user_data.encode())} bytes, package {len(box.package.data)} bytes")
-        echo = (lambda line: print(f"  | {line}")) if os.environ.get("STUN_INFRA_BOOT_ECHO") == "1" else None
-        first = box.run_script(user_data, echo=echo)
-        _report_run(f"[{label}] user-data, first run", first)
+        first = box.boot(user_data)
+        report_boot(f"[{label}] launch", first)
         imds_during = box.requests("imds")
         manifest_first = box.manifest(VOLATILE)
         mirror_requests_first = len(box.requests("mirror"))
-        conf_after_first = (box.root / "etc/turnserver.conf").read_text() if first.returncode == 0 else ""
-        second = box.run_script(user_data, echo=echo) if first.returncode == 0 else first
-        _report_run(f"[{label}] user-data, second run", second)
-        manifest_second = box.manifest(VOLATILE)
-        mirror_during_second = box.requests("mirror")[mirror_requests_first:]
-        coturn_log = workdir / "logs" / "coturn.service.out"
-        ignored: dict[str, list[str]] = {}
-        oneshots: dict[str, int | None] = {}
-        if first.returncode == 0 and second.returncode == 0:
-            ignored, oneshots = box.start_enabled_services()
+        ok = first.status == "done"
+        conf_after_first = (box.root / "etc/turnserver.conf").read_text() if ok else ""
+        second = box.reboot() if ok else first
+        report_boot(f"[{label}] reboot", second)
         yield Booted(box, settings, user_data, parameters, names, first, second, manifest_first,
-                     manifest_second, conf_after_first, coturn_log, ignored, imds_during,
-                     mirror_during_second, (rendered / "turnserver.conf").read_text(), oneshots)
+                     box.manifest(VOLATILE), conf_after_first, imds_during, box.requests("mirror")[mirror_requests_first:],
+                     (rendered / "turnserver.conf").read_text())

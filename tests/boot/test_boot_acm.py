@@ -45,14 +45,8 @@ def acm_booted(rootfs_cache, tmp_path_factory) -> Iterator[dict]:
         _, boot = sb.sandbox_boot_inputs(settings, instance, signer, parameters=names.at(1, None, None),
                                          certificate_arn=arn)
         user_data = box.user_data(settings, boot)
-        first = box.run_script(user_data)
-        second = box.run_script(user_data) if first.returncode == 0 else first
-        started = {}
-        if second.returncode == 0:
-            for unit in ("stun-tls-ports.service", "coturn.service"):
-                proc, _ = box.start_unit(unit, stdout=box.logs / f"{unit}.out")
-                started[unit] = proc
-            started["stun-tls-ports.service"].wait(timeout=60)
+        first = box.boot(user_data)
+        second = box.reboot() if first.status == "done" else first
         exported = box.ns_python(_moto_acm(settings.region, f"get_certificate(CertificateArn={arn!r})"))
         yield {"box": box, "settings": settings, "arn": arn, "first": first, "second": second,
                "exported": exported, "user_data": user_data}
@@ -66,13 +60,13 @@ def _moto_acm(region: str, call: str) -> str:
             f"print(json.dumps(c.{call}, default=str))\n")
 
 
-def _tail(run: sb.ScriptRun) -> str:
-    return "\n".join(run.output.splitlines()[-60:])
+def _tail(run: sb.Boot) -> str:
+    return f"{run.status} {run.errors} {run.failed_units}\n" + "\n".join(run.output.splitlines()[-60:])
 
 
-def test_the_boot_script_runs_to_completion_twice(acm_booted):
-    assert acm_booted["first"].returncode == 0, _tail(acm_booted["first"])
-    assert acm_booted["second"].returncode == 0, _tail(acm_booted["second"])
+def test_the_instance_boots_and_reboots_with_no_failure(acm_booted):
+    for boot in (acm_booted["first"], acm_booted["second"]):
+        assert (boot.status, boot.system, boot.failed_units) == ("done", "running", []), _tail(boot)
 
 
 def test_coturn_gets_acms_certificate_and_chain_through_the_role(acm_booted):
@@ -84,8 +78,8 @@ def test_coturn_gets_acms_certificate_and_chain_through_the_role(acm_booted):
     assert len(exports) == 2 and all(r["host"] == f"acm.{acm_booted['settings'].region}.amazonaws.com" for r in exports)
 
 
-def test_the_second_run_finds_the_certificate_unchanged(acm_booted):
-    assert "stun-tls-sync: certificate unchanged" in acm_booted["second"].output
+def test_configure_at_the_reboot_finds_the_certificate_unchanged(acm_booted):
+    assert "stun-tls-sync: certificate unchanged" in acm_booted["box"].journal("stun-infra-configure.service")
 
 
 def test_no_tls_parameter_is_read_and_no_key_is_in_user_data(acm_booted):
@@ -104,8 +98,10 @@ def test_the_key_is_coturns_alone_and_the_passphrase_is_gone(acm_booted):
 
 
 def test_the_renewal_timer_and_the_port_redirect_are_enabled(acm_booted):
-    enabled = acm_booted["box"].enabled_units()
-    assert "stun-tls-sync.timer" in enabled and "stun-tls-ports.service" in enabled
+    box = acm_booted["box"]
+    for unit in ("stun-tls-sync.timer", "stun-tls-ports.service"):
+        assert box.systemctl("is-enabled", unit).stdout.strip() == "enabled", unit
+    assert box.unit_property("stun-tls-ports.service", "Result") == "success"
     ruleset = (acm_booted["box"].root / "etc/stun-infra/tls-ports.nft").read_text()
     assert "tcp dport { 5349 } redirect to :443" in ruleset
 

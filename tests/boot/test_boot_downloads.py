@@ -4,8 +4,10 @@ stays disabled (nothing answers the health check, so autoscale replaces the inst
 download that fails for a while is retried and the boot completes.
 
 One sandboxed x86 instance of the dev stack (this machine's architecture: its apt stage takes
-seconds, not minutes) runs the script once per case; before each, the agents are purged and
-the downloads stand-in serves the signed packages again, then the case spoils one thing.
+seconds, not minutes) is launched once per case: the same disk, powered on with a new instance
+id in IMDS, so cloud-init runs the user data again, as for a new instance. Before each, with
+the machine off, the agents are purged and the downloads stand-in serves the signed packages
+again, then the case spoils one thing.
 """
 
 from __future__ import annotations
@@ -30,27 +32,35 @@ STOPPED = re.compile(r"^stun-infra: BOOT STOPPED: ")
 
 
 class Case:
-    """The sandbox and what one run of the script did."""
+    """The sandbox and what one launch did."""
 
     def __init__(self, box: sb.Sandbox, user_data: str, settings: object):
         self.box, self.user_data, self.settings = box, user_data, settings
-        self.run: sb.ScriptRun | None = None
-        self.calls_before = 0
+        self.run: sb.Boot | None = None
+        self.launches = 0
+        self.coturn: dict[str, str] = {}
 
     def reset(self) -> None:
         """Agents not installed, every download served and signed as published."""
+        if self.box.leader() is not None:
+            self.box.power_off()
         for pkg in ("amazon-cloudwatch-agent", "amazon-ssm-agent"):
             sb.run(self.box.chroot("dpkg", "--purge", pkg), check=False)
         self.box.publish_agents()
 
-    def boot(self) -> sb.ScriptRun:
-        self.calls_before = len(self.box.calls())
-        echo = (lambda line: print(f"  | {line}")) if os.environ.get("STUN_INFRA_BOOT_ECHO") == "1" else None
-        self.run = self.box.run_script(self.user_data, echo=echo, timeout=600)
+    def boot(self) -> sb.Boot:
+        """A launch of a new instance from this disk: cloud-init runs the user data."""
+        if self.box.leader() is not None:
+            self.box.power_off()
+        self.launches += 1
+        self.box.instance.instance_id = f"i-0123456789abcd{self.launches:03x}"
+        self.run = self.box.boot(self.user_data, timeout=600)
+        self.coturn = {"enabled": self.box.systemctl("is-enabled", "coturn.service", check=False).stdout.strip(),
+                       "started": self.box.unit_property("coturn.service", "ExecMainStartTimestampMonotonic")}
         return self.run
 
     def stopped_line(self) -> str:
-        lines = [text for _, text in self.run.lines if STOPPED.match(text)]
+        lines = [text for text in self.run.output.splitlines() if STOPPED.match(text)]
         assert len(lines) == 1, f"expected one BOOT STOPPED line:\n{self.run.output[-3000:]}"
         return lines[0]
 
@@ -67,8 +77,6 @@ except logs.exceptions.ResourceNotFoundException:
 print(json.dumps([e["message"] for e in events]))
 """)
 
-    def coturn_calls(self) -> list[str]:
-        return [c for c in self.box.calls()[self.calls_before:] if "coturn" in c]
 
 
 @pytest.fixture(scope="module")
@@ -96,20 +104,20 @@ def case(rootfs_cache, tmp_path_factory):
 
 def assert_boot_stopped(case: Case, package: str, reason: str) -> None:
     """One line naming the package and the reason, in the console output, the boot log and
-    CloudWatch Logs; no other failure line; coturn disabled and never started."""
+    CloudWatch Logs; no other failure line; cloud-init reports the script's failure; coturn
+    disabled and never started."""
     r = case.run
-    assert r.returncode == BOOT_STOPPED_STATUS, r.output[-3000:]  # not retried: reported
+    assert (r.status, r.returncode) == ("error", BOOT_STOPPED_STATUS), r.output[-3000:]  # not retried: reported
+    assert any("scripts_user" in e or "scripts-user" in e for e in r.errors), r.errors
     line = case.stopped_line()
     assert line.startswith(f"stun-infra: BOOT STOPPED: {package}: {reason}"), line
     assert line.endswith("(coturn stays disabled)"), line
     assert "FAILED at line" not in r.output and "boot complete" not in r.output
     assert line in (case.box.root / "var/log/stun-infra-boot.log").read_text()
     assert line in case.cloudwatch_lines()
-    # The package's own postinst presets it (enabled); the script's disable comes last, and
-    # nothing starts it.
-    calls = case.coturn_calls()
-    assert calls and calls[-1] == "systemctl disable --quiet coturn.service", calls
-    assert not [c for c in calls if re.match(r"systemctl (\S+ )*(start|restart|reload-or-restart|enable) ", c)], calls
+    # The package's own postinst presets it (enabled); the script disables it, and nothing
+    # starts it.
+    assert case.coturn == {"enabled": "disabled", "started": "0"}, case.coturn
     assert "stun-infra" not in (case.box.root / "etc/turnserver.conf").read_text()  # Debian's stock file
 
 
@@ -117,13 +125,13 @@ def assert_package_refused(case: Case, reason: str) -> None:
     """One line naming the instance package's digest and the reason; nothing installed,
     nothing configured, coturn not even there."""
     r = case.run
-    assert r.returncode == 1, r.output[-3000:]
+    assert (r.status, r.returncode) == ("error", 1), r.output[-3000:]
     line = case.stopped_line()
     assert line.startswith(f"stun-infra: BOOT STOPPED: {case.box.package.sha256}: {reason}"), line
     assert "stun-infra: stage" not in r.output and "boot complete" not in r.output
     for pkg in ("stun-infra-instance", "coturn"):
-        assert sb.run(case.box.chroot("dpkg-query", "-W", pkg), check=False).returncode != 0, pkg
-    assert not case.coturn_calls()
+        assert case.box.exec("dpkg-query", "-W", pkg, check=False).returncode != 0, pkg
+    assert case.coturn["started"] in ("", "0"), case.coturn
 
 
 def test_an_instance_package_whose_digest_does_not_match_stops_the_boot_before_anything_is_installed(case):
@@ -212,15 +220,14 @@ def test_a_package_and_key_swapped_together_stop_the_boot(case, tmp_path):
 
 
 def test_a_stopped_boot_leaves_the_health_check_port_closed(case):
-    """What the load balancer sees: once the services the script enabled are started (as at
-    boot), nothing accepts a TCP connection on the STUN port, so the target is unhealthy and
+    """What the load balancer sees: with the services the script enabled started by systemd,
+    nothing accepts a TCP connection on the STUN port, so the target is unhealthy and
     the group replaces the instance."""
     case.reset()
     case.box.signer.sign(case.box.agent_path(downloads.SSM_AGENT), case.box.agent_path(
         downloads.CLOUDWATCH_AGENT).with_name("amazon-cloudwatch-agent.deb.sig"))  # a signature of another file
     case.boot()
     assert_boot_stopped(case, "amazon-cloudwatch-agent", "signature does not verify with key")
-    case.box.start_enabled_services()
     answer = case.box.ns_python(f"""
 import json, socket
 s = socket.socket()
@@ -239,11 +246,11 @@ def test_a_download_that_fails_for_a_while_is_retried_and_the_boot_completes(cas
     path = "/" + str(case.box.agent_path(downloads.SSM_AGENT).relative_to(case.box.www))
     case.box.faults_file.write_text(json.dumps({path: {"kind": "unavailable", "times": 2}}))
     r = case.boot()
-    assert r.returncode == 0 and "stun-infra: boot complete" in r.output, r.output[-3000:]
+    assert (r.status, r.returncode) == ("done", 0) and "stun-infra: boot complete" in r.output, r.output[-3000:]
     statuses = [x["status"] for x in case.box.requests("downloads") if x["path"] == path]
     assert statuses[-3:] == [503, 503, 200], statuses
     assert len(re.findall(r"HTTP 503 from .*amazon-ssm-agent\.deb; retrying in \d+ s", r.output)) == 2
-    assert not [text for _, text in r.lines if STOPPED.match(text)]
+    assert not [text for text in r.output.splitlines() if STOPPED.match(text)]
     for pkg in ("amazon-cloudwatch-agent", "amazon-ssm-agent"):
         assert f"stun-infra: {pkg}: signature verified (key {case.box.signer.fingerprint}), {case.box.arch} package" \
             in r.output

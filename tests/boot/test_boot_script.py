@@ -1,5 +1,6 @@
-"""The rendered user-data, executed for real in a Debian 12 sandbox (see boot_sandbox.py):
-it must bring up a working coturn from nothing but the metadata service and Parameter Store.
+"""The rendered user data, run by cloud-init on a Debian 12 machine booted with systemd as
+PID 1 (see boot_sandbox.py): it must bring up a working coturn from nothing but the metadata
+service and Parameter Store, and the instance must come back the same after a reboot.
 """
 
 from __future__ import annotations
@@ -20,22 +21,35 @@ import boot_sandbox as sb
 pytestmark = pytest.mark.boot
 
 # coturn 4.6.1 fails open: these startup lines mean a setting was dropped (FIELD-NOTES.md).
+# How much longer than the sync timer's interval a rotation step may take to show: the timer's
+# AccuracySec (5 s), the sync's run, the probe's own allocations.
+ROTATION_MARGIN_SECONDS = 20
 COTURN_BAD_LINES = ("Bad configuration format", "Wrong address format", "CONFIG ERROR",
                     "cannot start TLS and DTLS listeners", "Cannot bind", "cannot bind")
 
 
-def _tail(run: sb.ScriptRun, n: int = 60) -> str:
-    return "\n".join(text for _, text in run.lines[-n:])
+def _tail(run: sb.Boot, n: int = 60) -> str:
+    return run.summary(n)
 
 
 def _conf_value(conf: str, key: str) -> list[str]:
     return [line.split("=", 1)[1] for line in conf.splitlines() if line.startswith(key + "=")]
 
 
-def test_script_runs_to_completion(booted):
+def test_cloud_init_runs_the_user_data_from_imds_to_completion(booted):
+    """cloud-init's EC2 datasource read the user data from the metadata service, byte for byte
+    what the launch template carries, ran it, and reports success; systemd's start-up
+    finished with no failed unit."""
+    from stun_infra.instance.userdata import packed, unpacked
+
     r = booted.first
-    assert r.returncode == 0, f"user-data failed (exit {r.returncode}):\n{_tail(r)}"
+    assert (r.status, r.errors, r.returncode, r.script_ran) == ("done", [], 0, True), _tail(r)
+    assert r.clean, _tail(r)
     assert "stun-infra: boot complete" in r.output
+    fetched = [q for q in booted.imds_requests_during_script if q["path"].endswith("/user-data")]
+    assert fetched and fetched[-1]["status"] == 200, fetched
+    ran = booted.sandbox.exec("cat", sb.USER_DATA_SCRIPT).stdout
+    assert ran == unpacked(packed(booted.user_data)) == booted.user_data
     assert not any(name.endswith("(no end)") for name in r.stages), r.stages
     assert r.stages, "no `stun-infra: stage NAME begin/end` markers in the output"
     log = (booted.sandbox.root / "var/log/stun-infra-boot.log").read_text()
@@ -44,7 +58,7 @@ def test_script_runs_to_completion(booted):
 
 def test_packages_came_from_the_mirror_standin(booted):
     """apt-get update and install really ran, against the mirror's host name."""
-    assert booted.first.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     mirror = booted.sandbox.requests("mirror")
     assert any(r["path"].endswith("/InRelease") and r["status"] == 200 for r in mirror), mirror[:5]
     debs = [r for r in mirror if r["path"].endswith(".deb")]
@@ -63,7 +77,7 @@ def test_agents_come_from_their_documented_hosts_and_are_verified_before_install
     key (the sandbox's, in place of AWS's) for this instance's architecture."""
     from stun_infra.instance import downloads
 
-    assert booted.first.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     box = booted.sandbox
     region, fetched = box.instance.region, box.requests("downloads")
     for agent in downloads.AGENTS:
@@ -74,13 +88,15 @@ def test_agents_come_from_their_documented_hosts_and_are_verified_before_install
             key = urllib.parse.urlsplit(agent.key.url)
             assert [(r["host"], r["status"]) for r in fetched if r["path"] == key.path] == [(key.hostname, 200)]
         verified = f"stun-infra: {agent.name}: signature verified (key {box.signer.fingerprint}), {box.arch} package"
-        lines = [text for _, text in booted.first.lines]
+        lines = booted.first.output.splitlines()
         assert verified in lines, agent.name
         assert lines.index(verified) < next(i for i, t in enumerate(lines) if f"Unpacking {agent.name} " in t)
 
 
 def test_metadata_service_is_used_with_imdsv2_tokens(booted):
-    reqs = booted.imds_requests_during_script
+    # Ours read /latest/ (cloud-init, which cannot tell it is on AWS in a container, reads
+    # dated versions without a token: see standin_servers.imds).
+    reqs = [r for r in booted.imds_requests_during_script if r["path"].startswith("/latest/")]
     assert any(r["method"] == "PUT" and r["status"] == 200 for r in reqs), "no IMDSv2 token request"
     gets = [r for r in reqs if r["method"] == "GET"]
     assert gets and all(r["token"] for r in gets), [r for r in gets if not r["token"]]
@@ -89,13 +105,13 @@ def test_metadata_service_is_used_with_imdsv2_tokens(booted):
     for needed in ("public-ipv4", "local-ipv4", "instance-id", "placement/region"):
         assert f"/latest/meta-data/{needed}" in paths, needed
     # The stand-in enforces IMDSv2 as an instance with http_tokens=required would.
-    p = sb.run(booted.sandbox.chroot("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                     f"http://{sb.IMDS_IP}/latest/meta-data/instance-id"), check=False)
+    p = booted.sandbox.exec("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            f"http://{sb.IMDS_IP}/latest/meta-data/instance-id", check=False)
     assert p.stdout.strip() == "401"
 
 
 def test_external_ip_is_the_instance_public_private_pair(booted):
-    assert booted.first.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     inst = booted.sandbox.instance
     assert _conf_value(booted.conf(), "external-ip") == [f"{inst.public_ip}/{inst.private_ip}"]
 
@@ -105,7 +121,7 @@ def test_written_conf_equals_stun_infra_render(booted):
     the same stack, addresses and secret (and what stun_infra.instance.coturn returns)."""
     from stun_infra.instance.coturn import INSTANCE_PATHS, turnserver_conf
 
-    assert booted.first.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     assert booted.conf() == booted.rendered_conf
     inst = booted.sandbox.instance
     assert booted.conf() == turnserver_conf(
@@ -116,7 +132,7 @@ def test_written_conf_equals_stun_infra_render(booted):
 def test_ipv6_is_read_from_imds_and_served_when_the_instance_has_one(booted):
     """With an IPv6 address in IMDS the conf (equal to `stun-infra render --ipv6`, above) listens
     and relays on it; without one IMDS answers 404 and the conf is the IPv4-only one."""
-    assert booted.first.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     inst, conf = booted.sandbox.instance, booted.conf()
     reads = [r for r in booted.imds_requests_during_script if r["path"] == "/latest/meta-data/ipv6"]
     assert reads and all(r["token"] for r in reads)
@@ -131,14 +147,14 @@ def test_coturn_answers_stun_over_ipv6_when_the_instance_has_one(booted):
     box = booted.sandbox
     if not box.instance.ipv6:
         pytest.skip("this instance has no IPv6 address (IMDS 404 path)")
-    assert booted.second.returncode == 0, _tail(booted.second)
+    assert booted.second.status == "done", _tail(booted.second)
     box.stun_binding(box.instance.private_ip, booted.settings.stun_port)  # it is up
     local, mapped = box.stun_binding(box.instance.ipv6, booted.settings.stun_port)
     assert mapped == local and local[0] == sb.CLIENT_IPV6, (local, mapped)
 
 
 def test_secrets_come_from_parameter_store_not_user_data(booted):
-    assert booted.first.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     names = booted.parameter_names
     secret = booted.parameters.get(names.turn_secret, "")
     assert _conf_value(booted.conf(), "static-auth-secret") == []  # never in the config
@@ -168,39 +184,52 @@ def test_secrets_come_from_parameter_store_not_user_data(booted):
         assert all(r["host"] == f"ssm.{booted.sandbox.instance.region}.amazonaws.com" for r in mine), mine
 
 
-def test_services_are_enabled_through_the_init_system(booted):
-    assert booted.first.returncode == 0, _tail(booted.first)
-    calls = booted.sandbox.calls()
-    assert any(c.startswith("systemctl enable") and "coturn" in c for c in calls), calls
-    assert any(c.startswith("systemctl restart coturn") for c in calls), calls
-    assert any(c.startswith("amazon-cloudwatch-agent-ctl") and "fetch-config" in c for c in calls), calls
-    # Every unit the script enables has install info ([Install]), so `systemctl enable`
-    # really links it (the sandbox decides as systemd does): no enable is a silent no-op.
+def _package_units(box: sb.Sandbox) -> list[str]:
+    """The units the instance package ships (stun-infra's), by name."""
+    listed = box.exec("dpkg-query", "-L", "stun-infra-instance").stdout.split()
+    return sorted(p.rsplit("/", 1)[1] for p in listed if p.startswith("/lib/systemd/system/")
+                  and p.endswith((".service", ".timer")))
+
+
+def test_the_script_enables_its_units_in_systemd(booted):
+    """systemd itself says which units are enabled: each stage's, with install info, and
+    coturn; the metrics reporter's service is static (its timer starts it)."""
+    assert booted.first.status == "done", _tail(booted.first)
     box = booted.sandbox
-    assert box.enabled_units() == box.enable_requests(), (box.enable_requests(), box.enabled_units())
-    assert "stun-counters.service" in box.enabled_units() and "stun-metrics.timer" in box.enabled_units()
-    assert "stun-metrics.service" not in box.enable_requests()  # no [Install]: its timer starts it
-    assert sb.NO_INSTALL_NOTICE.splitlines()[0] not in booted.first.output + booted.second.output
-    drop_in = booted.sandbox.root / "lib/systemd/system/coturn.service.d"  # shipped in the package
+    state = {u: box.systemctl("is-enabled", u, check=False).stdout.strip()
+             for u in ("coturn.service", "stun-counters.service", "stun-metrics.timer", "stun-metrics.service",
+                       "stun-infra-configure.service")}
+    assert state == {"coturn.service": "enabled", "stun-counters.service": "enabled", "stun-metrics.timer": "enabled",
+                     "stun-metrics.service": "static", "stun-infra-configure.service": "enabled"}, state
+    calls = box.calls()
+    assert any(c.startswith("amazon-cloudwatch-agent-ctl") and "fetch-config" in c for c in calls), calls
+    drop_in = box.root / "lib/systemd/system/coturn.service.d"  # shipped in the package
     assert drop_in.is_dir() and list(drop_in.glob("*.conf"))
 
 
-def test_enabled_units_start(booted):
-    """Every service the script enables has a unit file (the systemctl stub refuses unknown
-    units, as systemctl does); the oneshots among them succeed when run as at boot; the
-    agent was configured with a file that exists and is JSON."""
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+def assert_units_healthy(box: sb.Sandbox, boot: sb.Boot) -> None:
+    """systemd parsed every unit the package ships without a complaint (an ExecStart it
+    rejects, a bad setting: `systemd-analyze verify`), the boot finished with cloud-init's
+    success, and no unit is failed or left unloaded."""
+    assert boot.clean, _tail(boot)
+    units = _package_units(box)
+    verify = box.exec("systemd-analyze", "verify", *(f"/lib/systemd/system/{u}" for u in units), check=False)
+    said = verify.stdout + verify.stderr
+    assert verify.returncode == 0 and not [line for line in said.splitlines() if "stun-" in line], said
+    for unit in units:
+        assert box.unit_property(unit, "LoadState") == "loaded", (unit, box.journal(unit)[-2000:])
+        assert box.unit_property(unit, "Result") == "success", (unit, box.journal(unit)[-2000:])
+
+
+def test_every_unit_of_the_package_loads_and_none_failed(booted):
+    """The boot check above holds; the oneshots ran; the agent was configured with a file
+    that exists and is JSON."""
     box = booted.sandbox
-    assert "coturn.service" in booted.unit_ignored, booted.unit_ignored
-    failed = {u: rc for u, rc in booted.oneshots.items() if rc != 0}
-    # At boot the table's oneshot runs; the reporter's does not (it waits for its timer).
-    assert "stun-counters.service" in booted.oneshots and "stun-metrics.service" not in booted.oneshots, \
-        booted.oneshots
-    assert not failed, {u: (rc, (box.logs / f"{u}.out").read_text()[-2000:]) for u, rc in failed.items()}
-    for unit in box.enabled_units():
-        if unit.endswith(".timer"):
-            assert any((box.root / d / unit).is_file() for d in ("etc/systemd/system", "lib/systemd/system")), unit
-            sb.read_unit(box.root, unit.removesuffix(".timer") + ".service")  # what it triggers
+    units = _package_units(box)
+    assert "stun-infra-configure.service" in units and "stun-counters.service" in units, units
+    assert_units_healthy(box, booted.first)
+    for oneshot in ("stun-counters.service", "stun-infra-configure.service"):
+        assert box.unit_property(oneshot, "ActiveState") == "active", oneshot
     ctl = [c for c in box.calls() if c.startswith("amazon-cloudwatch-agent-ctl") and " -c " in c]
     assert ctl, box.calls()
     for call in ctl:
@@ -209,49 +238,51 @@ def test_enabled_units_start(booted):
         json.loads((box.root / source.removeprefix("file:").lstrip("/")).read_text())
 
 
-def test_second_run_is_idempotent(booted):
-    assert booted.first.returncode == 0, _tail(booted.first)
-    assert booted.second.returncode == 0, f"second run failed:\n{_tail(booted.second)}"
-    first, second = booted.manifest_first, booted.manifest_second
-    changed = sorted(k for k in set(first) | set(second) if first.get(k) != second.get(k))
-    assert not changed, "the second run changed: " + ", ".join(changed[:40])
+def test_a_reboot_runs_configure_again_changes_nothing_and_downloads_nothing(booted):
+    """A reboot: cloud-init does not run the user data again (once per instance);
+    stun-infra-configure.service does, before coturn, and finds everything as it was."""
+    assert booted.first.status == "done", _tail(booted.first)
+    second = booted.second
+    assert second.clean, _tail(second)
+    assert not second.script_ran
+    first, again = booted.manifest_first, booted.manifest_second
+    changed = sorted(k for k in set(first) | set(again) if first.get(k) != again.get(k))
+    assert not changed, "the reboot changed: " + ", ".join(changed[:40])
     assert booted.conf() == booted.conf_after_first
     refetched = [r["path"] for r in booted.mirror_requests_during_second if r["path"].endswith(".deb")]
-    assert not refetched, f"the second run downloaded packages again: {refetched}"
+    assert not refetched, f"the reboot downloaded packages again: {refetched}"
+    box = booted.sandbox
+    started = {u: int(box.unit_property(u, "ExecMainStartTimestampMonotonic") or 0)
+               for u in ("stun-infra-configure.service", "coturn.service")}
+    configured = int(box.unit_property("stun-infra-configure.service", "ExecMainExitTimestampMonotonic"))
+    assert 0 < started["stun-infra-configure.service"] < configured <= started["coturn.service"], started
 
 
-def test_coturn_started_from_its_unit_answers_stun(booted):
-    """coturn as systemd starts it (unit + drop-in); a binding from inside the namespace
-    is answered with the client's own address."""
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+def test_coturn_started_by_systemd_answers_stun(booted):
+    """coturn as systemd starts it (unit + drop-in): a binding from inside the namespace is
+    answered with the client's own address; it runs as its unit's user with the drop-in's
+    open-file limit."""
+    assert booted.first.status == "done", _tail(booted.first)
     box = booted.sandbox
     local, mapped = box.stun_binding(box.instance.private_ip, booted.settings.stun_port)
     assert mapped == local and local[0] == sb.CLIENT_IP, (local, mapped)
-    # coturn's own client, from the chroot, agrees.
-    p = sb.run(box.chroot("turnutils_stunclient", "-p", str(booted.settings.stun_port), "-L", sb.CLIENT_IP,
-                          box.instance.private_ip), check=False, timeout=60)
+    # coturn's own client, from the machine, agrees.
+    p = box.exec("turnutils_stunclient", "-p", str(booted.settings.stun_port), "-L", sb.CLIENT_IP,
+                 box.instance.private_ip, check=False, timeout=60)
     assert re.search(rf"UDP reflexive addr: {re.escape(sb.CLIENT_IP)}:\d+", p.stdout), p.stdout + p.stderr
-    # Running as the unit's user, with the unit's open-file limit from the drop-in.
-    pids = sb.run(["ip", "netns", "pids", box.name]).stdout.split()
-    coturn = [pid for pid in pids if open(f"/proc/{pid}/comm").read().strip() == "turnserver"]
-    assert len(coturn) == 1, coturn
-    status = open(f"/proc/{coturn[0]}/status").read()
+    pid = box.unit_property("coturn.service", "MainPID")
+    status = box.exec("cat", f"/proc/{pid}/status").stdout
     uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M)[1])
-    turnserver_uid = int(sb.run(box.chroot("id", "-u", "turnserver")).stdout)
-    assert uid == turnserver_uid
-    unit = sb.read_unit(box.root, "coturn.service")
-    if unit.get("LimitNOFILE"):
-        limits = open(f"/proc/{coturn[0]}/limits").read()
-        n = unit["LimitNOFILE"][-1].split(":")[-1]
-        got = re.search(r"^Max open files\s+\d+\s+(\d+|unlimited)\s", limits, re.M)[1]
-        host_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        if got != n and n.isdigit() and int(n) > host_hard:
-            warnings.warn(f"LimitNOFILE={n} could not be applied: this host caps the hard limit at "
-                          f"{host_hard} and denies CAP_SYS_RESOURCE; coturn ran with {got}")
-        else:
-            assert got == n, limits
-    ignored = {u: keys for u, keys in booted.unit_ignored.items() if keys}
-    assert not ignored, f"unit settings the sandbox does not apply: {ignored}"
+    assert uid == int(box.exec("id", "-u", "turnserver").stdout)
+    limits = box.exec("cat", f"/proc/{pid}/limits").stdout
+    wanted = box.unit_property("coturn.service", "LimitNOFILE")
+    got = re.search(r"^Max open files\s+(\d+)\s+(\d+)\s", limits, re.M)
+    host_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if got and int(got[2]) == host_hard < int(wanted):  # a host without CAP_SYS_RESOURCE (this one's limits)
+        warnings.warn(f"LimitNOFILE={wanted} could not be applied: this host caps the hard limit at "
+                      f"{host_hard} and denies CAP_SYS_RESOURCE; coturn ran with {got[2]}")
+    else:
+        assert got and got[2] == wanted, (wanted, [line for line in limits.splitlines() if "open files" in line])
 
 
 def test_coturn_serves_the_project_client(booted):
@@ -259,7 +290,7 @@ def test_coturn_serves_the_project_client(booted):
     over UDP and TCP, TLS with the certificate from Parameter Store, and a TURN
     allocation with a credential minted from the secret in Parameter Store, relayed on
     the instance's public address (external-ip)."""
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     box, settings = booted.sandbox, booted.settings
     box.stun_binding(box.instance.private_ip, settings.stun_port)  # it is up
     cafile = box.workdir / "tls-certificate.pem"
@@ -299,7 +330,7 @@ def test_an_ipv6_client_gets_an_ipv6_relay_that_refuses_internal_ipv6_peers(boot
     an IPv6 relay (REQUESTED-ADDRESS-FAMILY) gets one on that address, one that does not
     gets the IPv4 relay (coturn's default, kept), and the IPv6 relay refuses every internal
     IPv6 peer, in every notation, with 403."""
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     box, settings = booted.sandbox, booted.settings
     if not (box.instance.ipv6 and settings.turn):
         pytest.skip("this stack's instance has no IPv6 address or serves no TURN")
@@ -333,13 +364,13 @@ asyncio.run(main())
 def test_an_autoscale_instance_registers_its_ipv6_address_in_the_ipv6_target_groups(booted):
     """The unit the boot script enabled ran at boot (as the instance's role, through the ELB
     endpoint stand-in): the instance's IPv6 address, on each group's port, in each IPv6
-    target group; stopping it (the shutdown of a terminated instance) takes it out again."""
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    target group, once (the reboot's stop took it out and its start put it back)."""
+    assert booted.first.status == "done", _tail(booted.first)
     box, settings = booted.sandbox, booted.settings
     groups = sb.ipv6_target_groups(settings)
     if not (groups and box.instance.ipv6):
         pytest.skip("not an autoscale instance with an IPv6 address")
-    assert booted.oneshots.get("stun-nlb-targets.service") == 0, booted.oneshots
+    assert box.unit_property("stun-nlb-targets.service", "ActiveState") == "active"
 
     def calls(action: str) -> list[tuple[str, list]]:
         entries = [r for r in box.requests("ssm") if r.get("action") == action]
@@ -347,37 +378,34 @@ def test_an_autoscale_instance_registers_its_ipv6_address_in_the_ipv6_target_gro
         return sorted((r["target_group"], r["targets"]) for r in entries)
 
     expected = sorted((g.arn, [[box.instance.ipv6, str(g.port)]]) for g in groups)
-    assert calls("RegisterTargets") == expected
-    assert calls("DeregisterTargets") == []
-    stop_cmd = box.chroot("/usr/local/sbin/stun-nlb-targets", "deregister")  # the unit's ExecStop
-    stop_cmd.insert(stop_cmd.index("chroot"), f"AWS_CA_BUNDLE={sb.SANDBOX_CA_BUNDLE}")  # as for the unit
-    stop = sb.run(stop_cmd, check=False, timeout=120)
-    assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert calls("DeregisterTargets") == expected
+    assert calls("RegisterTargets") == sorted(expected * 2)  # the launch, the reboot
+    assert calls("DeregisterTargets") == expected  # the reboot's shutdown (ExecStop)
 
 
 def test_coturn_accepts_every_line_of_the_written_conf(booted):
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     box = booted.sandbox
     box.stun_binding(box.instance.private_ip, booted.settings.stun_port)  # it is up
     log_file = box.root / "var/log/coturn/turnserver.log"
     deadline = time.monotonic() + 10
     while not log_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    text = log_file.read_text() + booted.coturn_log.read_text()
+    text = log_file.read_text() + box.journal("coturn.service")
     bad = [line for line in text.splitlines() if any(b in line for b in COTURN_BAD_LINES)]
     assert not bad, "\n".join(bad)
 
 
 def test_timer_services_run_after_traffic(booted):
     """What the enabled timers trigger (the metrics reporter, coturn's log rotation, the nftables
-    guard; with TURN the secret sync, as coturn's user) runs cleanly once coturn has answered
-    bindings; the kernel binding counters count them."""
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    guard; with TURN the secret sync, as coturn's user) runs cleanly when systemd starts it once
+    coturn has answered bindings; the kernel binding counters count them."""
+    assert booted.first.status == "done", _tail(booted.first)
     box = booted.sandbox
-    timers = [u for u in box.enabled_units() if u.endswith(".timer")]
-    assert sorted(timers) == ["stun-coturn-logrotate.timer", "stun-metrics.timer", "stun-nft-guard.timer",
-                              *(["stun-secret-sync.timer"] if booted.settings.turn else [])], timers
+    timers = sorted(line.split()[0] for line in box.systemctl(
+        "list-unit-files", "--state=enabled", "--type=timer", "--no-legend", "--plain").stdout.splitlines()
+        if line.startswith("stun-"))
+    assert timers == sorted(["stun-coturn-logrotate.timer", "stun-metrics.timer", "stun-nft-guard.timer",
+                             *(["stun-secret-sync.timer"] if booted.settings.turn else [])]), timers
     for _ in range(3):
         box.stun_binding(box.instance.private_ip, booted.settings.stun_port)
     found = _counters(box)
@@ -385,15 +413,9 @@ def test_timer_services_run_after_traffic(booted):
     assert found["binding_requests"] >= 3 and found["binding_successes"] >= 3, found
     for timer in timers:
         service = timer.removesuffix(".timer") + ".service"
-        # Not started at boot (no [Install]) and the timer fires OnActiveSec later, which the
-        # sandbox does not: the first run publishes everything counted since the table loaded,
-        # the second what came since (nothing).
-        for run in range(2):
-            proc, ignored = box.start_unit(service, stdout=box.logs / f"{service}.{run}.out")
-            rc = proc.wait(timeout=90)
-            out = (box.logs / f"{service}.{run}.out").read_text()
-            assert rc == 0, f"{service} (run {run + 1}) exited {rc}:\n{out[-2000:]}"
-            assert not ignored, ignored
+        for _ in range(2):  # beside the timer's own runs
+            box.systemctl("start", service, timeout=120)
+            assert box.unit_property(service, "Result") == "success", box.journal(service)[-2000:]
 
 
 def test_reporter_counts_land_in_cloudwatch(booted):
@@ -403,18 +425,21 @@ def test_reporter_counts_land_in_cloudwatch(booted):
     dimension), and what they sum to is exactly what the kernel counted since boot."""
     from stun_infra.instance import binding_counters, metrics
 
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    assert booted.first.status == "done", _tail(booted.first)
     box = booted.sandbox
-    # The reporter's service is not enabled (no [Install]): nothing runs it at boot, and its
-    # timer's first run is OnActiveSec later (the sandbox fires no timers). So exactly the two
-    # runs test_timer_services_run_after_traffic starts by hand.
-    runs = 2
+    # Every run publishes what was counted since the one before: its timer's runs and the two
+    # test_timer_services_run_after_traffic asked systemd for. Stopped first, so none runs
+    # between the last one and the count.
+    box.systemctl("stop", "stun-metrics.timer")
+    box.systemctl("start", "stun-metrics.service", timeout=120)
     counted = _counters(box)  # no traffic since the last run: all of it was published
+    box.systemctl("start", "stun-metrics.timer")
     namespace, region, instance_id = metrics.namespace(booted.settings.stack), box.instance.region, box.instance.instance_id
 
     role_key = box.instance.imds_document(box.arch)["access_key_id"]
     puts = [r for r in box.requests("ssm") if r.get("action") == "PutMetricData"]
-    assert len(puts) == runs, puts
+    runs = len(puts)
+    assert runs >= 1, puts
     for r in puts:
         assert (r["status"], r["scheme"], r["host"], r["namespace"]) == (
             200, "https", f"monitoring.{region}.amazonaws.com", namespace), r
@@ -475,32 +500,9 @@ print(json.dumps({{
 
 def _counters(box: sb.Sandbox) -> dict[str, int]:
     """The kernel counters of the sandbox's namespace: name -> packets."""
-    listing = sb.run(box.chroot("nft", "-j", "list", "counters"))
+    listing = box.exec("nft", "-j", "list", "counters")
     return {c["counter"]["name"]: c["counter"]["packets"]
             for c in json.loads(listing.stdout)["nftables"] if "counter" in c}
-
-
-def test_unit_sandboxing_is_emulated(booted):
-    """The harness itself: a unit's ProtectSystem/ProtectHome/ReadWritePaths/
-    CapabilityBoundingSet/PrivateTmp really restrict what it runs, so services passing
-    here would pass under systemd's restrictions too."""
-    box = booted.sandbox
-    (box.root / "var/lib/sandbox-probe").mkdir(exist_ok=True)
-    (box.root / "etc/systemd/system/sandbox-probe.service").write_text(
-        "[Service]\nType=oneshot\nProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\n"
-        "ReadWritePaths=/var/lib/sandbox-probe\nCapabilityBoundingSet=CAP_NET_ADMIN\n"
-        "ExecStart=/bin/sh -c 'touch /etc/probe 2>/dev/null && echo etc-writable; "
-        "touch /var/lib/sandbox-probe/ok && echo rw-path-ok; ls /root >/dev/null 2>&1 && echo home-visible; "
-        "ls /tmp | wc -l | sed s/^/tmp-entries-/; grep ^CapBnd /proc/self/status'\n")
-    (box.root / "tmp/host-side-file").write_text("x")
-    out = box.logs / "sandbox-probe.out"
-    proc, ignored = box.start_unit("sandbox-probe.service", stdout=out)
-    assert proc.wait(timeout=30) == 0 and not ignored, out.read_text()
-    text = out.read_text()
-    assert "etc-writable" not in text and "home-visible" not in text, text
-    assert "rw-path-ok" in text and "tmp-entries-0" in text, text
-    assert re.search(r"CapBnd:\s+0000000000001000$", text, re.M), text  # CAP_NET_ADMIN only (bit 12)
-    assert not (box.root / "etc/probe").exists()
 
 
 def test_secret_files_are_readable_by_coturn_alone(booted):
@@ -526,7 +528,7 @@ def _rotation_codes(box, settings, secrets: dict[str, str]) -> dict[str, object]
     """ALLOCATE (then release) against the booted coturn with a credential minted from each
     secret: None when granted, else the STUN error code."""
     return box.ns_python(f"""
-import asyncio, json
+import asyncio, json, os
 from stun_infra.client import credentials, turn_client as tc
 server = ({box.instance.private_ip!r}, {settings.stun_port})
 async def code(secret, user):
@@ -536,7 +538,8 @@ async def code(secret, user):
         return e.code
     return None
 async def main():
-    return {{label: await code(secret, "rotation-" + label) for label, secret in {secrets!r}.items()}}
+    return {{label: await code(secret, "rotation-" + label + "-" + os.urandom(4).hex())
+             for label, secret in {secrets!r}.items()}}
 print(json.dumps(asyncio.run(main())))
 """)
 
@@ -556,40 +559,37 @@ print(json.dumps(True))
 """)
 
 
-def test_a_rotation_reaches_the_running_coturn_through_the_installed_sync(booted):
-    """Steps (a) and (c) of a rotation made in Parameter Store reach the running coturn, with
-    no restart, through the sync service as installed (the sandbox fires no timers, so the
-    test starts what stun-secret-sync.timer starts every SYNC_INTERVAL_SECONDS): during the
-    overlap both secrets allocate, after (c) the retired one gets 401. Each run of the service
-    takes far less than the pickup bound the README states."""
+def test_the_instance_picks_up_a_rotation_by_itself_within_the_sync_interval(booted):
+    """Steps (a) and (c) of a rotation made in Parameter Store reach the running coturn with no
+    restart and nothing done on the instance: systemd's stun-secret-sync.timer runs the sync
+    every SYNC_INTERVAL_SECONDS (the README's figure). Within that interval (plus a margin for
+    the timer's accuracy and the run) a credential signed with the new secret allocates after
+    (a), and one signed with the retired secret gets 401 after (c). Last in this module: the
+    seeded secret is retired."""
     from stun_infra.instance import secret_sync
 
     if not booted.settings.turn:
         pytest.skip("a STUN-only stack has no TURN secret")
-    assert booted.first.returncode == 0 and booted.second.returncode == 0, _tail(booted.first)
+    if booted.sandbox.arch != sb.host_arch():
+        pytest.skip("the rotation runs on this machine's architecture (emulation adds nothing to it)")
+    assert booted.first.status == "done", _tail(booted.first)
     box, settings = booted.sandbox, booted.settings
-    timer = sb.read_unit(box.root, "stun-secret-sync.timer", section="Timer")
-    assert timer["OnUnitActiveSec"] == [f"{secret_sync.SYNC_INTERVAL_SECONDS}s"], timer
+    assert box.unit_property("stun-secret-sync.timer", "ActiveState") == "active"
     names = secret_sync.SecretParameters.under(settings.ssm_path)
     old, new = booted.parameters[names.current], "sandbox-rotated-" + os.urandom(12).hex()
     box.stun_binding(box.instance.private_ip, settings.stun_port)  # it is up
-    durations = []
+    bound = secret_sync.SYNC_INTERVAL_SECONDS + ROTATION_MARGIN_SECONDS
 
-    def sync(run: str) -> None:
+    def within_bound(what: str, wanted: dict) -> float:
         started = time.monotonic()
-        proc, ignored = box.start_unit("stun-secret-sync.service", stdout=box.logs / f"rotation-{run}.out")
-        rc = proc.wait(timeout=secret_sync.PICKUP_SECONDS)
-        durations.append(time.monotonic() - started)
-        assert rc == 0 and not ignored, (box.logs / f"rotation-{run}.out").read_text()
+        while (codes := _rotation_codes(box, settings, {"old": old, "new": new})) != wanted:
+            assert time.monotonic() - started < bound, f"{what}: still {codes} after {bound} s"
+            time.sleep(2)
+        return time.monotonic() - started
 
-    try:
-        _put_parameters(box, box.instance.region, {names.previous: old, names.current: new})  # step (a)
-        sync("a")
-        assert _rotation_codes(box, settings, {"old": old, "new": new}) == {"old": None, "new": None}
-        _put_parameters(box, box.instance.region, {}, delete=(names.previous,))  # step (c)
-        sync("c")
-        assert _rotation_codes(box, settings, {"old": old, "new": new}) == {"old": 401, "new": None}
-    finally:  # the module's other tests mint from the seeded secret
-        _put_parameters(box, box.instance.region, {names.current: old})
-        sync("restore")
-    assert max(durations) < secret_sync.PICKUP_SECONDS - 2 * secret_sync.SYNC_INTERVAL_SECONDS, durations
+    _put_parameters(box, box.instance.region, {names.previous: old, names.current: new})  # step (a)
+    took_a = within_bound("step (a)", {"old": None, "new": None})
+    _put_parameters(box, box.instance.region, {}, delete=(names.previous,))  # step (c)
+    took_c = within_bound("step (c)", {"old": 401, "new": None})
+    print(f"rotation picked up in {took_a:.0f} s (a) and {took_c:.0f} s (c)")
+    assert "stun-secret-sync: 2 secret(s) accepted" in box.journal("stun-secret-sync.service")

@@ -46,9 +46,8 @@ def instance(rootfs_cache, tmp_path_factory):
     assert settings.ipv6 and sb.ipv6_target_groups(settings)  # the stack has IPv6 target groups
     with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("drain"),
                            settings, box_instance) as (box, boot, secret):
-        run = box.run_script(box.user_data(settings, boot))
-        assert run.returncode == 0, "\n".join(line for _, line in run.lines[-40:])
-        box.start_enabled_services()
+        launch = box.boot(box.user_data(settings, boot))
+        assert launch.status == "done", launch.output[-3000:]
         box.stun_binding(box_instance.private_ip, settings.stun_port)  # coturn answers
         yield box, settings, secret
 
@@ -67,7 +66,7 @@ def live_sessions(box: sb.Sandbox) -> int:
     """The instance's live sessions, counted by its own drain program."""
     code = ("import importlib.machinery as m; "
             f"print(m.SourceFileLoader('stun_drain', {drain.DRAIN_PATH!r}).load_module().live_sessions())")
-    return int(sb.run(box.chroot("python3", "-c", code)).stdout)
+    return int(box.exec("python3", "-c", code).stdout)
 
 
 def completions(box: sb.Sandbox) -> list[dict]:
@@ -83,13 +82,21 @@ def target_calls(box: sb.Sandbox, action: str) -> list[dict]:
 
 def as_root(box: sb.Sandbox, *cmd: str) -> list[str]:
     """`cmd` as root on the instance, its AWS CLI trusting the sandbox CA (as for the units)."""
-    line = box.chroot(*cmd)
-    line.insert(line.index("chroot"), f"AWS_CA_BUNDLE={sb.SANDBOX_CA_BUNDLE}")
-    return line
+    return box.command(*cmd, env={"AWS_CA_BUNDLE": sb.SANDBOX_CA_BUNDLE})
 
 
 def cancel(box: sb.Sandbox) -> None:
     sb.run(as_root(box, drain.DRAIN_PATH, "cancel"), timeout=WAIT)
+
+
+class WatchLog:
+    """What the drain service logged (its journal) since this was made."""
+
+    def __init__(self, box: sb.Sandbox) -> None:
+        self.box, self.seen = box, len(box.journal(drain.WATCH_UNIT))
+
+    def read_text(self) -> str:
+        return self.box.journal(drain.WATCH_UNIT)[self.seen:]
 
 
 def start_client(box: sb.Sandbox, settings, secret: str, workdir: Path, hold: bool) -> subprocess.Popen:
@@ -104,7 +111,7 @@ def start_client(box: sb.Sandbox, settings, secret: str, workdir: Path, hold: bo
 def drain_run(box: sb.Sandbox, settings, secret: str, workdir: Path, *, hold: bool) -> tuple[dict, str, float]:
     """One scale-in: (what the client saw, the drain service's log, seconds from Terminated
     to the lifecycle call)."""
-    log = box.logs / f"{drain.WATCH_UNIT}.out"
+    log = WatchLog(box)
     done_before = len(completions(box))
     client = start_client(box, settings, secret, workdir, hold)
     try:
@@ -118,7 +125,7 @@ def drain_run(box: sb.Sandbox, settings, secret: str, workdir: Path, *, hold: bo
         (workdir / "draining").write_text("")
         wait_until("the client checked", lambda: (workdir / "checked.json").exists() or client.poll() is not None)
         checked = json.loads((workdir / "checked.json").read_text())
-        table = sb.run(box.chroot("nft", "list", "table", "inet", drain.TABLE)).stdout
+        table = box.exec("nft", "list", "table", "inet", drain.TABLE).stdout
         assert "ct state new udp dport 3478 reject" in table, table  # what refused the newcomer
         wait_until("the lifecycle action is completed", lambda: len(completions(box)) > done_before)
         took = time.monotonic() - t0
@@ -158,7 +165,7 @@ def test_a_call_that_never_ends_is_let_go_at_the_deadline(instance, tmp_path):
     # back in service: new flows accepted again, the watcher restarted
     box.set_lifecycle_state("InService")
     cancel(box)
-    box.start_unit(drain.WATCH_UNIT, stdout=box.logs / f"{drain.WATCH_UNIT}.out")
+    box.systemctl("restart", drain.WATCH_UNIT)
     checked, log, took = drain_run(box, settings, secret, tmp_path / "hold", hold=True)
     assert checked["refused"] and checked["relays"], checked
     assert "deadline reached with 1 live sessions" in log, log
@@ -223,8 +230,8 @@ def test_a_terminated_instance_leaves_the_ipv6_target_groups_before_it_refuses_n
     cancel(box)
     assert seen("RegisterTargets", registered) == expected  # back in
 
-    log = box.logs / f"{drain.WATCH_UNIT}.out"
-    box.start_unit(drain.WATCH_UNIT, stdout=log)
+    log = WatchLog(box)
+    box.systemctl("restart", drain.WATCH_UNIT)
     deregistered, done_before = len(target_calls(box, "DeregisterTargets")), len(completions(box))
     box.set_lifecycle_state("Terminated")
     wait_until("the instance refuses new flows", lambda: "new flows refused" in log.read_text())

@@ -22,7 +22,7 @@ from tests.conftest import MODES, REGION, TEST_BUCKET, boot_inputs, user_data
 FETCH_SECONDS = 6  # the user data run here retries this long (production: userdata.FETCH_SECONDS)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "boot"))
-from boot_standins import sigv4_problem  # noqa: E402  (botocore's signer, as the bucket stand-in checks)
+from standin_servers import sigv4_problem  # noqa: E402  (botocore's signer, as the bucket stand-in checks)
 
 @pytest.mark.parametrize("mode", MODES)
 def test_user_data_is_at_most_2_kb_for_every_example_stack_and_mode(mode):

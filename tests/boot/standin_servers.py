@@ -1,5 +1,5 @@
 """Stand-ins for the services an EC2 instance reaches at boot, run inside the test's
-network namespace (`ip netns exec NS python boot_standins.py KIND ...`).
+network namespace (`ip netns exec NS python standin_servers.py KIND ...`).
 
 - `imds`: the instance metadata service, IMDSv2 only (a GET without a valid token is
   401, like an instance launched with http_tokens=required), serving the instance's
@@ -16,7 +16,7 @@ network namespace (`ip netns exec NS python boot_standins.py KIND ...`).
   the session token, as S3 does; else 403, as S3 answers.
 
 Every stand-in appends one JSON line per request to --log and prints `ready` on
-stdout once it listens. Each is started and killed by pid by boot_sandbox.py.
+stdout once it listens. Each is started and killed by pid by standins.py.
 """
 
 from __future__ import annotations
@@ -57,6 +57,23 @@ def _serve(server: ThreadingHTTPServer, tls: tuple[str, str] | None) -> threadin
 
 # -- IMDS ------------------------------------------------------------------------------
 
+def _latest(path: str) -> str:
+    """/2021-03-23/meta-data/x -> /latest/meta-data/x: every API version serves the same here
+    (cloud-init asks for a dated version, the scripts for latest)."""
+    parts = path.split("/", 2)
+    if len(parts) > 2 and parts[1][:2] == "20" and parts[1][4:5] == "-":
+        return "/latest/" + parts[2]
+    return path
+
+
+def _listing(table: dict[str, str], directory: str) -> str:
+    """A directory's listing as IMDS gives it: one entry a line, subdirectories with a slash."""
+    directory = directory.strip("/") + "/" if directory.strip("/") else ""
+    entries = {k[len(directory):].split("/")[0] + ("/" if "/" in k[len(directory):] else "")
+               for k in table if k.startswith(directory) and k != directory}
+    return "\n".join(sorted(entries))
+
+
 def imds(args: argparse.Namespace) -> None:
     doc = json.loads(Path(args.instance).read_text())
     tokens: dict[str, float] = {}
@@ -87,15 +104,12 @@ def imds(args: argparse.Namespace) -> None:
         "iam/info": json.dumps({"Code": "Success", "InstanceProfileArn":
                                 f"arn:aws:iam::123456789012:instance-profile/{role}",
                                 "InstanceProfileId": "AIPAEXAMPLE"}),
-        "iam/security-credentials/": role,
         f"iam/security-credentials/{role}": json.dumps(credentials),
         f"network/interfaces/macs/{mac}/local-ipv4s": doc["private_ip"],
         f"network/interfaces/macs/{mac}/public-ipv4s": doc["public_ip"],
     }
     if doc.get("ipv6"):
         meta["ipv6"] = doc["ipv6"]
-    listing = sorted({k.split("/")[0] + ("/" if "/" in k else "") for k in meta})
-    meta[""] = "\n".join(listing)
     dynamic = {"instance-identity/document": json.dumps(identity, indent=2)}
 
     class Handler(BaseHTTPRequestHandler):
@@ -105,8 +119,8 @@ def imds(args: argparse.Namespace) -> None:
         def log_message(self, *a: object) -> None:  # requests go to the JSON log
             pass
 
-        def _reply(self, status: int, body: str = "", headers: dict[str, str] | None = None) -> None:
-            data = body.encode()
+        def _reply(self, status: int, body: str | bytes = "", headers: dict[str, str] | None = None) -> None:
+            data = body if isinstance(body, bytes) else body.encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(data)))
@@ -115,7 +129,8 @@ def imds(args: argparse.Namespace) -> None:
             self.end_headers()
             self.wfile.write(data)
             _log(args.log, method=self.command, path=self.path, status=status,
-                 token=bool(self.headers.get("X-aws-ec2-metadata-token")))
+                 token=bool(self.headers.get("X-aws-ec2-metadata-token")),
+                 agent=self.headers.get("User-Agent", ""))
 
         def do_PUT(self) -> None:
             if self.path != "/latest/api/token":
@@ -131,9 +146,16 @@ def imds(args: argparse.Namespace) -> None:
 
         def do_GET(self) -> None:
             token = self.headers.get("X-aws-ec2-metadata-token", "")
-            if tokens.get(token, 0) < time.time():
+            # cloud-init in a container cannot tell it is on AWS (it ignores DMI there), and
+            # then reads IMDS without a token, at dated API versions: answered there only
+            # (our programs read /latest/, where a token is required).
+            dated = _latest(self.path) != self.path
+            if tokens.get(token, 0) < time.time() and not dated:
                 return self._reply(401, "Unauthorized")
-            path = self.path.split("?", 1)[0]
+            path = _latest(self.path.split("?", 1)[0])
+            if path == "/latest/user-data":  # as EC2 serves it: the bytes given at launch
+                data = Path(args.user_data).read_bytes() if args.user_data and Path(args.user_data).exists() else None
+                return self._reply(200, data) if data is not None else self._reply(404, "Not Found")
             # An Auto Scaling instance's target lifecycle state: what the test wrote (none: 404,
             # as for an instance outside a group)
             if path == "/latest/meta-data/autoscaling/target-lifecycle-state" and args.lifecycle:
@@ -143,6 +165,8 @@ def imds(args: argparse.Namespace) -> None:
             for prefix, table in (("/latest/meta-data/", meta), ("/latest/dynamic/", dynamic)):
                 if path.startswith(prefix) and path[len(prefix):] in table:
                     return self._reply(200, table[path[len(prefix):]])
+                if (path + "/").startswith(prefix) and _listing(table, path[len(prefix):]):
+                    return self._reply(200, _listing(table, path[len(prefix):]))
             self._reply(404, "Not Found")
 
     server = ThreadingHTTPServer((args.bind, args.port), Handler)
@@ -381,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--port", type=int, default=80)
     a.add_argument("--instance", required=True, help="JSON file describing the instance")
     a.add_argument("--lifecycle", default="", help="file holding autoscaling/target-lifecycle-state (absent: 404)")
+    a.add_argument("--user-data", default="", help="file holding the user data as given at launch (absent: 404)")
     a.add_argument("--log", required=True)
     a.set_defaults(run=imds)
     a = sub.add_parser("ssm")
