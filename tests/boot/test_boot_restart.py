@@ -125,4 +125,4 @@ def test_a_start_whose_configure_fails_does_not_start_coturn(restarted):
     assert restarted["configure_after_failed_start"] == "exit-code"
     assert restarted["configure_state_after_failed_start"] in ("auto-restart", "failed")  # to run again
     assert restarted["coturn_after_failed_start"] in ("inactive", "failed")
-    assert restarted["coturn_condition"] == "no"
+    assert restarted["coturn_condition"] in ("no", "")  # refused, or still waiting behind configure
