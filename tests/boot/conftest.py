@@ -26,7 +26,9 @@ from tests.support.signing import TestKey
 # state (timer stamps, the random seed), API filesystems.
 VOLATILE = ("proc", "sys", "dev", "run", "tmp", "var/tmp", "var/log", "var/cache", "var/lib/apt/lists",
             "var/lib/cloud", "var/lib/systemd", "var/lib/private", "etc/machine-id", "root/.cache",
-            "root/.aws/cli/cache")
+            "root/.aws/cli/cache",
+            # the metrics reporter's last reading, which its timer rewrites every minute
+            "var/lib/stun-infra/stun-metrics.json", "var/lib/stun-infra/stun-metrics.json.next")
 
 STAGE_REPORT: list[str] = []
 

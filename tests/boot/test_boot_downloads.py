@@ -22,6 +22,7 @@ import pytest
 import boot_sandbox as sb
 from stun_infra.instance import downloads
 from stun_infra.instance.package import BOOT_STOPPED_STATUS
+from stun_infra.instance.services import CONFIGURE_UNIT
 
 pytestmark = pytest.mark.boot
 
@@ -46,6 +47,9 @@ class Case:
             self.box.power_off()
         for pkg in ("amazon-cloudwatch-agent", "amazon-ssm-agent"):
             sb.run(self.box.chroot("dpkg", "--purge", pkg), check=False)
+        # A new instance's disk has no unit a failed boot of the last one enabled (configure's,
+        # which runs a failed configure again): only the user data configures it.
+        sb.run(["systemctl", f"--root={self.box.root}", "disable", "--quiet", CONFIGURE_UNIT], check=False)
         self.box.publish_agents()
 
     def boot(self) -> sb.Boot:
