@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stun_infra.client.turn_client import make_self_signed
-
-from tests.support.coturn import CoturnServer, netns, running_coturn, settings_for  # noqa: F401 - fixture
+from tests.support.coturn import CoturnServer, named_dual_stack_coturn, netns  # noqa: F401 - fixture
 from tests.support.netns import SERVER_IPV4, SERVER_IPV6, NetNs
 
 from .conftest import RUN_DEADLINE
@@ -30,10 +28,7 @@ NAME = "turn.dual-stack.test"
 
 @pytest.fixture(scope="module")
 def dual_stack_server(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
-    # Its certificate names NAME: probe fails a TLS endpoint whose certificate names another host.
-    cert, key = make_self_signed(tmp_path_factory.mktemp("dual-stack-cert"), NAME)
-    with running_coturn(netns, tmp_path_factory.mktemp("dual-stack"), settings_for(), ipv6=SERVER_IPV6,
-                        certificate=(cert.read_text(), key.read_text())) as server:
+    with named_dual_stack_coturn(netns, tmp_path_factory, NAME) as server:
         yield server
 
 

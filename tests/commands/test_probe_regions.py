@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stun_infra.client.turn_client import make_self_signed
-
-from tests.support.coturn import CoturnServer, netns, running_coturn, settings_for  # noqa: F401 - fixture
+from tests.support.coturn import CoturnServer, named_dual_stack_coturn, netns  # noqa: F401 - fixture
 from tests.support.netns import SERVER_IPV4, SERVER_IPV6, NetNs
 
 from .conftest import RUN_DEADLINE
@@ -31,11 +29,8 @@ GLOBAL = "turn.regions.test"
 
 @pytest.fixture(scope="module")
 def server(netns: NetNs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoturnServer]:
-    # Its certificate names GLOBAL: probe fails a TLS endpoint whose certificate names another host.
-    cert, key = make_self_signed(tmp_path_factory.mktemp("regions-cert"), GLOBAL)
     # public_ip=SERVER_IPV4: the relayed address is the reachable one, as an instance's Elastic IP is.
-    with running_coturn(netns, tmp_path_factory.mktemp("regions"), settings_for(), ipv6=SERVER_IPV6,
-                        certificate=(cert.read_text(), key.read_text()), public_ip=SERVER_IPV4) as server:
+    with named_dual_stack_coturn(netns, tmp_path_factory, GLOBAL, public_ip=SERVER_IPV4) as server:
         yield server
 
 

@@ -27,7 +27,7 @@ from stun_infra.client.credentials import mint
 from stun_infra.settings import Settings, load_settings
 from stun_infra.client.turn_client import Address, Family, make_self_signed, stun_binding, turn_allocation
 
-from tests.support.netns import PUBLIC_IPV4, SERVER_IPV4, NetNs
+from tests.support.netns import PUBLIC_IPV4, SERVER_IPV4, SERVER_IPV6, NetNs
 
 STARTUP_DEADLINE = 15.0  # seconds for coturn to answer a binding after launch
 TLS_NAME = "stun-infra.test"
@@ -160,6 +160,18 @@ def running_coturn(ns: NetNs, workdir: Path, settings: Settings, **options) -> I
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def named_dual_stack_coturn(ns: NetNs, tmp_path_factory: pytest.TempPathFactory, name: str,
+                            **options) -> Iterator[CoturnServer]:
+    """coturn on both ends of the namespace's veth pair, its TLS certificate naming `name`
+    (probe fails a TLS endpoint whose certificate names another host)."""
+    stem = name.split(".")[1]
+    cert, key = make_self_signed(tmp_path_factory.mktemp(f"{stem}-cert"), name)
+    with running_coturn(ns, tmp_path_factory.mktemp(stem), settings_for(), ipv6=SERVER_IPV6,
+                        certificate=(cert.read_text(), key.read_text()), **options) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
