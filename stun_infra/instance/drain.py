@@ -83,14 +83,14 @@ def ruleset(settings: Settings, *, refuse: bool) -> str:
 def script(settings: Settings, ipv6_targets_script: str | None = None) -> str:
     """The drain program, python3 with the standard library only (Debian's python3 runs it).
     `ipv6_targets_script`: the stun-nlb-targets script, when the instance joins IPv6 target groups."""
+    returns = launch.returns_to_pool(settings)
     return render("stun-drain.py.j2", drain_seconds=settings.drain_seconds, max_seconds=DRAIN_SECONDS[1],
                   hook_seconds=hook_timeout(settings), poll_seconds=POLL_SECONDS,
                   track_ruleset=TRACK_RULESET, refuse_ruleset=REFUSE_RULESET, loaded_path=LOADED_PATH,
                   env_names=list(ENV_NAMES),
                   aws_timeout=AWS_CALL_TIMEOUT_SECONDS, ipv6_targets_script=ipv6_targets_script,
                   ipv6_targets_seconds=nlb_targets.DEREGISTER_SECONDS,
-                  returns_to_pool=launch.returns_to_pool(settings),
-                  await_unit=launch.AWAIT_UNIT if launch.returns_to_pool(settings) else None,
+                  returns_to_pool=returns, await_unit=launch.AWAIT_UNIT if returns else None,
                   **live_sessions.template_values(settings))
 
 
