@@ -9,9 +9,12 @@ validation record stays (https://docs.aws.amazon.com/acm/latest/userguide/dns-va
   renewal), and each instance exports it with its role at boot and daily after, so a
   renewal reaches coturn without a `pulumi up`. ACM renews an exported certificate 60
   days before expiry (https://docs.aws.amazon.com/acm/latest/userguide/managed-renewal.html);
-  certificates requested before 2025-06-17 cannot be exported. Switching the stack's
-  mode turns export on or off, which ACM allows only on a new certificate: it is replaced
-  (created, listeners and instances moved to it, then the old one deleted).
+  certificates requested before 2025-06-17 cannot be exported. Turning export on (a
+  switch to static mode) is allowed by ACM only on a new certificate: it is replaced
+  (created, listeners and instances moved to it, then the old one deleted). Turning it
+  off is no change at all to the provider (`options` and `export` are optional and
+  computed: an omitted value keeps what ACM reports), so the exportable certificate
+  stays; the README says how to replace it.
 """
 
 from __future__ import annotations
