@@ -267,10 +267,9 @@ def autoscale_fleet(settings: Settings, parts: Parts, outputs: dict[str, Any]) -
         warm_pool=warm_pool(settings), initial_hooks=(drain_hook, launch_hook)),
         opts=fleet_options(parts))
     ScaleInDrain(prefix, ScaleInDrainArgs(
-        group_name=fleet.group_name, group_arn=fleet.group.arn, role_id=parts.access.role.id,
-        hook_name=drain_hook.name, heartbeat_seconds=drain_hook.heartbeat_seconds), opts=parts.opts)
-    LaunchHook(prefix, LaunchHookArgs(group_name=fleet.group_name, hook_name=launch_hook.name,
-                                      heartbeat_seconds=launch_hook.heartbeat_seconds), opts=parts.opts)
+        group_name=fleet.group_name, group_arn=fleet.group.arn, role_id=parts.access.role.id, hook=drain_hook),
+        opts=parts.opts)
+    LaunchHook(prefix, LaunchHookArgs(group_name=fleet.group_name, hook=launch_hook), opts=parts.opts)
     if settings.warm_pool_on:
         WarmPoolTerminations(prefix, WarmPoolTerminationsArgs(
             group_name=fleet.group_name, group_arn=fleet.group.arn,

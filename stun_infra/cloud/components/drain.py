@@ -48,8 +48,19 @@ def group_delete_timeout(drain_seconds: int) -> str:
 def group_hooks(settings: Settings) -> tuple[InitialHook, InitialHook]:
     """(termination, launching): the group's two lifecycle hooks, as the group is created with
     them and as ScaleInDrain and LaunchHook keep them."""
+    # At its timeout a termination hook terminates anyway (CONTINUE and ABANDON both do); a
+    # launching hook's ABANDON terminates and replaces an instance that never configured.
     return (InitialHook(drain.hook_name(settings), TERMINATING, drain.hook_timeout(settings), "CONTINUE"),
             InitialHook(launch.hook_name(settings), launch.LAUNCHING, launch.HOOK_TIMEOUT_SECONDS, "ABANDON"))
+
+
+def lifecycle_hook(name: str, hook: InitialHook, group_name: pulumi.Input[str],
+                   parent: pulumi.Resource) -> aws.autoscaling.LifecycleHook:
+    """The group's hook as a resource of its own too: the group's `initialLifecycleHooks` are
+    ignored once it exists, so later changes of the hook reach AWS through this one."""
+    return aws.autoscaling.LifecycleHook(
+        name, name=hook.name, autoscaling_group_name=group_name, lifecycle_transition=hook.transition,
+        heartbeat_timeout=hook.heartbeat_seconds, default_result=hook.default_result, opts=child_opts(parent))
 
 
 @dataclass(frozen=True)
@@ -57,8 +68,7 @@ class ScaleInDrainArgs:
     group_name: pulumi.Input[str]
     group_arn: pulumi.Input[str]
     role_id: pulumi.Input[str]   # the instances' role
-    hook_name: str
-    heartbeat_seconds: int
+    hook: InitialHook            # group_hooks()[0]: the group was created with it
 
 
 def complete_lifecycle_policy(group_arn: str) -> str:
@@ -72,12 +82,7 @@ def complete_lifecycle_policy(group_arn: str) -> str:
 class ScaleInDrain(pulumi.ComponentResource):
     def __init__(self, name: str, args: ScaleInDrainArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PROJECT}:fleet:ScaleInDrain", name, None, opts)
-        self.hook = aws.autoscaling.LifecycleHook(
-            f"{name}-drain", name=args.hook_name, autoscaling_group_name=args.group_name,
-            lifecycle_transition=TERMINATING, heartbeat_timeout=args.heartbeat_seconds,
-            # at the timeout the group terminates anyway (for a termination hook CONTINUE and
-            # ABANDON both terminate)
-            default_result="CONTINUE", opts=child_opts(self))
+        self.hook = lifecycle_hook(f"{name}-drain", args.hook, args.group_name, self)
         aws.iam.RolePolicy(
             f"{name}-complete-lifecycle", role=args.role_id,
             policy=pulumi.Output.from_input(args.group_arn).apply(complete_lifecycle_policy),
@@ -88,8 +93,7 @@ class ScaleInDrain(pulumi.ComponentResource):
 @dataclass(frozen=True)
 class LaunchHookArgs:
     group_name: pulumi.Input[str]
-    hook_name: str
-    heartbeat_seconds: int
+    hook: InitialHook  # group_hooks()[1]: the group was created with it
 
 
 class LaunchHook(pulumi.ComponentResource):
@@ -101,10 +105,7 @@ class LaunchHook(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LaunchHookArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PROJECT}:fleet:LaunchHook", name, None, opts)
-        self.hook = aws.autoscaling.LifecycleHook(
-            f"{name}-launch", name=args.hook_name, autoscaling_group_name=args.group_name,
-            lifecycle_transition=launch.LAUNCHING, heartbeat_timeout=args.heartbeat_seconds,
-            default_result="ABANDON", opts=child_opts(self))
+        self.hook = lifecycle_hook(f"{name}-launch", args.hook, args.group_name, self)
         self.register_outputs({"lifecycle_hook_name": self.hook.name})
 
 
