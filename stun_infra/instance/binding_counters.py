@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 
 from stun_infra.instance import flood_limits, live_sessions, metrics
 from stun_infra.settings import Settings
-from stun_infra.instance.coturn import INSTANCE_PATHS
 from stun_infra.instance.services import CONFIGURED
 from stun_infra.instance.stage import InstanceFile, Stage, unit_settings
 from stun_infra.instance.templating import render
@@ -48,11 +47,13 @@ RULESET_PATH = "/etc/stun-infra/stun-counters.nft"
 REPORTER_PATH = "/usr/local/sbin/stun-metrics-reporter"
 STATE_PATH = "/var/lib/stun-infra/stun-metrics.json"
 METRICS_ENV_PATH = "/etc/stun-infra/metrics.env"  # the reporter unit's EnvironmentFile
-# Its variables: region, namespace, instance id (the reporter's --region/--namespace/--instance-id).
-METRICS_ENV = ("STUN_METRICS_REGION", "STUN_METRICS_NAMESPACE", "STUN_METRICS_INSTANCE_ID")
+# Its variables: region, namespace, instance id, the private IPv4 coturn's TLS listener is on
+# (the reporter's --region/--namespace/--instance-id/--tls-address).
+METRICS_ENV = ("STUN_METRICS_REGION", "STUN_METRICS_NAMESPACE", "STUN_METRICS_INSTANCE_ID", "STUN_METRICS_TLS_ADDRESS")
 REPORT_INTERVAL_SECONDS = 60
 REPORT_CALENDAR = "*-*-* *:*:30"  # every minute, at its 30th second (systemd.time(7))
 PUBLISH_TIMEOUT_SECONDS = 30  # one `aws cloudwatch put-metric-data`, then it is killed
+CERTIFICATE_TIMEOUT_SECONDS = 5  # the TLS handshake that reads the certificate coturn serves
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def reporter_script(settings: Settings) -> str:
                   env_names=list(METRICS_ENV), live_metric=metrics.LIVE_SESSIONS,
                   heartbeat_metric=metrics.HEARTBEAT, disk_metric=metrics.ROOT_DISK_USED, units=metrics.GAUGE_UNITS,
                   certificate_metric=metrics.CERTIFICATE_DAYS_LEFT,
-                  certificate=None if settings.tls.ends_at_load_balancer else INSTANCE_PATHS.cert,
+                  tls_port=None if settings.tls.ends_at_load_balancer else settings.tls.coturn_port,
+                  certificate_timeout=CERTIFICATE_TIMEOUT_SECONDS,
                   **live_sessions.template_values(settings))
 
 

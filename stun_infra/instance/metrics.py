@@ -29,8 +29,9 @@ LIVE_SESSIONS = "LiveSessions"
 # state that cannot be saved): a full disk still says so.
 HEARTBEAT = "ReporterHeartbeat"
 ROOT_DISK_USED = "RootDiskUsedPercent"
-# Days left on the certificate coturn serves (its file, as the TLS sync last installed it);
-# only where coturn serves TLS itself (not behind the load balancer's TLS listeners).
+# Days left on the certificate coturn serves (what its TLS listener presents in a handshake, not
+# the file on disk); only where coturn serves TLS itself (not behind the load balancer's TLS
+# listeners).
 CERTIFICATE_DAYS_LEFT = "CertificateDaysLeft"
 GAUGE_UNITS = {HEARTBEAT: "Count", ROOT_DISK_USED: "Percent", CERTIFICATE_DAYS_LEFT: "None"}
 # 1 when stun-infra-configure gave up (systemd's runs spent, or a boot stopped for good),

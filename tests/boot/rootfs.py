@@ -39,9 +39,11 @@ BUILD_VERSION = 1  # bump when the build procedure changes, to invalidate old ca
 # apt pulls in: logrotate wants a cron daemon unless systemd-sysv is there), python3 (the user
 # data; cloud-init is written in it), curl and ca-certificates.
 BASE_PACKAGES = ("ca-certificates", "curl", "iproute2", "procps", "python3", "systemd-sysv")
-# Installed with apt after debootstrap (which cannot resolve their virtual dependencies): what
-# runs the user data on a Debian 12 AMI.
-AMI_PACKAGES = ("cloud-init",)
+# Installed with apt after debootstrap (which cannot resolve their virtual dependencies), without
+# recommends as Debian's cloud images do: what runs the user data on a Debian 12 AMI, and the
+# automatic upgrades the AMI enables (debian-cloud-images' SYSTEM_BOOT class installs
+# unattended-upgrades, whose debconf default writes 20auto-upgrades enabled).
+AMI_PACKAGES = ("cloud-init", "unattended-upgrades")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -9,8 +9,9 @@ network namespace (`ip netns exec NS python standin_servers.py KIND ...`).
   loopback for seeding and for reading back what was published. Both listeners share
   moto's in-process state.
 - `files`: a static file server (HTTP or HTTPS) for the Debian mirror stand-in, the
-  agent packages and the stack's package bucket. With --pool-dir, any
-  `.../pool/.../<name>.deb` request is answered from that directory by file name. With
+  agent packages and the stack's package bucket; --root may be given again (the first that
+  holds the path answers). With --pool-dir, a `.../pool/.../<name>.deb` request is answered
+  from that directory by file name when it holds one. With
   --signed-host, a request to that host (the bucket's virtual-hosted name) must carry
   an AWS Signature Version 4 that botocore computes the same from --signing-secret, and
   the session token, as S3 does; else 403, as S3 answers.
@@ -319,7 +320,7 @@ def sigv4_problem(method: str, headers, path: str, secret_key: str, token: str) 
 
 
 def files(args: argparse.Namespace) -> None:
-    root = Path(args.root).resolve()
+    roots = [Path(r).resolve() for r in args.root]
     pool = Path(args.pool_dir).resolve() if args.pool_dir else None
 
     class Handler(BaseHTTPRequestHandler):
@@ -332,11 +333,9 @@ def files(args: argparse.Namespace) -> None:
             path = urllib.parse.unquote(self.path.split("?", 1)[0])
             if ".." in path.split("/"):
                 return None
-            if pool and "/pool/" in path and path.endswith(".deb"):
-                candidate = pool / path.rsplit("/", 1)[1]
-            else:
-                candidate = root / path.lstrip("/")
-            return candidate if candidate.is_file() else None
+            candidates = [pool / path.rsplit("/", 1)[1]] if pool and "/pool/" in path and path.endswith(".deb") else []
+            candidates += [root / path.lstrip("/") for root in roots]
+            return next((c for c in candidates if c.is_file()), None)
 
         def _fault(self) -> str:
             """What goes wrong with this request: "" (nothing), "truncate" (the whole
@@ -425,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--tls-port", type=int, default=0)
     a.add_argument("--cert", default="")
     a.add_argument("--key", default="")
-    a.add_argument("--root", required=True)
+    a.add_argument("--root", required=True, action="append")
     a.add_argument("--pool-dir", default="")
     a.add_argument("--faults", default="", help="JSON file {path: fault}, read on every request")
     a.add_argument("--signed-host", default="", help="a host whose requests must be SigV4-signed (S3)")

@@ -4,7 +4,8 @@ stand-in servers (tests/boot/standin_servers.py), each started and killed by pid
 
     169.254.169.254:80   IMDSv2, with the user data as EC2 serves it
     192.0.2.10:80        the Debian mirror (its host name maps here in the root's /etc/hosts):
-                         the package lists captured at build time and the downloaded .debs
+                         the package lists captured at build time and the downloaded .debs,
+                         then what a test adds under `mirror_updates` (an archive's update)
     192.0.2.20:443       AWS APIs (Parameter Store, CloudWatch, Logs, Auto Scaling, EC2, ELB):
                          moto behind TLS, plus what moto lacks
     192.0.2.30:80,443    the agents' download hosts (stub .debs signed by a per-run key) and
@@ -192,6 +193,7 @@ class StandIns:
         self.netns, self.workdir, self.instance, self.arch = netns, workdir, instance, arch
         self.parameters, self.signer, self.log_group, self.bucket = parameters, signer, log_group, bucket
         self.mirror, self.debs = mirror, debs
+        self.mirror_updates = workdir / "mirror-updates"  # served beside the captured mirror
         self.logs = workdir / "logs"
         self.www = workdir / "www"
         self.user_data_file = workdir / "user-data"
@@ -223,7 +225,9 @@ class StandIns:
             (self.workdir / d).mkdir(parents=True, exist_ok=True)
         self.pki = make_pki(self.workdir / "pki", [n for n, ip in hosts.items() if ip in (AWS_API_IP, DOWNLOADS_IP)])
         self.start_imds()
+        self.mirror_updates.mkdir(exist_ok=True)
         self._spawn("mirror", "files", "--bind", MIRROR_IP, "--port", "80", "--root", str(self.mirror),
+                    "--root", str(self.mirror_updates),
                     "--pool-dir", str(self.debs), "--log", str(self.logs / "mirror.jsonl"))
         self.publish_agents()
         role = self.instance.imds_document(self.arch)

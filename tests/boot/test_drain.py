@@ -150,6 +150,21 @@ def check_completion(box: sb.Sandbox, settings) -> None:
     assert call["access_key_id"] == role_key and call["session_token"], call  # the role's credentials
 
 
+def test_a_killed_watcher_is_started_again_by_systemd_and_watches_again(instance):
+    """SIGKILL of stun-drain.service's process: systemd starts it again (its Restart=), and the new
+    process reads the lifecycle state from IMDS again (the drains below rely on it)."""
+    box, _, _ = instance
+    unit = "stun-drain.service"
+    pid, restarts = box.unit_property(unit, "MainPID"), int(box.unit_property(unit, "NRestarts"))
+    box.exec("kill", "-KILL", pid)
+    killed = time.time()
+    wait_until("the watcher restarted", lambda: int(box.unit_property(unit, "NRestarts")) == restarts + 1
+               and box.unit_property(unit, "ActiveState") == "active")
+    assert box.unit_property(unit, "MainPID") not in ("0", pid)
+    wait_until("the new watcher reads the lifecycle state", lambda: [
+        r for r in box.requests("imds") if r["t"] > killed and r["path"].endswith("/autoscaling/target-lifecycle-state")])
+
+
 def test_a_terminated_instance_refuses_newcomers_relays_held_calls_and_lets_go_when_they_end(instance, tmp_path):
     box, settings, secret = instance
     checked, log, took = drain_run(box, settings, secret, tmp_path / "release", hold=False)

@@ -60,6 +60,12 @@ class TestKey:
         self._gpg("--detach-sign", "--output", str(sig), str(path))
         return sig
 
+    def clearsign(self, path: Path, out: Path) -> Path:
+        """`path` with an inline signature (an archive's InRelease)."""
+        out.unlink(missing_ok=True)
+        self._gpg("--clearsign", "--output", str(out), str(path))
+        return out
+
     def in_place_of_aws(self, agents: Iterable[AgentPackage]) -> tuple[AgentPackage, ...]:
         """The agents with this key pinned instead of the publisher's: fetched from the same
         documented URL when the publisher's is, else embedded."""

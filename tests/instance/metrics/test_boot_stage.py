@@ -34,8 +34,8 @@ def test_metrics_stage_ships_the_rendered_ruleset_reporter_and_units(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_metrics_stage_writes_the_reporters_environment_file(mode, tmp_path):
-    """Region and instance id as the metadata stage read them, the stack's namespace: the
-    file the reporter unit's EnvironmentFile names, written by the stage's own lines."""
+    """Region, instance id and private address as the metadata stage read them, the stack's
+    namespace: the file the reporter unit's EnvironmentFile names, written by the stage's own lines."""
     body = stage(configure_script(**MODES[mode]), "metrics")
     start = next(i for i, line in enumerate(body.splitlines()) if line.startswith("printf") and "STUN_METRICS" in line)
     printf = "\n".join(body.splitlines()[start:start + 2])
@@ -43,10 +43,11 @@ def test_metrics_stage_writes_the_reporters_environment_file(mode, tmp_path):
     target = tmp_path / "metrics.env"
     script = printf.replace(binding_counters.METRICS_ENV_PATH, str(target))
     subprocess.run(["bash", "-euc", script], check=True, timeout=10,
-                   env={"PATH": "/usr/bin:/bin", "REGION": "eu-west-3", "INSTANCE_ID": "i-0123456789abcdef0"})
+                   env={"PATH": "/usr/bin:/bin", "REGION": "eu-west-3", "INSTANCE_ID": "i-0123456789abcdef0",
+                                                     "PRIVATE_IPV4": "10.42.1.23"})
     assert target.read_text().splitlines() == [
         "STUN_METRICS_REGION=eu-west-3", f"STUN_METRICS_NAMESPACE={metrics.namespace('test')}",
-        "STUN_METRICS_INSTANCE_ID=i-0123456789abcdef0"]
+        "STUN_METRICS_INSTANCE_ID=i-0123456789abcdef0", "STUN_METRICS_TLS_ADDRESS=10.42.1.23"]
     assert tuple(line.split("=")[0] for line in target.read_text().splitlines()) == binding_counters.METRICS_ENV
     assert f"EnvironmentFile={binding_counters.METRICS_ENV_PATH}" in binding_counters.systemd_units()[
         "stun-metrics.service"]

@@ -4,13 +4,18 @@ script printing what `nft -j list table inet stun_infra` prints (format taken fr
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import json
 import os
+import socket
+import ssl
 import subprocess
+import threading
 import time
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,7 +67,8 @@ def test_reporter_names_the_contracts_metrics(reporter):
     assert METRICS["allocate_successes"] == metrics.UDP_ALLOCATIONS == "UdpAllocations"
     assert reporter.DIMENSION_SETS == metrics.counter_dimension_sets() == [["InstanceId"], []]
     assert reporter.PUBLISH_TIMEOUT == binding_counters.PUBLISH_TIMEOUT_SECONDS == 30
-    assert (reporter.ENV_REGION, reporter.ENV_NAMESPACE, reporter.ENV_INSTANCE_ID) == binding_counters.METRICS_ENV
+    assert (reporter.ENV_REGION, reporter.ENV_NAMESPACE, reporter.ENV_INSTANCE_ID,
+            reporter.ENV_TLS_ADDRESS) == binding_counters.METRICS_ENV
 
 
 def test_delta_is_the_difference_on_the_same_table_and_boot(reporter):
@@ -120,14 +126,15 @@ def fake_nft(tmp_path: Path, table_handle: int, **packets: int) -> str:
     return str(script)
 
 
-def run_reporter(reporter, nft: str, state: Path, aws: FakeAws, *args: str) -> subprocess.CompletedProcess:
-    """The script as the timer runs it, with no relay socket in its (empty) socket tables."""
+def run_reporter(reporter, nft: str, state: Path, aws: FakeAws, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The script as the timer runs it (`env`: more of its EnvironmentFile), with no relay socket
+    in its (empty) socket tables."""
     proc_net = aws.dir.parent / "proc-net"
     proc_net.mkdir(parents=True, exist_ok=True)
     (proc_net / "udp").write_text("  sl  local_address rem_address   st\n")
     return subprocess.run([sys.executable, str(reporter.path), "--nft", nft, "--state", str(state),
                            "--proc-net", str(proc_net), *args],
-                          env=reporter_env(aws), capture_output=True, text=True, timeout=60)
+                          env={**reporter_env(aws), **env}, capture_output=True, text=True, timeout=60)
 
 
 def publish(reporter, nft: str, state: Path, aws: FakeAws) -> tuple[dict[str, int], str]:
@@ -282,18 +289,85 @@ def test_the_state_left_after_a_publish_is_the_reading_alone(reporter, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("stun-metrics")) == ["stun-metrics.json"]
 
 
+@contextlib.contextmanager
+def tls_listener(tmp_path: Path, *, days: int = 30, handshake: bool = True) -> Iterator[int]:
+    """A TLS listener on loopback presenting a self-signed certificate valid `days` (or, without
+    `handshake`, one that accepts and never answers): its port."""
+    cert, key = make_self_signed(tmp_path, "stun-infra.test", days=days)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if not handshake:
+                held.append(conn)
+                continue
+            with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+        thread.join(5)
+
+
 def test_the_days_left_on_the_served_certificate_go_out_with_the_gauges(reporter, tmp_path):
-    cert, _ = make_self_signed(tmp_path, "stun-infra.test", days=30)
     state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
-    done = run_reporter(reporter, fake_nft(tmp_path, 4), state, aws, "--certificate", str(cert))
+    with tls_listener(tmp_path, days=30) as port:
+        done = run_reporter(reporter, fake_nft(tmp_path, 4), state, aws, "--tls-address", "127.0.0.1",
+                            "--tls-port", str(port))
     assert done.returncode == 0, done.stderr
     (call,) = aws.calls()
     days = {d["MetricName"]: d for d in call["metric_data"]}[metrics.CERTIFICATE_DAYS_LEFT]
     assert 29 <= days["Value"] <= 30 and days["Unit"] == "None"
 
 
-def test_no_certificate_days_when_there_is_none_to_read(reporter, tmp_path):
-    assert reporter.certificate_days_left(str(tmp_path / "absent.pem"), datetime.datetime.now(datetime.timezone.utc)) \
-        is None
+def test_the_served_certificate_is_read_from_the_address_in_the_environment_file(reporter, tmp_path):
+    """The unit's EnvironmentFile names the private address (the metrics stage writes it); the
+    port is coturn's TLS port, rendered."""
+    state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    with tls_listener(tmp_path, days=45) as port:
+        done = run_reporter(reporter, fake_nft(tmp_path, 4), state, aws, "--tls-port", str(port),
+                            STUN_METRICS_TLS_ADDRESS="127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    (call,) = aws.calls()
+    assert 44 <= {d["MetricName"]: d["Value"] for d in call["metric_data"]}[metrics.CERTIFICATE_DAYS_LEFT] <= 45
+    assert reporter.TLS_PORT == settings_for().tls.coturn_port
+
+
+def test_no_certificate_days_when_coturns_tls_listener_refuses(reporter, tmp_path):
+    """Nothing listening: the run publishes everything else and no certificate datum (the
+    alarm then treats the minute as missing)."""
+    state, aws = tmp_path / "stun-metrics.json", FakeAws(tmp_path / "bin")
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    done = run_reporter(reporter, fake_nft(tmp_path, 4), state, aws, "--tls-address", "127.0.0.1",
+                        "--tls-port", str(port))
+    assert done.returncode == 0, done.stderr
+    (call,) = aws.calls()
+    assert metrics.CERTIFICATE_DAYS_LEFT not in {d["MetricName"] for d in call["metric_data"]}
+    assert metrics.HEARTBEAT in {d["MetricName"] for d in call["metric_data"]}
+
+
+def test_a_tls_listener_that_never_answers_is_given_up_within_the_timeout(reporter, tmp_path):
+    with tls_listener(tmp_path, handshake=False) as port:
+        started = time.monotonic()
+        assert reporter.served_certificate("127.0.0.1", port, 0.5) is None
+        assert time.monotonic() - started < 3
+    assert reporter.CERTIFICATE_TIMEOUT == binding_counters.CERTIFICATE_TIMEOUT_SECONDS
+
+
+def test_no_certificate_is_read_where_tls_ends_at_the_load_balancer():
     assert binding_counters.reporter_script(settings_for(mode="autoscale", dnsZoneId="Z0123456789ABCDEFGHIJ",
-                                                         dnsName="turn.example.com")).count("CERTIFICATE = null") == 1
+                                                         dnsName="turn.example.com")).count("TLS_PORT = null") == 1
