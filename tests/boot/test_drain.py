@@ -165,6 +165,34 @@ def test_a_killed_watcher_is_started_again_by_systemd_and_watches_again(instance
         r for r in box.requests("imds") if r["t"] > killed and r["path"].endswith("/autoscaling/target-lifecycle-state")])
 
 
+def test_a_registration_killed_midway_is_run_again_by_systemd_until_it_registers(instance):
+    """stun-nlb-targets.service started while the ELB endpoint is unreachable, its process
+    SIGKILLed mid-retry: systemd runs it again (its Restart=, after RestartSec), and with the
+    endpoint back the instance's IPv6 address is registered in every IPv6 target group."""
+    from stun_infra.instance import nlb_targets
+
+    box, settings, _ = instance
+    unit, hosts = "stun-nlb-targets.service", box.root / "etc/hosts"
+    endpoint = f"elasticloadbalancing.{settings.region}.amazonaws.com"
+    box.systemctl("stop", unit)
+    restarts, original = int(box.unit_property(unit, "NRestarts")), hosts.read_text()
+    hosts.write_text(original.replace(f"{sb.AWS_API_IP} {endpoint}", f"192.0.2.99 {endpoint}"))
+    try:
+        box.systemctl("start", "--no-block", unit)
+        wait_until("the registration retrying", lambda: box.unit_property(unit, "ActiveState") == "activating"
+                   and "failed (attempt 1)" in box.journal(unit))
+        box.exec("kill", "-KILL", box.unit_property(unit, "MainPID"))
+        killed = time.time()
+    finally:
+        hosts.write_text(original)
+    wait_until("registered after systemd's restart", lambda: box.unit_property(unit, "ActiveState") == "active",
+               timeout=nlb_targets.REGISTER_RETRY_SECONDS + WAIT)
+    assert int(box.unit_property(unit, "NRestarts")) == restarts + 1
+    expected = sorted((g.arn, [[IPV6, str(g.port)]]) for g in sb.ipv6_target_groups(settings))
+    assert sorted((c["target_group"], c["targets"]) for c in target_calls(box, "RegisterTargets")
+                  if c["t"] > killed) == expected
+
+
 def test_a_terminated_instance_refuses_newcomers_relays_held_calls_and_lets_go_when_they_end(instance, tmp_path):
     box, settings, secret = instance
     checked, log, took = drain_run(box, settings, secret, tmp_path / "release", hold=False)
