@@ -45,8 +45,7 @@ def measure(arch: str, starts: int) -> dict:
 
     settings = stack_settings("dev", {"instanceType": INSTANCE_TYPES[arch]})
     cache = sb.ensure_rootfs(DEPENDS, arch)
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type)
+    instance = sb.Instance.of(settings)
     with tempfile.TemporaryDirectory(prefix="stun-boot-bench-") as tmp:
         with sb.seeded_sandbox(cache, Path(tmp), settings, instance) as (box, boot, _):
             first = box.boot(box.user_data(settings, boot))

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from rootfs import (CHROOT_PATH, QEMU_NAMES, REPO, RootfsCache, ensure_rootfs, host_arch, log,  # noqa: F401
-                    mounts_under, run, umount_all)
+from rootfs import CHROOT_PATH, REPO, RootfsCache, ensure_rootfs, host_arch, log, mounts_under, run, umount_all  # noqa: F401
 from standins import (AWS_API_IP, CLIENT_IP, DOWNLOADS_IP, IMDS_IP, MIRROR_IP, MOTO_PLAIN_PORT,  # noqa: F401
                       SANDBOX_BUCKET, Instance, StandIns, ipv6_target_groups, sandbox_boot_inputs,
-                      seeded_parameters, self_signed, stop_process)
+                      seeded_parameters, stop_process)
 from stun_infra.settings import DEBIAN_ARCH  # noqa: F401  (settings.architecture -> dpkg's name)
 
 OVERLAY_SOURCE = "stun-infra-boot"
@@ -109,16 +108,6 @@ class Boot:
                           self.failures[-3000:], *self.output.splitlines()[-lines:]])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def cleanup_stale() -> list[str]:
     """Undo what a killed earlier run (its pid is gone) left: the processes in its namespace
     (its machine among them), the namespace, its overlay. Touches only names this module
@@ -126,7 +115,7 @@ def cleanup_stale() -> list[str]:
     done = []
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for ns, pid in re.findall(rf"^({OVERLAY_SOURCE}-(\d+))\b", listing, re.M):
-        if _alive(int(pid)):
+        if Path(f"/proc/{pid}").exists():
             continue
         for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
             with contextlib.suppress(ProcessLookupError):
@@ -137,7 +126,7 @@ def cleanup_stale() -> list[str]:
         pre, _, post = line.partition(" - ")
         fstype, source = post.split()[:2]
         m = re.fullmatch(rf"{OVERLAY_SOURCE}-(\d+)", source)
-        if fstype == "overlay" and m and not _alive(int(m[1])):
+        if fstype == "overlay" and m and not Path(f"/proc/{m[1]}").exists():
             target = Path(pre.split()[4].replace("\\040", " "))
             umount_all(target)
             done.append(f"mount {target}")
@@ -402,26 +391,21 @@ class Sandbox:
                 finish, ran = _log_time(m[1]), "previously ran" not in m[3]
         return ran, round(finish - start, 2) if start is not None and finish is not None else 0.0
 
-    def power_off(self, *, timeout: float = 120) -> int:
-        """`systemctl poweroff` in the machine: systemd stops every unit (ExecStop runs), then
-        the container ends. Returns nspawn's exit status."""
+    def power_off(self, *, timeout: float = 120, verb: str = "poweroff") -> int:
+        """`systemctl poweroff` (or `verb`) in the machine: systemd stops every unit (ExecStop
+        runs), then the container ends. Returns nspawn's exit status."""
         if self._nspawn is None:
             raise RuntimeError("the machine is off")
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.exec("systemctl", "poweroff", check=False, timeout=30)
+            self.exec("systemctl", verb, check=False, timeout=30)
         try:
-            rc = self._nspawn.wait(timeout=timeout)
+            return self._nspawn.wait(timeout=timeout)
         finally:
-            if self._nspawn.poll() is None:
-                stop_process(self._nspawn)
+            stop_process(self._nspawn)
             self._nspawn = None
-            self._kernel_gone()
-        return rc
-
-    def _kernel_gone(self) -> None:
-        """What a power cycle of an instance resets and the namespace (which outlives the
-        machine, with its stand-ins) would keep: the machine's nftables tables."""
-        run(self.ns("nft", "flush", "ruleset"))
+            # What a power cycle resets and the namespace (which outlives the machine, with its
+            # stand-ins) would keep: the machine's nftables tables.
+            run(self.ns("nft", "flush", "ruleset"))
 
     def start(self, public_ip: str | None = None, *, imds: bool = True, timeout: float = 900) -> Boot:
         """Power on a stopped instance: an EC2 start gives it a new public IPv4 (`public_ip`) in
@@ -436,13 +420,7 @@ class Sandbox:
 
     def reboot(self, *, timeout: float = 900) -> Boot:
         """`systemctl reboot`: nspawn ends with 133 (a reboot), and the machine boots again."""
-        if self._nspawn is None:
-            raise RuntimeError("the machine is off")
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.exec("systemctl", "reboot", check=False, timeout=30)
-        rc = self._nspawn.wait(timeout=timeout)
-        self._nspawn = None
-        self._kernel_gone()
+        rc = self.power_off(timeout=timeout, verb="reboot")
         if rc != 133:
             raise RuntimeError(f"systemd-nspawn exited {rc} on a reboot, not 133")
         return self.power_on(timeout=timeout)
@@ -531,30 +509,14 @@ print(json.dumps(asyncio.run(main())))
 
     # -- what the stand-ins saw, and the disk ------------------------------------------------
 
-    def requests(self, label: str) -> list[dict]:
-        return self.standins.requests(label)
+    STANDINS = ("requests", "set_lifecycle_state", "www", "faults_file", "bucket_host", "agent_path",
+                "publish_agents")
 
-    def set_lifecycle_state(self, state: str | None) -> None:
-        self.standins.set_lifecycle_state(state)
-
-    @property
-    def www(self) -> Path:
-        """What the downloads stand-in serves (the bucket's objects, the agents)."""
-        return self.standins.www
-
-    @property
-    def faults_file(self) -> Path:
-        return self.standins.faults_file
-
-    @property
-    def bucket_host(self) -> str:
-        return self.standins.bucket_host
-
-    def agent_path(self, agent, url: str | None = None) -> Path:  # noqa: ANN001
-        return self.standins.agent_path(agent, url)
-
-    def publish_agents(self, *, arch: str | None = None) -> None:
-        self.standins.publish_agents(arch=arch)
+    def __getattr__(self, name: str):  # noqa: ANN204
+        """What the stand-ins saw and serve (`STANDINS`), asked of the machine."""
+        if name in self.STANDINS:
+            return getattr(self.standins, name)
+        raise AttributeError(name)
 
     def calls(self) -> list[str]:
         """What the stub agents were asked to do."""
@@ -568,41 +530,35 @@ print(json.dumps(asyncio.run(main())))
         changed since the pristine rootfs, read through the merged view."""
         import hashlib
 
-        upper = self.workdir / "upper"
         excluded = tuple(e.strip("/") for e in exclude)
         out: dict[str, tuple] = {}
-        for dirpath, dirnames, filenames in os.walk(upper):
-            rel_dir = os.path.relpath(dirpath, upper)
-            for name in dirnames + filenames:
-                rel = os.path.normpath(os.path.join(rel_dir, name))
-                if any(rel == e or rel.startswith(e + "/") for e in excluded):
-                    continue
-                path = self.root / rel
-                try:
-                    st = os.lstat(path)
-                except FileNotFoundError:
-                    out[rel] = ("deleted",)
-                    continue
-                if os.path.islink(path):
-                    out[rel] = ("link", os.readlink(path))
-                elif os.path.isdir(path):
-                    out[rel] = ("dir", oct(st.st_mode), st.st_uid, st.st_gid)
-                else:
-                    out[rel] = ("file", oct(st.st_mode), st.st_uid, st.st_gid,
-                                hashlib.sha256(path.read_bytes()).hexdigest())
+        for changed in (self.workdir / "upper").rglob("*"):
+            rel = str(changed.relative_to(self.workdir / "upper"))
+            if any(rel == e or rel.startswith(e + "/") for e in excluded):
+                continue
+            path = self.root / rel
+            if not path.is_symlink() and not path.exists():
+                out[rel] = ("deleted",)
+            elif path.is_symlink():
+                out[rel] = ("link", os.readlink(path))
+            else:
+                st, kind = path.stat(), "dir" if path.is_dir() else "file"
+                digest = () if path.is_dir() else (hashlib.sha256(path.read_bytes()).hexdigest(),)
+                out[rel] = (kind, oct(st.st_mode), st.st_uid, st.st_gid, *digest)
         return out
 
 
 @contextlib.contextmanager
-def seeded_sandbox(cache: RootfsCache, workdir: Path, settings, instance: Instance):  # noqa: ANN001
-    """A sandbox for `settings` on `instance`, Parameter Store seeded as for a TURN stack
-    without a zone: yields (sandbox, boot inputs, TURN secret)."""
+def seeded_sandbox(cache: RootfsCache, workdir: Path, settings, instance: Instance, *, tls: bool = True,
+                   **boot_changes):  # noqa: ANN001
+    """A sandbox for `settings` on `instance`, Parameter Store seeded (seeded_parameters): yields
+    (sandbox, boot inputs with `boot_changes`, TURN secret)."""
     from stun_infra.instance.metrics import log_group_name
     from tests.support.signing import TestKey
 
-    parameters, secret = seeded_parameters(settings)
+    parameters, secret = seeded_parameters(settings, tls=tls)
     signer = TestKey(workdir / "signer")
-    _, boot = sandbox_boot_inputs(settings, instance, signer)
+    _, boot = sandbox_boot_inputs(settings, instance, signer, **boot_changes)
     with Sandbox(cache, workdir, instance=instance, parameters=parameters, signer=signer,
                  log_group=log_group_name(settings.project, settings.stack)) as box:
         yield box, boot, secret

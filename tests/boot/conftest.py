@@ -162,15 +162,10 @@ def booted(request, rootfs_cache, tmp_path_factory):
 
     label, stack, overrides, ipv6 = request.param
     settings = stack_settings(stack, overrides)
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type, ipv6=ipv6)
+    instance = sb.Instance.of(settings, ipv6=ipv6)
     cache = rootfs_cache(sb.DEBIAN_ARCH[settings.architecture])
     names = ParameterNames.under(settings.ssm_path, settings.turn)
-    cert, key = sb.self_signed(settings.tls_domain)
-    parameters = {names.tls_certificate: cert, names.tls_private_key: key}
-    secret = "sandbox-turn-secret-" + os.urandom(12).hex()
-    if names.turn_secret:
-        parameters[names.turn_secret] = secret
+    parameters, secret = sb.seeded_parameters(settings)
 
     workdir = tmp_path_factory.mktemp("boot")
     rendered = workdir / "render"

@@ -69,43 +69,14 @@ def run(cmd: list[str], *, timeout: float = 600, check: bool = True, env: dict |
     return p
 
 
-# -- the Debian mirror apt is configured with -----------------------------------------
-
-def parse_apt_sources(files: dict[str, str]) -> list[tuple[str, list[str]]]:
-    """(URI, suites) of every enabled `deb` source, one-line and deb822 formats."""
-    out: list[tuple[str, list[str]]] = []
-    for name, text in files.items():
-        if name.endswith(".list"):
-            for line in text.splitlines():
-                parts = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
-                if len(parts) >= 3 and parts[0] == "deb":
-                    out.append((parts[1], [parts[2]]))
-        elif name.endswith(".sources"):
-            for stanza in re.split(r"\n\s*\n", text):
-                fields: dict[str, str] = {}
-                for line in stanza.splitlines():
-                    if line.startswith("#") or ":" not in line or line[0].isspace():
-                        continue
-                    k, v = line.split(":", 1)
-                    fields[k.strip().lower()] = v.strip()
-                if fields.get("enabled", "yes").lower() == "no":
-                    continue
-                if "deb" in fields.get("types", "").split():
-                    for uri in fields.get("uris", "").split():
-                        out.append((uri, fields.get("suites", "").split()))
-    return out
-
-
 def debian_mirror() -> str:
-    """$STUN_INFRA_DEBIAN_MIRROR, else the first apt source serving `bookworm` itself."""
+    """$STUN_INFRA_DEBIAN_MIRROR, else the first apt source serving `bookworm` itself, as apt
+    reads its sources."""
     if os.environ.get("STUN_INFRA_DEBIAN_MIRROR"):
         return os.environ["STUN_INFRA_DEBIAN_MIRROR"].rstrip("/")
-    files: dict[str, str] = {}
-    for p in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        if p.is_file() and p.name.endswith((".list", ".sources")):
-            files[p.name] = p.read_text(errors="replace")
-    for uri, suites in parse_apt_sources(files):
-        if SUITE in suites and uri.startswith(("http://", "https://")):
+    targets = run(["apt-get", "indextargets", "--format", "$(REPO_URI) $(RELEASE)"]).stdout.split("\n")
+    for uri, suite in (line.split() for line in targets if line.strip()):
+        if suite == SUITE and uri.startswith(("http://", "https://")):
             return uri.rstrip("/")
     raise RuntimeError(f"no apt source for {SUITE} in /etc/apt; set STUN_INFRA_DEBIAN_MIRROR")
 
@@ -188,23 +159,13 @@ def ensure_binfmt(arch: str) -> None:
 
 @dataclass(frozen=True)
 class RootfsCache:
+    """One built cache: the root, the .debs and package lists the mirror stand-in serves."""
+
     dir: Path
-
-    @property
-    def rootfs(self) -> Path:
-        return self.dir / "rootfs"
-
-    @property
-    def debs(self) -> Path:
-        return self.dir / "debs"
-
-    @property
-    def mirror(self) -> Path:
-        return self.dir / "mirror"
-
-    @property
-    def info(self) -> dict:
-        return json.loads((self.dir / "build.json").read_text())
+    rootfs = property(lambda self: self.dir / "rootfs")
+    debs = property(lambda self: self.dir / "debs")
+    mirror = property(lambda self: self.dir / "mirror")
+    info = property(lambda self: json.loads((self.dir / "build.json").read_text()))
 
 
 def cache_key(packages: Iterable[str], arch: str) -> str:

@@ -1,5 +1,6 @@
 """Stand-ins for the services an EC2 instance reaches at boot, run inside the test's
-network namespace (`ip netns exec NS python standin_servers.py KIND ...`).
+network namespace (`ip netns exec NS python standin_servers.py KIND CONFIG.json`, the
+config's keys named below; started and killed by pid by standins.py).
 
 - `imds`: the instance metadata service, IMDSv2 only (a GET without a valid token is
   401, like an instance launched with http_tokens=required), serving the instance's
@@ -9,15 +10,16 @@ network namespace (`ip netns exec NS python standin_servers.py KIND ...`).
   loopback for seeding and for reading back what was published. Both listeners share
   moto's in-process state.
 - `files`: a static file server (HTTP or HTTPS) for the Debian mirror stand-in, the
-  agent packages and the stack's package bucket; --root may be given again (the first that
-  holds the path answers). With --pool-dir, a `.../pool/.../<name>.deb` request is answered
+  agent packages and the stack's package bucket, from the first of the `root` directories
+  that holds the path. With `pool_dir`, a `.../pool/.../<name>.deb` request is answered
   from that directory by file name when it holds one. With
-  --signed-host, a request to that host (the bucket's virtual-hosted name) must carry
-  an AWS Signature Version 4 that botocore computes the same from --signing-secret, and
-  the session token, as S3 does; else 403, as S3 answers.
+  `signed_host`, a request to that host (the bucket's virtual-hosted name) must carry
+  an AWS Signature Version 4 that botocore computes the same from `signing_secret` and
+  the session token, as S3 does; else 403, as S3 answers. `faults` names a JSON file
+  {URL path: fault}, read on every request.
 
-Every stand-in appends one JSON line per request to --log and prints `ready` on
-stdout once it listens. Each is started and killed by pid by standins.py.
+Every stand-in appends one JSON line per request to `log` and prints `ready` on stdout
+once it listens.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 _log_lock = threading.Lock()
+IMDS_ADDRESS = "169.254.169.254"
 
 
 def _log(log_file: str, **entry: object) -> None:
@@ -42,18 +45,12 @@ def _log(log_file: str, **entry: object) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
-def _tls_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def _serve(server: ThreadingHTTPServer, tls: tuple[str, str] | None) -> threading.Thread:
+def _serve(server: ThreadingHTTPServer, tls: tuple[str, str] | None = None) -> None:
     if tls:
-        server.socket = _tls_context(*tls).wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return thread
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
 # -- IMDS ------------------------------------------------------------------------------
@@ -76,7 +73,7 @@ def _listing(table: dict[str, str], directory: str) -> str:
 
 
 def imds(args: argparse.Namespace) -> None:
-    doc = json.loads(Path(args.instance).read_text())
+    doc = args.instance
     tokens: dict[str, float] = {}
     role = doc["role"]
     credentials = {
@@ -155,14 +152,13 @@ def imds(args: argparse.Namespace) -> None:
                 return self._reply(401, "Unauthorized")
             path = _latest(self.path.split("?", 1)[0])
             if path == "/latest/user-data":  # as EC2 serves it: the bytes given at launch
-                data = Path(args.user_data).read_bytes() if args.user_data and Path(args.user_data).exists() else None
-                return self._reply(200, data) if data is not None else self._reply(404, "Not Found")
+                data = Path(args.user_data)
+                return self._reply(200, data.read_bytes()) if data.exists() else self._reply(404, "Not Found")
             # An Auto Scaling instance's target lifecycle state: what the test wrote (none: 404,
             # as for an instance outside a group)
-            if path == "/latest/meta-data/autoscaling/target-lifecycle-state" and args.lifecycle:
-                state = Path(args.lifecycle)
-                if state.exists():
-                    return self._reply(200, state.read_text().strip())
+            state = Path(args.lifecycle)
+            if path == "/latest/meta-data/autoscaling/target-lifecycle-state" and state.exists():
+                return self._reply(200, state.read_text().strip())
             for prefix, table in (("/latest/meta-data/", meta), ("/latest/dynamic/", dynamic)):
                 if path.startswith(prefix) and path[len(prefix):] in table:
                     return self._reply(200, table[path[len(prefix):]])
@@ -170,8 +166,7 @@ def imds(args: argparse.Namespace) -> None:
                     return self._reply(200, _listing(table, path[len(prefix):]))
             self._reply(404, "Not Found")
 
-    server = ThreadingHTTPServer((args.bind, args.port), Handler)
-    _serve(server, None)
+    _serve(ThreadingHTTPServer((IMDS_ADDRESS, 80), Handler))
     _ready()
 
 
@@ -230,17 +225,14 @@ def ssm(args: argparse.Namespace) -> None:
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()
 
-    if args.seed:
-        import boto3
-        client = boto3.client("ssm", region_name=args.region, endpoint_url=f"http://127.0.0.1:{args.seed_port}",
-                              aws_access_key_id="seed", aws_secret_access_key="seed")
-        for name, value in json.loads(Path(args.seed).read_text()).items():
-            client.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
-    if args.log_group:  # the stack's log group, which the deployed stack creates before any instance
-        import boto3
-        boto3.client("logs", region_name=args.region, endpoint_url=f"http://127.0.0.1:{args.seed_port}",
-                     aws_access_key_id="seed", aws_secret_access_key="seed").create_log_group(
-            logGroupName=args.log_group)
+    import boto3
+
+    seed = {"region_name": args.region, "endpoint_url": f"http://127.0.0.1:{args.seed_port}",
+            "aws_access_key_id": "seed", "aws_secret_access_key": "seed"}
+    for name, value in args.parameters.items():
+        boto3.client("ssm", **seed).put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+    # the stack's log group, which the deployed stack creates before any instance
+    boto3.client("logs", **seed).create_log_group(logGroupName=args.log_group)
     _ready()
 
 
@@ -341,7 +333,7 @@ def files(args: argparse.Namespace) -> None:
             """What goes wrong with this request: "" (nothing), "truncate" (the whole
             length announced, half the body sent, connection closed) or "unavailable" (503);
             a fault with "times" applies to that many requests, then the file is served."""
-            if not args.faults or not Path(args.faults).is_file():
+            if not Path(args.faults).is_file():
                 return ""
             with _log_lock:
                 faults = json.loads(Path(args.faults).read_text() or "{}")
@@ -361,7 +353,7 @@ def files(args: argparse.Namespace) -> None:
             return sigv4_problem(self.command, self.headers, self.path, args.signing_secret, args.signing_token)
 
         def _send(self, body: bool) -> None:
-            unsigned = self._signature_problem() if args.signed_host else ""
+            unsigned = self._signature_problem()
             found = None if unsigned else self._find()
             fault = self._fault() if found else ""
             status = 403 if unsigned else 503 if fault == "unavailable" else 200 if found else 404
@@ -384,10 +376,9 @@ def files(args: argparse.Namespace) -> None:
         def do_HEAD(self) -> None:
             self._send(False)
 
-    if args.port:
-        _serve(ThreadingHTTPServer((args.bind, args.port), Handler), None)
-    if args.tls_port:
-        _serve(ThreadingHTTPServer((args.bind, args.tls_port), Handler), (args.cert, args.key))
+    _serve(ThreadingHTTPServer((args.bind, 80), Handler))
+    if args.tls:
+        _serve(ThreadingHTTPServer((args.bind, 443), Handler), (args.cert, args.key))
     _ready()
 
 
@@ -396,45 +387,11 @@ def _ready() -> None:
     threading.Event().wait()  # until killed
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="kind", required=True)
-    a = sub.add_parser("imds")
-    a.add_argument("--bind", default="169.254.169.254")
-    a.add_argument("--port", type=int, default=80)
-    a.add_argument("--instance", required=True, help="JSON file describing the instance")
-    a.add_argument("--lifecycle", default="", help="file holding autoscaling/target-lifecycle-state (absent: 404)")
-    a.add_argument("--user-data", default="", help="file holding the user data as given at launch (absent: 404)")
-    a.add_argument("--log", required=True)
-    a.set_defaults(run=imds)
-    a = sub.add_parser("ssm")
-    a.add_argument("--bind", required=True)
-    a.add_argument("--seed-port", type=int, default=4566)
-    a.add_argument("--cert", required=True)
-    a.add_argument("--key", required=True)
-    a.add_argument("--region", required=True)
-    a.add_argument("--seed", help="JSON {name: value} put as SecureString parameters")
-    a.add_argument("--log-group", default="", help="a CloudWatch Logs group to create")
-    a.add_argument("--group-name", default="", help="the instance's aws:autoscaling:groupName tag")
-    a.add_argument("--log", required=True)
-    a.set_defaults(run=ssm)
-    a = sub.add_parser("files")
-    a.add_argument("--bind", required=True)
-    a.add_argument("--port", type=int, default=0)
-    a.add_argument("--tls-port", type=int, default=0)
-    a.add_argument("--cert", default="")
-    a.add_argument("--key", default="")
-    a.add_argument("--root", required=True, action="append")
-    a.add_argument("--pool-dir", default="")
-    a.add_argument("--faults", default="", help="JSON file {path: fault}, read on every request")
-    a.add_argument("--signed-host", default="", help="a host whose requests must be SigV4-signed (S3)")
-    a.add_argument("--signing-secret", default="", help="the secret access key they are signed with")
-    a.add_argument("--signing-token", default="", help="the session token they carry")
-    a.add_argument("--log", required=True)
-    a.set_defaults(run=files)
-    args = p.parse_args(argv)
-    args.run(args)
+def main(argv: list[str]) -> None:
+    """`standin_servers.py KIND CONFIG.json`: CONFIG holds the stand-in's settings (standins.py)."""
+    kind, config = argv
+    {"imds": imds, "ssm": ssm, "files": files}[kind](argparse.Namespace(**json.loads(Path(config).read_text())))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(sys.argv[1:])

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rootfs import log, run
+from rootfs import run
 
 if TYPE_CHECKING:
     from stun_infra.instance.downloads import AgentPackage
@@ -80,13 +80,11 @@ def make_pki(out: Path, names: list[str]) -> dict[str, Path]:
 
 
 def self_signed(common_name: str) -> tuple[str, str]:
-    """(certificate PEM, private key PEM) for the TLS parameters."""
+    """(certificate PEM, private key PEM) for the TLS parameters, as Parameter Store holds them."""
     from stun_infra.common import certificates
 
-    key = certificates.new_key()
-    cert = certificates.make_certificate([common_name], key, valid_from=datetime.timedelta(hours=-1),
-                                         valid_for=datetime.timedelta(days=2, hours=1))
-    return certificates.certificate_pem(cert).strip(), certificates.key_pem(key).strip()
+    cert, key = certificates.self_signed(common_name, days=2)
+    return cert.strip(), key.strip()
 
 
 # -- stub packages ---------------------------------------------------------------------
@@ -142,6 +140,12 @@ class Instance:
     ipv6: str = ""
     group_name: str = "stun-infra-sandbox-asg-0123"  # its aws:autoscaling:groupName tag (EC2 DescribeTags)
 
+    @classmethod
+    def of(cls, settings, **changes) -> "Instance":  # noqa: ANN001
+        """An instance of the stack `settings` describes (its region, first zone, type)."""
+        return cls(region=settings.region, availability_zone=settings.region + "a",
+                   instance_type=settings.instance_type, **changes)
+
     def imds_document(self, arch: str) -> dict:
         return {**self.__dict__, "architecture": "x86_64" if arch == "amd64" else arch,
                 "local_hostname": f"ip-{self.private_ip.replace('.', '-')}.{self.region}.compute.internal",
@@ -174,15 +178,17 @@ def sandbox_boot_inputs(settings, instance: "Instance", signer: "TestKey", **cha
     return production, dataclasses.replace(production, agents=signer.in_place_of_aws(production.agents), **changes)
 
 
-def seeded_parameters(settings) -> tuple[dict[str, str], str]:  # noqa: ANN001
-    """What Parameter Store holds for a TURN stack without a zone (a self-signed certificate
-    and key, a fresh secret), and the secret."""
+def seeded_parameters(settings, *, tls: bool = True) -> tuple[dict[str, str], str]:  # noqa: ANN001
+    """What Parameter Store holds for a stack (a fresh TURN secret if it relays; with `tls`, a
+    self-signed certificate and key, as without a zone), and the secret."""
+    import dataclasses
+
     from stun_infra.instance.boot_inputs import ParameterNames
 
-    names = ParameterNames.under(settings.ssm_path, settings.turn)
-    cert, key = self_signed(settings.tls_domain)
+    names = ParameterNames.under(settings.ssm_path, settings.turn, tls=tls)
     secret = "sandbox-turn-secret-" + os.urandom(12).hex()
-    return {names.tls_certificate: cert, names.tls_private_key: key, names.turn_secret: secret}, secret
+    values = (secret, *(self_signed(settings.tls_domain) if tls else ("", "")))
+    return {name: value for name, value in zip(dataclasses.astuple(names), values) if name}, secret
 
 
 class StandIns:
@@ -226,31 +232,23 @@ class StandIns:
         self.pki = make_pki(self.workdir / "pki", [n for n, ip in hosts.items() if ip in (AWS_API_IP, DOWNLOADS_IP)])
         self.start_imds()
         self.mirror_updates.mkdir(exist_ok=True)
-        self._spawn("mirror", "files", "--bind", MIRROR_IP, "--port", "80", "--root", str(self.mirror),
-                    "--root", str(self.mirror_updates),
-                    "--pool-dir", str(self.debs), "--log", str(self.logs / "mirror.jsonl"))
+        tls = {"cert": str(self.pki["cert"]), "key": str(self.pki["key"])}
+        self._spawn("mirror", "files", **tls, bind=MIRROR_IP, root=[str(self.mirror), str(self.mirror_updates)],
+                    pool_dir=str(self.debs), faults="", signed_host="", tls=False)
         self.publish_agents()
         role = self.instance.imds_document(self.arch)
-        self._spawn("downloads", "files", "--bind", DOWNLOADS_IP, "--port", "80", "--tls-port", "443",
-                    "--cert", str(self.pki["cert"]), "--key", str(self.pki["key"]), "--root", str(self.www),
-                    "--faults", str(self.faults_file), "--log", str(self.logs / "downloads.jsonl"),
-                    "--signed-host", self.bucket_host, "--signing-secret", role["secret_access_key"],
-                    "--signing-token", role["session_token"])
-        seed = self.workdir / "ssm-seed.json"
-        seed.write_text(json.dumps(self.parameters))
-        seed.chmod(0o600)
-        self._spawn("ssm", "ssm", "--bind", AWS_API_IP, "--cert", str(self.pki["cert"]), "--key",
-                    str(self.pki["key"]), "--region", self.instance.region, "--seed", str(seed),
-                    "--seed-port", str(MOTO_PLAIN_PORT), "--log-group", self.log_group,
-                    "--group-name", self.instance.group_name, "--log", str(self.logs / "ssm.jsonl"), timeout=90)
+        self._spawn("downloads", "files", **tls, bind=DOWNLOADS_IP, root=[str(self.www)], pool_dir="",
+                    faults=str(self.faults_file), signed_host=self.bucket_host, tls=True,
+                    signing_secret=role["secret_access_key"], signing_token=role["session_token"])
+        self._spawn("ssm", "ssm", **tls, bind=AWS_API_IP, region=self.instance.region, parameters=self.parameters,
+                    seed_port=MOTO_PLAIN_PORT, log_group=self.log_group, group_name=self.instance.group_name,
+                    timeout=90)
 
     def start_imds(self) -> None:
         """(Re)start IMDS with the instance's current document (a stop and start: a new public IPv4)."""
         self.stop("imds")
-        doc = self.workdir / "instance.json"
-        doc.write_text(json.dumps(self.instance.imds_document(self.arch)))
-        self._spawn("imds", "imds", "--instance", str(doc), "--lifecycle", str(self.lifecycle_state_file),
-                    "--user-data", str(self.user_data_file), "--log", str(self.logs / "imds.jsonl"))
+        self._spawn("imds", "imds", instance=self.instance.imds_document(self.arch),
+                    lifecycle=str(self.lifecycle_state_file), user_data=str(self.user_data_file))
 
     def set_lifecycle_state(self, state: str | None) -> None:
         """What IMDS answers for autoscaling/target-lifecycle-state (None: 404)."""
@@ -259,9 +257,14 @@ class StandIns:
         else:
             self.lifecycle_state_file.write_text(state + "\n")
 
-    def _spawn(self, label: str, *args: str, timeout: float = 30) -> None:
+    def _spawn(self, label: str, kind: str, *, timeout: float = 30, **config: object) -> None:
+        """Start stand-in `label` (standin_servers.py KIND) with `config`, its requests logged
+        to logs/LABEL.jsonl; wait until it says it is ready."""
+        path = self.workdir / f"{label}.json"  # holds the seeded secrets: the owner's only
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({**config, "log": str(self.logs / f"{label}.jsonl")}))
         out = open(self.logs / f"{label}.out", "a")
-        p = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, str(SERVERS), *args],
+        p = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, str(SERVERS), kind, str(path)],
                              stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=True)
         self._procs[label] = p
         ready: list[str] = []

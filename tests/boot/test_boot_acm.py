@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,8 +28,7 @@ def acm_booted(rootfs_cache, tmp_path_factory) -> Iterator[dict]:
 
     settings = stack_settings("dev", {"instanceType": "t3.small", **ZONE})
     assert settings.tls.acm_export and settings.tls.ports == (443, 5349)
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type)
+    instance = sb.Instance.of(settings)
     names = ParameterNames.under(settings.ssm_path, settings.turn, tls=False)
     parameters = {names.turn_secret: "sandbox-turn-secret-" + os.urandom(12).hex()}
     workdir = tmp_path_factory.mktemp("boot-acm")

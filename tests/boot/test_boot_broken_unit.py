@@ -28,8 +28,7 @@ def test_a_unit_systemd_rejects_fails_the_boot_check(rootfs_cache, tmp_path, mon
 
     monkeypatch.setattr(binding_counters, "systemd_units", broken)
     settings = stack_settings("dev", {"instanceType": "t3.small"})
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type)
+    instance = sb.Instance.of(settings)
     with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path, settings,
                            instance) as (box, boot, _):
         launch = box.boot(box.user_data(settings, boot))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 
 import pytest
@@ -86,23 +85,10 @@ print(json.dumps([e["message"] for e in events]))
 @pytest.fixture(scope="module")
 def case(rootfs_cache, tmp_path_factory):
     from stun_infra.cloud.offline import stack_settings
-    from stun_infra.instance.metrics import log_group_name
-    from stun_infra.instance.boot_inputs import ParameterNames
-    from tests.support.signing import TestKey
 
     settings = stack_settings("dev", {"instanceType": "t3.small"})
-    cache = rootfs_cache(sb.DEBIAN_ARCH[settings.architecture])
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type)
-    names = ParameterNames.under(settings.ssm_path, settings.turn)
-    cert, key = sb.self_signed(settings.tls_domain)
-    parameters = {f"{names.tls_certificate}": cert, names.tls_private_key: key,
-                  names.turn_secret: "sandbox-turn-secret-" + os.urandom(12).hex()}
-    workdir = tmp_path_factory.mktemp("boot-downloads")
-    signer = TestKey(workdir / "signer")
-    _, boot = sb.sandbox_boot_inputs(settings, instance, signer, download_seconds=DOWNLOAD_SECONDS)
-    with sb.Sandbox(cache, workdir, instance=instance, parameters=parameters, signer=signer,
-                    log_group=log_group_name(settings.project, settings.stack)) as box:
+    with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("boot-downloads"),
+                           settings, sb.Instance.of(settings), download_seconds=DOWNLOAD_SECONDS) as (box, boot, _):
         yield Case(box, box.user_data(settings, boot, fetch_seconds=DOWNLOAD_SECONDS), settings)
 
 

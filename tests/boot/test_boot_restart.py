@@ -35,8 +35,7 @@ def restarted(rootfs_cache, tmp_path_factory):
 
     settings = stack_settings("prod", {"instanceType": "c7i.large"})
     assert settings.autoscale and settings.turn and settings.ipv6
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type, ipv6=IPV6)
+    instance = sb.Instance.of(settings, ipv6=IPV6)
     with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("restart"),
                            settings, instance) as (box, boot, secret):
         first_ip = instance.public_ip

@@ -41,8 +41,7 @@ def warmed(rootfs_cache, tmp_path_factory):
 
     settings = stack_settings("prod", {"instanceType": "c7i.large", "ipv6": "false"})
     assert settings.autoscale and settings.turn
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type)
+    instance = sb.Instance.of(settings)
     with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("warm-pool"),
                            settings, instance) as (box, boot, secret):
         box.set_lifecycle_state("Warmed:Stopped")

@@ -41,8 +41,7 @@ def instance(rootfs_cache, tmp_path_factory):
     from stun_infra.cloud.offline import stack_settings
 
     settings = dataclasses.replace(stack_settings("prod", {"instanceType": "c7i.large"}), drain_seconds=DEADLINE)
-    box_instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                               instance_type=settings.instance_type, ipv6=IPV6)
+    box_instance = sb.Instance.of(settings, ipv6=IPV6)
     assert settings.ipv6 and sb.ipv6_target_groups(settings)  # the stack has IPv6 target groups
     with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("drain"),
                            settings, box_instance) as (box, boot, secret):

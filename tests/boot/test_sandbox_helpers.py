@@ -1,4 +1,4 @@
-"""The boot sandbox's pure helpers (no root needed): apt sources, apt list names, stage
+"""The boot sandbox's pure helpers (no root needed): the mirror setting, apt list names, stage
 timings, the metadata stand-in's paths, cloud-init's log times."""
 
 from __future__ import annotations
@@ -6,22 +6,6 @@ from __future__ import annotations
 import boot_sandbox as sb
 import rootfs
 import standin_servers
-
-
-def test_apt_sources_deb822_and_one_line():
-    files = {
-        "debian.sources": (
-            "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\n"
-            "URIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"
-            "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
-            "Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\n"),
-        "extra.list": "# deb http://commented.example/debian bookworm main\n"
-                      "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n",
-    }
-    assert rootfs.parse_apt_sources(files) == [
-        ("http://mirror.example/debian", ["bookworm", "bookworm-updates"]),
-        ("http://one.example/debian", ["bookworm"]),
-    ]
 
 
 def test_debian_mirror_env_wins(monkeypatch):
