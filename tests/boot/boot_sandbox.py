@@ -73,6 +73,15 @@ def _log_time(stamp: str) -> float:
         tzinfo=datetime.timezone.utc).timestamp()
 
 
+def wait_until(what: str, check, timeout: float, *, interval: float = 0.2):  # noqa: ANN001, ANN201
+    """`check()`'s first true answer, asked every `interval` s; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(interval)
+    return found
+
+
 def stage_timings(output: str) -> dict[str, float]:
     """The script's own `stun-infra: stage NAME end (S s)` figures."""
     return {m[1]: float(m[2]) for m in _STAGE_END.finditer(output)}
@@ -108,6 +117,16 @@ class Boot:
                           self.failures[-3000:], *self.output.splitlines()[-lines:]])
 
 
+def remove_netns(name: str) -> str:
+    """Kill what runs in network namespace `name` (ours: its machine, its stand-ins), by pid,
+    and remove it; `ip`'s complaint if that failed."""
+    for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    p = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
+    return p.stderr.strip() if p.returncode else ""
+
+
 def cleanup_stale() -> list[str]:
     """Undo what a killed earlier run (its pid is gone) left: the processes in its namespace
     (its machine among them), the namespace, its overlay. Touches only names this module
@@ -115,13 +134,9 @@ def cleanup_stale() -> list[str]:
     done = []
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for ns, pid in re.findall(rf"^({OVERLAY_SOURCE}-(\d+))\b", listing, re.M):
-        if Path(f"/proc/{pid}").exists():
-            continue
-        for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(p), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        done.append(f"netns {ns}")
+        if not Path(f"/proc/{pid}").exists():
+            remove_netns(ns)
+            done.append(f"netns {ns}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         pre, _, post = line.partition(" - ")
         fstype, source = post.split()[:2]
@@ -159,7 +174,6 @@ class Sandbox:
                                  mirror=self.cache.mirror, debs=self.cache.debs)
         self._nspawn: subprocess.Popen | None = None
         self._netns = False
-        self.boots: list[Boot] = []
 
     # -- set up and tear down ------------------------------------------------------------
 
@@ -189,24 +203,14 @@ class Sandbox:
         if self._nspawn is not None:
             with contextlib.suppress(Exception):
                 self.power_off(timeout=30)
-            if self._nspawn is not None:
-                stop_process(self._nspawn)
-                self._nspawn = None
         self.standins.stop()
-        if self._netns:
-            for pid in subprocess.run(["ip", "netns", "pids", self.name], capture_output=True,
-                                      text=True).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)  # anything left in our namespace is ours
+        if self._netns and (error := remove_netns(self.name)):
+            errors.append(f"ip netns del {self.name}: {error}")
+        self._netns = False
         try:
             umount_all(self.workdir)
         except RuntimeError as e:
             errors.append(str(e))
-        if self._netns:
-            p = subprocess.run(["ip", "netns", "del", self.name], capture_output=True, text=True)
-            if p.returncode != 0:
-                errors.append(f"ip netns del {self.name}: {p.stderr.strip()}")
-            self._netns = False
         if not errors and os.environ.get("STUN_INFRA_BOOT_KEEP") != "1" and not mounts_under(self.workdir):
             for d in ("upper", "work", "merged"):
                 shutil.rmtree(self.workdir / d, ignore_errors=True)
@@ -331,12 +335,13 @@ class Sandbox:
              "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=pipe"],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
-        status = self._wait_cloud_init(deadline)
-        try:
-            system = self.exec("systemctl", "is-system-running", "--wait", check=False,
-                               timeout=max(5.0, deadline - time.monotonic())).stdout.strip()
-        except subprocess.TimeoutExpired:  # start-up still going (a unit waiting to run again)
-            system = "timeout"
+        wait_until("systemd-nspawn starting the machine's PID 1", self._started, timeout)
+        waited = self._wait_in(deadline, "cloud-init", "status", "--wait")
+        stages = self._read_json("/run/cloud-init/status.json").get("v1", {})
+        errors = [e for stage in stages.values() if isinstance(stage, dict) for e in stage.get("errors", [])]
+        status = "timeout" if waited is None else "error" if errors else "done"
+        # "timeout": start-up still going (a unit waiting to run again)
+        system = (self._wait_in(deadline, "systemctl", "is-system-running", "--wait") or "timeout").strip()
         seconds = round(time.time() - started, 2)
         failed = self.exec("systemctl", "list-units", "--failed", "--plain", "--no-legend", check=False).stdout
         result = self._read_json("/run/cloud-init/result.json")
@@ -353,24 +358,20 @@ class Sandbox:
                     system=system, failed_units=failed_units, failures=failures, emulation_failures=emulation,
                     output=text, script_ran=ran, returncode=returncode, seconds=seconds,
                     script_seconds=script_seconds, stages=stage_timings(text))
-        self.boots.append(boot)
         return boot
 
-    def _wait_cloud_init(self, deadline: float) -> str:
-        while self.leader() is None:
-            if self._nspawn.poll() is not None:
-                raise RuntimeError(f"systemd-nspawn exited {self._nspawn.returncode}:\n"
-                                   f"{(self.logs / 'console.log').read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                return "timeout"
-            time.sleep(0.2)
-        try:
-            self.exec("cloud-init", "status", "--wait", timeout=max(5.0, deadline - time.monotonic()), check=False)
-        except subprocess.TimeoutExpired:
-            return "timeout"
-        status = self._read_json("/run/cloud-init/status.json").get("v1", {})
-        errors = [e for stage in status.values() if isinstance(stage, dict) for e in stage.get("errors", [])]
-        return "error" if errors else "done"
+    def _started(self) -> int | None:
+        if self._nspawn.poll() is not None:
+            raise RuntimeError(f"systemd-nspawn exited {self._nspawn.returncode}:\n"
+                               f"{(self.logs / 'console.log').read_text()[-3000:]}")
+        return self.leader()
+
+    def _wait_in(self, deadline: float, *cmd: str) -> str | None:
+        """What `cmd` (one that waits) printed inside the machine, given until `deadline`; None
+        when it was still waiting."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self.exec(*cmd, check=False, timeout=max(5.0, deadline - time.monotonic())).stdout
+        return None
 
     def _read_json(self, path: str) -> dict:
         p = self.exec("cat", path, check=False)
@@ -396,9 +397,9 @@ class Sandbox:
         runs), then the container ends. Returns nspawn's exit status."""
         if self._nspawn is None:
             raise RuntimeError("the machine is off")
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.exec("systemctl", verb, check=False, timeout=30)
         try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.exec("systemctl", verb, check=False, timeout=30)
             return self._nspawn.wait(timeout=timeout)
         finally:
             stop_process(self._nspawn)

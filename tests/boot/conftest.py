@@ -33,29 +33,25 @@ VOLATILE = ("proc", "sys", "dev", "run", "tmp", "var/tmp", "var/log", "var/cache
 STAGE_REPORT: list[str] = []
 
 
-def _missing_requirements() -> list[str]:
-    missing = []
-    if os.geteuid() != 0:
-        missing.append("root")
-    for tool in ("debootstrap", "ip", "dpkg-deb", "nsenter", "chroot", "mount", "systemd-nspawn"):
-        if not shutil.which(tool):
-            missing.append(tool)
-    if shutil.which("ip") and subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        missing.append("ip netns")
-    if "overlay" not in Path("/proc/filesystems").read_text():
-        missing.append("overlayfs")
-    return missing
+def _unavailable(message: str) -> None:
+    """Skip: the machine lacks what the sandbox needs; under CI=true, fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {message}", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def _boot_requirements():
-    """Skip without the sandbox's requirements; under CI=true, fail instead."""
-    missing = _missing_requirements()
+    missing = [tool for tool in ("debootstrap", "ip", "dpkg-deb", "nsenter", "chroot", "mount", "systemd-nspawn")
+               if not shutil.which(tool)]
+    if os.geteuid() != 0:
+        missing.append("root")
+    if shutil.which("ip") and subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        missing.append("ip netns")
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        missing.append("overlayfs")
     if missing:
-        message = "boot sandbox needs: " + ", ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {message}", pytrace=False)
-        pytest.skip(message)
+        _unavailable("boot sandbox needs: " + ", ".join(missing))
 
 
 def pytest_collection_modifyitems(items):
@@ -119,10 +115,7 @@ def rootfs_cache(_boot_requirements):
     def get(arch: str) -> rootfs.RootfsCache:
         if arch not in caches:
             if arch != rootfs.host_arch() and not Path(f"/usr/lib/binfmt.d/qemu-{rootfs.QEMU_NAMES[arch]}.conf").is_file():
-                message = f"an {arch} boot needs qemu-user-static"
-                if os.environ.get("CI") == "true":
-                    pytest.fail(f"CI=true but {message}", pytrace=False)
-                pytest.skip(message)
+                _unavailable(f"an {arch} boot needs qemu-user-static")
             t0 = time.monotonic()
             cache = caches[arch] = rootfs.ensure_rootfs(PACKAGES, arch)
             info = cache.info

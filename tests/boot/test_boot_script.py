@@ -387,9 +387,7 @@ def test_coturn_accepts_every_line_of_the_written_conf(booted):
     box = booted.sandbox
     box.stun_binding(box.instance.private_ip, booted.settings.stun_port)  # it is up
     log_file = box.root / "var/log/coturn/turnserver.log"
-    deadline = time.monotonic() + 10
-    while not log_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    sb.wait_until("coturn's log file", log_file.exists, 10)
     text = log_file.read_text() + box.journal("coturn.service")
     bad = [line for line in text.splitlines() if any(b in line for b in COTURN_BAD_LINES)]
     assert not bad, "\n".join(bad)

@@ -13,6 +13,7 @@ before it refuses new flows, and `stun-drain cancel` rejoins them."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.boot
 DEADLINE = 25  # seconds: drainSeconds rendered short (the key allows 60-3600), longer than a release takes
 IPV6 = "2001:db8:42:3::23"  # the instance's own address, in the IPv6 target groups
 WAIT = 90.0   # bound on every wait below
+wait_until = functools.partial(sb.wait_until, timeout=WAIT)
 DRAIN_HOOK_SUFFIX = "-drain"  # drain.hook_name: <prefix>-drain
 CLIENT = Path(__file__).with_name("drain_client.py")
 
@@ -49,16 +51,6 @@ def instance(rootfs_cache, tmp_path_factory):
         assert launch.status == "done", launch.output[-3000:]
         box.stun_binding(box_instance.private_ip, settings.stun_port)  # coturn answers
         yield box, settings, secret
-
-
-def wait_until(what: str, check, timeout: float = WAIT):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.2)
 
 
 def live_sessions(box: sb.Sandbox) -> int:
