@@ -427,24 +427,12 @@ def test_reporter_counts_land_in_cloudwatch(booted):
     box = booted.sandbox
     # Every run publishes what was counted since the one before: its timer's runs and the two
     # test_timer_services_run_after_traffic asked systemd for. Stopped first, so none runs
-    # between the last one and the count.
+    # between the last one and the count, nor before what was published is read.
     box.systemctl("stop", "stun-metrics.timer")
     box.systemctl("start", "stun-metrics.service", timeout=120)
     counted = _counters(box)  # no traffic since the last run: all of it was published
-    box.systemctl("start", "stun-metrics.timer")
     namespace, region, instance_id = metrics.namespace(booted.settings.stack), box.instance.region, box.instance.instance_id
-
-    role_key = box.instance.imds_document(box.arch)["access_key_id"]
     puts = [r for r in box.requests("ssm") if r.get("action") == "PutMetricData"]
-    runs = len(puts)
-    assert runs >= 1, puts
-    for r in puts:
-        assert (r["status"], r["scheme"], r["host"], r["namespace"]) == (
-            200, "https", f"monitoring.{region}.amazonaws.com", namespace), r
-        assert r["access_key_id"] == role_key and r["session_token"], r
-    credentials = [r for r in box.requests("imds") if "/iam/security-credentials/" in r["path"]]
-    assert credentials and all(r["token"] and r["status"] == 200 for r in credentials), credentials
-
     published = box.ns_python(f"""
 import datetime, json
 import boto3
@@ -472,7 +460,18 @@ print(json.dumps({{
     "all": {{n: total(n, []) for n in names}},
 }}))
 """)
+    box.systemctl("start", "stun-metrics.timer")
     print("published:", published)
+
+    role_key = box.instance.imds_document(box.arch)["access_key_id"]
+    runs = len(puts)
+    assert runs >= 1, puts
+    for r in puts:
+        assert (r["status"], r["scheme"], r["host"], r["namespace"]) == (
+            200, "https", f"monitoring.{region}.amazonaws.com", namespace), r
+        assert r["access_key_id"] == role_key and r["session_token"], r
+    credentials = [r for r in box.requests("imds") if "/iam/security-credentials/" in r["path"]]
+    assert credentials and all(r["token"] and r["status"] == 200 for r in credentials), credentials
     # the certificate's days left only where coturn serves TLS itself
     gauges = [g for g in metrics.GAUGE_UNITS
               if g != metrics.CERTIFICATE_DAYS_LEFT or not booted.settings.tls.ends_at_load_balancer]
