@@ -17,6 +17,7 @@ then, with systemd as PID 1:
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import time
 
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.boot
 
 WAIT = 60.0  # bound on every wait below
 TLS_PORTS = ["443", "5349"]  # coturn on 443 (a privileged port), 5349 redirected to it by nftables
+wait_until = functools.partial(sb.wait_until, timeout=WAIT)
 UPGRADE_TIMEOUT = 600  # apt-daily-upgrade.service: unattended-upgrade unpacking one package
 
 
@@ -38,22 +40,13 @@ def booted(rootfs_cache, tmp_path_factory):
 
     settings = stack_settings("dev", {"instanceType": "t3.small", "tlsPorts": f'["{TLS_PORTS[0]}", "{TLS_PORTS[1]}"]'})
     assert not settings.autoscale and settings.turn and settings.tls.coturn_port == int(TLS_PORTS[0])
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type)
+    instance = sb.Instance.of(settings)
     with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("in-service"),
                            settings, instance) as (box, boot, secret):
         launch = box.boot(box.user_data(settings, boot))
         assert launch.clean, launch.summary()
         box.stun_binding(instance.private_ip, settings.stun_port)  # coturn answers
         yield box, settings
-
-
-def wait_until(what: str, check, timeout: float = WAIT):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.2)
-    return found
 
 
 def installed(box: sb.Sandbox, package: str) -> str:
