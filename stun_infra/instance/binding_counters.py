@@ -45,7 +45,12 @@ if TYPE_CHECKING:
 TABLE = "stun_infra"
 RULESET_PATH = "/etc/stun-infra/stun-counters.nft"
 REPORTER_PATH = "/usr/local/sbin/stun-metrics-reporter"
-STATE_PATH = "/var/lib/stun-infra/stun-metrics.json"
+# The reporter's own state directory (systemd's StateDirectory=, writable by its user alone).
+STATE_DIRECTORY = "stun-metrics"
+STATE_PATH = f"/var/lib/{STATE_DIRECTORY}/state.json"
+# Its user: allocated by systemd while it runs (DynamicUser=), holding CAP_NET_ADMIN alone
+# (nftables: read the counters, load the table again after a flush).
+REPORTER_USER = "stun-metrics"
 METRICS_ENV_PATH = "/etc/stun-infra/metrics.env"  # the reporter unit's EnvironmentFile
 # Its variables: region, namespace, instance id, the private IPv4 coturn's TLS listener is on
 # (the reporter's --region/--namespace/--instance-id/--tls-address).
@@ -104,8 +109,8 @@ INSTALL_SETTINGS = ("WantedBy", "RequiredBy", "UpheldBy", "Alias", "Also")
 
 def systemd_units() -> dict[str, str]:
     """Unit file name -> text: the table at boot (before coturn), the reporter once a minute."""
-    values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH,
-                  state_dir=STATE_PATH.rsplit("/", 1)[0], calendar=REPORT_CALENDAR,
+    values = dict(table=TABLE, ruleset_path=RULESET_PATH, reporter_path=REPORTER_PATH, user=REPORTER_USER,
+                  state_directory=STATE_DIRECTORY, calendar=REPORT_CALENDAR,
                   env_path=METRICS_ENV_PATH, configured=CONFIGURED)
     return {unit: render(f"{unit}.j2", **values) for unit in UNITS}
 
@@ -137,4 +142,4 @@ def stage(settings: Settings, boot: "BootInputs") -> Stage:
                InstanceFile(REPORTER_PATH, reporter_script(settings), 0o755)),
         units=systemd_units(), enable=enabled_units(),
         script=render("stages/metrics.sh.j2", env_path=METRICS_ENV_PATH, env_names=METRICS_ENV,
-                      state_dir=STATE_PATH.rsplit("/", 1)[0], namespace=metrics.namespace(settings.stack)))
+                      namespace=metrics.namespace(settings.stack)))

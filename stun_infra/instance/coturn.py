@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stun_infra.instance import flood_limits
+from stun_infra.instance.downloads import CLOUDWATCH_AGENT_USER
+from stun_infra.instance.live_sessions import RELAY_USER
 from stun_infra.settings import Settings
 from stun_infra.instance.services import CONFIGURE_UNIT, CONFIGURED
 from stun_infra.instance.stage import UNIT_DIR, InstanceFile, Stage
@@ -156,6 +158,8 @@ def turnserver_conf(settings: Settings, *, public_ip: str, private_ip: str, turn
     )
 
 
+# The group that may read coturn's log: the CloudWatch agent's user's own (it ships the log).
+LOG_READER = CLOUDWATCH_AGENT_USER
 DROP_IN_PATH = f"{UNIT_DIR}/coturn.service.d/stun-infra.conf"
 # Not in /etc/logrotate.d: its own timer is the one runner, every minute (flood_limits).
 LOGROTATE_PATH = "/etc/stun-infra/coturn.logrotate"
@@ -171,9 +175,11 @@ def privileged_ports(settings: Settings) -> list[int]:
     return sorted(p for p in (settings.stun_port, *settings.tls.coturn_ports) if p < 1024)
 
 
-def log_rotation(log_file: str) -> str:
-    """logrotate's config for coturn's log: daily, or sooner by size (flood_limits)."""
-    return render("coturn.logrotate.j2", log_file=log_file, max_megabytes=flood_limits.LOG_MAX_MEGABYTES,
+def log_rotation(log_file: str, owner: str = RELAY_USER, reader: str = LOG_READER) -> str:
+    """logrotate's config for coturn's log: daily, or sooner by size (flood_limits); the new
+    log `owner`'s, readable by the group `reader` (the CloudWatch agent's user)."""
+    return render("coturn.logrotate.j2", log_file=log_file, owner=owner, reader=reader,
+                  max_megabytes=flood_limits.LOG_MAX_MEGABYTES,
                   kept=flood_limits.LOG_KEPT, timer=LOGROTATE_UNITS[1])
 
 
@@ -199,6 +205,6 @@ def stage(settings: Settings, boot: "BootInputs") -> Stage:
                InstanceFile(UNATTENDED_UPGRADES_PATH,
                             render("coturn.unattended-upgrades.j2", packages=NEVER_UPGRADED_UNATTENDED))),
         units=log_rotation_units(), enable=(LOGROTATE_UNITS[1],),
-        script=render("stages/coturn.sh.j2", boot=boot, paths=INSTANCE_PATHS,
+        script=render("stages/coturn.sh.j2", boot=boot, paths=INSTANCE_PATHS, log_reader=LOG_READER,
                       turnserver_conf=turnserver_conf(settings, **shell),
                       turnserver_conf_ipv6=turnserver_conf(settings, **shell, ipv6="${IPV6}")))

@@ -172,6 +172,14 @@ CLOUDWATCH_AGENT = AgentPackage(
     ),
 )
 
+# The unprivileged user the CloudWatch agent's .deb creates (its preinst: `useradd -r ... cwagent`,
+# https://github.com/aws/amazon-cloudwatch-agent/blob/main/packaging/debian/preinst) and AWS
+# documents for its `run_as_user` ("use the default user named cwagent that the RPM or DEB file
+# created": https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-Agent-common-scenarios.html#CloudWatch-Agent-run-as-user).
+# The agent starts as root, gives its own directories to that user, then drops to it (setgroups
+# from /etc/group, setgid, setuid) before it reads anything it ships.
+CLOUDWATCH_AGENT_USER = "cwagent"
+
 SSM_AGENT = AgentPackage(
     name="amazon-ssm-agent",
     # Debian AMIs ship no SSM agent; the regional bucket, Debian build (debian_amd64, debian_arm64).

@@ -48,7 +48,14 @@ TABLE = "stun_infra_drain"
 DRAIN_PATH = "/usr/local/sbin/stun-drain"
 TRACK_RULESET = "/etc/stun-infra/stun-drain-track.nft"
 REFUSE_RULESET = "/etc/stun-infra/stun-drain-refuse.nft"
-LOADED_PATH = "/run/stun-infra/drain-ruleset"  # which of the two the drain loaded last
+# The watcher's user: allocated by systemd while it runs (DynamicUser=), holding CAP_NET_ADMIN
+# alone (load a table); the socket tables, IMDS and the AWS API need no privilege.
+WATCH_USER = "stun-drain"
+RUNTIME_DIRECTORY = "stun-drain"  # systemd's RuntimeDirectory=: the watcher's, kept until shutdown
+LOADED_PATH = f"/run/{RUNTIME_DIRECTORY}/ruleset"  # which of the two the drain loaded last
+# `stun-drain watch` exits with this when it let the group return the instance to a pool kept
+# Running: its unit then has systemd (as root) start launch.AWAIT_UNIT.
+IN_RUNNING_POOL_STATUS = 4
 ENV_PATH = "/etc/stun-infra/drain.env"  # the watcher's EnvironmentFile
 ENV_NAMES = ("STUN_DRAIN_REGION", "STUN_DRAIN_INSTANCE_ID", "STUN_DRAIN_HOOK")
 TRACK_UNIT = "stun-drain-track.service"
@@ -90,12 +97,21 @@ def script(settings: Settings, ipv6_targets_script: str | None = None) -> str:
                   env_names=list(ENV_NAMES),
                   aws_timeout=AWS_CALL_TIMEOUT_SECONDS, ipv6_targets_script=ipv6_targets_script,
                   ipv6_targets_seconds=nlb_targets.DEREGISTER_SECONDS,
-                  returns_to_pool=returns, await_unit=launch.AWAIT_UNIT if returns else None,
+                  returns_to_pool=returns, awaits_in_pool=awaits_in_pool(settings),
+                  in_running_pool=IN_RUNNING_POOL_STATUS,
                   **live_sessions.template_values(settings))
 
 
+def awaits_in_pool(settings: Settings) -> bool:
+    """A scale-in returns the instance to a warm pool kept Running, where launch.AWAIT_UNIT
+    waits for it to be put in service again."""
+    return launch.returns_to_pool(settings) and settings.warm_pool == "Running"
+
+
 def units(settings: Settings) -> dict[str, str]:
-    values = dict(table=TABLE, track_ruleset=TRACK_RULESET, drain_path=DRAIN_PATH, env_path=ENV_PATH)
+    values = dict(table=TABLE, track_ruleset=TRACK_RULESET, drain_path=DRAIN_PATH, env_path=ENV_PATH,
+                  user=WATCH_USER, runtime_directory=RUNTIME_DIRECTORY, in_running_pool=IN_RUNNING_POOL_STATUS,
+                  await_unit=launch.AWAIT_UNIT if awaits_in_pool(settings) else None)
     names = (TRACK_UNIT, WATCH_UNIT) if settings.autoscale else (TRACK_UNIT,)
     return {unit: render(f"{unit}.j2", **values) for unit in names}
 

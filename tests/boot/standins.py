@@ -97,6 +97,18 @@ exit 0
 """
 
 
+# What AWS's .deb does before it unpacks: the user its run_as_user names (the same commands as
+# https://github.com/aws/amazon-cloudwatch-agent/blob/main/packaging/debian/preinst).
+CLOUDWATCH_AGENT_PREINST = """#!/bin/sh
+if ! grep "^cwagent:" /etc/group >/dev/null 2>&1; then
+    groupadd -r cwagent >/dev/null 2>&1
+fi
+if ! id cwagent >/dev/null 2>&1; then
+    useradd -r -M cwagent -d /home/cwagent -g cwagent -c "Cloudwatch Agent" -s /usr/sbin/nologin >/dev/null 2>&1
+fi
+"""
+
+
 def cloudwatch_agent_deb(out_dir: Path, arch: str) -> Path:
     from tests.support.signing import build_deb
     base = "/opt/aws/amazon-cloudwatch-agent"
@@ -107,8 +119,7 @@ def cloudwatch_agent_deb(out_dir: Path, arch: str) -> Path:
         "/etc/systemd/system/amazon-cloudwatch-agent.service":
             f"[Unit]\nDescription=Amazon CloudWatch Agent (sandbox stub)\n[Service]\n"
             f"ExecStart={base}/bin/amazon-cloudwatch-agent\n[Install]\nWantedBy=multi-user.target\n",
-    }, postinst="#!/bin/sh\nset -e\ngetent group cwagent >/dev/null || groupadd -r cwagent\n"
-                "getent passwd cwagent >/dev/null || useradd -r -g cwagent -d /home/cwagent -s /bin/false cwagent\n")
+    }, preinst=CLOUDWATCH_AGENT_PREINST)
 
 
 def ssm_agent_deb(out_dir: Path, arch: str) -> Path:

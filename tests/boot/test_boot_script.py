@@ -556,6 +556,103 @@ print(json.dumps(True))
 """)
 
 
+CAP_NET_ADMIN = 1 << 12  # capability(7): its bit in /proc/PID/status's Cap* masks
+
+
+def _credentials(status: str) -> dict[str, int]:
+    """A process's effective uid and capability masks, from its /proc/PID/status."""
+    fields = {k: v.split() for k, v in (line.split(":", 1) for line in status.splitlines() if ":" in line)}
+    return {"Uid": int(fields["Uid"][1]), **{k: int(fields[k][0], 16)
+                                           for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}}
+
+
+ONE_CAPABILITY = {"CapInh": CAP_NET_ADMIN, "CapPrm": CAP_NET_ADMIN, "CapEff": CAP_NET_ADMIN, "CapBnd": CAP_NET_ADMIN,
+                  "CapAmb": CAP_NET_ADMIN}
+
+
+def _unit_user(box: sb.Sandbox, unit: str) -> dict[str, str]:
+    return {p: box.unit_property(unit, p) for p in ("User", "DynamicUser", "AmbientCapabilities",
+                                                     "CapabilityBoundingSet")}
+
+
+def test_the_reporter_runs_as_its_own_user_with_cap_net_admin_alone_and_still_publishes(booted):
+    """systemd runs the metrics reporter as an unprivileged user of its own holding
+    CAP_NET_ADMIN alone: a process of its unit (a probe added beside the reporter, same
+    credentials) shows it; the reporter's run succeeds and saves its state in its own directory
+    (its counts reaching CloudWatch: test_reporter_counts_land_in_cloudwatch)."""
+    from stun_infra.instance import binding_counters
+
+    assert booted.first.status == "done", _tail(booted.first)
+    box, unit = booted.sandbox, "stun-metrics.service"
+    assert _unit_user(box, unit) == {"User": binding_counters.REPORTER_USER, "DynamicUser": "yes",
+                                     "AmbientCapabilities": "cap_net_admin", "CapabilityBoundingSet": "cap_net_admin"}
+    drop_in = f"/run/systemd/system/{unit}.d/zz-credentials-probe.conf"
+    box.exec("install", "-D", "-m", "0644", "/dev/null", drop_in)
+    box.exec("sh", "-c", f"printf '[Service]\\nExecStartPost=/usr/bin/cat /proc/self/status\\n' > {drop_in}")
+    try:
+        box.systemctl("daemon-reload")
+        box.systemctl("start", unit, timeout=120)
+        assert box.unit_property(unit, "Result") == "success", box.journal(unit)[-2000:]
+        printed = box.exec("journalctl", "-u", unit, "-o", "cat", "--no-pager").stdout
+    finally:
+        box.exec("rm", "-f", drop_in)
+        box.systemctl("daemon-reload")
+    status = printed[printed.rindex("Name:\tcat"):]
+    credentials = _credentials(status)
+    print(f"reporter: {credentials}")
+    assert credentials.pop("Uid") != 0
+    assert credentials == ONE_CAPABILITY
+    state = json.loads(box.exec("cat", binding_counters.STATE_PATH).stdout)
+    assert set(state["counters"]) == {c.name for c in binding_counters.COUNTERS}, state
+
+
+def test_the_drain_watcher_runs_as_its_own_user_with_cap_net_admin_alone(booted):
+    """Autoscale: the running drain watcher's process is an unprivileged user of its own
+    holding CAP_NET_ADMIN alone (test_drain.py drains with it: the table loaded, the hook completed)."""
+    from stun_infra.instance import drain
+
+    if not booted.settings.autoscale:
+        pytest.skip("static mode has no watcher (the SSM document runs `stun-drain now` as root)")
+    assert booted.first.status == "done", _tail(booted.first)
+    box, unit = booted.sandbox, drain.WATCH_UNIT
+    assert _unit_user(box, unit) == {"User": drain.WATCH_USER, "DynamicUser": "yes",
+                                     "AmbientCapabilities": "cap_net_admin", "CapabilityBoundingSet": "cap_net_admin"}
+    pid = box.unit_property(unit, "MainPID")
+    assert pid != "0", box.journal(unit)[-2000:]
+    credentials = _credentials(box.exec("cat", f"/proc/{pid}/status").stdout)
+    print(f"drain watcher: {credentials}")
+    assert credentials.pop("Uid") != 0
+    assert credentials == ONE_CAPABILITY
+
+
+def test_the_cloudwatch_agent_runs_as_its_own_user_that_reads_coturns_log_across_a_rotation(booted):
+    """The agent's config names the user its package created (run_as_user: the real agent drops
+    to it with setgroups, setgid, setuid before it reads anything, which `setpriv --init-groups`
+    does here); that user reads coturn's log, also the one a rotation creates, and no other
+    unprivileged user can."""
+    from stun_infra.instance import cloudwatch_agent, coturn
+    from stun_infra.instance.downloads import CLOUDWATCH_AGENT_USER
+
+    assert booted.first.status == "done", _tail(booted.first)
+    box, log = booted.sandbox, coturn.INSTANCE_PATHS.log_file
+    config = json.loads(box.exec("cat", cloudwatch_agent.CONFIG_PATH).stdout)
+    assert config["agent"]["run_as_user"] == CLOUDWATCH_AGENT_USER
+    assert box.exec("id", "-u", CLOUDWATCH_AGENT_USER).stdout.strip() != "0"
+
+    def owner(path: str) -> str:
+        return box.exec("stat", "-c", "%U %G %a", path).stdout.strip()
+
+    assert owner(os.path.dirname(log)) == f"turnserver {CLOUDWATCH_AGENT_USER} 2750"
+    assert owner(log).split()[:2] == ["turnserver", CLOUDWATCH_AGENT_USER]  # as coturn created it
+    assert box.exec("head", "-c", "64", log, user=CLOUDWATCH_AGENT_USER).stdout
+    box.exec("logrotate", "--force", "--state", coturn.LOGROTATE_STATE, coturn.LOGROTATE_PATH)
+    assert owner(log) == f"turnserver {CLOUDWATCH_AGENT_USER} 640"
+    box.stun_binding(box.instance.private_ip, booted.settings.stun_port)
+    assert box.exec("cat", log, user=CLOUDWATCH_AGENT_USER).returncode == 0
+    other = box.exec("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", log, check=False)
+    assert other.returncode != 0 and "Permission denied" in other.stderr, other
+
+
 def test_the_instance_picks_up_a_rotation_by_itself_within_the_sync_interval(booted):
     """Steps (a) and (c) of a rotation made in Parameter Store reach the running coturn with no
     restart and nothing done on the instance: systemd's stun-secret-sync.timer runs the sync

@@ -18,7 +18,7 @@ from stun_infra.instance import drain, launch, nlb_targets
 from stun_infra.instance.nlb_targets import TargetGroupPort
 from stun_infra.instance import package
 from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
-from stun_infra.instance.stage import UNIT_DIR
+from stun_infra.instance.stage import UNIT_DIR, unit_settings
 from tests.conftest import MODES, configure_script, instance_files, settings
 
 RECORDER = """#!{python}
@@ -248,8 +248,9 @@ def test_the_lifecycle_action_gives_up_at_the_hooks_timeout(program, tools, monk
 REUSE = {"mode": "autoscale", "warmPool": "Stopped", "warmPoolReuseOnScaleIn": "true"}
 
 
-def watched(program, tmp_path, states: list[str | None]) -> bool:
-    """`stun-drain watch` over these target lifecycle states (the last one repeats), no time passing."""
+def watched(program, tmp_path, states: list[str | None]) -> int:
+    """`stun-drain watch` over these target lifecycle states (the last one repeats), no time
+    passing: its exit status."""
     args = argparse.Namespace(deadline=30, relay_user="turnserver", proc_net=empty_proc_net(tmp_path), nft="nft",
                               region="eu-west-3", instance_id="i-1", hook="stun-infra-test-drain")
     states = iter(states)
@@ -263,7 +264,7 @@ def completed_hooks(bin_dir: Path) -> list[str]:
 
 
 def test_a_terminated_instance_drains_then_completes_the_termination_hook(program, tools, tmp_path):
-    assert watched(program, tmp_path, ["InService", "InService", "Terminated"])
+    assert watched(program, tmp_path, ["InService", "InService", "Terminated"]) == 0
     assert calls(tools)[0] == ["nft", "-f", drain.REFUSE_RULESET]
     assert completed_hooks(tools) == ["stun-infra-test-drain"]
 
@@ -276,19 +277,41 @@ def test_with_reuse_an_instance_returned_to_the_warm_pool_drains_then_completes_
         tools, tmp_path):
     # AWS holds it at Warmed:Pending:Wait with EC2_INSTANCE_TERMINATING (warm pool events, example 4).
     program = load_program(tmp_path / "stun_drain_reuse.py", drain.script(settings(**REUSE)))
-    assert watched(program, tmp_path, ["InService", "Warmed:Stopped"])
+    assert watched(program, tmp_path, ["InService", "Warmed:Stopped"]) == 0
     assert calls(tools)[0] == ["nft", "-f", drain.REFUSE_RULESET]
     assert completed_hooks(tools) == ["stun-infra-test-drain"]
 
 
-def test_an_instance_returned_to_a_running_pool_waits_there_to_be_configured_again(tools, tmp_path):
-    (tools / "systemctl").write_text(RECORDER.format(python=sys.executable))
-    (tools / "systemctl").chmod(0o755)
-    program = load_program(tmp_path / "stun_drain_running.py",
-                           drain.script(settings(**{**REUSE, "warmPool": "Running"})))
-    assert watched(program, tmp_path, ["Warmed:Running"])
-    assert calls(tools)[-1] == ["systemctl", "start", "--no-block", launch.AWAIT_UNIT]
+def test_an_instance_returned_to_a_running_pool_exits_for_its_unit_to_start_the_wait_there(tools, tmp_path):
+    """The watcher (an unprivileged user) cannot start units: it exits with its own status, and
+    its unit, as root, starts the one that waits in the pool to be configured again."""
+    running = settings(**{**REUSE, "warmPool": "Running"})
+    program = load_program(tmp_path / "stun_drain_running.py", drain.script(running))
+    assert watched(program, tmp_path, ["Warmed:Running"]) == drain.IN_RUNNING_POOL_STATUS
     assert completed_hooks(tools) == ["stun-infra-test-drain"]
+    assert not [c for c in calls(tools) if c[0] == "systemctl"]
+    service = unit_settings(drain.units(running)[drain.WATCH_UNIT], "Service")
+    assert service["SuccessExitStatus"] == [str(drain.IN_RUNNING_POOL_STATUS)]
+    assert service["ExecStopPost"] == [
+        f"+/bin/sh -c 'test \"$$EXIT_STATUS\" != {drain.IN_RUNNING_POOL_STATUS} "
+        f"|| exec systemctl start --no-block {launch.AWAIT_UNIT}'"]
+
+
+@pytest.mark.parametrize("pool", ["Stopped", "none"])
+def test_a_watcher_with_no_running_pool_to_return_to_starts_nothing_after_it_exits(pool):
+    config = {**REUSE, "warmPool": "Stopped"} if pool == "Stopped" else MODES["autoscale"]
+    service = unit_settings(drain.units(settings(**config))[drain.WATCH_UNIT], "Service")
+    assert "ExecStopPost" not in service and "SuccessExitStatus" not in service
+
+
+def test_the_watcher_runs_as_its_own_user_with_one_capability():
+    service = unit_settings(drain.units(settings(**MODES["autoscale"]))[drain.WATCH_UNIT], "Service")
+    assert {k: service.get(k) for k in ("User", "DynamicUser", "AmbientCapabilities", "CapabilityBoundingSet",
+                                        "NoNewPrivileges", "RuntimeDirectory", "RuntimeDirectoryPreserve")} == {
+        "User": [drain.WATCH_USER], "DynamicUser": ["yes"], "AmbientCapabilities": ["CAP_NET_ADMIN"],
+        "CapabilityBoundingSet": ["CAP_NET_ADMIN"], "NoNewPrivileges": ["yes"],
+        "RuntimeDirectory": [drain.RUNTIME_DIRECTORY], "RuntimeDirectoryPreserve": ["yes"]}
+    assert drain.LOADED_PATH == f"/run/{drain.RUNTIME_DIRECTORY}/ruleset"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -74,8 +74,10 @@ class TestKey:
                                          else SigningKey(self.fingerprint, keyring=keyring)) for a in agents)
 
 
-def build_deb(out_dir: Path, package: str, arch: str, files: dict[str, str], postinst: str = "") -> Path:
-    """A tiny .deb holding `files` ({path: text}; executables if they start with #!)."""
+def build_deb(out_dir: Path, package: str, arch: str, files: dict[str, str], postinst: str = "",
+              preinst: str = "") -> Path:
+    """A tiny .deb holding `files` ({path: text}; executables if they start with #!) and its
+    maintainer scripts, if given."""
     tree = out_dir / f"{package}-{arch}-tree"
     if tree.exists():
         shutil.rmtree(tree)
@@ -84,9 +86,10 @@ def build_deb(out_dir: Path, package: str, arch: str, files: dict[str, str], pos
         f"Package: {package}\nVersion: 1.0.0-sandbox\nArchitecture: {arch}\n"
         f"Maintainer: stun-infra tests <tests@example.invalid>\n"
         f"Description: stand-in for {package} built by the stun-infra tests\n")
-    if postinst:
-        (tree / "DEBIAN/postinst").write_text(postinst)
-        (tree / "DEBIAN/postinst").chmod(0o755)
+    for name, script in (("preinst", preinst), ("postinst", postinst)):
+        if script:
+            (tree / "DEBIAN" / name).write_text(script)
+            (tree / "DEBIAN" / name).chmod(0o755)
     for path, text in files.items():
         dest = tree / path.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)

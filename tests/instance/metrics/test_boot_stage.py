@@ -139,11 +139,13 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     assert verify_units(tmp_path, binding_counters.systemd_units()) == ""
 
 
-def test_reporter_unit_is_confined_to_its_state_directory():
+def test_reporter_unit_runs_as_its_own_user_with_one_capability_confined_to_its_state_directory():
     unit = binding_counters.systemd_units()["stun-metrics.service"]
-    for line in ("CapabilityBoundingSet=CAP_NET_ADMIN", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                 "ProtectHome=yes", "PrivateTmp=yes",
-                 f"ReadWritePaths={binding_counters.STATE_PATH.rsplit('/', 1)[0]}"):
+    assert binding_counters.STATE_PATH == f"/var/lib/{binding_counters.STATE_DIRECTORY}/state.json"
+    for line in (f"User={binding_counters.REPORTER_USER}", "DynamicUser=yes",
+                 "AmbientCapabilities=CAP_NET_ADMIN", "CapabilityBoundingSet=CAP_NET_ADMIN", "NoNewPrivileges=yes",
+                 "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                 f"StateDirectory={binding_counters.STATE_DIRECTORY}"):
         assert line in unit.splitlines()
     # the AWS CLI reaches CloudWatch and the metadata service (the role's credentials)
     for blocks_network in ("PrivateNetwork", "IPAddressDeny", "RestrictAddressFamilies"):
