@@ -8,6 +8,9 @@
   which zones offer which instance type: the snapshot of AWS's DescribeAvailabilityZones
   and DescribeInstanceTypeOfferings that moto ships. `plan` and the tests answer the
   program's zone and offering look-ups from it.
+- stun_infra/data/instance_types.json.gz: per instance type, its memory (MiB) and default
+  vCPUs, moto's snapshot of AWS's DescribeInstanceTypes: the instance's connection-tracking
+  table is sized from them (stun_infra/instance/conntrack.py).
 
 Vendored rather than importing moto at run time: moto (and its server extras) is a test
 tool of ~40 MB that `pulumi up` never needs; this is ~20 KB. tests/cloud/test_aws_data.py
@@ -28,6 +31,7 @@ from pathlib import Path
 DATA_DIR = Path(__file__).resolve().parents[1] / "stun_infra" / "data"
 REGIONS_FILE = DATA_DIR / "regions.json"
 ZONES_FILE = DATA_DIR / "zones.json.gz"
+INSTANCE_TYPES_FILE = DATA_DIR / "instance_types.json.gz"
 
 
 def regions() -> dict:
@@ -62,6 +66,14 @@ def zones() -> dict:
             "regions": out}
 
 
+def instance_types() -> dict:
+    snapshot = json.loads(gzip.decompress((files("moto.ec2") / "resources" / "instance_types.json.gz").read_bytes()))
+    return {"source": f"moto {metadata.version('moto')} (AWS DescribeInstanceTypes: MemoryInfo.SizeInMiB, "
+                      "VCpuInfo.DefaultVCpus)",
+            "types": {name: [t["MemoryInfo"]["SizeInMiB"], t["VCpuInfo"]["DefaultVCpus"]]
+                      for name, t in sorted(snapshot.items())}}
+
+
 def zones_bytes(data: dict) -> bytes:
     """Deterministic gzip (no file name, no timestamp) so a re-run changes nothing."""
     return gzip.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), mtime=0)
@@ -75,7 +87,8 @@ def main() -> int:
     DATA_DIR.mkdir(exist_ok=True)
     REGIONS_FILE.write_text(regions_text(regions()))
     ZONES_FILE.write_bytes(zones_bytes(zones()))
-    print(f"wrote {REGIONS_FILE} and {ZONES_FILE}")
+    INSTANCE_TYPES_FILE.write_bytes(zones_bytes(instance_types()))
+    print(f"wrote {REGIONS_FILE}, {ZONES_FILE} and {INSTANCE_TYPES_FILE}")
     return 0
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from stun_infra.instance import (addresses, binding_counters, cloudwatch_agent, coturn, downloads, drain, launch,
-                                 nft_guard, nlb_targets, secret_sync, secrets, services, tls_ports, tls_sync)
+from stun_infra.instance import (addresses, binding_counters, cloudwatch_agent, conntrack, coturn, downloads, drain,
+                                 launch, nft_guard, nlb_targets, secret_sync, secrets, services, tls_ports, tls_sync)
 from stun_infra.instance.boot_inputs import BootInputs
 from stun_infra.instance.stage import Stage
 from stun_infra.settings import Settings
@@ -18,6 +18,7 @@ STAGES: tuple[Callable[[Settings, BootInputs], Stage | None], ...] = (
     secrets.stage,            # secrets: Parameter Store
     secret_sync.stage,        # secret-sync: TURN secrets into coturn's store, then every minute
     coturn.stage,             # coturn: turnserver.conf, drop-in, log rotation
+    conntrack.stage,          # conntrack: the connection-tracking table sized for the instance type
     tls_sync.stage,           # tls-sync: static mode with ACM, the exported certificate
     tls_ports.stage,          # tls-ports: the other TLS ports redirected to coturn's
     cloudwatch_agent.stage,   # cloudwatch-agent

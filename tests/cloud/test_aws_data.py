@@ -34,6 +34,14 @@ def test_the_vendored_zones_and_offerings_equal_motos_snapshot():
         "stale snapshot: run .venv/bin/python scripts/extract_aws_data.py"
 
 
+def test_the_vendored_instance_types_equal_motos_describe_instance_types_snapshot():
+    from stun_infra.instance.conntrack import INSTANCE_TYPES_FILE
+
+    x = extractor()
+    assert INSTANCE_TYPES_FILE.read_bytes() == x.zones_bytes(x.instance_types()), \
+        "stale instance types: run .venv/bin/python scripts/extract_aws_data.py"
+
+
 def test_the_vendored_regions_equal_botocores_endpoint_data():
     x = extractor()
     assert REGIONS_FILE.read_text() == x.regions_text(x.regions()), \

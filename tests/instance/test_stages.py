@@ -16,10 +16,11 @@ def names(**raw: str) -> list[str]:
 
 
 def test_stages_run_in_the_registered_order():
-    assert names() == ["metadata", "agents", "secrets", "secret-sync", "coturn", "cloudwatch-agent", "metrics", "drain",
-                       "nft-guard", "services"]
+    assert names() == ["metadata", "agents", "secrets", "secret-sync", "coturn", "conntrack", "cloudwatch-agent", "metrics",
+                       "drain", "nft-guard", "services"]
     assert names(mode="autoscale", ipv6="true") == ["metadata", "agents", "warm-pool", "secrets", "secret-sync", "coturn",
-                                                    "cloudwatch-agent", "metrics", "drain", "nft-guard", "services", "launch"]
+                                                    "conntrack", "cloudwatch-agent", "metrics", "drain", "nft-guard",
+                                                    "services", "launch"]
 
 
 def test_a_stage_only_some_stacks_have_is_left_out_of_the_others():
