@@ -238,6 +238,92 @@ def test_every_unit_of_the_package_loads_and_none_failed(booted):
         json.loads((box.root / source.removeprefix("file:").lstrip("/")).read_text())
 
 
+def _properties(box: sb.Sandbox, unit: str, *names: str) -> dict[str, str]:
+    """What systemd says of `unit`'s settings (`systemctl show -p ...`)."""
+    shown = box.systemctl("show", *(a for n in names for a in ("-p", n)), unit).stdout
+    return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+
+def _every(box: sb.Sandbox, timer: str, count: int = 3) -> list:
+    """The next `count` times systemd fires `timer`: its one calendar spec, as the machine's
+    systemd normalised it, through the host's `systemd-analyze calendar`."""
+    from tests.support.systemd import calendar_elapses
+
+    shown = _properties(box, timer, "TimersCalendar", "TimersMonotonic")
+    assert shown["TimersMonotonic"] == "", shown  # a monotonic timer counts from the last run and drifts
+    (spec,) = re.findall(r"OnCalendar=(.*?) ;", shown["TimersCalendar"])
+    return calendar_elapses(spec, count)
+
+
+def _argv(exec_start: str) -> str:
+    return re.search(r"argv\[\]=(.*?) ;", exec_start)[1]
+
+
+def test_a_failed_configure_is_run_again_by_systemd_until_it_gives_up_then_reported(booted):
+    """configure's unit as systemd loaded it: run again a minute after a failure, not after a
+    boot stopped for good, CONFIGURE_ATTEMPTS runs within an interval that holds them all
+    (each up to its timeout), then the unit that publishes BootFailed."""
+    from stun_infra.instance import package
+    from stun_infra.instance.services import CONFIGURE_UNIT
+    from tests.support.systemd import timespan_seconds
+
+    shown = _properties(booted.sandbox, CONFIGURE_UNIT, "Restart", "RestartUSec", "RestartPreventExitStatus",
+                        "StartLimitBurst", "StartLimitIntervalUSec", "OnFailure", "TimeoutStartUSec")
+    assert (shown["Restart"], shown["RestartPreventExitStatus"], shown["StartLimitBurst"], shown["OnFailure"]) == (
+        "on-failure", str(package.BOOT_STOPPED_STATUS), str(package.CONFIGURE_ATTEMPTS), package.BOOT_FAILED_UNIT), shown
+    restart = timespan_seconds(shown["RestartUSec"])
+    assert restart == package.CONFIGURE_RESTART_SECONDS, shown
+    assert timespan_seconds(shown["StartLimitIntervalUSec"]) > package.CONFIGURE_ATTEMPTS * (
+        timespan_seconds(shown["TimeoutStartUSec"]) + restart), shown
+
+
+def test_a_boot_that_succeeded_reports_no_failure(booted):
+    from stun_infra.instance import package
+
+    assert booted.first.status == "done", _tail(booted.first)
+    assert booted.sandbox.unit_property(package.BOOT_FAILED_UNIT, "ExecMainStartTimestampMonotonic") == "0"
+
+
+def test_the_reporter_runs_at_the_same_second_of_every_minute(booted):
+    """A calendar timer: 60 s apart whatever a run takes, within a second."""
+    stamps = _every(booted.sandbox, "stun-metrics.timer", 4)
+    assert {s.second for s in stamps} == {30}, stamps
+    assert {(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])} == {60.0}, stamps
+    assert booted.sandbox.unit_property("stun-metrics.timer", "AccuracyUSec") == "1s"
+
+
+def test_the_coturn_log_size_is_checked_every_minute_by_its_own_timer(booted):
+    from stun_infra.instance import coturn
+
+    stamps = _every(booted.sandbox, "stun-coturn-logrotate.timer")
+    assert {(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])} == {60.0}, stamps
+    started = booted.sandbox.unit_property("stun-coturn-logrotate.service", "ExecStart")
+    assert _argv(started) == f"/usr/sbin/logrotate --state {coturn.LOGROTATE_STATE} {coturn.LOGROTATE_PATH}", started
+
+
+def test_the_nft_guard_runs_every_minute_and_after_nftables_starts(booted):
+    box = booted.sandbox
+    stamps = _every(box, "stun-nft-guard.timer")
+    assert {(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])} == {60.0}, stamps
+    assert "stun-nft-guard.service" in box.unit_property("nftables.service", "Wants").split()
+    assert "nftables.service" in box.unit_property("stun-nft-guard.service", "After").split()
+
+
+def test_a_failed_ipv6_registration_is_run_again_by_systemd_without_end(booted):
+    """The registration's own tries can all fail (a throttled API): systemd starts it again,
+    and never stops trying (no start limit)."""
+    from stun_infra.instance import nlb_targets
+    from tests.support.systemd import timespan_seconds
+
+    box = booted.sandbox
+    if nlb_targets.UNIT not in _package_units(box):
+        pytest.skip("this stack has no IPv6 target groups")
+    shown = _properties(box, nlb_targets.UNIT, "Restart", "RestartUSec", "StartLimitIntervalUSec")
+    assert shown["Restart"] == "on-failure", shown
+    assert timespan_seconds(shown["RestartUSec"]) == nlb_targets.REGISTER_RETRY_SECONDS, shown
+    assert timespan_seconds(shown["StartLimitIntervalUSec"]) == 0, shown
+
+
 def test_a_reboot_runs_configure_again_changes_nothing_and_downloads_nothing(booted):
     """A reboot: cloud-init does not run the user data again (once per instance);
     stun-infra-configure.service does, before coturn, and finds everything as it was."""

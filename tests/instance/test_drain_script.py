@@ -1,5 +1,6 @@
 """The drain program and the boot stage that installs it, without a kernel: `nft` and `aws`
-are stand-ins recording their argv (the real thing runs in tests/boot/test_drain.py)."""
+are stand-ins recording their argv (the real thing, and what it asks systemd,
+runs in tests/boot/test_drain.py and test_boot_warm_pool.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stun_infra.instance import drain, launch, nlb_targets
+from stun_infra.instance import drain, nlb_targets
 from stun_infra.instance.nlb_targets import TargetGroupPort
 from stun_infra.instance import package
 from stun_infra.instance.boot_inputs import BootInputs, ParameterNames

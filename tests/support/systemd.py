@@ -39,3 +39,16 @@ def calendar_elapses(spec: str, count: int) -> list[datetime.datetime]:
     return [datetime.datetime.strptime(line.split(": ", 1)[1].strip(), "%a %Y-%m-%d %H:%M:%S %Z")
             for line in done.stdout.splitlines() if line.strip().startswith(("Next elapse:", "Iter. #"))]
 
+
+
+def timespan_seconds(span: str) -> float:
+    """A time span as systemd prints it (`systemctl show`: "1min 30s", "infinity", "0") in
+    seconds, read by systemd's own parser (`systemd-analyze timespan`)."""
+    require_systemd_analyze()
+    if span == "infinity":
+        return float("inf")
+    done = subprocess.run(["systemd-analyze", "timespan", span], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "LC_ALL": "C"})
+    assert done.returncode == 0, done.stderr
+    micro = next(line for line in done.stdout.splitlines() if line.strip().startswith("μs:"))
+    return int(micro.split(":", 1)[1]) / 1e6

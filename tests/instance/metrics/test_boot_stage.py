@@ -10,8 +10,7 @@ import pytest
 
 from stun_infra.instance import binding_counters, metrics
 from stun_infra.instance.stage import UNIT_DIR
-from stun_infra.instance.stage import unit_settings
-from tests.support.systemd import calendar_elapses, verify_units
+from tests.support.systemd import verify_units
 from tests.conftest import MODES, configure_script, instance_files, settings
 
 
@@ -111,19 +110,6 @@ def test_units_order_the_table_before_coturn_and_run_the_reporter_every_minute()
     assert f"ExecStart=/usr/sbin/nft -f {binding_counters.RULESET_PATH}" in units["stun-counters.service"]
     assert f"ExecStart=/usr/bin/python3 {binding_counters.REPORTER_PATH}" in units["stun-metrics.service"]
     assert "WantedBy=timers.target" in units["stun-metrics.timer"]
-
-
-def test_the_reporter_runs_at_the_same_second_of_every_minute():
-    """A calendar timer, as systemd itself reads it: 60 s apart whatever a run takes (a
-    monotonic timer counts from the end of the last run and drifts)."""
-    timer = binding_counters.systemd_units()["stun-metrics.timer"]
-    found = unit_settings(timer, "Timer")
-    assert not {"OnUnitActiveSec", "OnActiveSec", "OnBootSec"} & set(found), found
-    stamps = calendar_elapses(*found["OnCalendar"], 4)
-    assert len(stamps) == 4 and {s.second for s in stamps} == {30}, stamps
-    assert {(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])} == {60.0}, stamps
-    timer = timer.splitlines()
-    assert "AccuracySec=1s" in timer
 
 
 def test_ruleset_counts_on_the_configured_stun_port():
