@@ -207,6 +207,8 @@ def ssm(args: argparse.Namespace) -> None:
             return start_response(status, headers, exc_info)
 
         canned = _lifecycle_api(environ, body, args)
+        if environ.get("SERVER_PORT") == str(args.seed_port) and environ.get("PATH_INFO") == ACM_RENEWAL_PATH:
+            canned = _acm_renewal(body)  # the test's listener only
         if canned is not None:
             entry.update(canned[1])
             out = [canned[0]]
@@ -270,6 +272,22 @@ def _lifecycle_api(environ, body: bytes, args: argparse.Namespace) -> tuple[byte
                f"<requestId>sandbox</requestId><tagSet>{items}</tagSet></DescribeTagsResponse>")
         return xml.encode(), {"filters": filters}
     return None
+
+
+ACM_RENEWAL_PATH = "/sandbox/acm-renewal"
+
+
+def _acm_renewal(body: bytes) -> tuple[bytes, dict]:
+    """ACM's managed renewal, which moto 5.2 lacks: the certificate at the ARN posted gets a new
+    key and certificate, its ARN and options kept; answers the new serial."""
+    from moto.acm.models import CertBundle, acm_backends
+
+    arn = json.loads(body)["CertificateArn"]
+    region, account = arn.split(":")[3:5]
+    bundle = acm_backends[account][region].get_certificate(arn)
+    fresh = CertBundle.generate_cert(bundle.common_name, account_id=account, region=region, sans=bundle.sans)
+    bundle.cert, bundle.key, bundle._cert, bundle._key = fresh.cert, fresh.key, fresh._cert, fresh._key
+    return json.dumps({"Serial": str(fresh._cert.serial_number)}).encode(), {"renewed": arn}
 
 
 def _access_key(authorization: str) -> str:

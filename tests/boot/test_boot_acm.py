@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -104,16 +106,75 @@ def test_the_renewal_timer_and_the_port_redirect_are_enabled(acm_booted):
     assert "tcp dport { 5349 } redirect to :443" in ruleset
 
 
-def test_coturn_serves_the_exported_certificate_on_443(acm_booted):
-    box = acm_booted["box"]
-    box.stun_binding(box.instance.private_ip, acm_booted["settings"].stun_port)  # it is up
-    cafile = box.workdir / "acm-chain.pem"
-    cafile.write_text(acm_booted["exported"]["CertificateChain"])
-    seen = box.ns_python(
+def served_certificate(box: sb.Sandbox) -> str:
+    """The certificate coturn presents on 443 to a new TLS client."""
+    return box.ns_python(
         "import json, socket, ssl\n"
         "ctx = ssl.create_default_context(cafile=None)\n"
         "ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
         f"with socket.create_connection(({box.instance.private_ip!r}, 443), timeout=5) as s:\n"
         "    with ctx.wrap_socket(s, server_hostname='turn.example.com') as t:\n"
-        "        print(json.dumps(ssl.DER_cert_to_PEM_cert(t.getpeercert(binary_form=True))))\n")
-    assert seen.strip() == acm_booted["exported"]["Certificate"].strip()
+        "        print(json.dumps(ssl.DER_cert_to_PEM_cert(t.getpeercert(binary_form=True))))\n").strip()
+
+
+def test_coturn_serves_the_exported_certificate_on_443(acm_booted):
+    box = acm_booted["box"]
+    box.stun_binding(box.instance.private_ip, acm_booted["settings"].stun_port)  # it is up
+    assert served_certificate(box) == acm_booted["exported"]["Certificate"].strip()
+
+
+def test_the_sync_keeps_its_decrypted_key_in_a_private_tmp_that_dies_with_it(acm_booted):
+    """The script's own clean-up (a trap) does not run when the unit is killed (SIGKILL at its
+    start timeout): the key sits in a temporary folder systemd removes with the unit."""
+    assert acm_booted["box"].unit_property("stun-tls-sync.service", "PrivateTmp") == "yes"
+
+
+RELOADED = "Reloading TLS certificates and keys"  # coturn 4.6.1's line on SIGUSR2
+WAIT = 60.0  # bound on each wait below
+
+
+def reloads(box: sb.Sandbox) -> int:
+    """How often the running coturn reloaded its certificate (its own log)."""
+    return (box.root / "var/log/coturn/turnserver.log").read_text(errors="replace").count(RELOADED)
+
+
+def daily_sync(box: sb.Sandbox) -> str:
+    """What the timer's run of the sync does, started now: what it said."""
+    before = len(box.journal("stun-tls-sync.service"))
+    box.systemctl("start", "stun-tls-sync.service", timeout=180)
+    assert box.unit_property("stun-tls-sync.service", "Result") == "success"
+    return box.journal("stun-tls-sync.service")[before:]
+
+
+def test_an_unchanged_certificate_is_left_alone_and_coturn_not_reloaded(acm_booted):
+    box = acm_booted["box"]
+    pid, reloaded, served = box.unit_property("coturn.service", "MainPID"), reloads(box), served_certificate(box)
+    stamp = (box.root / "etc/coturn/tls/cert.pem").stat().st_mtime_ns
+    said = daily_sync(box)
+    assert "stun-tls-sync: certificate unchanged" in said and "installed" not in said, said
+    assert (box.root / "etc/coturn/tls/cert.pem").stat().st_mtime_ns == stamp
+    assert (box.unit_property("coturn.service", "MainPID"), reloads(box), served_certificate(box)) == (
+        pid, reloaded, served)
+
+
+def test_a_renewed_certificate_is_installed_and_the_running_coturn_reloads_it(acm_booted):
+    """ACM renewed the certificate (same ARN, new key): the next sync installs it and asks the
+    running coturn to reload (SIGUSR2): the same process serves the new certificate."""
+    box, arn = acm_booted["box"], acm_booted["arn"]
+    pid, reloaded = box.unit_property("coturn.service", "MainPID"), reloads(box)
+    renewed = box.ns_python(
+        "import json, urllib.request\n"
+        f"r = urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:{sb.MOTO_PLAIN_PORT}/sandbox/acm-renewal', "
+        f"data=json.dumps({{'CertificateArn': {arn!r}}}).encode(), method='POST'), timeout=30)\n"
+        "print(r.read().decode())\n")
+    exported = box.ns_python(_moto_acm(acm_booted["settings"].region, f"get_certificate(CertificateArn={arn!r})"))
+    assert exported["Certificate"] != acm_booted["exported"]["Certificate"]
+    said = daily_sync(box)
+    installed = re.search(r"stun-tls-sync: installed serial=([0-9A-F]+)", said)
+    assert installed and int(installed[1], 16) == int(renewed["Serial"]), said
+    deadline = time.monotonic() + WAIT
+    while reloads(box) == reloaded or served_certificate(box) != exported["Certificate"].strip():
+        assert time.monotonic() < deadline, f"coturn did not reload within {WAIT} s ({reloads(box)} reloads)"
+        time.sleep(0.5)
+    assert reloads(box) == reloaded + 1
+    assert box.unit_property("coturn.service", "MainPID") == pid  # reloaded, not restarted

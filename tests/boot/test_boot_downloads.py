@@ -15,15 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import threading
 
 import pytest
 
 import boot_sandbox as sb
 from stun_infra.instance import downloads
-from stun_infra.instance.package import BOOT_STOPPED_STATUS
+from stun_infra.instance import metrics
+from stun_infra.instance.package import BOOT_FAILED_UNIT, BOOT_STOPPED_STATUS
 from stun_infra.instance.services import CONFIGURE_UNIT
+from test_drain import wait_until
 
 pytestmark = pytest.mark.boot
+
+WAIT = 300.0  # bound on each wait below: a configure run, a minute's pause (RestartSec=), another run
 
 # Small enough that a download which never completes gives up within the test's patience;
 # the production value (downloads.DOWNLOAD_SECONDS) is checked in tests/instance.
@@ -67,6 +73,26 @@ class Case:
         assert len(lines) == 1, f"expected one BOOT STOPPED line:\n{self.run.output[-3000:]}"
         return lines[0]
 
+    def boot_failed_sums(self) -> list[float]:
+        """What CloudWatch (moto) holds of this instance's BootFailed metric: [this instance's
+        sum, the fleet series' sum]."""
+        from stun_infra.instance import metrics
+
+        return self.box.ns_python(f"""
+import datetime, json, boto3
+cw = boto3.client("cloudwatch", region_name={self.box.instance.region!r},
+                  endpoint_url="http://127.0.0.1:{sb.MOTO_PLAIN_PORT}", aws_access_key_id="reader",
+                  aws_secret_access_key="reader")
+now = datetime.datetime.now(datetime.timezone.utc)
+def total(dimensions):
+    return sum(p["Sum"] for p in cw.get_metric_statistics(
+        Namespace={metrics.namespace(self.settings.stack)!r}, MetricName={metrics.BOOT_FAILED!r},
+        Dimensions=dimensions, StartTime=now - datetime.timedelta(hours=1), EndTime=now + datetime.timedelta(hours=1),
+        Period=60, Statistics=["Sum"])["Datapoints"])
+print(json.dumps([total([{{"Name": {metrics.INSTANCE_DIMENSION!r}, "Value": {self.box.instance.instance_id!r}}}]),
+                  total([])]))
+""")
+
     def cloudwatch_lines(self) -> list[str]:
         return self.box.ns_python(f"""
 import json, boto3
@@ -109,6 +135,24 @@ def assert_boot_stopped(case: Case, package: str, reason: str) -> None:
     # starts it.
     assert case.coturn == {"enabled": "disabled", "started": "0"}, case.coturn
     assert "stun-infra" not in (case.box.root / "etc/turnserver.conf").read_text()  # Debian's stock file
+    assert_boot_failed_published(case)
+
+
+def assert_boot_failed_published(case: Case) -> None:
+    """configure's hand-over started the give-up reporter (not configure's unit, which would
+    only stop the same way again): systemd ran it, and BootFailed for this instance reached
+    CloudWatch, signed with the role's credentials."""
+    box = case.box
+    said = f"stun-boot-failed: {metrics.BOOT_FAILED} published for {box.instance.instance_id}"
+    wait_until("the give-up reporter ran", lambda: said in box.journal(BOOT_FAILED_UNIT), timeout=WAIT)
+    assert box.unit_property(BOOT_FAILED_UNIT, "Result") == "success"
+    assert box.unit_property(CONFIGURE_UNIT, "ExecMainStartTimestampMonotonic") == "0"  # not run again
+    puts = [r for r in box.requests("ssm") if r.get("action") == "PutMetricData"
+            and r["namespace"] == metrics.namespace(case.settings.stack)]
+    role_key = box.instance.imds_document(box.arch)["access_key_id"]
+    assert puts and puts[-1]["status"] == 200 and puts[-1]["access_key_id"] == role_key, puts
+    instance_sum, _fleet = case.boot_failed_sums()
+    assert instance_sum == 1.0
 
 
 def assert_package_refused(case: Case, reason: str) -> None:
@@ -244,3 +288,43 @@ def test_a_download_that_fails_for_a_while_is_retried_and_the_boot_completes(cas
     for pkg in ("amazon-cloudwatch-agent", "amazon-ssm-agent"):
         assert f"stun-infra: {pkg}: signature verified (key {case.box.signer.fingerprint}), {case.box.arch} package" \
             in r.output
+
+
+def test_a_configure_that_fails_for_a_while_is_run_again_by_systemd_until_it_succeeds(case):
+    """The TURN secret is not in Parameter Store yet: the user data's configure fails and hands
+    over to configure's unit, whose first run fails too; once the unit waits to run again
+    (RestartSec=) the secret is put, and systemd's next run configures and coturn serves."""
+    from stun_infra.instance.boot_inputs import ParameterNames
+    from test_boot_script import _put_parameters
+
+    case.reset()
+    box, region = case.box, case.box.instance.region
+    name = ParameterNames.under(case.settings.ssm_path, case.settings.turn).turn_secret
+    _put_parameters(box, region, {}, delete=(name,))
+    seeded = threading.Event()
+
+    def seed_once_configure_failed_under_its_unit() -> None:
+        def waiting() -> bool:
+            try:
+                return box.unit_property(CONFIGURE_UNIT, "SubState") == "auto-restart"
+            except (RuntimeError, subprocess.SubprocessError):  # the machine not up yet
+                return False
+        try:
+            wait_until("configure's unit fails and waits to run again", waiting, timeout=WAIT)
+        finally:
+            _put_parameters(box, region, {name: box.parameters[name]})
+            seeded.set()
+
+    seeder = threading.Thread(target=seed_once_configure_failed_under_its_unit, daemon=True)
+    seeder.start()
+    r = case.boot()
+    assert seeded.wait(WAIT)
+    wait_until("configure's unit succeeds", lambda: box.unit_property(CONFIGURE_UNIT, "Result") == "success"
+               and box.unit_property(CONFIGURE_UNIT, "ActiveState") == "active", timeout=WAIT)
+    assert (r.status, r.returncode) == ("error", 1), r.output[-3000:]  # the user data's run
+    assert f"stun-infra: configure failed (exit 1): {CONFIGURE_UNIT} runs it again" in r.output, r.output[-3000:]
+    assert int(box.unit_property(CONFIGURE_UNIT, "NRestarts")) >= 1
+    assert box.systemctl("is-enabled", CONFIGURE_UNIT).stdout.strip() == "enabled"  # and at every start
+    assert box.unit_property("coturn.service", "ActiveState") == "active"
+    assert box.stun_binding(box.instance.private_ip, case.settings.stun_port)[1][0] == sb.CLIENT_IP
+    assert box.unit_property(BOOT_FAILED_UNIT, "ExecMainStartTimestampMonotonic") == "0"

@@ -240,7 +240,7 @@ def test_every_unit_of_the_package_loads_and_none_failed(booted):
 
 def _properties(box: sb.Sandbox, unit: str, *names: str) -> dict[str, str]:
     """What systemd says of `unit`'s settings (`systemctl show -p ...`)."""
-    shown = box.systemctl("show", *(a for n in names for a in ("-p", n)), unit).stdout
+    shown = box.systemctl("show", "--all", *(a for n in names for a in ("-p", n)), unit).stdout
     return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
 
 
@@ -250,7 +250,7 @@ def _every(box: sb.Sandbox, timer: str, count: int = 3) -> list:
     from tests.support.systemd import calendar_elapses
 
     shown = _properties(box, timer, "TimersCalendar", "TimersMonotonic")
-    assert shown["TimersMonotonic"] == "", shown  # a monotonic timer counts from the last run and drifts
+    assert shown.get("TimersMonotonic", "") == "", shown  # a monotonic timer counts from the last run and drifts
     (spec,) = re.findall(r"OnCalendar=(.*?) ;", shown["TimersCalendar"])
     return calendar_elapses(spec, count)
 
@@ -282,14 +282,6 @@ def test_a_boot_that_succeeded_reports_no_failure(booted):
 
     assert booted.first.status == "done", _tail(booted.first)
     assert booted.sandbox.unit_property(package.BOOT_FAILED_UNIT, "ExecMainStartTimestampMonotonic") == "0"
-
-
-def test_the_reporter_runs_at_the_same_second_of_every_minute(booted):
-    """A calendar timer: 60 s apart whatever a run takes, within a second."""
-    stamps = _every(booted.sandbox, "stun-metrics.timer", 4)
-    assert {s.second for s in stamps} == {30}, stamps
-    assert {(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])} == {60.0}, stamps
-    assert booted.sandbox.unit_property("stun-metrics.timer", "AccuracyUSec") == "1s"
 
 
 def test_the_coturn_log_size_is_checked_every_minute_by_its_own_timer(booted):

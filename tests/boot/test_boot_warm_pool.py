@@ -16,13 +16,12 @@ configures it again (a second, separate instance).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import boot_sandbox as sb
 from stun_infra.instance.services import CONFIGURE_UNIT
 from test_boot_restart import relayed
+from test_drain import wait_until
 
 pytestmark = pytest.mark.boot
 
@@ -103,14 +102,6 @@ def test_the_start_out_of_the_pool_configures_serves_and_completes_the_action(wa
 WAIT = 120.0  # bound on each wait below: the programs poll IMDS every 5 s, configure takes ~15 s
 
 
-def wait_until(what: str, check, timeout: float = WAIT):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.5)
-    return found
-
-
 def hook_calls(box: sb.Sandbox, hook: str) -> list[dict]:
     return [c for c in completions(box) if c["lifecycle"]["LifecycleHookName"] == hook]
 
@@ -132,8 +123,9 @@ def put_in_service(box: sb.Sandbox, settings) -> dict:  # noqa: ANN001
 
     launches, started = len(hook_calls(box, launch.hook_name(settings))), configure_runs(box)
     box.set_lifecycle_state("InService")
-    wait_until("configure runs again and succeeds", lambda: configured_since(box, started))
-    wait_until("the launching action is completed", lambda: len(hook_calls(box, launch.hook_name(settings))) > launches)
+    wait_until("configure runs again and succeeds", lambda: configured_since(box, started), timeout=WAIT)
+    wait_until("the launching action is completed", lambda: len(hook_calls(box, launch.hook_name(settings))) > launches,
+               timeout=WAIT)
     return {"await": [box.unit_property(launch.AWAIT_UNIT, p) for p in ("ActiveState", "Result")],
             "await_log": box.journal(launch.AWAIT_UNIT),
             "mapped": box.stun_binding(box.instance.private_ip, settings.stun_port)[1][0],
@@ -160,8 +152,10 @@ def running_pool(rootfs_cache, tmp_path_factory):
                    "active": active_services(box), "configure_started": configure_runs(box)}
         first = put_in_service(box, settings)
         box.set_lifecycle_state("Warmed:Running")  # a scale-in returns it to the pool
-        wait_until("the drain completes the termination hook", lambda: hook_calls(box, drain.hook_name(settings)))
-        wait_until("the await unit waits again", lambda: box.unit_property(launch.AWAIT_UNIT, "ActiveState") == "active")
+        wait_until("the drain completes the termination hook", lambda: hook_calls(box, drain.hook_name(settings)),
+                   timeout=WAIT)
+        wait_until("the await unit waits again",
+                   lambda: box.unit_property(launch.AWAIT_UNIT, "ActiveState") == "active", timeout=WAIT)
         returned = {"drain_log": box.journal(drain.WATCH_UNIT), "active": active_services(box)}
         second = put_in_service(box, settings)
         yield {"settings": settings, "box": box, "in_pool": in_pool, "first": first, "returned": returned,

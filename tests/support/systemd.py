@@ -50,5 +50,5 @@ def timespan_seconds(span: str) -> float:
     done = subprocess.run(["systemd-analyze", "timespan", span], capture_output=True, text=True, timeout=30,
                           env={**os.environ, "LC_ALL": "C"})
     assert done.returncode == 0, done.stderr
-    micro = next(line for line in done.stdout.splitlines() if line.strip().startswith("μs:"))
+    micro = next(line for line in done.stdout.splitlines() if line.strip().startswith(("μs:", "us:")))
     return int(micro.split(":", 1)[1]) / 1e6

@@ -110,6 +110,7 @@ def test_units_order_the_table_before_coturn_and_run_the_reporter_every_minute()
     assert f"ExecStart=/usr/sbin/nft -f {binding_counters.RULESET_PATH}" in units["stun-counters.service"]
     assert f"ExecStart=/usr/bin/python3 {binding_counters.REPORTER_PATH}" in units["stun-metrics.service"]
     assert "WantedBy=timers.target" in units["stun-metrics.timer"]
+    assert "AccuracySec=1s" in units["stun-metrics.timer"]
 
 
 def test_ruleset_counts_on_the_configured_stun_port():
