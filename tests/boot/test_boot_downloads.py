@@ -25,7 +25,6 @@ from stun_infra.instance import downloads
 from stun_infra.instance import metrics
 from stun_infra.instance.package import BOOT_FAILED_UNIT, BOOT_STOPPED_STATUS
 from stun_infra.instance.services import CONFIGURE_UNIT
-from test_drain import wait_until
 
 pytestmark = pytest.mark.boot
 
@@ -144,7 +143,7 @@ def assert_boot_failed_published(case: Case) -> None:
     CloudWatch, signed with the role's credentials."""
     box = case.box
     said = f"stun-boot-failed: {metrics.BOOT_FAILED} published for {box.instance.instance_id}"
-    wait_until("the give-up reporter ran", lambda: said in box.journal(BOOT_FAILED_UNIT), timeout=WAIT)
+    sb.wait_until("the give-up reporter ran", lambda: said in box.journal(BOOT_FAILED_UNIT), timeout=WAIT)
     assert box.unit_property(BOOT_FAILED_UNIT, "Result") == "success"
     assert box.unit_property(CONFIGURE_UNIT, "ExecMainStartTimestampMonotonic") == "0"  # not run again
     puts = [r for r in box.requests("ssm") if r.get("action") == "PutMetricData"
@@ -310,7 +309,7 @@ def test_a_configure_that_fails_for_a_while_is_run_again_by_systemd_until_it_suc
             except (RuntimeError, subprocess.SubprocessError):  # the machine not up yet
                 return False
         try:
-            wait_until("configure's unit fails and waits to run again", waiting, timeout=WAIT)
+            sb.wait_until("configure's unit fails and waits to run again", waiting, timeout=WAIT)
         finally:
             _put_parameters(box, region, {name: box.parameters[name]})
             seeded.set()
@@ -319,7 +318,7 @@ def test_a_configure_that_fails_for_a_while_is_run_again_by_systemd_until_it_suc
     seeder.start()
     r = case.boot()
     assert seeded.wait(WAIT)
-    wait_until("configure's unit succeeds", lambda: box.unit_property(CONFIGURE_UNIT, "Result") == "success"
+    sb.wait_until("configure's unit succeeds", lambda: box.unit_property(CONFIGURE_UNIT, "Result") == "success"
                and box.unit_property(CONFIGURE_UNIT, "ActiveState") == "active", timeout=WAIT)
     assert (r.status, r.returncode) == ("error", 1), r.output[-3000:]  # the user data's run
     assert f"stun-infra: configure failed (exit 1): {CONFIGURE_UNIT} runs it again" in r.output, r.output[-3000:]

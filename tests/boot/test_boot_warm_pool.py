@@ -21,7 +21,6 @@ import pytest
 import boot_sandbox as sb
 from stun_infra.instance.services import CONFIGURE_UNIT
 from test_boot_restart import relayed
-from test_drain import wait_until
 
 pytestmark = pytest.mark.boot
 
@@ -123,8 +122,8 @@ def put_in_service(box: sb.Sandbox, settings) -> dict:  # noqa: ANN001
 
     launches, started = len(hook_calls(box, launch.hook_name(settings))), configure_runs(box)
     box.set_lifecycle_state("InService")
-    wait_until("configure runs again and succeeds", lambda: configured_since(box, started), timeout=WAIT)
-    wait_until("the launching action is completed", lambda: len(hook_calls(box, launch.hook_name(settings))) > launches,
+    sb.wait_until("configure runs again and succeeds", lambda: configured_since(box, started), timeout=WAIT)
+    sb.wait_until("the launching action is completed", lambda: len(hook_calls(box, launch.hook_name(settings))) > launches,
                timeout=WAIT)
     return {"await": [box.unit_property(launch.AWAIT_UNIT, p) for p in ("ActiveState", "Result")],
             "await_log": box.journal(launch.AWAIT_UNIT),
@@ -152,9 +151,9 @@ def running_pool(rootfs_cache, tmp_path_factory):
                    "active": active_services(box), "configure_started": configure_runs(box)}
         first = put_in_service(box, settings)
         box.set_lifecycle_state("Warmed:Running")  # a scale-in returns it to the pool
-        wait_until("the drain completes the termination hook", lambda: hook_calls(box, drain.hook_name(settings)),
+        sb.wait_until("the drain completes the termination hook", lambda: hook_calls(box, drain.hook_name(settings)),
                    timeout=WAIT)
-        wait_until("the await unit waits again",
+        sb.wait_until("the await unit waits again",
                    lambda: box.unit_property(launch.AWAIT_UNIT, "ActiveState") == "active", timeout=WAIT)
         returned = {"drain_log": box.journal(drain.WATCH_UNIT), "active": active_services(box)}
         second = put_in_service(box, settings)
