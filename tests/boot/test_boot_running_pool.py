@@ -74,7 +74,8 @@ def running_pool(rootfs_cache, tmp_path_factory):
                    timeout=WAIT)
         sb.wait_until("the await unit waits again",
                    lambda: box.unit_property(launch.AWAIT_UNIT, "ActiveState") == "active", timeout=WAIT)
-        returned = {"drain_log": box.journal(drain.WATCH_UNIT), "active": active_services(box)}
+        returned = {"drain_log": box.journal(drain.WATCH_UNIT), "active": active_services(box),
+                    "watcher": [box.unit_property(drain.WATCH_UNIT, p) for p in ("ExecMainStatus", "Result")]}
         second = put_in_service(box, settings)
         yield {"settings": settings, "box": box, "in_pool": in_pool, "first": first, "returned": returned,
                "second": second}
@@ -109,6 +110,8 @@ def test_a_scale_in_with_reuse_drains_and_completes_the_termination_hook(running
     log = running_pool["returned"]["drain_log"]
     assert "(Warmed:Running): to the warm pool" in log and "drained: no live session" in log, log
     assert launch.AWAIT_UNIT in running_pool["returned"]["active"]
+    # the watcher exited with its own status, a success to its unit, which started the await unit
+    assert running_pool["returned"]["watcher"] == [str(drain.IN_RUNNING_POOL_STATUS), "success"]
 
 
 def test_the_next_trip_in_service_configures_again(running_pool):

@@ -141,6 +141,22 @@ def check_completion(box: sb.Sandbox, settings) -> None:
     assert call["access_key_id"] == role_key and call["session_token"], call  # the role's credentials
 
 
+def test_the_watcher_keeps_its_record_in_a_runtime_directory_of_its_own(instance):
+    """As systemd loaded its unit: no new privileges, /run/stun-drain made for it and kept across
+    its restarts (the record of the ruleset it loaded)."""
+    box = instance[0]
+    shown = {p: box.unit_property(drain.WATCH_UNIT, p) for p in ("NoNewPrivileges", "RuntimeDirectory",
+                                                                  "RuntimeDirectoryPreserve")}
+    assert shown == {"NoNewPrivileges": "yes", "RuntimeDirectory": drain.RUNTIME_DIRECTORY,
+                     "RuntimeDirectoryPreserve": "yes"}, shown
+
+
+def test_without_a_running_pool_the_watchers_unit_starts_nothing_after_it_exits(instance):
+    box = instance[0]
+    shown = {p: box.unit_property(drain.WATCH_UNIT, p) for p in ("ExecStopPost", "SuccessExitStatus")}
+    assert shown == {"ExecStopPost": "", "SuccessExitStatus": ""}, shown
+
+
 def test_a_killed_watcher_is_started_again_by_systemd_and_watches_again(instance):
     """SIGKILL of stun-drain.service's process: systemd starts it again (its Restart=), and the new
     process reads the lifecycle state from IMDS again (the drains below rely on it)."""

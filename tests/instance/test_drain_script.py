@@ -19,7 +19,7 @@ from stun_infra.instance import drain, nlb_targets
 from stun_infra.instance.nlb_targets import TargetGroupPort
 from stun_infra.instance import package
 from stun_infra.instance.boot_inputs import BootInputs, ParameterNames
-from stun_infra.instance.stage import UNIT_DIR, unit_settings
+from stun_infra.instance.stage import UNIT_DIR
 from tests.conftest import MODES, configure_script, instance_files, settings
 
 RECORDER = """#!{python}
@@ -284,34 +284,18 @@ def test_with_reuse_an_instance_returned_to_the_warm_pool_drains_then_completes_
 
 
 def test_an_instance_returned_to_a_running_pool_exits_for_its_unit_to_start_the_wait_there(tools, tmp_path):
-    """The watcher (an unprivileged user) cannot start units: it exits with its own status, and
-    its unit, as root, starts the one that waits in the pool to be configured again."""
+    """The watcher (an unprivileged user) cannot start units: it exits with its own status (its
+    unit, as root, then starts the one that waits in the pool: tests/boot/test_boot_running_pool.py)."""
     running = settings(**{**REUSE, "warmPool": "Running"})
     program = load_program(tmp_path / "stun_drain_running.py", drain.script(running))
     assert watched(program, tmp_path, ["Warmed:Running"]) == drain.IN_RUNNING_POOL_STATUS
     assert completed_hooks(tools) == ["stun-infra-test-drain"]
     assert not [c for c in calls(tools) if c[0] == "systemctl"]
-    service = unit_settings(drain.units(running)[drain.WATCH_UNIT], "Service")
-    assert service["SuccessExitStatus"] == [str(drain.IN_RUNNING_POOL_STATUS)]
-    assert service["ExecStopPost"] == [
-        f"+/bin/sh -c 'test \"$$EXIT_STATUS\" != {drain.IN_RUNNING_POOL_STATUS} "
-        f"|| exec systemctl start --no-block {launch.AWAIT_UNIT}'"]
 
 
-@pytest.mark.parametrize("pool", ["Stopped", "none"])
-def test_a_watcher_with_no_running_pool_to_return_to_starts_nothing_after_it_exits(pool):
-    config = {**REUSE, "warmPool": "Stopped"} if pool == "Stopped" else MODES["autoscale"]
-    service = unit_settings(drain.units(settings(**config))[drain.WATCH_UNIT], "Service")
-    assert "ExecStopPost" not in service and "SuccessExitStatus" not in service
-
-
-def test_the_watcher_runs_as_its_own_user_with_one_capability():
-    service = unit_settings(drain.units(settings(**MODES["autoscale"]))[drain.WATCH_UNIT], "Service")
-    assert {k: service.get(k) for k in ("User", "DynamicUser", "AmbientCapabilities", "CapabilityBoundingSet",
-                                        "NoNewPrivileges", "RuntimeDirectory", "RuntimeDirectoryPreserve")} == {
-        "User": [drain.WATCH_USER], "DynamicUser": ["yes"], "AmbientCapabilities": ["CAP_NET_ADMIN"],
-        "CapabilityBoundingSet": ["CAP_NET_ADMIN"], "NoNewPrivileges": ["yes"],
-        "RuntimeDirectory": [drain.RUNTIME_DIRECTORY], "RuntimeDirectoryPreserve": ["yes"]}
+def test_the_watchers_record_is_in_its_runtime_directory():
+    """The directory and what its unit does after a return to a Running pool, as systemd reads the
+    unit: tests/boot/test_drain.py and test_boot_running_pool.py."""
     assert drain.LOADED_PATH == f"/run/{drain.RUNTIME_DIRECTORY}/ruleset"
 
 
