@@ -109,8 +109,8 @@ def awaits_in_pool(settings: Settings) -> bool:
 
 
 def units(settings: Settings) -> dict[str, str]:
-    values = dict(table=TABLE, track_ruleset=TRACK_RULESET, drain_path=DRAIN_PATH, env_path=ENV_PATH,
-                  user=WATCH_USER, runtime_directory=RUNTIME_DIRECTORY, in_running_pool=IN_RUNNING_POOL_STATUS,
+    values = dict(table=TABLE, track_ruleset=TRACK_RULESET, loaded_path=LOADED_PATH, drain_path=DRAIN_PATH,
+                  env_path=ENV_PATH, user=WATCH_USER, runtime_directory=RUNTIME_DIRECTORY, in_running_pool=IN_RUNNING_POOL_STATUS,
                   await_unit=launch.AWAIT_UNIT if awaits_in_pool(settings) else None)
     names = (TRACK_UNIT, WATCH_UNIT) if settings.autoscale else (TRACK_UNIT,)
     return {unit: render(f"{unit}.j2", **values) for unit in names}

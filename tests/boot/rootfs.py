@@ -107,11 +107,10 @@ def umount_all(path: Path) -> None:
         raise RuntimeError(f"could not unmount {left}")
 
 
-def mount_api_filesystems(root: Path, netns: str | None = None) -> None:
-    """/proc, /sys (seen from `netns`), a private /dev and /run, like a booted system."""
+def mount_api_filesystems(root: Path) -> None:
+    """/proc, /sys, a private /dev and /run, like a booted system (apt's maintainer scripts in the build)."""
     run(["mount", "-t", "proc", "proc", str(root / "proc")])
-    sysfs = ["mount", "-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", str(root / "sys")]
-    run(["nsenter", f"--net=/run/netns/{netns}", *sysfs] if netns else sysfs)
+    run(["mount", "-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", str(root / "sys")])
     dev = root / "dev"
     run(["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid", "sandbox-dev", str(dev)])
     for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),

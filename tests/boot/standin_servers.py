@@ -3,8 +3,9 @@ network namespace (`ip netns exec NS python standin_servers.py KIND CONFIG.json`
 config's keys named below; started and killed by pid by standins.py).
 
 - `imds`: the instance metadata service, IMDSv2 only (a GET without a valid token is
-  401, like an instance launched with http_tokens=required), serving the instance's
-  addresses, id, region and its role's temporary credentials.
+  401, like an instance launched with http_tokens=required), serving `metadata` (the
+  instance's addresses, id, region, its role's temporary credentials: standins.Instance),
+  the `user_data` file's bytes and the `lifecycle` file's state.
 - `ssm`: moto's server (AWS Systems Manager, CloudWatch and the rest of moto) behind TLS
   on the regional endpoints' address, plus a plain-HTTP listener on the namespace's
   loopback for seeding and for reading back what was published. Both listeners share
@@ -25,6 +26,7 @@ once it listens.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import secrets
 import ssl
@@ -73,42 +75,8 @@ def _listing(table: dict[str, str], directory: str) -> str:
 
 
 def imds(args: argparse.Namespace) -> None:
-    doc = args.instance
     tokens: dict[str, float] = {}
-    role = doc["role"]
-    credentials = {
-        "Code": "Success", "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "Type": "AWS-HMAC", "AccessKeyId": doc["access_key_id"], "SecretAccessKey": doc["secret_access_key"],
-        "Token": doc["session_token"],
-        "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600)),
-    }
-    identity = {
-        "accountId": "123456789012", "architecture": doc["architecture"], "availabilityZone": doc["availability_zone"],
-        "imageId": doc["image_id"], "instanceId": doc["instance_id"], "instanceType": doc["instance_type"],
-        "privateIp": doc["private_ip"], "region": doc["region"], "version": "2017-09-30",
-    }
-    mac = doc["mac"]
-    meta: dict[str, str] = {
-        "ami-id": doc["image_id"],
-        "hostname": doc["local_hostname"],
-        "instance-id": doc["instance_id"],
-        "instance-type": doc["instance_type"],
-        "local-hostname": doc["local_hostname"],
-        "local-ipv4": doc["private_ip"],
-        "mac": mac,
-        "placement/availability-zone": doc["availability_zone"],
-        "placement/region": doc["region"],
-        "public-ipv4": doc["public_ip"],
-        "iam/info": json.dumps({"Code": "Success", "InstanceProfileArn":
-                                f"arn:aws:iam::123456789012:instance-profile/{role}",
-                                "InstanceProfileId": "AIPAEXAMPLE"}),
-        f"iam/security-credentials/{role}": json.dumps(credentials),
-        f"network/interfaces/macs/{mac}/local-ipv4s": doc["private_ip"],
-        f"network/interfaces/macs/{mac}/public-ipv4s": doc["public_ip"],
-    }
-    if doc.get("ipv6"):
-        meta["ipv6"] = doc["ipv6"]
-    dynamic = {"instance-identity/document": json.dumps(identity, indent=2)}
+    table = args.metadata  # path under /latest/ -> text
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "EC2ws"
@@ -159,11 +127,11 @@ def imds(args: argparse.Namespace) -> None:
             state = Path(args.lifecycle)
             if path == "/latest/meta-data/autoscaling/target-lifecycle-state" and state.exists():
                 return self._reply(200, state.read_text().strip())
-            for prefix, table in (("/latest/meta-data/", meta), ("/latest/dynamic/", dynamic)):
-                if path.startswith(prefix) and path[len(prefix):] in table:
-                    return self._reply(200, table[path[len(prefix):]])
-                if (path + "/").startswith(prefix) and _listing(table, path[len(prefix):]):
-                    return self._reply(200, _listing(table, path[len(prefix):]))
+            leaf = path.removeprefix("/latest/")
+            if leaf in table:
+                return self._reply(200, table[leaf])
+            if path.startswith("/latest/") and leaf.strip("/") and _listing(table, leaf):
+                return self._reply(200, _listing(table, leaf))
             self._reply(404, "Not Found")
 
     _serve(ThreadingHTTPServer((IMDS_ADDRESS, 80), Handler))
@@ -175,14 +143,13 @@ def imds(args: argparse.Namespace) -> None:
 def ssm(args: argparse.Namespace) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
+    from werkzeug.wrappers import Response
 
     app = DomainDispatcherApplication(create_backend_app)
 
     def logged(environ, start_response):  # noqa: ANN001
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        import io
-        environ["wsgi.input"] = io.BytesIO(body)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)  # for moto to read again
         entry = {"host": environ.get("HTTP_HOST", ""), "target": environ.get("HTTP_X_AMZ_TARGET", ""),
                  "scheme": environ.get("wsgi.url_scheme", ""),
                  "access_key_id": _access_key(environ.get("HTTP_AUTHORIZATION", "")),
@@ -192,18 +159,13 @@ def ssm(args: argparse.Namespace) -> None:
             form = urllib.parse.parse_qs(body.decode(errors="replace"))
             entry["action"] = form.get("Action", [""])[0]
             entry["namespace"] = form.get("Namespace", [""])[0]
-        else:
-            try:
-                doc = json.loads(body or b"{}")
-                entry["name"] = doc.get("Name", "")
-                entry["names"] = doc.get("Names", [])  # GetParameters (the TURN secret sync)
-                entry["with_decryption"] = doc.get("WithDecryption", False)
-            except ValueError:
-                pass
-        status_box: list[str] = []
+        elif body.startswith(b"{"):  # the JSON protocol (Parameter Store)
+            doc = json.loads(body)
+            entry.update(name=doc.get("Name", ""), names=doc.get("Names", []),  # Names: GetParameters (secret sync)
+                         with_decryption=doc.get("WithDecryption", False))
 
         def sr(status, headers, exc_info=None):  # noqa: ANN001
-            status_box.append(status)
+            entry["status"] = int(status.split()[0])
             return start_response(status, headers, exc_info)
 
         canned = _lifecycle_api(environ, body, args)
@@ -211,11 +173,7 @@ def ssm(args: argparse.Namespace) -> None:
             canned = _acm_renewal(body)  # the test's listener only
         if canned is not None:
             entry.update(canned[1])
-            out = [canned[0]]
-            sr("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(canned[0])))])
-        else:
-            out = app(environ, sr)
-        entry["status"] = int(status_box[0].split()[0]) if status_box else 0
+        out = app(environ, sr) if canned is None else Response(canned[0], content_type="text/xml")(environ, sr)
         _log(args.log, **entry)
         return out
 

@@ -163,6 +163,30 @@ class Instance:
                 "access_key_id": "ASIASANDBOXINSTANCE1", "secret_access_key": "sandbox-secret-key",
                 "session_token": "sandbox-session-token"}
 
+    def metadata(self, arch: str) -> dict[str, str]:
+        """What IMDS answers under /latest/: path -> text (the role's credentials valid 6 h)."""
+        doc, mac, stamp = self.imds_document(arch), self.mac, "%Y-%m-%dT%H:%M:%SZ"
+        now = datetime.datetime.now(datetime.timezone.utc)
+        credentials = {"Code": "Success", "LastUpdated": now.strftime(stamp), "Type": "AWS-HMAC",
+                       "AccessKeyId": doc["access_key_id"], "SecretAccessKey": doc["secret_access_key"],
+                       "Token": doc["session_token"], "Expiration": (now + datetime.timedelta(hours=6)).strftime(stamp)}
+        identity = {"accountId": "123456789012", "architecture": doc["architecture"], "imageId": self.image_id,
+                    "availabilityZone": self.availability_zone, "instanceId": self.instance_id,
+                    "instanceType": self.instance_type, "privateIp": self.private_ip, "region": self.region,
+                    "version": "2017-09-30"}
+        meta = {"ami-id": self.image_id, "hostname": doc["local_hostname"], "instance-id": self.instance_id,
+                "instance-type": self.instance_type, "local-hostname": doc["local_hostname"],
+                "local-ipv4": self.private_ip, "mac": mac, "placement/availability-zone": self.availability_zone,
+                "placement/region": self.region, "public-ipv4": self.public_ip,
+                "iam/info": json.dumps({"Code": "Success", "InstanceProfileId": "AIPAEXAMPLE", "InstanceProfileArn":
+                                        f"arn:aws:iam::123456789012:instance-profile/{self.role}"}),
+                f"iam/security-credentials/{self.role}": json.dumps(credentials),
+                f"network/interfaces/macs/{mac}/local-ipv4s": self.private_ip,
+                f"network/interfaces/macs/{mac}/public-ipv4s": self.public_ip,
+                **({"ipv6": self.ipv6} if self.ipv6 else {})}
+        return {**{f"meta-data/{k}": v for k, v in meta.items()},
+                "dynamic/instance-identity/document": json.dumps(identity, indent=2)}
+
 
 def ipv6_target_groups(settings) -> tuple:
     """Autoscale dual stack: stand-ins for the load balancer's IPv6 target groups (the
@@ -258,7 +282,7 @@ class StandIns:
     def start_imds(self) -> None:
         """(Re)start IMDS with the instance's current document (a stop and start: a new public IPv4)."""
         self.stop("imds")
-        self._spawn("imds", "imds", instance=self.instance.imds_document(self.arch),
+        self._spawn("imds", "imds", metadata=self.instance.metadata(self.arch),
                     lifecycle=str(self.lifecycle_state_file), user_data=str(self.user_data_file))
 
     def set_lifecycle_state(self, state: str | None) -> None:

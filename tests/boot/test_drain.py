@@ -291,3 +291,18 @@ def test_a_terminated_instance_leaves_the_ipv6_target_groups_before_it_refuses_n
     assert out < next(i for i, line in enumerate(said) if "new flows refused" in line), said
     wait_until("the lifecycle action is completed", lambda: len(completions(box)) > done_before)
     check_completion(box, settings)
+
+
+def test_a_new_start_tracks_again_and_a_flush_does_not_bring_back_the_last_drains_refusal(instance):
+    """After a drain (the refusing table loaded and recorded), the tracking unit a start of
+    configure restarts (a return to service from a warm pool kept running) replaces the table and
+    its record: after `nft flush ruleset`, stun-nft-guard loads tracking, not the refusal."""
+    box, settings, _ = instance
+    sb.run(as_root(box, drain.DRAIN_PATH, "now", "--deadline", "0"), timeout=WAIT)
+    assert box.exec("cat", drain.LOADED_PATH).stdout.strip() == drain.REFUSE_RULESET
+    box.systemctl("restart", drain.TRACK_UNIT)
+    box.exec("nft", "flush", "ruleset")
+    box.systemctl("start", "stun-nft-guard.service")
+    table = box.exec("nft", "list", "table", "inet", drain.TABLE).stdout
+    assert "reject" not in table and "ct state established,related accept" in table, table
+    box.stun_binding(box.instance.private_ip, settings.stun_port)  # a newcomer is answered
