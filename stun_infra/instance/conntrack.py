@@ -62,6 +62,10 @@ SESSION_TAIL = 2                  # a session's flows outlive it by 120 s: room 
 MEMORY_SHARE = 8                  # the table takes at most 1/8 of the instance's memory
 ENTRY_BYTES = 320 + 8             # a tracked flow (struct nf_conn, its slab object) and its hash bucket
 GRANULE = 1024                    # sizes are whole multiples of this
+# The largest hash the kernel allocates: nf_ct_alloc_hashtable refuses more than INT_MAX bytes of
+# 8-byte buckets (the write then fails with ENOMEM, systemd-sysctl.service fails, and so does the
+# boot that applies it); nf_conntrack_max, an int, is far above this.
+KERNEL_MAX_ENTRIES = (2**31 - 1) // 8 // GRANULE * GRANULE
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ def table_size(instance_type: str) -> TableSize | None:
         return None
     memory_mib, vcpus = known
     needed, default = entries_needed(vcpus), kernel_default(memory_mib)
-    entries = max(default, min(needed, memory_bound(memory_mib)) // GRANULE * GRANULE)
+    entries = max(default, min(needed, memory_bound(memory_mib), KERNEL_MAX_ENTRIES) // GRANULE * GRANULE)
     return TableSize(instance_type, memory_mib, vcpus, needed, entries, default)
 
 

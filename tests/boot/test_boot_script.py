@@ -601,7 +601,7 @@ def _group_gid(root, group: str) -> int:
 
 def _rotation_codes(box, settings, secrets: dict[str, str]) -> dict[str, object]:
     """ALLOCATE (then release) against the booted coturn with a credential minted from each
-    secret: None when granted, else the STUN error code."""
+    secret: None when granted, else the STUN error code ("timeout": no answer)."""
     return box.ns_python(f"""
 import asyncio, json, os
 from stun_infra.client import credentials, turn_client as tc
@@ -611,6 +611,8 @@ async def code(secret, user):
         await tc.allocate(server, *credentials.mint(secret, user=user, ttl_seconds=600))
     except tc.StunError as e:
         return e.code
+    except TimeoutError:  # no answer this time (the caller polls again within its bound)
+        return "timeout"
     return None
 async def main():
     return {{label: await code(secret, "rotation-" + label + "-" + os.urandom(4).hex())

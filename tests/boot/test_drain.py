@@ -306,3 +306,21 @@ def test_a_new_start_tracks_again_and_a_flush_does_not_bring_back_the_last_drain
     table = box.exec("nft", "list", "table", "inet", drain.TABLE).stdout
     assert "reject" not in table and "ct state established,related accept" in table, table
     box.stun_binding(box.instance.private_ip, settings.stun_port)  # a newcomer is answered
+
+
+def test_the_watcher_records_its_refusal_over_a_record_root_made(instance):
+    """`stun-drain cancel` run as root (SSM, by hand) after a new start makes the record afresh,
+    owned by root; the watcher, its own unprivileged user, still records its drain over it."""
+    box, _, _ = instance
+    box.systemctl("restart", drain.TRACK_UNIT)
+    cancel(box)
+    assert box.exec("stat", "-c", "%U", drain.LOADED_PATH).stdout.strip() == "root"
+    log = WatchLog(box)
+    box.set_lifecycle_state("Terminated")
+    try:
+        wait_until("the watcher drained", lambda: "drained: no live session" in log.read_text())
+        assert box.exec("cat", drain.LOADED_PATH).stdout.strip() == drain.REFUSE_RULESET, log.read_text()
+    finally:
+        box.set_lifecycle_state("InService")
+        cancel(box)
+        box.systemctl("restart", drain.WATCH_UNIT)

@@ -53,6 +53,13 @@ def test_a_two_gib_instance_holds_twelve_times_the_kernels_table():
     assert (size.kernel_default // 30, size.new_flows_per_second) == (2_184, 27_272)
 
 
+def test_no_instance_type_gets_a_table_larger_than_the_kernel_allocates():
+    """The largest types (e.g. 48xlarge, u7i) would otherwise ask for more than INT_MAX bytes of
+    buckets, which the kernel refuses, failing systemd-sysctl and the boot."""
+    largest = max(table_size(name).entries for name in conntrack.instance_types())
+    assert largest == conntrack.KERNEL_MAX_ENTRIES and largest * 8 <= 2**31 - 1
+
+
 def test_the_table_is_never_smaller_than_the_kernels_default(monkeypatch):
     monkeypatch.setattr(conntrack, "MEMORY_SHARE", 10_000)
     size = table_size("c6gn.xlarge")
