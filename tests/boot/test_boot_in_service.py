@@ -32,6 +32,7 @@ WAIT = 60.0  # bound on every wait below
 TLS_PORTS = ["443", "5349"]  # coturn on 443 (a privileged port), 5349 redirected to it by nftables
 wait_until = functools.partial(sb.wait_until, timeout=WAIT)
 UPGRADE_TIMEOUT = 600  # apt-daily-upgrade.service: unattended-upgrade unpacking one package
+FAILED_CONFIGURE_WAIT = 300  # configure without the metadata service: its own waits (10 x 3 s) spent, and more
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +211,30 @@ def test_the_reporter_publishes_the_days_left_on_the_certificate_coturn_serves(b
     assert 1.5 < published_certificate_days(box) < 2.5
     box.systemctl("kill", "-s", "SIGUSR2", "--kill-who=main", "coturn.service")
     wait_until("the renewed certificate served", lambda: 89.5 < published_certificate_days(box) < 90.5)
+
+
+def test_a_configure_that_fails_is_run_again_by_systemd_and_serves(booted):
+    """The metadata service stops answering and configure is started: its run fails once its own
+    waits are spent; systemd runs it again after RestartSec (its Restart=), the metadata service
+    answers by then, the run succeeds, coturn serves, and nothing reports a failed boot. Last in
+    this module: configure writes the seeded certificate back."""
+    from stun_infra.instance import package
+    from stun_infra.instance.services import CONFIGURE_UNIT as unit
+
+    box, settings = booted
+    restarts = int(box.unit_property(unit, "NRestarts"))
+    box.standins.stop("imds")
+    try:
+        box.systemctl("restart", "--no-block", unit)
+        wait_until("configure's run failed", lambda: box.unit_property(unit, "SubState") in ("auto-restart", "failed"),
+                   timeout=FAILED_CONFIGURE_WAIT)
+    finally:
+        box.standins.start_imds()
+    assert box.unit_property(unit, "SubState") == "auto-restart", box.journal(unit)[-2000:]
+    wait_until("configure run again", lambda: int(box.unit_property(unit, "NRestarts")) == restarts + 1
+               and box.unit_property(unit, "ActiveState") == "active",
+               timeout=package.CONFIGURE_RESTART_SECONDS + package.CONFIGURE_TIMEOUT_SECONDS)
+    assert box.unit_property(unit, "Result") == "success"
+    assert box.unit_property(package.BOOT_FAILED_UNIT, "ExecMainStartTimestampMonotonic") == "0"
+    local, mapped = box.stun_binding(box.instance.private_ip, settings.stun_port)
+    assert mapped == local
