@@ -312,9 +312,11 @@ def test_the_watcher_records_its_refusal_over_a_record_root_made(instance):
     """`stun-drain cancel` run as root (SSM, by hand) after a new start makes the record afresh,
     owned by root; the watcher, its own unprivileged user, still records its drain over it."""
     box, _, _ = instance
+    box.set_lifecycle_state("InService")  # back in service, a watcher watching again
     box.systemctl("restart", drain.TRACK_UNIT)
     cancel(box)
     assert box.exec("stat", "-c", "%U", drain.LOADED_PATH).stdout.strip() == "root"
+    box.systemctl("restart", drain.WATCH_UNIT)
     log = WatchLog(box)
     box.set_lifecycle_state("Terminated")
     try:
