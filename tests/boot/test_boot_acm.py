@@ -108,12 +108,10 @@ def test_the_renewal_timer_and_the_port_redirect_are_enabled(acm_booted):
 def served_certificate(box: sb.Sandbox) -> str:
     """The certificate coturn presents on 443 to a new TLS client."""
     return box.ns_python(
-        "import json, socket, ssl\n"
-        "ctx = ssl.create_default_context(cafile=None)\n"
-        "ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
-        f"with socket.create_connection(({box.instance.private_ip!r}, 443), timeout=5) as s:\n"
-        "    with ctx.wrap_socket(s, server_hostname='turn.example.com') as t:\n"
-        "        print(json.dumps(ssl.DER_cert_to_PEM_cert(t.getpeercert(binary_form=True))))\n").strip()
+        "import json, ssl\n"
+        "from stun_infra.client import turn_client as tc\n"
+        f"h = tc.tls_handshake(({box.instance.private_ip!r}, 443), timeout=5, server_name='turn.example.com')\n"
+        "print(json.dumps(ssl.DER_cert_to_PEM_cert(h.certificate)))\n").strip()
 
 
 def test_coturn_serves_the_exported_certificate_on_443(acm_booted):

@@ -60,8 +60,7 @@ def running_pool(rootfs_cache, tmp_path_factory):
     settings = stack_settings("prod", {"instanceType": "c7i.large", "ipv6": "false", "warmPool": "Running",
                                        "warmPoolReuseOnScaleIn": "true"})
     assert launch.returns_to_pool(settings) and settings.warm_pool == "Running"
-    instance = sb.Instance(region=settings.region, availability_zone=settings.region + "a",
-                           instance_type=settings.instance_type)
+    instance = sb.Instance.of(settings)
     with sb.seeded_sandbox(rootfs_cache(sb.DEBIAN_ARCH[settings.architecture]), tmp_path_factory.mktemp("running-pool"),
                            settings, instance) as (box, boot, _secret):
         box.set_lifecycle_state("Warmed:Running")
