@@ -74,7 +74,7 @@ def instance_types() -> dict:
                       for name, t in sorted(snapshot.items())}}
 
 
-def zones_bytes(data: dict) -> bytes:
+def gzip_json_bytes(data: dict) -> bytes:
     """Deterministic gzip (no file name, no timestamp) so a re-run changes nothing."""
     return gzip.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), mtime=0)
 
@@ -86,8 +86,8 @@ def regions_text(data: dict) -> str:
 def main() -> int:
     DATA_DIR.mkdir(exist_ok=True)
     REGIONS_FILE.write_text(regions_text(regions()))
-    ZONES_FILE.write_bytes(zones_bytes(zones()))
-    INSTANCE_TYPES_FILE.write_bytes(zones_bytes(instance_types()))
+    ZONES_FILE.write_bytes(gzip_json_bytes(zones()))
+    INSTANCE_TYPES_FILE.write_bytes(gzip_json_bytes(instance_types()))
     print(f"wrote {REGIONS_FILE}, {ZONES_FILE} and {INSTANCE_TYPES_FILE}")
     return 0
 

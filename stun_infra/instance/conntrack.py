@@ -53,7 +53,6 @@ SYSCTL_PATH = "/usr/lib/sysctl.d/60-stun-infra-conntrack.conf"
 APPLYING_UNITS = ("systemd-modules-load.service", "systemd-sysctl.service")
 
 UDP_TIMEOUT_SECONDS = 30          # nf_conntrack_udp_timeout
-UDP_STREAM_TIMEOUT_SECONDS = 120  # nf_conntrack_udp_timeout_stream
 BINDING_CPU_MICROSECONDS = 7      # coturn's CPU per STUN binding, measured (README "Scaling policy")
 BINDING_FLOWS_PER_VCPU = 1_000_000 // BINDING_CPU_MICROSECONDS
 SESSIONS_PER_VCPU = 510           # relayed audio sessions per vCPU at 60% CPU (README "Sizing")

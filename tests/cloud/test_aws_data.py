@@ -30,7 +30,7 @@ def extractor():
 
 def test_the_vendored_zones_and_offerings_equal_motos_snapshot():
     x = extractor()
-    assert ZONES_FILE.read_bytes() == x.zones_bytes(x.zones()), \
+    assert ZONES_FILE.read_bytes() == x.gzip_json_bytes(x.zones()), \
         "stale snapshot: run .venv/bin/python scripts/extract_aws_data.py"
 
 
@@ -38,7 +38,7 @@ def test_the_vendored_instance_types_equal_motos_describe_instance_types_snapsho
     from stun_infra.instance.conntrack import INSTANCE_TYPES_FILE
 
     x = extractor()
-    assert INSTANCE_TYPES_FILE.read_bytes() == x.zones_bytes(x.instance_types()), \
+    assert INSTANCE_TYPES_FILE.read_bytes() == x.gzip_json_bytes(x.instance_types()), \
         "stale instance types: run .venv/bin/python scripts/extract_aws_data.py"
 
 
